@@ -1,0 +1,1 @@
+"""Torch in, bundle out: folding, quantization, fake-quant evaluation, NIR export."""

@@ -1,0 +1,68 @@
+"""``lsg-deploy export --target loihi``: checkpoint in, self-describing bundle out."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.fold import fold, readout_bound
+from export.nir_export import write_nir
+from export.quantize import QuantPolicy, quantize_loihi
+from hardware.bundle import Bundle, staged_directory, write_bundle
+from training.checkpoint import load_checkpoint, package_versions
+
+TARGETS = ("loihi",)
+SOURCE_MODEL = "source_model.pt"
+NIR_NAME = "model.nir"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: Bundle
+    warnings: list[str]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, input_max: int,
+                 policy: QuantPolicy = QuantPolicy()) -> ExportResult:
+    """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``.
+
+    ``out`` is written whole or not at all (staged in a sibling directory).
+    """
+    model, doc = load_checkpoint(checkpoint)
+    float_layers = fold(model)
+    timesteps = model.timesteps
+    calib = torch.as_tensor(calibration_pixels / input_max, dtype=torch.float64)
+    bound = readout_bound(float_layers, calib, timesteps)
+    loihi_layers, quantization, warnings = quantize_loihi(float_layers, input_max, bound, policy)
+    bundle = Bundle(
+        target="loihi",
+        timesteps=timesteps,
+        input_shape=tuple(model.input_shape),
+        input_max=int(input_max),
+        float_layers=float_layers,
+        loihi_layers=loihi_layers,
+        quantization=quantization,
+        source={
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "checkpoint_sha256": _sha256(checkpoint),
+            "copy": SOURCE_MODEL,
+            "data": doc["data"],
+            "train_config": doc["config"],
+            "final_metrics": doc["metrics"][-1] if doc["metrics"] else {},
+            "exporter_versions": package_versions(),
+        },
+    )
+    with staged_directory(out) as stage:
+        write_bundle(bundle, stage)
+        write_nir(float_layers, timesteps, float(input_max), stage / NIR_NAME)
+        shutil.copyfile(checkpoint, stage / SOURCE_MODEL)
+    return ExportResult(bundle=bundle, warnings=warnings)

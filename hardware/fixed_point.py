@@ -1,0 +1,113 @@
+"""Loihi 2 fixed-point facts, in one place (Lava 0.10.0, ``fixed_pt`` process models).
+
+Every width, shift and rounding rule used by the quantizer, the integer reference and the
+torch fake-quant path comes from here. Read off lava-nc's own code
+(``lava/proc/lif/models.py::AbstractPyLifModelFixed``, ``lava/proc/dense/models.py``,
+``lava/utils/weightutils.py``, ``lava/proc/conv/models.py``).
+
+One LIF step of a Loihi neuron with input activation ``a`` (integer), per neuron::
+
+    u <- wrap_current( D(u, du + 1) + (a << 6) )
+    v <- clip( D(v, dv) + u + (bias_mant << bias_exp), -(2^23 - 1), 2^23 - 1 )
+    spike = v > (vth << 6);  v[spike] = 0
+
+with the decay ``D(x, d) = shift_toward_zero(x * (4096 - d), 12)``. With ``du = 4095`` the
+current has no memory (``u = a << 6``), which is how this project maps the seed paper's LIF
+(``u[t+1] = beta u[t] (1 - o[t]) + I[t+1]``): Lava's ``v`` is the paper's membrane ``u``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --- widths and shifts (Loihi 2, as modelled by Lava's bit-accurate CPU models) --------------
+DECAY_SHIFT = 12  #: decays are 12-bit fractions of unity
+DECAY_UNITY = 1 << DECAY_SHIFT  #: 4096
+DECAY_MAX = DECAY_UNITY - 1  #: du, dv are unsigned 12-bit: 0..4095
+ACT_SHIFT = 6  #: synaptic input is MSB-aligned by 6 bits before it enters u
+VTH_SHIFT = 6  #: threshold is MSB-aligned by 6 bits
+STATE_BITS = 24  #: u and v are 24-bit signed
+STATE_LIMIT = (1 << (STATE_BITS - 1)) - 1  #: v saturates at +-(2^23 - 1)
+VTH_MAX = (1 << 17) - 1  #: vth is unsigned 17-bit
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1  #: bias_mant: signed 13-bit
+BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7  #: bias_exp: unsigned 3-bit
+#: Mixed-sign 8-bit weights: clipped to [-256, 255], then the LSB is dropped (even values).
+WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 2
+DU_NO_MEMORY = DECAY_MAX  #: du = 4095 (+1 offset) zeroes the current decay: u = a << 6
+CONV_OUT_BITS = 24  #: Lava's fixed-point Conv wraps its output to signed 24 bits
+
+
+def shift_toward_zero(x: np.ndarray, shift: int) -> np.ndarray:
+    """Sign-magnitude right shift, Loihi's decay rounding: ``sign(x) * (|x| >> shift)``.
+
+    It rounds toward zero, unlike numpy's arithmetic ``>>`` (toward minus infinity).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    return np.sign(x) * np.right_shift(np.abs(x), shift)
+
+
+def decay(x: np.ndarray, d: int) -> np.ndarray:
+    """``D(x, d)``: multiply by ``(4096 - d) / 4096`` and round toward zero."""
+    return shift_toward_zero(np.asarray(x, dtype=np.int64) * (DECAY_UNITY - int(d)), DECAY_SHIFT)
+
+
+def wrap_current(u: np.ndarray) -> np.ndarray:
+    """Lava's single-step wrap of the 24-bit current ``u`` (not a full modulo).
+
+    Values above ``2^23`` lose ``2^24``; values at or below ``-2^23`` gain ``2^24``.
+    ``+2^23`` itself is kept, exactly as ``AbstractPyLifModelFixed.subthr_dynamics`` does.
+    """
+    lim = 1 << (STATE_BITS - 1)
+    u = np.asarray(u, dtype=np.int64)
+    return np.where(u > lim, u - 2 * lim, np.where(u <= -lim, u + 2 * lim, u))
+
+
+def wrap_signed(x: np.ndarray, bits: int) -> np.ndarray:
+    """Two's-complement wrap to ``bits`` (Lava's ``conv.utils.signed_clamp``)."""
+    base = 1 << bits
+    return (np.asarray(x, dtype=np.int64) + base // 2) % base - base // 2
+
+
+def clip_voltage(v: np.ndarray) -> np.ndarray:
+    """Saturate the membrane to ``[-(2^23 - 1), 2^23 - 1]``."""
+    return np.clip(np.asarray(v, dtype=np.int64), -STATE_LIMIT, STATE_LIMIT)
+
+
+def effective_bias(bias_mant: np.ndarray, bias_exp: int) -> np.ndarray:
+    """Bias as added to ``v`` every step: ``bias_mant << bias_exp`` (bias_exp >= 0 here)."""
+    if not BIAS_EXP_MIN <= int(bias_exp) <= BIAS_EXP_MAX:
+        raise ValueError(f"bias_exp {bias_exp} outside [{BIAS_EXP_MIN}, {BIAS_EXP_MAX}]")
+    return np.left_shift(np.asarray(bias_mant, dtype=np.int64), int(bias_exp))
+
+
+def beta_to_dv(beta: float) -> int:
+    """Float decay ``beta`` -> Loihi voltage decay code ``dv = round((1 - beta) * 4096)``.
+
+    Clipped to the 12-bit range: ``beta`` below ``1/4096`` maps to ``dv = 4095``.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    return int(min(max(round((1.0 - beta) * DECAY_UNITY), 0), DECAY_MAX))
+
+
+def dv_to_beta(dv: int) -> float:
+    """Inverse of :func:`beta_to_dv`: the decay the hardware actually applies."""
+    if not 0 <= dv <= DECAY_MAX:
+        raise ValueError(f"dv must lie in [0, {DECAY_MAX}], got {dv}")
+    return (DECAY_UNITY - dv) / DECAY_UNITY
+
+
+def threshold_level(vth: int) -> int:
+    """Smallest integer membrane that spikes: ``v > vth << 6``  <=>  ``v >= (vth << 6) + 1``."""
+    return (int(vth) << VTH_SHIFT) + 1
+
+
+def scale_for_threshold(vth: int, v_th_float: float) -> float:
+    """Membrane scale that maps the float threshold exactly onto the integer spike level.
+
+    The float model spikes on ``u >= v_th``, Loihi on ``v > vth << 6``. Choosing the layer
+    scale ``S`` with ``64 * S * v_th = (vth << 6) + 1`` puts the integer threshold one below
+    the float one, so a membrane exactly at the float threshold spikes on both.
+    Weights are then ``round(W * S)`` (in ``a`` units) and membranes ``64 * S * u``.
+    """
+    return threshold_level(vth) / ((1 << ACT_SHIFT) * v_th_float)

@@ -1,0 +1,1 @@
+"""PyTorch training of LSG spiking networks (the seed paper's neuron, tdBN, readout)."""
