@@ -32,11 +32,12 @@ def _sha256(path: Path) -> str:
 
 
 def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, input_max: int,
-                 policy: QuantPolicy = QuantPolicy()) -> ExportResult:
+                 policy: QuantPolicy | None = None) -> ExportResult:
     """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``.
 
     ``out`` is written whole or not at all (staged in a sibling directory).
     """
+    policy = policy or QuantPolicy()
     model, doc = load_checkpoint(checkpoint)
     float_layers = fold(model)
     timesteps = model.timesteps

@@ -8,7 +8,9 @@ Per hidden layer ``n`` with float threshold ``v_th``:
    ``S = ((vth << 6) + 1) / (64 v_th)`` (``fixed_point.scale_for_threshold``), so that a float
    membrane exactly at ``v_th`` is exactly the smallest integer membrane that spikes;
 3. weights ``2 * round(W S / (2 input_scale))`` (mixed-sign 8-bit, even), ``weight_exp = 0``;
-4. bias ``64 S b`` as ``bias_mant << bias_exp`` with the smallest exponent that fits 13 bits;
+4. bias ``64 S b`` as ``bias_mant << bias_exp`` with the smallest exponent that fits 13 bits, or
+   with the policy's fixed ``bias_exp`` (6 makes the bundle exactly representable in lava-dl's
+   netx HDF5, which fixes ``bias_exp = 6``: see ``export.netx``);
 5. decay ``dv = round((1 - beta) 4096)``, ``du = 4095`` (the current has no memory).
 
 The readout never spikes: ``dv = 0`` (it sums), ``vth`` maximal, and its scale is also bounded
@@ -41,6 +43,7 @@ class QuantPolicy:
     on_overflow: str = "error"  #: error | clip
     weight_percentile: float = 100.0  #: range of |W| mapped onto the full weight range
     readout_headroom: float = 0.5  #: fraction of the readout's range the calibration may use
+    bias_exp: int | None = None  #: fixed bias exponent (6: netx-exact); None: smallest that fits
 
     def __post_init__(self) -> None:
         if self.on_overflow not in ON_OVERFLOW:
@@ -49,6 +52,8 @@ class QuantPolicy:
             raise ValueError(f"weight percentile must lie in (0, 100], got {self.weight_percentile}")
         if not 0 < self.readout_headroom <= 1:
             raise ValueError(f"readout headroom must lie in (0, 1], got {self.readout_headroom}")
+        if self.bias_exp is not None and not fp.BIAS_EXP_MIN <= self.bias_exp <= fp.BIAS_EXP_MAX:
+            raise ValueError(f"bias_exp must lie in [{fp.BIAS_EXP_MIN}, {fp.BIAS_EXP_MAX}], got {self.bias_exp}")
 
 
 def _fit(values: np.ndarray, lo: int, hi: int, what: str, layer: str, policy: QuantPolicy,
@@ -71,6 +76,12 @@ def _fit(values: np.ndarray, lo: int, hi: int, what: str, layer: str, policy: Qu
 def _bias_to_mant_exp(bias_v: np.ndarray, layer: str, policy: QuantPolicy,
                       warnings: list[str]) -> tuple[np.ndarray, int, int]:
     """Membrane-unit bias -> (bias_mant, bias_exp, clipped count), smallest exponent that fits."""
+    if policy.bias_exp is not None:
+        exp = policy.bias_exp
+        mant = np.rint(bias_v / (1 << exp)).astype(np.int64)
+        mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, f"bias_mant (at bias_exp={exp})", layer, policy,
+                       warnings)
+        return mant, exp, n
     for exp in range(fp.BIAS_EXP_MIN, fp.BIAS_EXP_MAX + 1):
         mant = np.rint(bias_v / (1 << exp)).astype(np.int64)
         if mant.size == 0 or (mant.min() >= fp.BIAS_MANT_MIN and mant.max() <= fp.BIAS_MANT_MAX):
@@ -123,8 +134,9 @@ def quantize_layer(layer: FloatLayer, input_scale: float, readout_limit: float |
 
 
 def quantize_loihi(layers: tuple[FloatLayer, ...], input_max: int, readout_bound: float,
-                   policy: QuantPolicy = QuantPolicy()) -> tuple[tuple[LoihiLayer, ...], dict[str, Any], list[str]]:
+                   policy: QuantPolicy | None = None) -> tuple[tuple[LoihiLayer, ...], dict[str, Any], list[str]]:
     """Quantize a folded network. ``readout_bound``: the calibration's largest ``|sum_t I_t|``."""
+    policy = policy or QuantPolicy()
     readout_limit = None
     if readout_bound > 0:
         readout_limit = policy.readout_headroom * (fp.VTH_MAX << fp.VTH_SHIFT) / ((1 << fp.ACT_SHIFT) * readout_bound)
@@ -137,7 +149,7 @@ def quantize_loihi(layers: tuple[FloatLayer, ...], input_max: int, readout_bound
     summary = {
         "profile": "loihi2-lava-0.10-fixed_pt",
         "policy": {"on_overflow": policy.on_overflow, "weight_percentile": policy.weight_percentile,
-                   "readout_headroom": policy.readout_headroom},
+                   "readout_headroom": policy.readout_headroom, "bias_exp": policy.bias_exp},
         "readout_calibration_bound": readout_bound,
         "layers": ranges,
     }

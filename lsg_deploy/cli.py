@@ -7,15 +7,15 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from lsg_deploy.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+    def error(self, message: str) -> None:  # one line and exit 2, like every other bad input
+        print(f"lsg-deploy: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 

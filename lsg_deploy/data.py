@@ -25,7 +25,7 @@ class EncodedSplit:
         """Direct-encoding input of the float model, in [0, 1]."""
         return (self.pixels / self.input_max).astype(np.float32)
 
-    def head(self, n: int | None) -> "EncodedSplit":
+    def head(self, n: int | None) -> EncodedSplit:
         return self if n is None else EncodedSplit(self.pixels[:n], self.labels[:n], self.input_max)
 
 

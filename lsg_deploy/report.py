@@ -95,15 +95,15 @@ def format_report(report: dict[str, Any]) -> str:
         )
     header = f"  {'layer':<10} {'neurons':>7} {'rate float':>10} {'rate fixed':>10} {'agreement':>10}  saturation"
     lines += ["layers:", header]
-    for row in report["layers"]:
-        def pct(key: str) -> str:
-            return f"{row[key] * 100:9.2f}%" if key in row else f"{'-':>10}"
+    def pct(row: dict[str, Any], key: str) -> str:
+        return f"{row[key] * 100:9.2f}%" if key in row else f"{'-':>10}"
 
+    for row in report["layers"]:
         sat = row.get("saturation")
         sat_text = "-" if sat is None else ", ".join(f"{k} {v}" for k, v in sat.items() if v) or "none"
         lines.append(
-            f"  {row['name']:<10} {row['neurons']:>7} {pct('firing_rate_float')} {pct('firing_rate_fixed')} "
-            f"{pct('spike_agreement')}  {sat_text}"
+            f"  {row['name']:<10} {row['neurons']:>7} {pct(row, 'firing_rate_float')} "
+            f"{pct(row, 'firing_rate_fixed')} {pct(row, 'spike_agreement')}  {sat_text}"
         )
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}
     if clipped:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def load_checkpoint(path: Path) -> tuple[SpikingConvNet, dict[str, Any]]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        doc = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before failing
+            warnings.simplefilter("ignore")
+            doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; all mean the same here
         first_line = (str(exc).strip().splitlines() or [""])[0]
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {first_line})") from None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from training.neuron import MODES
 
@@ -57,7 +58,7 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -68,7 +69,7 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_toml(cls, path: Path) -> "TrainConfig":
+    def from_toml(cls, path: Path) -> TrainConfig:
         """Read ``[train]`` (or the top level) of a TOML file."""
         try:
             doc = tomllib.loads(Path(path).read_text())
@@ -78,5 +79,5 @@ class TrainConfig:
             raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
         return cls.from_dict(doc.get("train", doc))
 
-    def replace(self, **overrides: Any) -> "TrainConfig":
+    def replace(self, **overrides: Any) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

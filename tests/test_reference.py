@@ -1,0 +1,100 @@
+"""Integer reference: exact conv, the threshold tie, saturation counts, and the torch fake-quant
+path as an independent second implementation (compared with ==)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from export.fake_quant import run_fake_quant
+from hardware import fixed_point as fp
+from hardware import reference
+from hardware.bundle import Geometry, LoihiLayer
+from tests.netgen import random_network, random_pixels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_conv2d_int_equals_torch_conv(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 17, size=(3, 2, 7, 9))
+    w = rng.integers(-256, 255, size=(4, 2, 3, 2))
+    stride, padding = (int(rng.integers(1, 3)), int(rng.integers(1, 3))), (int(rng.integers(0, 2)), 1)
+    ours = reference.conv2d_int(x, w, stride, padding)
+    f64 = torch.float64
+    theirs = torch.nn.functional.conv2d(torch.as_tensor(x, dtype=f64), torch.as_tensor(w, dtype=f64),
+                                        stride=stride, padding=padding)
+    assert np.array_equal(ours, theirs.numpy().astype(np.int64))
+
+
+def _dense(weight, bias_mant=0, bias_exp=0, dv=0, vth=10, readout=False) -> LoihiLayer:
+    weight = np.asarray(weight, dtype=np.int64)
+    return LoihiLayer(
+        name="readout" if readout else "h", geometry=Geometry("dense", (weight.shape[1],), (weight.shape[0],)),
+        weight=weight, weight_exp=0, bias_mant=np.full(weight.shape[0], bias_mant, np.int64), bias_exp=bias_exp,
+        du=fp.DU_NO_MEMORY, dv=dv, vth=vth, scale=1.0, input_scale=1.0, readout=readout,
+    )
+
+
+def test_tie_at_threshold_does_not_spike_one_above_does():
+    """v == vth << 6 exactly: no spike (Loihi's strict >); one more unit of bias: spike."""
+    vth = 10
+    net_tie = (_dense([[10]], vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))  # v = 10 << 6 = vth << 6
+    net_above = (_dense([[10]], bias_mant=1, vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))
+    pixels = np.ones((1, 1, 1, 1), np.int64)
+    for net, expect in ((net_tie, False), (net_above, True)):
+        run = reference.run(net, pixels, 1)
+        fq_spikes, _ = run_fake_quant(net, torch.as_tensor(pixels), 1)
+        assert bool(run.spikes["h"][0, 0, 0]) is expect
+        assert bool(fq_spikes["h"][0, 0, 0]) is expect
+
+
+def test_reset_and_decay_follow_lavas_arithmetic():
+    """Hand-computed trace: v = D(v, dv) + (a << 6) + bias, spike on v > vth << 6, reset to 0."""
+    layer = _dense([[2]], bias_mant=5, bias_exp=1, dv=1024, vth=3)  # vth << 6 = 192, a << 6 = 128
+    readout = _dense([[2]], readout=True, vth=fp.VTH_MAX)
+    run = reference.run((layer, readout), np.ones((1, 1, 1, 1), np.int64), 4)
+    v, spikes = 0, []
+    for _ in range(4):
+        v = int(np.sign(v * 3072) * (abs(v * 3072) >> 12)) + 128 + 10
+        spikes.append(v > 192)
+        v = 0 if v > 192 else v
+    assert run.spikes["h"][0, :, 0].tolist() == spikes == [False, True, False, True]
+
+
+def test_saturation_is_counted_not_hidden():
+    """A huge positive bias pins v at the clip; a conv sum beyond 24 bits wraps and is counted."""
+    clip = _dense([[0]], bias_mant=fp.BIAS_MANT_MAX, bias_exp=fp.BIAS_EXP_MAX, dv=0, vth=fp.VTH_MAX)
+    readout = _dense([[0]], readout=True, vth=fp.VTH_MAX)
+    run = reference.run((clip, readout), np.zeros((2, 1, 1, 1), np.int64), 40)
+    steps_to_clip = -(-fp.STATE_LIMIT // (fp.BIAS_MANT_MAX << fp.BIAS_EXP_MAX))
+    assert run.saturation["h"]["v_clip"] > 0
+    # v clips at 2^23 - 1 > vth << 6 = 2^23 - 64, so it spikes and resets: every spike is counted
+    assert run.spikes["h"].sum() == 2 * (40 // steps_to_clip)
+
+    geometry = Geometry("conv", (1, 1, 1), (1, 1, 1))
+    wide = LoihiLayer(name="c", geometry=geometry, weight=np.full((1, 1, 1, 1), 254, np.int64), weight_exp=0,
+                      bias_mant=np.zeros(1, np.int64), bias_exp=0, du=fp.DU_NO_MEMORY, dv=0, vth=0,
+                      scale=1.0, input_scale=1.0)
+    pixels = np.full((1, 1, 1, 1), 2**16, np.int64)  # 254 * 2^16 > 2^23: wraps to signed 24 bits
+    run = reference.run((wide, readout), pixels, 1)
+    assert run.saturation["c"]["a_wrap"] == 1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fake_quant_equals_reference_on_random_networks(seed):
+    layers, shape = random_network(seed)
+    pixels = random_pixels(seed, shape, batch=7)
+    timesteps = 5
+    ref = reference.run(layers, pixels, timesteps)
+    spikes, readout = run_fake_quant(layers, torch.as_tensor(pixels), timesteps)
+    assert set(spikes) == set(ref.spikes)
+    for name in ref.spikes:
+        assert np.array_equal(spikes[name].numpy(), ref.spikes[name]), name
+    assert np.array_equal(readout.numpy(), ref.readout)
+
+
+def test_reference_rejects_float_inputs():
+    layers, shape = random_network(0)
+    with pytest.raises(ValueError, match="integers"):
+        reference.run(layers, np.zeros((1, *shape)), 2)
