@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON311) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[train,test]"
+	# SpikingJelly, the second NIR peer: --no-deps, its torchvision/torchaudio pins would replace torch
+	$(BIN)/pip install -q --no-deps spikingjelly==2.0.0
+	$(BIN)/pip install -q "loguru>=0.7,<1"
 	touch $@
 
 clean:
