@@ -1,18 +1,44 @@
 # The README's two commands: `make demo` (install + the main job end to end) and `make test`.
 # Both create what they need on a fresh machine and are safe to re-run.
 PYTHON311 ?= python3.11
+PYTHON310 ?= $(shell sh scripts/find-python310)
 VENV := .venv
 BIN := $(VENV)/bin
+LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint lava-env check-netx clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed .venv-lava/.installed
 	$(BIN)/python -m pytest -q
+
+# Lava (lava-nc 0.10.0) needs Python 3.10 and numpy<2: its own environment, reached as a
+# subprocess by `simulate --backend lava|all` (hardware/lava_subprocess.py).
+lava-env: .venv-lava/.installed
+.venv-lava/.installed:
+	@test -n "$(PYTHON310)" || { echo "no Python 3.10 found: install one (e.g. pyenv install 3.10) or pass PYTHON310=/path/to/python3.10" >&2; exit 2; }
+	$(PYTHON310) -m venv .venv-lava
+	.venv-lava/bin/pip install -q $(LAVA_PACKAGES)
+	touch $@
+
+# Opt-in: load model.net with lava-dl's own netx.hdf5.Network and run it against the integer
+# reference. lava-dl 0.6.0 pins torch<2.4, so this environment downloads ~5.6 GB (CUDA torch 2.3.1).
+NETX_CHECK := runs/netx-check
+check-netx: $(VENV)/.installed .venv-netx/.installed
+	test -f runs/digits/model.pt || $(BIN)/lsg-deploy train --out runs/digits --quiet
+	$(BIN)/python tests/netx_check.py prepare --checkpoint runs/digits/model.pt \
+		--bundle $(NETX_CHECK)/bundle --inputs $(NETX_CHECK)/inputs.npz --count 100
+	.venv-netx/bin/python tests/netx_check.py run --bundle $(NETX_CHECK)/bundle \
+		--inputs $(NETX_CHECK)/inputs.npz --random 12
+.venv-netx/.installed:
+	@test -n "$(PYTHON310)" || { echo "no Python 3.10 found: pass PYTHON310=/path/to/python3.10" >&2; exit 2; }
+	$(PYTHON310) -m venv .venv-netx
+	.venv-netx/bin/pip install -q lava-dl==0.6.0 $(LAVA_PACKAGES)
+	touch $@
 
 lint: $(VENV)/.installed
 	$(BIN)/pip install -q ruff
@@ -24,8 +50,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[train,test]"
 	# SpikingJelly, the second NIR peer: --no-deps, its torchvision/torchaudio pins would replace torch
-	$(BIN)/pip install -q --no-deps spikingjelly==2.0.0
 	$(BIN)/pip install -q "loguru>=0.7,<1"
+	$(BIN)/pip install -q --no-deps spikingjelly==2.0.0
 	touch $@
 
 clean:

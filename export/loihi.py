@@ -11,12 +11,15 @@ import numpy as np
 import torch
 
 from export.fold import fold, readout_bound
+from export.netx import NETX_NAME, write_netx
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, quantize_loihi
 from hardware.bundle import Bundle, staged_directory, write_bundle
 from training.checkpoint import load_checkpoint, package_versions
 
 TARGETS = ("loihi",)
+#: lava-dl's netx fixes bias_exp = 6; quantizing with it keeps model.net exact (export/netx.py)
+LOIHI_BIAS_EXP = 6
 SOURCE_MODEL = "source_model.pt"
 NIR_NAME = "model.nir"
 
@@ -33,11 +36,12 @@ def _sha256(path: Path) -> str:
 
 def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, input_max: int,
                  policy: QuantPolicy | None = None) -> ExportResult:
-    """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``.
+    """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``:
+    the bundle, ``model.nir`` (folded float), ``model.net`` (lava-dl netx) and the checkpoint.
 
     ``out`` is written whole or not at all (staged in a sibling directory).
     """
-    policy = policy or QuantPolicy()
+    policy = policy or QuantPolicy(bias_exp=LOIHI_BIAS_EXP)
     model, doc = load_checkpoint(checkpoint)
     float_layers = fold(model)
     timesteps = model.timesteps
@@ -65,5 +69,6 @@ def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, in
     with staged_directory(out) as stage:
         write_bundle(bundle, stage)
         write_nir(float_layers, timesteps, float(input_max), stage / NIR_NAME)
+        write_netx(bundle, stage / NETX_NAME)
         shutil.copyfile(checkpoint, stage / SOURCE_MODEL)
     return ExportResult(bundle=bundle, warnings=warnings)

@@ -109,7 +109,8 @@ class FloatLayer:
 class LoihiLayer:
     """Integer layer in Lava's formats (see :mod:`hardware.fixed_point` for the arithmetic).
 
-    ``a = (W s) << weight_exp`` (conv output wrapped to 24 bits), then one Loihi LIF step with
+    ``a = (W s) << weight_exp`` for dense (``>>`` for a negative exponent); a conv's output is
+    ``W * s`` wrapped to 24 bits (Lava's Conv has no weight exponent: it must be 0). Then one Loihi LIF step with
     ``du``, ``dv``, ``bias_mant << bias_exp`` and ``vth``. ``scale`` is the layer's membrane
     scale S (integer membrane = 64 S u_float) and ``input_scale`` what one input unit means
     (1 for spikes, the pixel scale for the encoded image). A ``readout`` layer never decays
@@ -146,6 +147,8 @@ class LoihiLayer:
             arr = np.asarray(val)
             if arr.size and (arr.min() < lo or arr.max() > hi):
                 raise BundleError(f"layer {n}: {what} range [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]")
+        if g.kind == "conv" and self.weight_exp != 0:
+            raise BundleError(f"layer {n}: conv layers have no weight exponent on Loihi (got {self.weight_exp})")
         if np.any(self.weight % fp.WEIGHT_STEP):
             raise BundleError(f"layer {n}: mixed-sign Loihi weights must be multiples of {fp.WEIGHT_STEP}")
 

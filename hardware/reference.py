@@ -4,10 +4,14 @@ It runs a bundle's ``loihi`` layers exactly as Lava's bit-accurate CPU models wo
 step at a time and every layer within the step (no synaptic delay: the Lava backend aligns
 its per-layer delay to this schedule). Arithmetic per layer and step (see ``fixed_point``)::
 
-    a = (W s) << weight_exp          conv: wrapped to signed 24 bits
+    a = (W s) << weight_exp          dense (a negative weight_exp shifts right, toward -inf)
+    a = wrap24(W * s)                conv: Lava's fixed-point Conv ignores weight_exp
     u = wrap_current(D(u, du + 1) + (a << 6))
     v = clip(D(v, dv) + u + (bias_mant << bias_exp))
     s = v > (vth << 6);  v[s] = 0
+
+Sums are exact int64 here; Lava holds them in int32, so ``hardware.lava_backend`` refuses
+networks whose worst case could overflow int32 (``check_lava_limits``).
 
 Saturation is counted, never hidden: conv outputs that wrapped, currents that wrapped,
 membranes that hit the clip, and readout neurons that crossed their (maximal) threshold.

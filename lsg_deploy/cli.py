@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path)
-    si.add_argument("--fixed-point", action="store_true", help="run the integer reference too")
+    si.add_argument("--fixed-point", action="store_true", help="run the integer network too")
+    si.add_argument("--backend", choices=("reference", "lava", "all"), default="reference",
+                    help="fixed-point backend: the numpy integer reference (default), Lava's bit-accurate "
+                         "CPU backend, or all of them compared bit for bit")
     si.add_argument("--json", type=Path, help="also write the report as JSON")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
     return parser
@@ -85,10 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "simulate":
             from lsg_deploy.report import format_report
 
-            report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, quiet=args.quiet)
+            report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend)
             if args.json:
                 _write_json(args.json, report)
             say(format_report(report))
+            if not report.get("exact", {}).get("equal", True):
+                print(f"lsg-deploy: {report['exact']['pair']} do not agree bit for bit: "
+                      f"{report['exact']['mismatches']}", file=sys.stderr)
+                return 1
     except UsageError as exc:
         print(f"lsg-deploy: error: {exc}", file=sys.stderr)
         return 2

@@ -63,14 +63,15 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0
            ) -> dict[str, Any]:
     """Fold and quantize ``checkpoint`` for ``target``; write the bundle directory ``out``."""
-    from export.loihi import TARGETS, export_loihi
+    from export.loihi import LOIHI_BIAS_EXP, TARGETS, export_loihi
     from export.quantize import QuantPolicy, RangeError
     from training.checkpoint import CheckpointError, load_checkpoint
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     try:
-        policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile)
+        policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile,
+                             bias_exp=LOIHI_BIAS_EXP)
         _, doc = load_checkpoint(checkpoint)
         train_split, _, _ = data.load(data.DataSpec(**doc["data"]))
         result = export_loihi(checkpoint, out, train_split.pixels, train_split.input_max, policy)
@@ -81,10 +82,16 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     return {"bundle": str(out), "warnings": result.warnings, "layers": result.bundle.quantization["layers"]}
 
 
-def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Evaluate the float, folded, quantized-beta and (with ``fixed_point``) integer networks."""
+def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference"
+             ) -> dict[str, Any]:
+    """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
+    integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
+    backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit)."""
     from hardware.bundle import BundleError, read_bundle
-    from lsg_deploy.report import build_report
+    from lsg_deploy.report import BACKENDS, build_report
+
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
     try:
         bundle = read_bundle(bundle_dir)
@@ -94,4 +101,5 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, quie
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     _, test, _ = data.load(spec)
-    return build_report(bundle, Path(bundle_dir), test.head(limit), fixed_point, quiet)
+    backends = () if not fixed_point else ("reference", "lava") if backend == "all" else (backend,)
+    return build_report(bundle, Path(bundle_dir), test.head(limit), backends)

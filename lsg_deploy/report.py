@@ -1,4 +1,5 @@
-"""The simulate report: accuracies of every model variant, and per-layer agreement and health."""
+"""The simulate report: accuracies of every model variant, per-layer agreement and health, and
+bit-exact agreement between the fixed-point backends (integer reference, Lava)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,44 @@ from typing import Any
 import numpy as np
 
 from hardware.bundle import Bundle
+from hardware.reference import IntegerRun
 from lsg_deploy.data import EncodedSplit
 from lsg_deploy.errors import UsageError
+
+BACKENDS = ("reference", "lava", "all")
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 
 
-def build_report(bundle: Bundle, bundle_dir: Path, test: EncodedSplit, fixed_point: bool, quiet: bool
+def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> tuple[IntegerRun, float]:
+    start = time.perf_counter()
+    if backend == "reference":
+        from hardware import reference
+
+        run = reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
+    else:
+        from hardware.lava_backend import LavaLimitError
+        from hardware.lava_subprocess import LavaEnvironmentError, run_lava_bundle
+
+        try:
+            run = run_lava_bundle(bundle_dir, pixels)
+        except (LavaEnvironmentError, LavaLimitError) as exc:
+            raise UsageError(str(exc)) from None
+    return run, time.perf_counter() - start
+
+
+def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
+    """Mismatch counts per layer (spikes) and for the readout membranes, compared with ==."""
+    counts = {name: int(np.count_nonzero(a.spikes[name] != b.spikes[name])) for name in a.spikes}
+    counts["readout"] = int(np.count_nonzero(a.readout != b.readout))
+    return counts
+
+
+def build_report(bundle: Bundle, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...]
                  ) -> dict[str, Any]:
+    """``backends``: fixed-point backends to run ("reference", "lava"); empty for float only."""
     import torch
 
     from export.fold import run_float
@@ -34,6 +63,7 @@ def build_report(bundle: Bundle, bundle_dir: Path, test: EncodedSplit, fixed_poi
     t = bundle.timesteps
     analog = torch.as_tensor(test.analog, dtype=torch.float64)
     float_run = predict(model, test.analog, record=True)
+    float_pred = float_run.logits.numpy().argmax(axis=1)
     folded_logits, _ = run_float(bundle.float_layers, analog, t)
     qbeta_logits, _ = run_float(bundle.float_layers, analog, t, betas=quantized_betas(bundle.loihi_layers))
     report: dict[str, Any] = {
@@ -47,63 +77,70 @@ def build_report(bundle: Bundle, bundle_dir: Path, test: EncodedSplit, fixed_poi
             "float_quantized_beta": _accuracy(qbeta_logits.numpy(), test.labels),
         },
         "export_clipped": {name: rng["clipped"] for name, rng in bundle.quantization.get("layers", {}).items()},
+        "backends": {},
         "layers": [],
     }
     float_spikes = {k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()}  # (B,T,N)
-    fixed = None
-    if fixed_point:
-        from hardware import reference
-
-        start = time.perf_counter()
-        fixed = reference.run(bundle.loihi_layers, test.pixels, t)
-        seconds = time.perf_counter() - start
-        report["accuracy"]["fixed_point"] = _accuracy(fixed.final_readout, test.labels)
-        report["fixed_point"] = {
-            "backend": "reference",
+    runs: dict[str, IntegerRun] = {}
+    for backend in backends:
+        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels)
+        report["accuracy"]["fixed_point" if backend == "reference" else backend] = _accuracy(
+            runs[backend].final_readout, test.labels)
+        report["backends"][backend] = {
             "seconds": seconds,
             "seconds_per_sample": seconds / len(test.labels),
-            "float_fixed_prediction_agreement": float(
-                (fixed.predictions() == float_run.logits.numpy().argmax(axis=1)).mean()
-            ),
+            "prediction_agreement_with_float": float((runs[backend].predictions() == float_pred).mean()),
         }
+    if "reference" in runs and "lava" in runs:
+        mismatches = exact_agreement(runs["reference"], runs["lava"])
+        report["exact"] = {"pair": "reference == lava", "mismatches": mismatches,
+                           "equal": not any(mismatches.values())}
     for layer in bundle.loihi_layers:
         row: dict[str, Any] = {"name": layer.name, "neurons": layer.geometry.neurons, "readout": layer.readout}
         if not layer.readout:
             row["firing_rate_float"] = float(float_spikes[layer.name].mean())
-        if fixed is not None:
-            row["saturation"] = fixed.saturation[layer.name]
+        for backend, run in runs.items():
+            if backend == "reference":
+                row["saturation"] = run.saturation[layer.name]
             if not layer.readout:
-                row["firing_rate_fixed"] = float(fixed.spikes[layer.name].mean())
-                row["spike_agreement"] = float((fixed.spikes[layer.name] == float_spikes[layer.name]).mean())
+                suffix = "fixed" if backend == "reference" else backend
+                row[f"firing_rate_{suffix}"] = float(run.spikes[layer.name].mean())
+                row[f"spike_agreement_{suffix}"] = float((run.spikes[layer.name] == float_spikes[layer.name]).mean())
+        if "exact" in report:
+            row["lava_reference_mismatches"] = report["exact"]["mismatches"][layer.name]
         report["layers"].append(row)
     return report
 
 
 def format_report(report: dict[str, Any]) -> str:
-    acc = report["accuracy"]
     lines = [
         f"bundle {report['bundle']} (target {report['target']}): {report['samples']} test samples, "
         f"{report['timesteps']} timesteps",
         "accuracy:",
     ]
-    lines += [f"  {name:<22} {value * 100:6.2f}%" for name, value in acc.items()]
-    if "fixed_point" in report:
-        fx = report["fixed_point"]
+    lines += [f"  {name:<22} {value * 100:6.2f}%" for name, value in report["accuracy"].items()]
+    for backend, info in report["backends"].items():
         lines.append(
-            f"fixed point ({fx['backend']}): {fx['seconds_per_sample'] * 1e3:.3f} ms/sample, "
-            f"predictions equal to float on {fx['float_fixed_prediction_agreement'] * 100:.2f}%"
+            f"{backend}: {info['seconds_per_sample'] * 1e3:.3f} ms/sample, predictions equal to float on "
+            f"{info['prediction_agreement_with_float'] * 100:.2f}%"
         )
-    header = f"  {'layer':<10} {'neurons':>7} {'rate float':>10} {'rate fixed':>10} {'agreement':>10}  saturation"
-    lines += ["layers:", header]
+    if "exact" in report:
+        exact = report["exact"]
+        verdict = "bit-exact" if exact["equal"] else "MISMATCH"
+        lines.append(f"{exact['pair']}: {verdict} (mismatches per layer: {exact['mismatches']})")
+    suffix = "fixed" if "reference" in report["backends"] else next(iter(report["backends"]), "fixed")
+
     def pct(row: dict[str, Any], key: str) -> str:
         return f"{row[key] * 100:9.2f}%" if key in row else f"{'-':>10}"
 
+    lines += ["layers:", f"  {'layer':<10} {'neurons':>7} {'rate float':>10} {'rate ' + suffix:>10} "
+                         f"{'agreement':>10}  saturation"]
     for row in report["layers"]:
         sat = row.get("saturation")
         sat_text = "-" if sat is None else ", ".join(f"{k} {v}" for k, v in sat.items() if v) or "none"
         lines.append(
             f"  {row['name']:<10} {row['neurons']:>7} {pct(row, 'firing_rate_float')} "
-            f"{pct(row, 'firing_rate_fixed')} {pct(row, 'spike_agreement')}  {sat_text}"
+            f"{pct(row, 'firing_rate_' + suffix)} {pct(row, 'spike_agreement_' + suffix)}  {sat_text}"
         )
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}
     if clipped:

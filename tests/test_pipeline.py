@@ -34,7 +34,7 @@ def test_report_has_per_layer_agreement_rates_and_saturation(default_run):
     assert list(layers) == ["conv1", "conv2", "fc1", "readout"]
     for name in ("conv1", "conv2", "fc1"):
         row = layers[name]
-        assert 0.9 <= row["spike_agreement"] <= 1.0
+        assert 0.9 <= row["spike_agreement_fixed"] <= 1.0
         assert 0.0 < row["firing_rate_fixed"] < 1.0 and 0.0 < row["firing_rate_float"] < 1.0
         assert set(row["saturation"]) == {"a_wrap", "u_wrap", "v_clip", "readout_spike"}
     assert layers["readout"]["saturation"]["readout_spike"] == 0

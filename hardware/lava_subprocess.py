@@ -1,0 +1,168 @@
+"""Reach the Lava backend from any interpreter: in-process where lava-nc imports, else a subprocess.
+
+lava-nc 0.10.0 needs Python 3.10 and numpy<2 (DESIGN section 5), so the main environment runs
+it as a subprocess of the Lava interpreter, found as (first that is set or exists):
+
+1. ``$LSG_LAVA_PYTHON``;
+2. ``.venv-lava/bin/python`` in the project holding this ``hardware`` package;
+3. ``.venv-lava/bin/python`` in the current directory.
+
+Data goes through files in a temporary directory: a job (layers, ``pixels``, ``T``; see
+:mod:`hardware.lava_run`) or the bundle directory plus a ``pixels`` .npz in, a result .npz out.
+The child imports this very ``hardware`` package (a link to it is put first on its path).
+A missing Lava environment raises :class:`LavaEnvironmentError` saying how to create it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hardware import lava_run
+from hardware.bundle import LoihiLayer, read_bundle
+from hardware.lava_backend import check_lava_limits
+from hardware.reference import IntegerRun
+
+ENV_VAR = "LSG_LAVA_PYTHON"
+VENV_DIR = ".venv-lava"
+HOW_TO_CREATE = (
+    "create it from the project root with `make lava-env` (that is: python3.10 -m venv .venv-lava && "
+    ".venv-lava/bin/pip install lava-nc==0.10.0 'numpy<2' scipy h5py 'networkx<=2.8.7' 'asteval<0.10'), "
+    f"or set {ENV_VAR} to a Python 3.10 interpreter that has lava-nc 0.10.0"
+)
+
+
+class LavaEnvironmentError(RuntimeError):
+    """No usable Lava interpreter: the message says how to create one."""
+
+
+class LavaRunError(RuntimeError):
+    """The Lava interpreter started but the run failed."""
+
+
+@dataclass(frozen=True)
+class LavaJob:
+    """One network and its inputs: ``layers`` run on ``pixels`` (B, C, H, W) for ``T`` steps."""
+
+    layers: tuple[LoihiLayer, ...]
+    pixels: np.ndarray
+    timesteps: int
+
+
+def lava_importable() -> bool:
+    """True when lava-nc imports in this interpreter (then the backend runs in-process)."""
+    try:
+        import lava.magma.core.run_configs  # noqa: F401
+    except Exception:  # on Python 3.11 lava-nc fails at import with assorted errors
+        return False
+    return True
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def find_lava_python() -> Path:
+    """The Lava interpreter (see the module docstring), or :class:`LavaEnvironmentError`."""
+    configured = os.environ.get(ENV_VAR)
+    if configured:
+        path = Path(configured)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise LavaEnvironmentError(f"{ENV_VAR}={configured} is not an executable Python; {HOW_TO_CREATE}")
+        return path
+    candidates = [_project_root() / VENV_DIR / "bin" / "python", Path.cwd() / VENV_DIR / "bin" / "python"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    looked = ", ".join(str(p) for p in dict.fromkeys(candidates))
+    raise LavaEnvironmentError(f"the Lava environment is missing (looked for {looked}); {HOW_TO_CREATE}")
+
+
+def _call(args: list[str], work: Path, python: Path | None, timeout: float | None) -> None:
+    """Run ``python -m hardware.lava_run ARGS`` in ``work``, which gets a link to this package."""
+    python = python or find_lava_python()
+    (work / "hardware").symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env["PYTHONPATH"] = str(work)
+    try:
+        proc = subprocess.run(
+            [str(python), "-m", "hardware.lava_run", *args],
+            cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise LavaRunError(f"the Lava run in {python} took longer than {timeout} s") from None
+    except OSError as exc:
+        raise LavaEnvironmentError(f"cannot start the Lava interpreter {python}: {exc}; {HOW_TO_CREATE}") from None
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+    if proc.returncode == lava_run.EXIT_NO_LAVA:
+        reason = tail[0].removeprefix("lava_run: ")
+        raise LavaEnvironmentError(f"the Lava environment {python} is not usable ({reason}); {HOW_TO_CREATE}")
+    if proc.returncode == lava_run.EXIT_BAD_INPUT:
+        raise ValueError(tail[0].removeprefix("lava_run: error: "))
+    if proc.returncode != 0:
+        detail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
+        raise LavaRunError(f"the Lava run in {python} failed (exit {proc.returncode}):\n{detail}")
+
+
+def run_lava_jobs(jobs: list[LavaJob], *, in_process: bool | None = None, python: Path | None = None,
+                  timeout: float | None = None) -> list[tuple[IntegerRun, dict[str, float]]]:
+    """Run several networks on Lava (one interpreter start); ``(run, timing)`` per job.
+
+    ``in_process``: ``None`` runs in-process exactly when lava-nc imports here; ``False``
+    forces the subprocess (``python`` overrides the interpreter search).
+    """
+    for job in jobs:  # numpy-only checks: fail here, before any interpreter starts
+        check_lava_limits(job.layers, int(np.abs(np.asarray(job.pixels)).max(initial=0)), job.timesteps)
+    if in_process or (in_process is None and python is None and lava_importable()):
+        from hardware import lava_backend
+
+        results = []
+        for job in jobs:
+            timing: dict[str, float] = {}
+            results.append((lava_backend.run(job.layers, job.pixels, job.timesteps, timing), timing))
+        return results
+    with tempfile.TemporaryDirectory(prefix="lsg-lava-") as tmp:
+        work = Path(tmp)
+        dirs = []
+        for i, job in enumerate(jobs):
+            d = work / f"job-{i}"
+            d.mkdir()
+            lava_run.write_job(d, job.layers, job.pixels, job.timesteps)
+            dirs.append(d)
+        _call([a for d in dirs for a in ("--job", str(d))], work, python, timeout)
+        return [lava_run.read_result(d / lava_run.JOB_RESULT) for d in dirs]
+
+
+def run_lava(layers: tuple[LoihiLayer, ...], pixels: np.ndarray, timesteps: int, *,
+             timing: dict[str, float] | None = None, **kwargs) -> IntegerRun:
+    """Lava counterpart of ``reference.run(layers, pixels, timesteps)``; see :func:`run_lava_jobs`."""
+    run, t = run_lava_jobs([LavaJob(tuple(layers), np.asarray(pixels), int(timesteps))], **kwargs)[0]
+    if timing is not None:
+        timing.update(t)
+    return run
+
+
+def run_lava_bundle(bundle_dir: Path, pixels: np.ndarray, *, timing: dict[str, float] | None = None,
+                    in_process: bool | None = None, python: Path | None = None,
+                    timeout: float | None = None) -> IntegerRun:
+    """Run a bundle directory's ``loihi`` layers on Lava (the subprocess reads the bundle itself)."""
+    bundle = read_bundle(bundle_dir)
+    pixels = np.asarray(pixels)
+    check_lava_limits(bundle.loihi_layers, int(np.abs(pixels).max(initial=0)), bundle.timesteps)
+    if in_process or (in_process is None and python is None and lava_importable()):
+        return run_lava(bundle.loihi_layers, pixels, bundle.timesteps, timing=timing, in_process=True)
+    with tempfile.TemporaryDirectory(prefix="lsg-lava-") as tmp:
+        work = Path(tmp)
+        np.savez(work / "pixels.npz", pixels=pixels)
+        out = work / "result.npz"
+        args = ["--bundle", str(Path(bundle_dir).resolve()), "--pixels", str(work / "pixels.npz"), "--out", str(out)]
+        _call(args, work, python, timeout)
+        run, t = lava_run.read_result(out)
+    if timing is not None:
+        timing.update(t)
+    return run

@@ -1,0 +1,69 @@
+"""``simulate --backend lava|all`` through the CLI: Lava in its own interpreter, compared bit for bit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lsg_deploy.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_all_backends_agree_bit_for_bit_on_50_digits(default_run, tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["simulate", "--fixed-point", "--backend", "all", str(default_run.bundle), "--limit", "50",
+                 "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["samples"] == 50
+    assert report["exact"]["equal"] is True
+    assert report["exact"]["mismatches"] == {"conv1": 0, "conv2": 0, "fc1": 0, "readout": 0}
+    assert report["accuracy"]["lava"] == report["accuracy"]["fixed_point"]
+    assert set(report["backends"]) == {"reference", "lava"}
+    assert report["backends"]["lava"]["seconds_per_sample"] > 0
+    for row in report["layers"][:-1]:
+        assert row["firing_rate_lava"] == row["firing_rate_fixed"] > 0
+
+
+def test_disagreement_exits_non_zero(default_run, tmp_path, monkeypatch, capsys):
+    """--backend all fails when Lava and the reference differ anywhere (here: one spike)."""
+    from hardware import lava_subprocess, reference
+    from hardware.bundle import read_bundle
+
+    def corrupted(bundle_dir, pixels, **_):
+        bundle = read_bundle(bundle_dir)
+        run = reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
+        spikes = dict(run.spikes)
+        spikes["conv2"] = spikes["conv2"].copy()
+        spikes["conv2"][0, 0, 0] ^= True
+        return dataclasses.replace(run, spikes=spikes)
+
+    monkeypatch.setattr(lava_subprocess, "run_lava_bundle", corrupted)
+    code = main(["simulate", "--fixed-point", "--backend", "all", str(default_run.bundle), "--limit", "5", "--quiet"])
+    assert code == 1
+    assert "'conv2': 1" in capsys.readouterr().err
+
+
+def test_missing_lava_environment_says_how_to_create_it(default_run, tmp_path):
+    env = dict(os.environ, LSG_LAVA_PYTHON=str(tmp_path / "no-python"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsg_deploy.cli", "simulate", "--fixed-point", "--backend", "lava",
+         str(default_run.bundle), "--limit", "2", "--json", str(tmp_path / "r.json")],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "make lava-env" in lines[0]
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bundle_holds_every_artifact(default_run):
+    names = sorted(p.name for p in default_run.bundle.iterdir())
+    assert names == ["arrays.npz", "bundle.json", "model.net", "model.nir", "source_model.pt"]
+    assert np.load(default_run.bundle / "arrays.npz")["loihi/conv1/weight"].dtype == np.int64
