@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from export.fold import fold, readout_bound
-from export.netx import NETX_NAME, write_netx
+from export.netx import NETX_BIAS_EXP, NETX_NAME, write_netx
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, quantize_loihi
 from hardware.bundle import Bundle, staged_directory, write_bundle
@@ -19,7 +19,7 @@ from training.checkpoint import load_checkpoint, package_versions
 
 TARGETS = ("loihi",)
 #: lava-dl's netx fixes bias_exp = 6; quantizing with it keeps model.net exact (export/netx.py)
-LOIHI_BIAS_EXP = 6
+LOIHI_BIAS_EXP = NETX_BIAS_EXP
 SOURCE_MODEL = "source_model.pt"
 NIR_NAME = "model.nir"
 
