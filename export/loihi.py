@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from dataclasses import dataclass
@@ -38,10 +39,11 @@ def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, in
                  policy: QuantPolicy | None = None) -> ExportResult:
     """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``:
     the bundle, ``model.nir`` (folded float), ``model.net`` (lava-dl netx) and the checkpoint.
+    Biases are always quantized at ``LOIHI_BIAS_EXP``, so that ``model.net`` is exact.
 
     ``out`` is written whole or not at all (staged in a sibling directory).
     """
-    policy = policy or QuantPolicy(bias_exp=LOIHI_BIAS_EXP)
+    policy = dataclasses.replace(policy or QuantPolicy(), bias_exp=LOIHI_BIAS_EXP)
     model, doc = load_checkpoint(checkpoint)
     float_layers = fold(model)
     timesteps = model.timesteps

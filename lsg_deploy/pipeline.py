@@ -63,15 +63,14 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0
            ) -> dict[str, Any]:
     """Fold and quantize ``checkpoint`` for ``target``; write the bundle directory ``out``."""
-    from export.loihi import LOIHI_BIAS_EXP, TARGETS, export_loihi
+    from export.loihi import TARGETS, export_loihi
     from export.quantize import QuantPolicy, RangeError
     from training.checkpoint import CheckpointError, load_checkpoint
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     try:
-        policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile,
-                             bias_exp=LOIHI_BIAS_EXP)
+        policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile)
         _, doc = load_checkpoint(checkpoint)
         train_split, _, _ = data.load(data.DataSpec(**doc["data"]))
         result = export_loihi(checkpoint, out, train_split.pixels, train_split.input_max, policy)

@@ -48,17 +48,10 @@ SETUP = (
 def prepare(args: argparse.Namespace) -> int:
     from lsg_deploy import data
 
-    if args.checkpoint:
-        from export.loihi import export_loihi
-        from export.quantize import QuantPolicy
-        from training.checkpoint import load_checkpoint
+    if args.checkpoint:  # the same export as `lsg-deploy export --target loihi`
+        from lsg_deploy import pipeline
 
-        _, doc = load_checkpoint(args.checkpoint)
-        train, _, _ = data.load(data.DataSpec(**doc["data"]))
-        result = export_loihi(args.checkpoint, args.bundle, train.pixels, train.input_max,
-                              QuantPolicy(bias_exp=NETX_BIAS_EXP))
-        for warning in result.warnings:
-            print(f"WARNING: {warning}", file=sys.stderr)
+        pipeline.export(args.checkpoint, "loihi", args.bundle)
     bundle = read_bundle(args.bundle)
     net_path = args.bundle / NETX_NAME
     if not net_path.exists():
