@@ -21,6 +21,10 @@ from training.model import ConvBlock, DenseBlock, Flatten, Pool, Readout, Spikin
 from training.neuron import LIFParams, LIFState, lif_step
 
 
+class FoldError(ValueError):
+    """A network this exporter cannot fold into synaptic layers."""
+
+
 def _pool_compose(weight: np.ndarray, p: int) -> np.ndarray:
     """Weights (O, C, kh, kw) of a conv preceded by ``p x p`` average pooling."""
     return np.repeat(np.repeat(weight, p, axis=2), p, axis=3) / (p * p)
@@ -36,14 +40,14 @@ def fold(model: SpikingConvNet) -> tuple[FloatLayer, ...]:
         if isinstance(block, Pool):
             c, h, w = shape[0], shape[1] // pool, shape[2] // pool
             if h % block.kernel or w % block.kernel:
-                raise ValueError(f"{name}: pooling {block.kernel} does not divide ({h}, {w}); cannot fold it")
+                raise FoldError(f"{name}: pooling {block.kernel} does not divide ({h}, {w}); cannot fold it")
             pool *= block.kernel
         elif isinstance(block, Flatten):
             flat = True
         elif isinstance(block, ConvBlock):
             conv = block.conv
             if conv.dilation != (1, 1) or conv.groups != 1:
-                raise ValueError(f"{name}: dilated or grouped convolutions are not supported")
+                raise FoldError(f"{name}: dilated or grouped convolutions are not supported")
             scale, offset = (t.detach().double().numpy() for t in block.bn.fold_factors())
             weight = conv.weight.detach().double().numpy() * scale[:, None, None, None]
             if conv.bias is not None:
@@ -63,7 +67,7 @@ def fold(model: SpikingConvNet) -> tuple[FloatLayer, ...]:
             shape, pool = out_shape, 1
         elif isinstance(block, (DenseBlock, Readout)):
             if not flat:
-                raise ValueError(f"{name}: a linear layer must follow a flatten")
+                raise FoldError(f"{name}: a linear layer must follow a flatten")
             weight = block.linear.weight.detach().double().numpy()
             out = weight.shape[0]
             if len(shape) == 3:  # first linear layer after the conv stack: undo flatten, compose pool
@@ -82,7 +86,7 @@ def fold(model: SpikingConvNet) -> tuple[FloatLayer, ...]:
                                          1.0, v_th, readout=True))
             shape, pool = (out,), 1
         else:
-            raise ValueError(f"{name}: cannot fold a {type(block).__name__}")
+            raise FoldError(f"{name}: cannot fold a {type(block).__name__}")
     return tuple(layers)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from export.fold import fold, readout_bound
 from export.netx import NETX_BIAS_EXP, NETX_NAME, write_netx
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, quantize_loihi
-from hardware.bundle import Bundle, staged_directory, write_bundle
+from hardware.bundle import Bundle, sha256_file, write_bundle
+from hardware.files import staged_directory
 from training.checkpoint import load_checkpoint, package_versions
 
 TARGETS = ("loihi",)
@@ -31,17 +31,14 @@ class ExportResult:
     warnings: list[str]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, input_max: int,
                  policy: QuantPolicy | None = None) -> ExportResult:
     """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``:
     the bundle, ``model.nir`` (folded float), ``model.net`` (lava-dl netx) and the checkpoint.
     Biases are always quantized at ``LOIHI_BIAS_EXP``, so that ``model.net`` is exact.
 
-    ``out`` is written whole or not at all (staged in a sibling directory).
+    ``out`` is written whole or not at all (staged in a sibling directory, swapped in atomically);
+    whether ``out`` may be replaced is decided before this is called (``lsg_deploy.outputs``).
     """
     policy = dataclasses.replace(policy or QuantPolicy(), bias_exp=LOIHI_BIAS_EXP)
     model, doc = load_checkpoint(checkpoint)
@@ -60,7 +57,7 @@ def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, in
         quantization=quantization,
         source={
             "checkpoint": str(Path(checkpoint).resolve()),
-            "checkpoint_sha256": _sha256(checkpoint),
+            "checkpoint_sha256": sha256_file(checkpoint),
             "copy": SOURCE_MODEL,
             "data": doc["data"],
             "train_config": doc["config"],
@@ -69,8 +66,8 @@ def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, in
         },
     )
     with staged_directory(out) as stage:
-        write_bundle(bundle, stage)
         write_nir(float_layers, timesteps, float(input_max), stage / NIR_NAME)
         write_netx(bundle, stage / NETX_NAME)
         shutil.copyfile(checkpoint, stage / SOURCE_MODEL)
+        write_bundle(bundle, stage, files=(NIR_NAME, NETX_NAME, SOURCE_MODEL))  # last: it lists the others
     return ExportResult(bundle=bundle, warnings=warnings)

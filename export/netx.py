@@ -77,15 +77,15 @@ the bias integrated while the pipeline fills. ``tests/netx_check.py`` runs this 
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from hardware import files
 from hardware import fixed_point as fp
 from hardware.bundle import FORMAT_VERSION, Bundle, LoihiLayer
 
@@ -209,29 +209,25 @@ def write_netx(bundle: Bundle, path: Path) -> None:
     """Write ``bundle``'s Loihi network as a netx HDF5 file at ``path`` (whole or not at all)."""
     path = Path(path)
     groups = netx_groups(bundle)  # every check runs before anything is written
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # created with the umask, like any file
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["generator"] = GENERATOR
-            f.attrs["bundle_format_version"] = FORMAT_VERSION
-            f.attrs["target"] = bundle.target
-            f.attrs["timesteps"] = bundle.timesteps
-            f.attrs["input_max"] = bundle.input_max
-            f.attrs["input_message_bits"] = input_message_bits(bundle.input_max)
-            f.attrs["reset_interval"] = bundle.timesteps
-            f.attrs["reset_offset"] = NETX_RESET_OFFSET
-            f.attrs["readout"] = "membrane v of the last layer, summed over the timesteps"
-            f.attrs["layer_names"] = json.dumps([name for name, _ in groups])
-            sim = f.create_group("simulation")
-            sim.create_dataset("Ts", data=1)
-            sim.create_dataset("tSample", data=bundle.timesteps)
-            layers = f.create_group("layer")
-            for i, (name, datasets) in enumerate(groups):
-                g = layers.create_group(str(i))
-                g.attrs["name"] = name
-                for key, value in datasets.items():
-                    _write_dataset(g, key, value)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    image = io.BytesIO()  # built in memory: HDF5 itself must never meet a full disk (it crashes)
+    with h5py.File(image, "w") as f:
+        f.attrs["generator"] = GENERATOR
+        f.attrs["bundle_format_version"] = FORMAT_VERSION
+        f.attrs["target"] = bundle.target
+        f.attrs["timesteps"] = bundle.timesteps
+        f.attrs["input_max"] = bundle.input_max
+        f.attrs["input_message_bits"] = input_message_bits(bundle.input_max)
+        f.attrs["reset_interval"] = bundle.timesteps
+        f.attrs["reset_offset"] = NETX_RESET_OFFSET
+        f.attrs["readout"] = "membrane v of the last layer, summed over the timesteps"
+        f.attrs["layer_names"] = json.dumps([name for name, _ in groups])
+        sim = f.create_group("simulation")
+        sim.create_dataset("Ts", data=1)
+        sim.create_dataset("tSample", data=bundle.timesteps)
+        layers = f.create_group("layer")
+        for i, (name, datasets) in enumerate(groups):
+            g = layers.create_group(str(i))
+            g.attrs["name"] = name
+            for key, value in datasets.items():
+                _write_dataset(g, key, value)
+    files.write_bytes(path, image.getvalue())

@@ -24,11 +24,13 @@ flatten dims are written counted from the end, which means the same with or with
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import nir
 import numpy as np
 
+from hardware import files
 from hardware.bundle import FloatLayer
 
 DT = 1e-4
@@ -93,4 +95,6 @@ def to_nir(layers: tuple[FloatLayer, ...], timesteps: int, input_scale: float) -
 
 
 def write_nir(layers: tuple[FloatLayer, ...], timesteps: int, input_scale: float, path: Path) -> None:
-    nir.write(str(path), to_nir(layers, timesteps, input_scale))
+    image = io.BytesIO()  # built in memory: HDF5 itself must never meet a full disk (it crashes)
+    nir.write(image, to_nir(layers, timesteps, input_scale))
+    files.write_bytes(path, image.getvalue())

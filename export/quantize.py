@@ -56,6 +56,11 @@ class QuantPolicy:
             raise ValueError(f"bias_exp must lie in [{fp.BIAS_EXP_MIN}, {fp.BIAS_EXP_MAX}], got {self.bias_exp}")
 
 
+def _to_int(values: np.ndarray) -> np.ndarray:
+    """Round to int64, saturating far outside every target range so the sign survives the cast."""
+    return np.clip(np.rint(values), -(2.0**62), 2.0**62).astype(np.int64)
+
+
 def _fit(values: np.ndarray, lo: int, hi: int, what: str, layer: str, policy: QuantPolicy,
          warnings: list[str]) -> tuple[np.ndarray, int]:
     """Check integer ``values`` against ``[lo, hi]``; clip (and count) or raise per policy."""
@@ -78,12 +83,12 @@ def _bias_to_mant_exp(bias_v: np.ndarray, layer: str, policy: QuantPolicy,
     """Membrane-unit bias -> (bias_mant, bias_exp, clipped count), smallest exponent that fits."""
     if policy.bias_exp is not None:
         exp = policy.bias_exp
-        mant = np.rint(bias_v / (1 << exp)).astype(np.int64)
+        mant = _to_int(bias_v / (1 << exp))
         mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, f"bias_mant (at bias_exp={exp})", layer, policy,
                        warnings)
         return mant, exp, n
     for exp in range(fp.BIAS_EXP_MIN, fp.BIAS_EXP_MAX + 1):
-        mant = np.rint(bias_v / (1 << exp)).astype(np.int64)
+        mant = _to_int(bias_v / (1 << exp))
         if mant.size == 0 or (mant.min() >= fp.BIAS_MANT_MIN and mant.max() <= fp.BIAS_MANT_MAX):
             return mant, exp, 0
     mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, f"bias_mant (at bias_exp={exp})", layer, policy, warnings)
@@ -108,9 +113,14 @@ def quantize_layer(layer: FloatLayer, input_scale: float, readout_limit: float |
         scale = fp.scale_for_threshold(vth, layer.v_th)
         dv = fp.beta_to_dv(layer.beta)
     step = fp.WEIGHT_STEP
-    weight = (step * np.rint(layer.weight * scale / (input_scale * step))).astype(np.int64)
-    weight, w_clipped = _fit(weight, fp.WEIGHT_MIN, fp.WEIGHT_MAX, "weight", layer.name, policy, warnings)
+    weight_f = step * np.rint(layer.weight * scale / (input_scale * step))
     bias_v = layer.bias * scale * (1 << fp.ACT_SHIFT)
+    for what, values in (("weight", weight_f), ("bias", bias_v)):
+        if not np.all(np.isfinite(values)):  # never let NaN or infinity become an integer
+            raise RangeError(f"layer {layer.name}: {what} is not finite at scale {scale:g}; the layer cannot be "
+                             f"quantized (are its weights all near zero?)")
+    weight = _to_int(weight_f)
+    weight, w_clipped = _fit(weight, fp.WEIGHT_MIN, fp.WEIGHT_MAX, "weight", layer.name, policy, warnings)
     bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(bias_v, layer.name, policy, warnings)
     record = LoihiLayer(
         name=layer.name, geometry=layer.geometry, weight=weight, weight_exp=0,

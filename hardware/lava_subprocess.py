@@ -4,8 +4,9 @@ lava-nc 0.10.0 needs Python 3.10 and numpy<2 (DESIGN section 5), so the main env
 it as a subprocess of the Lava interpreter, found as (first that is set or exists):
 
 1. ``$LSG_LAVA_PYTHON``;
-2. ``.venv-lava/bin/python`` in the project holding this ``hardware`` package;
-3. ``.venv-lava/bin/python`` in the current directory.
+2. ``.venv-lava/bin/python`` in the project holding this ``hardware`` package.
+
+Nothing is looked up in the current directory: a program planted there never runs.
 
 Data goes through files in a temporary directory: a job (layers, ``pixels``, ``T``; see
 :mod:`hardware.lava_run`) or the bundle directory plus a ``pixels`` .npz in, a result .npz out.
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware import lava_run
-from hardware.bundle import LoihiLayer, read_bundle
+from hardware.bundle import BundleError, LoihiLayer, read_bundle
 from hardware.lava_backend import check_lava_limits
 from hardware.reference import IntegerRun
 
@@ -42,7 +43,12 @@ class LavaEnvironmentError(RuntimeError):
 
 
 class LavaRunError(RuntimeError):
-    """The Lava interpreter started but the run failed."""
+    """The Lava interpreter started but the run failed: ``summary`` is one line, ``detail`` the
+    end of its output."""
+
+    def __init__(self, summary: str, detail: str = ""):
+        super().__init__(f"{summary}\n{detail}" if detail else summary)
+        self.summary, self.detail = summary, detail
 
 
 @dataclass(frozen=True)
@@ -75,12 +81,10 @@ def find_lava_python() -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise LavaEnvironmentError(f"{ENV_VAR}={configured} is not an executable Python; {HOW_TO_CREATE}")
         return path
-    candidates = [_project_root() / VENV_DIR / "bin" / "python", Path.cwd() / VENV_DIR / "bin" / "python"]
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    looked = ", ".join(str(p) for p in dict.fromkeys(candidates))
-    raise LavaEnvironmentError(f"the Lava environment is missing (looked for {looked}); {HOW_TO_CREATE}")
+    path = _project_root() / VENV_DIR / "bin" / "python"
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    raise LavaEnvironmentError(f"the Lava environment is missing (looked for {path}); {HOW_TO_CREATE}")
 
 
 def _call(args: list[str], work: Path, python: Path | None, timeout: float | None) -> None:
@@ -103,10 +107,11 @@ def _call(args: list[str], work: Path, python: Path | None, timeout: float | Non
         reason = tail[0].removeprefix("lava_run: ")
         raise LavaEnvironmentError(f"the Lava environment {python} is not usable ({reason}); {HOW_TO_CREATE}")
     if proc.returncode == lava_run.EXIT_BAD_INPUT:
-        raise ValueError(tail[0].removeprefix("lava_run: error: "))
+        raise BundleError(tail[0].removeprefix("lava_run: error: "))
     if proc.returncode != 0:
         detail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
-        raise LavaRunError(f"the Lava run in {python} failed (exit {proc.returncode}):\n{detail}")
+        last = f": {tail[0]}" if tail[0] else " with no output"
+        raise LavaRunError(f"the Lava run in {python} failed (exit {proc.returncode}){last}", detail)
 
 
 def run_lava_jobs(jobs: list[LavaJob], *, in_process: bool | None = None, python: Path | None = None,

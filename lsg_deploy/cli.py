@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress bars or report on stdout")
+    common.add_argument("--verbose", action="store_true", help="after an error, print its details too")
     parser = _Parser(prog="lsg-deploy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -40,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle")
     ex.add_argument("model", type=Path, help="model.pt from lsg-deploy train")
     ex.add_argument("--target", required=True, help="loihi")
-    ex.add_argument("--out", type=Path, required=True, help="bundle directory")
+    ex.add_argument("--out", type=Path, required=True,
+                    help="bundle directory; it may hold an earlier bundle, which is replaced atomically, but "
+                         "nothing else (see --force)")
+    ex.add_argument("--force", action="store_true",
+                    help="replace whatever is at --out, except the checkpoint's own directory, the current "
+                         "directory and their parents")
     ex.add_argument("--clip", action="store_true",
                     help="clip values outside the target's integer ranges (counted, with a warning) "
                          "instead of failing")
@@ -58,18 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+def _error(message: str, detail: str | None, verbose: bool) -> int:
+    """Print one line (more only with ``--verbose``) and return exit code 2."""
+    first, *rest = str(message).strip().splitlines() or [""]
+    detail = "\n".join([*rest, detail or ""]).strip()
+    hint = " (--verbose for details)" if detail and not verbose else ""
+    print(f"lsg-deploy: error: {first}{hint}", file=sys.stderr)
+    if verbose and detail:
+        print(detail, file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hardware import files
     from lsg_deploy import pipeline
+    from lsg_deploy.outputs import check_file_target
 
     say = (lambda *a: None) if args.quiet else print
     try:
@@ -82,23 +90,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{m['epoch']} epochs ({result['seconds']:.1f} s)")
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
-                                     weight_percentile=args.weight_percentile)
+                                     weight_percentile=args.weight_percentile, force=args.force)
             say(f"wrote bundle {result['bundle']} ({len(result['layers'])} layers"
                 f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
         elif args.command == "simulate":
             from lsg_deploy.report import format_report
 
+            if args.json:
+                check_file_target(args.json, "--json", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend)
             if args.json:
-                _write_json(args.json, report)
+                files.write_text(args.json, json.dumps(report, indent=2) + "\n")
             say(format_report(report))
             if not report.get("exact", {}).get("equal", True):
                 print(f"lsg-deploy: {report['exact']['pair']} do not agree bit for bit: "
                       f"{report['exact']['mismatches']}", file=sys.stderr)
                 return 1
     except UsageError as exc:
-        print(f"lsg-deploy: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), exc.detail, args.verbose)
+    except OSError as exc:  # the environment's, not a bug: a path we cannot read or write, a full disk
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return _error(f"{where + ': ' if where else ''}{exc.strerror or exc}", None, args.verbose)
     return 0
 
 

@@ -1,80 +1,136 @@
-"""The three stages as library calls; the CLI is a thin layer over these functions."""
+"""The three stages as library calls; the CLI is a thin layer over these functions.
+
+Bad input raises :class:`UsageError`: each stage validates its inputs and output paths before
+any long work, and catches only the specific exceptions that mean bad input, so a bug still
+surfaces as a traceback rather than as a user error.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from hardware import files
 from lsg_deploy import data
 from lsg_deploy.errors import UsageError
+from lsg_deploy.outputs import check_bundle_target, check_creatable_dir
+
+CHECKPOINT_NAME, METRICS_NAME = "model.pt", "metrics.csv"
 
 
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=quiet, file=sys.stderr, leave=False, dynamic_ncols=True)
+    # disable=None: shown on a terminal only, so logs and error output stay clean
+    return tqdm(total=total, desc=desc, disable=True if quiet else None, file=sys.stderr, leave=False,
+                dynamic_ncols=True)
 
 
-def _write_csv_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def _metrics_csv(rows: list[dict[str, Any]]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not reported on this platform
+        return None
 
 
 def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train on the configured embedded dataset; write ``model.pt`` and ``metrics.csv`` in ``out``."""
-    from training.checkpoint import save_checkpoint
+    """Train on the configured embedded dataset; write ``model.pt`` and ``metrics.csv`` in ``out``.
+
+    Both are rewritten, complete, at the end of every epoch: a run killed at any point leaves
+    the last finished epoch's checkpoint, loadable.
+    """
+    from training.checkpoint import checkpoint_bytes, checkpoint_document
     from training.config import TrainConfig
-    from training.loop import Split, fit
+    from training.loop import Split, TrainingDiverged, fit
+    from training.model import ArchitectureError
 
     try:
         base = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
         config = base.replace(**config_overrides)
-    except (ValueError, TypeError) as exc:
+        spec = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
+    except ValueError as exc:  # TrainConfig and DataSpec report bad values as ValueError
         raise UsageError(str(exc)) from None
-    spec = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
-    train_split, test_split, classes = data.load(spec)
+    out = Path(out)
+    check_creatable_dir(out, "--out")
+    for name in (CHECKPOINT_NAME, METRICS_NAME):
+        if (out / name).is_dir():
+            raise UsageError(f"--out {out}: {out / name} is a directory")
+    try:
+        train_split, test_split, classes = data.load(spec)
+    except data.DataError as exc:
+        raise UsageError(str(exc)) from None
     bar = _progress(config.epochs, f"train {config.mode}", quiet)
+    metrics_so_far: list[dict[str, float]] = []
 
-    def on_epoch(row: dict[str, float]) -> None:
+    def on_epoch(row: dict[str, float], model) -> None:
+        metrics_so_far.append(row)
+        doc = checkpoint_document(model, config, metrics_so_far, classes, spec.to_dict())
+        for path, write in ((out / CHECKPOINT_NAME, lambda p: files.write_bytes(p, checkpoint_bytes(doc))),
+                            (out / METRICS_NAME, lambda p: files.write_text(p, _metrics_csv(metrics_so_far)))):
+            try:
+                write(path)
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         bar.update(1)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.3f}")
 
     start = time.perf_counter()
-    model, metrics = fit(
-        config, Split(train_split.analog, train_split.labels), Split(test_split.analog, test_split.labels),
-        classes, on_epoch=on_epoch,
-    )
-    bar.close()
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "model.pt", model, config, metrics, classes, spec.to_dict())
-    _write_csv_atomic(out / "metrics.csv", metrics)
-    return {"checkpoint": str(out / "model.pt"), "metrics": metrics[-1], "seconds": time.perf_counter() - start}
+    try:
+        _, metrics = fit(
+            config, Split(train_split.analog, train_split.labels), Split(test_split.analog, test_split.labels),
+            classes, on_epoch=on_epoch, memory_limit=_physical_memory(),
+        )
+    except (ArchitectureError, TrainingDiverged, MemoryError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+    return {"checkpoint": str(out / CHECKPOINT_NAME), "metrics": metrics[-1], "seconds": time.perf_counter() - start}
 
 
-def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0
-           ) -> dict[str, Any]:
-    """Fold and quantize ``checkpoint`` for ``target``; write the bundle directory ``out``."""
+def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0,
+           force: bool = False) -> dict[str, Any]:
+    """Fold and quantize ``checkpoint`` for ``target``; write the bundle directory ``out``.
+
+    ``out`` may hold an earlier bundle (replaced atomically); anything else there is refused
+    unless ``force`` (see :mod:`lsg_deploy.outputs`).
+    """
+    from export.fold import FoldError
     from export.loihi import TARGETS, export_loihi
+    from export.netx import NetxError
     from export.quantize import QuantPolicy, RangeError
+    from hardware.bundle import BundleError
     from training.checkpoint import CheckpointError, load_checkpoint
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     try:
         policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile)
+    except ValueError as exc:  # QuantPolicy's range checks
+        raise UsageError(f"--weight-percentile: {exc}") from None
+    check_bundle_target(out, checkpoint, force)
+    try:
         _, doc = load_checkpoint(checkpoint)
-        train_split, _, _ = data.load(data.DataSpec(**doc["data"]))
+        train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]))
+    except (CheckpointError, data.DataError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
         result = export_loihi(checkpoint, out, train_split.pixels, train_split.input_max, policy)
-    except (CheckpointError, RangeError, ValueError) as exc:
+    except OSError as exc:
+        raise UsageError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
+    except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
@@ -85,20 +141,20 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
              ) -> dict[str, Any]:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
-    backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit)."""
-    from hardware.bundle import BundleError, read_bundle
-    from lsg_deploy.report import BACKENDS, build_report
+    backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
+
+    The bundle is verified (checksums, types, shapes) and checked against its source model
+    before anything runs (:func:`lsg_deploy.report.load_for_report`)."""
+    from lsg_deploy.report import BACKENDS, build_report, load_for_report
 
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-    try:
-        bundle = read_bundle(bundle_dir)
-        spec = data.DataSpec(**bundle.source["data"])
-    except (BundleError, KeyError, TypeError) as exc:
-        raise UsageError(f"{bundle_dir}: {exc}") from None
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
-    _, test, _ = data.load(spec)
+    bundle, model, spec = load_for_report(Path(bundle_dir))
+    try:
+        _, test, _ = data.load(spec)
+    except data.DataError as exc:
+        raise UsageError(f"{bundle_dir}: {exc}") from None
     backends = () if not fixed_point else ("reference", "lava") if backend == "all" else (backend,)
-    return build_report(bundle, Path(bundle_dir), test.head(limit), backends)
+    return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends)

@@ -11,7 +11,7 @@ import numpy as np
 
 from hardware.bundle import Bundle
 from hardware.reference import IntegerRun
-from lsg_deploy.data import EncodedSplit
+from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
 
 BACKENDS = ("reference", "lava", "all")
@@ -28,14 +28,58 @@ def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, pixels: np.ndarra
 
         run = reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
     else:
+        from hardware.bundle import BundleError
         from hardware.lava_backend import LavaLimitError
-        from hardware.lava_subprocess import LavaEnvironmentError, run_lava_bundle
+        from hardware.lava_subprocess import LavaEnvironmentError, LavaRunError, run_lava_bundle
 
         try:
             run = run_lava_bundle(bundle_dir, pixels)
-        except (LavaEnvironmentError, LavaLimitError) as exc:
+        except (LavaEnvironmentError, LavaLimitError, BundleError) as exc:
             raise UsageError(str(exc)) from None
+        except LavaRunError as exc:
+            raise UsageError(exc.summary, detail=exc.detail) from None
     return run, time.perf_counter() - start
+
+
+def load_for_report(bundle_dir: Path) -> tuple[Bundle, Any, DataSpec]:
+    """Read and verify a bundle and its source model, and check that they belong together:
+    the copy is the exported checkpoint (SHA-256), and folding it again gives exactly the
+    bundle's float layers, names, shapes, timesteps and input."""
+    from export.fold import FoldError, fold
+    from export.loihi import SOURCE_MODEL
+    from hardware.bundle import BundleError, read_bundle
+    from training.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        bundle = read_bundle(bundle_dir)
+        source = bundle.source
+        spec = DataSpec.from_dict(source.get("data"))
+        recorded = source.get("checkpoint_sha256")
+        if recorded != bundle.files.get(SOURCE_MODEL):
+            raise BundleError(f"{bundle_dir / SOURCE_MODEL} is not the checkpoint the bundle was exported from")
+        model, _ = load_checkpoint(bundle_dir / SOURCE_MODEL)
+        folded = fold(model)
+    except (BundleError, DataError) as exc:
+        raise UsageError(f"{bundle_dir}: {exc}") from None
+    except (CheckpointError, FoldError) as exc:
+        raise UsageError(f"{bundle_dir}: bundle's source model: {exc}") from None
+    mismatch = None
+    if model.timesteps != bundle.timesteps:
+        mismatch = f"timesteps {bundle.timesteps}, its source model {model.timesteps}"
+    elif tuple(model.input_shape) != bundle.input_shape:
+        mismatch = f"input shape {bundle.input_shape}, its source model {tuple(model.input_shape)}"
+    elif [f.name for f in folded] != [f.name for f in bundle.float_layers]:
+        mismatch = f"layers {[f.name for f in bundle.float_layers]}, its source model {[f.name for f in folded]}"
+    else:
+        for mine, theirs in zip(bundle.float_layers, folded, strict=True):
+            same = mine.geometry == theirs.geometry and all(
+                np.array_equal(getattr(mine, k), getattr(theirs, k)) for k in mine.ARRAYS)
+            if not same or (mine.beta, mine.v_th, mine.readout) != (theirs.beta, theirs.v_th, theirs.readout):
+                mismatch = f"a layer {mine.name} that differs from its source model's"
+                break
+    if mismatch:
+        raise UsageError(f"{bundle_dir}: the bundle has {mismatch}; re-export it")
+    return bundle, model, spec
 
 
 def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
@@ -45,21 +89,16 @@ def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
     return counts
 
 
-def build_report(bundle: Bundle, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...]
+def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...]
                  ) -> dict[str, Any]:
-    """``backends``: fixed-point backends to run ("reference", "lava"); empty for float only."""
+    """``model``: the bundle's source model (see :func:`load_for_report`); ``backends``:
+    fixed-point backends to run ("reference", "lava"); empty for float only."""
     import torch
 
     from export.fold import run_float
-    from export.loihi import SOURCE_MODEL
     from export.quantize import quantized_betas
-    from training.checkpoint import CheckpointError, load_checkpoint
     from training.loop import predict
 
-    try:
-        model, _ = load_checkpoint(bundle_dir / SOURCE_MODEL)
-    except CheckpointError as exc:
-        raise UsageError(f"{bundle_dir}: bundle's source model: {exc}") from None
     t = bundle.timesteps
     analog = torch.as_tensor(test.analog, dtype=torch.float64)
     float_run = predict(model, test.analog, record=True)
@@ -76,7 +115,8 @@ def build_report(bundle: Bundle, bundle_dir: Path, test: EncodedSplit, backends:
             "folded_float": _accuracy(folded_logits.numpy(), test.labels),
             "float_quantized_beta": _accuracy(qbeta_logits.numpy(), test.labels),
         },
-        "export_clipped": {name: rng["clipped"] for name, rng in bundle.quantization.get("layers", {}).items()},
+        "export_clipped": {name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
+                           if isinstance(rng, dict)},
         "backends": {},
         "layers": [],
     }

@@ -16,8 +16,8 @@ from hardware.bundle import (
     Geometry,
     LoihiLayer,
     read_bundle,
-    staged_directory,
 )
+from hardware.files import staged_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,6 +17,7 @@ from hardware import reference
 from hardware.bundle import read_bundle
 from lsg_deploy.cli import main
 from lsg_deploy.data import DataSpec, load
+from training.checkpoint import content_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,6 +124,7 @@ def test_bundle_of_another_version(default_run, tmp_path):
 def _huge_bias_checkpoint(default_run, tmp_path) -> Path:
     doc = torch.load(default_run.model, weights_only=True)
     doc["state_dict"]["blocks.conv2.bn.shift"][3] = 1e4
+    doc["sha256"] = content_digest(doc)  # a valid checkpoint, only with a bias out of range
     path = tmp_path / "model.pt"
     torch.save(doc, path)
     return path
@@ -150,7 +152,7 @@ def test_clip_flag_clips_warns_and_counts(default_run, tmp_path):
 
 def test_bad_config_values_are_one_line_errors(tmp_path):
     proc = _cli("train", "--out", str(tmp_path / "r"), "--epochs", "0")
-    _one_line_error(proc, "epochs must be >= 1")
+    _one_line_error(proc, "epochs must lie in [1,")
     cfg = tmp_path / "c.toml"
     cfg.write_text("[train]\nmode = 'plif'\n")
     _one_line_error(_cli("train", "--out", str(tmp_path / "r"), "--config", str(cfg)), "mode must be one of")

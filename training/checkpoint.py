@@ -1,14 +1,18 @@
-"""``model.pt``: weights, tdBN statistics, b_n, config, metrics, seed and versions.
+"""``model.pt``: weights, tdBN statistics, b_n, config, metrics, seed, versions and a checksum.
 
 Only tensors and plain Python values are stored, so ``torch.load(..., weights_only=True)``
-opens it: reading a checkpoint never runs code.
+opens it: reading a checkpoint never runs code. Reading also refuses what would load but is
+wrong: a document whose content does not match its ``sha256`` (flipped bytes), missing or
+unknown fields, a config of the wrong types, a state dict that does not fit the architecture,
+and NaN, infinite or negative-variance values, each named by layer and field.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import io
+import json
 import platform
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,12 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
-from training.model import SpikingConvNet
+from training.model import ArchitectureError, SpikingConvNet
 
 FORMAT_NAME = "lsg-deploy-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  #: 2: content checksum (``sha256``)
+FIELDS = ("format", "format_version", "state_dict", "config", "input_shape", "classes", "metrics", "seed",
+          "data", "versions", "sha256")
 
 
 class CheckpointError(ValueError):
@@ -31,19 +37,26 @@ def package_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__)}
 
 
-def save_checkpoint(
-    path: Path,
-    model: SpikingConvNet,
-    config: TrainConfig,
-    metrics: list[dict[str, float]],
-    classes: int,
-    data: dict[str, Any],
-) -> None:
-    """Write atomically: the file appears complete or not at all."""
+def content_digest(doc: dict[str, Any]) -> str:
+    """SHA-256 over the checkpoint's content: every field but ``sha256``, tensors by dtype,
+    shape and bytes in key order, the rest as canonical JSON."""
+    digest = hashlib.sha256()
+    rest = {k: v for k, v in doc.items() if k not in ("state_dict", "sha256")}
+    digest.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
+    for key in sorted(doc.get("state_dict", {})):
+        tensor = doc["state_dict"][key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_document(model: SpikingConvNet, config: TrainConfig, metrics: list[dict[str, float]], classes: int,
+                        data: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint as a dict of plain values and tensors, sealed with its checksum."""
     doc = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "config": config.to_dict(),
         "input_shape": list(model.input_shape),
         "classes": classes,
@@ -52,23 +65,50 @@ def save_checkpoint(
         "data": data,
         "versions": package_versions(),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(doc, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    doc["sha256"] = content_digest(doc)
+    return doc
+
+
+def checkpoint_bytes(doc: dict[str, Any]) -> bytes:
+    """A document from :func:`checkpoint_document` as the bytes of ``model.pt``. Writing them
+    is the caller's (``hardware.files.write_bytes``: the file appears complete or not at all)."""
+    buffer = io.BytesIO()
+    torch.save(doc, buffer)
+    return buffer.getvalue()
+
+
+def _layer_field(key: str) -> str:
+    """``blocks.conv2.bn.norm.running_var`` -> ``layer conv2: bn.norm.running_var``."""
+    parts = key.split(".")
+    return f"layer {parts[1]}: {'.'.join(parts[2:])}" if parts[0] == "blocks" and len(parts) > 2 else key
+
+
+def _check_state(state: Any, expected: dict[str, torch.Tensor], path: Path) -> None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: state_dict must map names to tensors")
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        what = "; ".join(([f"lacks {', '.join(missing[:3])}"] if missing else [])
+                         + ([f"has unknown {', '.join(extra[:3])}"] if extra else []))
+        raise CheckpointError(f"{path}: state_dict does not fit the architecture in its config: {what}")
+    for key, want in expected.items():
+        got = state[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise CheckpointError(f"{path}: {_layer_field(key)} is {got.dtype} {tuple(got.shape)}, the architecture "
+                                  f"needs {want.dtype} {tuple(want.shape)}")
+        if got.is_floating_point():
+            bad = int((~torch.isfinite(got)).sum())
+            if bad:
+                raise CheckpointError(f"{path}: {_layer_field(key)} has {bad} non-finite value(s) (NaN or infinity)")
+            if key.endswith("running_var") and bool((got < 0).any()):
+                raise CheckpointError(f"{path}: {_layer_field(key)} has negative variances")
 
 
 def load_checkpoint(path: Path) -> tuple[SpikingConvNet, dict[str, Any]]:
     """Rebuild the trained network (in eval mode) and return it with the checkpoint dict."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+        raise CheckpointError(f"checkpoint {path} not found" if not path.exists() else f"{path} is not a file")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before failing
             warnings.simplefilter("ignore")
@@ -79,12 +119,31 @@ def load_checkpoint(path: Path) -> tuple[SpikingConvNet, dict[str, Any]]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is not an {FORMAT_NAME} file")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {doc.get('format_version')}, expected {FORMAT_VERSION}")
+        raise CheckpointError(f"{path} has checkpoint version {doc.get('format_version')}, this lsg-deploy reads "
+                              f"version {FORMAT_VERSION}: train it again with this version")
+    missing, extra = sorted(set(FIELDS) - set(doc)), sorted(set(doc) - set(FIELDS))
+    if missing or extra:
+        raise CheckpointError(f"{path}: " + "; ".join(([f"missing field(s) {', '.join(missing)}"] if missing else [])
+                                                      + ([f"unknown field(s) {', '.join(extra)}"] if extra else [])))
+    try:
+        intact = doc["sha256"] == content_digest(doc)
+    except (AttributeError, TypeError, ValueError, RuntimeError):  # content not of the written types
+        intact = False
+    if not intact:
+        raise CheckpointError(f"{path} is corrupt or was changed after training (its checksum does not match)")
+    shape = doc["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and n >= 1 for n in shape)):
+        raise CheckpointError(f"{path}: input_shape must be three positive integers, got {shape!r}")
+    if not (isinstance(doc["classes"], int) and doc["classes"] >= 2) or not isinstance(doc["metrics"], list):
+        raise CheckpointError(f"{path}: classes must be an integer >= 2 and metrics a list")
+    if not isinstance(doc["data"], dict):
+        raise CheckpointError(f"{path}: data must be a table")
     try:
         config = TrainConfig.from_dict(doc["config"])
-        model = SpikingConvNet(config, tuple(doc["input_shape"]), int(doc["classes"]))
-        model.load_state_dict(doc["state_dict"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not describe a valid network: {exc}") from None
+        model = SpikingConvNet(config, tuple(shape), doc["classes"])
+    except (ValueError, ArchitectureError) as exc:
+        raise CheckpointError(f"{path}: config: {exc}") from None
+    _check_state(doc["state_dict"], model.state_dict(), path)
+    model.load_state_dict(doc["state_dict"])
     model.eval()
     return model, doc

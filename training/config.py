@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,31 @@ from training.neuron import MODES
 
 LOSSES = ("ce", "tet")
 DATASETS = ("digits",)
+# Upper bounds, far above any use and far below what would exhaust memory before training starts.
+MAX_TIMESTEPS = 1024
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 1 << 16  #: batch size, hidden neurons
+MAX_CHANNELS = 4096
+MAX_CONV_BLOCKS = 8
+MAX_SEED = (1 << 32) - 1
+
+
+def _check_type(key: str, value: Any, type_name: str) -> None:
+    """``key`` holds a value of the field's declared type (bool is not an int; floats are finite)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "int":
+        ok, want = is_int, "an integer"
+    elif type_name == "float":
+        ok, want = (is_int or isinstance(value, float)) and math.isfinite(value), "a finite number"
+    elif type_name == "str":
+        ok, want = isinstance(value, str), "a string"
+    elif type_name == "tuple[int, ...]":
+        ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        want = "a list of integers"
+    else:
+        raise TypeError(f"TrainConfig.{key}: no check for type {type_name}")  # a bug here, not bad input
+    if not ok:
+        raise ValueError(f"{key} must be {want}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +60,8 @@ class TrainConfig:
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
         checks = [
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
@@ -41,13 +69,15 @@ class TrainConfig:
             (self.alpha > 0, f"alpha must be positive, got {self.alpha}"),
             (0 < self.beta_init < 1, f"beta_init must lie in (0, 1), got {self.beta_init}"),
             (self.v_th > 0, f"v_th must be positive, got {self.v_th}"),
-            (self.timesteps >= 1, f"timesteps must be >= 1, got {self.timesteps}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (1 <= self.timesteps <= MAX_TIMESTEPS, f"timesteps must lie in [1, {MAX_TIMESTEPS}], got {self.timesteps}"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must lie in [1, {MAX_EPOCHS}], got {self.epochs}"),
+            (1 <= self.batch_size <= MAX_WIDTH, f"batch_size must lie in [1, {MAX_WIDTH}], got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (len(self.channels) >= 1 and min(self.channels) >= 1, f"channels must be positive, got {self.channels}"),
-            (self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must lie in [0, {MAX_SEED}] (numpy's seed range), got {self.seed}"),
+            (1 <= len(self.channels) <= MAX_CONV_BLOCKS and all(1 <= c <= MAX_CHANNELS for c in self.channels),
+             f"channels must be 1 to {MAX_CONV_BLOCKS} counts in [1, {MAX_CHANNELS}], got {list(self.channels)}"),
+            (1 <= self.hidden <= MAX_WIDTH, f"hidden must lie in [1, {MAX_WIDTH}], got {self.hidden}"),
             (0 < self.test_fraction < 1, f"test_fraction must lie in (0, 1), got {self.test_fraction}"),
         ]
         for ok, message in checks:
@@ -59,13 +89,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        if not isinstance(values, dict):
+            raise ValueError(f"a config must be a table of keys, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}")
         values = dict(values)
-        if "channels" in values:
-            values["channels"] = tuple(int(c) for c in values["channels"])
+        if isinstance(values.get("channels"), list):
+            values["channels"] = tuple(values["channels"])
         return cls(**values)
 
     @classmethod
@@ -75,9 +107,14 @@ class TrainConfig:
             doc = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ValueError(f"config file {path} not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
-        return cls.from_dict(doc.get("train", doc))
+        table = doc.get("train", doc)
+        if not isinstance(table, dict):
+            raise ValueError(f"config file {path}: [train] must be a table of keys, got {table!r}")
+        return cls.from_dict(table)
 
     def replace(self, **overrides: Any) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -11,7 +11,29 @@ import torch
 from torch import nn
 
 from training.config import TrainConfig
-from training.model import Forward, SpikingConvNet
+from training.model import ConvBlock, DenseBlock, Flatten, Forward, Pool, Readout, SpikingConvNet
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the settings (usually the learning rate) do not train."""
+
+
+def activation_bytes(model: SpikingConvNet, batch_size: int) -> int:
+    """A generous estimate of the memory one training step needs for activations: every
+    layer's (T, B, neurons) tensors, about eight of them kept for the backward pass."""
+    shape = torch.Size(model.input_shape)
+    neurons = shape.numel()
+    for block in model.blocks.values():
+        if isinstance(block, Pool):
+            shape = torch.Size((shape[0], shape[1] // block.kernel, shape[2] // block.kernel))
+        elif isinstance(block, ConvBlock):
+            shape = torch.Size((block.conv.out_channels, *shape[1:]))
+        elif isinstance(block, Flatten):
+            shape = torch.Size((shape.numel(),))
+        elif isinstance(block, (DenseBlock, Readout)):
+            shape = torch.Size((block.linear.out_features,))
+        neurons += shape.numel()
+    return 8 * 4 * model.timesteps * batch_size * neurons
 
 
 @dataclass(frozen=True)
@@ -60,11 +82,22 @@ def fit(
     train: Split,
     test: Split,
     classes: int,
-    on_epoch: Callable[[dict[str, float]], None] = lambda row: None,
+    on_epoch: Callable[[dict[str, float], SpikingConvNet], None] = lambda row, model: None,
+    memory_limit: int | None = None,
 ) -> tuple[SpikingConvNet, list[dict[str, float]]]:
-    """Train with Adam and a cosine schedule; returns the model and one metrics row per epoch."""
+    """Train with Adam and a cosine schedule; returns the model and one metrics row per epoch.
+
+    ``on_epoch(row, model)`` runs after every epoch (the caller saves checkpoints there).
+    Raises :class:`TrainingDiverged` on a non-finite loss, and ``MemoryError`` before training
+    when :func:`activation_bytes` exceeds ``memory_limit``.
+    """
     gen = seed_everything(config.seed)
     model = SpikingConvNet(config, train.x.shape[1:], classes)
+    need = activation_bytes(model, min(config.batch_size, len(train.x)))
+    if memory_limit is not None and need > memory_limit:
+        raise MemoryError(f"timesteps {config.timesteps} x batch_size {config.batch_size} need about "
+                          f"{need / 2**30:,.1f} GiB for activations, more than the {memory_limit / 2**30:,.1f} GiB "
+                          f"this machine has; lower them")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     x_all, y_all = torch.as_tensor(train.x), torch.as_tensor(train.y)
@@ -78,12 +111,18 @@ def fit(
             idx = order[i : i + config.batch_size]
             out = model(x_all[idx])
             loss = loss_fn(out, y_all[idx], config.loss)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"training diverged in epoch {epoch} (loss {loss.item()}); "
+                                       f"lower the learning rate (lr {config.lr})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(idx)
             correct += int((out.logits.argmax(1) == y_all[idx]).sum())
         schedule.step()
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise TrainingDiverged(f"training diverged in epoch {epoch} (non-finite weights); "
+                                   f"lower the learning rate (lr {config.lr})")
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / len(order),
@@ -95,6 +134,6 @@ def fit(
         for name, lif in model.lif_layers().items():
             row[f"beta_{name}"] = lif.beta.item()
         metrics.append(row)
-        on_epoch(row)
+        on_epoch(row, model)
     model.eval()
     return model, metrics

@@ -16,6 +16,10 @@ from training.config import TrainConfig
 from training.neuron import LIF
 
 
+class ArchitectureError(ValueError):
+    """A configuration that does not make a network for the given input (e.g. too many pools)."""
+
+
 class TdBN(nn.Module):
     """Threshold-dependent batch norm (Zheng et al. 2021).
 
@@ -118,7 +122,8 @@ class SpikingConvNet(nn.Module):
             blocks[f"pool{i}"] = Pool(2)
             c, h, w = out_ch, h // 2, w // 2
             if h < 1 or w < 1:
-                raise ValueError(f"{len(config.channels)} pooled conv blocks are too many for input {input_shape}")
+                raise ArchitectureError(f"{len(config.channels)} pooled conv blocks (channels) are too many for "
+                                        f"input {tuple(input_shape)}: each halves the image")
         blocks["flatten"] = Flatten()
         blocks["fc1"] = DenseBlock(c * h * w, config.hidden, lif())
         blocks["readout"] = Readout(config.hidden, classes)

@@ -1,0 +1,226 @@
+"""Writing outputs so that a user's files are never lost or left half-written (stdlib only).
+
+Every file and directory this project writes goes through here:
+
+* a file is written to a temporary sibling ``.NAME.lsg-tmp-XXXX``, flushed and fsynced, then
+  renamed over ``NAME`` (POSIX rename is atomic): a reader sees the old or the new file, never
+  a mix, and a failure removes the temporary;
+* a directory (a bundle) is staged in a sibling ``.NAME.lsg-stage-XXXX`` and swapped in with
+  Linux's ``renameat2(RENAME_EXCHANGE)``, so ``NAME`` holds the old or the new directory at
+  every instant. Where the kernel or the filesystem lacks the exchange, two renames go through
+  a fixed aside name ``.NAME.lsg-old``; a run killed between them leaves the old directory
+  there, and the next writer of ``NAME`` puts it back before doing anything else;
+* a temporary holds an ``flock`` while its writer lives; one whose lock can be taken was left
+  by a killed run, and the next writer of the same name removes it;
+* parent directories created for an output are removed again if the write fails;
+* permissions follow the user's umask (``mkstemp``/``mkdtemp`` alone would give 0600/0700).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+TMP_TAG, STAGE_TAG, ASIDE_TAG = ".lsg-tmp-", ".lsg-stage-", ".lsg-old"
+
+
+def umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def collect_stale(final: Path) -> list[Path]:
+    """Remove temporaries of ``final`` left by killed runs (those whose lock can be taken)."""
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for tag in (TMP_TAG, STAGE_TAG):
+        for path in final.parent.glob(f".{final.name}{tag}*"):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                if _try_lock(fd):  # nobody holds it: its writer is gone
+                    _remove(path)
+                    removed.append(path)
+            finally:
+                os.close(fd)
+    return removed
+
+
+@contextmanager
+def _parents_created(path: Path) -> Iterator[None]:
+    """Create the missing parents of ``path``; remove the ones created here if the block fails."""
+    missing = []
+    parent = Path(path).parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o777)  # the umask applies, as for mkdir(1)
+    try:
+        yield
+    except BaseException:
+        for d in missing:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    with _parents_created(path):
+        collect_stale(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_TAG}", dir=path.parent)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.fchmod(fd, 0o666 & ~umask())
+            with os.fdopen(os.dup(fd), mode) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path, "wb") as fh:
+        fh.write(data)
+
+
+# --- directories -------------------------------------------------------------------------------
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where that is not available."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # this kernel or filesystem cannot exchange
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def aside_path(final: Path) -> Path:
+    return final.parent / f".{final.name}{ASIDE_TAG}"
+
+
+def recover_aside(final: Path) -> None:
+    """Finish or undo a two-rename replacement that a killed run left half done."""
+    aside = aside_path(Path(final))
+    if not os.path.lexists(aside):
+        return
+    if os.path.lexists(final):  # the new directory made it in: the aside copy is garbage
+        _remove(aside)
+    else:  # killed between the two renames: the old directory goes back
+        os.rename(aside, final)
+
+
+@contextmanager
+def _locked_directory(directory: Path) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def swap_in(stage: Path, final: Path, *, exchange: bool = True) -> None:
+    """Put the directory ``stage`` at ``final``; whatever was at ``final`` is removed.
+
+    ``final`` holds the old or the new content at every instant (see the module docstring);
+    ``exchange=False`` forces the two-rename fallback (used by tests).
+    """
+    stage, final = Path(stage), Path(final)
+    with _locked_directory(final.parent):
+        recover_aside(final)
+        if not os.path.lexists(final):
+            os.rename(stage, final)
+            return
+        if exchange and _exchange(stage, final):
+            _remove(stage)  # it now holds the old content
+            return
+        aside = aside_path(final)
+        os.rename(final, aside)
+        try:
+            os.rename(stage, final)
+        except BaseException:
+            os.rename(aside, final)
+            raise
+        _remove(aside)
+
+
+@contextmanager
+def staged_directory(final: Path) -> Iterator[Path]:
+    """Yield a fresh sibling directory of ``final``; it becomes ``final`` if the block succeeds.
+
+    On failure the stage (and any parent directory created for it) is removed and ``final``
+    is untouched. Checking that ``final`` may be replaced is the caller's job.
+    """
+    final = Path(final)
+    with _parents_created(final):
+        with _locked_directory(final.parent):
+            recover_aside(final)
+        collect_stale(final)
+        stage = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGE_TAG}", dir=final.parent))
+        fd = os.open(stage, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.chmod(stage, 0o777 & ~umask())
+            yield stage
+            swap_in(stage, final)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        finally:
+            os.close(fd)

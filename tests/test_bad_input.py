@@ -1,0 +1,468 @@
+"""Bad input corpus: every kind of bad input is one line on stderr, exit 2, and touches nothing.
+
+The harness (``test_bad_input``, one parametrized test):
+
+1. a case's ``build`` function lays out its input in a fresh sandbox directory (under
+   ``tmp_path``): a copy of the session's trained run (``run/model.pt``, ``run/metrics.csv``)
+   or exported bundle (``bundle/``), possibly edited, a TOML file, a stray regular file, ...
+   and returns the CLI arguments, relative to the sandbox;
+2. the sandbox tree is snapshotted (relative path -> (type, SHA-256 of the bytes or link
+   target, st_mode));
+3. ``python -m lsg_deploy.cli ARGS`` runs with the sandbox (or a subdirectory) as working directory,
+   ``PYTHONWARNINGS`` unset and a 120 s timeout (``--quiet`` is always passed: progress bars
+   are not errors);
+4. asserted: exit code 2; stderr is exactly one line starting ``lsg-deploy: error:``; no
+   ``Traceback`` in stdout or stderr; the case's substrings (loose: the bad key, field or path)
+   in that line; and the sandbox snapshot unchanged: nothing created (not even the intended
+   output), changed (bytes or mode) or removed.
+
+Edited checkpoints and bundles are re-sealed (``_reseal_checkpoint`` / ``_reseal_bundle``) so
+that a field-specific check, not the checksum, is what refuses them. Byte-level corruption is
+never re-sealed: the checksums must catch it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lsg_deploy.cli import main
+
+TIMEOUT_S = 120
+NAN, INF = float("nan"), float("inf")
+#: a small, quick configuration: cases that are not about these keys train (if at all) in seconds
+TINY = {"epochs": "1", "timesteps": "2", "channels": "[4, 8]", "hidden": "16"}
+TINY_ARGS = ("--epochs", "1", "--timesteps", "2")
+
+
+# --- checksums --------------------------------------------------------------------------------
+
+
+def _reseal_checkpoint(doc: dict[str, Any]) -> None:
+    """Recompute the checkpoint's ``sha256`` after an edit, so a field check (not the checksum)
+    is what refuses it."""
+    from training.checkpoint import content_digest
+
+    doc["sha256"] = content_digest(doc)
+
+
+def _reseal_bundle(directory: Path) -> None:
+    """Recompute ``bundle.json``'s ``files`` manifest and ``sha256`` after an edit (same purpose)."""
+    from hardware.bundle import document_digest, sha256_file
+
+    path = directory / "bundle.json"
+    doc = json.loads(path.read_text())
+    if isinstance(doc.get("files"), dict):
+        doc["files"] = {name: sha256_file(directory / name) if (directory / name).is_file() else digest
+                        for name, digest in doc["files"].items()}
+    doc["sha256"] = document_digest(doc)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# --- the sandbox --------------------------------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    pipeline: Any  #: conftest's PipelineRun
+    request: pytest.FixtureRequest
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "."  #: the command's working directory, relative to root
+
+    def write(self, rel: str, content: str | bytes = "keep me\n") -> str:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return rel
+
+    def run_dir(self) -> str:
+        shutil.copytree(self.pipeline.run_dir, self.root / "run")
+        return "run/model.pt"
+
+    def checkpoint(self, edit: Callable | None = None, raw: Callable | None = None) -> str:
+        rel = self.run_dir()
+        path = self.root / rel
+        if edit is not None:
+            doc = torch.load(path, weights_only=True)
+            edit(doc)
+            _reseal_checkpoint(doc)
+            torch.save(doc, path)
+        if raw is not None:
+            path.write_bytes(raw(path.read_bytes()))
+        return rel
+
+    def bundle(self, doc: Callable | None = None, arrays: Callable | None = None,
+               files: dict[str, Callable] | None = None, reseal_files: bool = False) -> str:
+        path = self.root / "bundle"
+        shutil.copytree(self.pipeline.bundle, path)
+        if doc is not None:
+            d = json.loads((path / "bundle.json").read_text())
+            doc(d)
+            (path / "bundle.json").write_text(json.dumps(d, indent=2) + "\n")
+        if arrays is not None:
+            with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+                a = {k: npz[k] for k in npz.files}
+            np.savez(path / "arrays.npz", **arrays(a))
+        if doc is not None or arrays is not None:
+            _reseal_bundle(path)
+        for name, fn in (files or {}).items():  # byte-level changes: re-sealed only if asked
+            target = path / name
+            new = fn(self, target.read_bytes() if target.is_file() else None)
+            target.unlink(missing_ok=True)
+            if new is not None:
+                target.write_bytes(new)
+        if reseal_files:
+            _reseal_bundle(path)
+        return "bundle"
+
+
+def _entry(path: Path) -> tuple:
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode):
+        return ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", os.readlink(path), st.st_mode)
+    return ("dir" if stat.S_ISDIR(st.st_mode) else "other", None, st.st_mode)
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    tree = {".": _entry(root)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            tree[path.relative_to(root).as_posix()] = _entry(path)
+    return tree
+
+
+def _diff(before: dict[str, tuple], after: dict[str, tuple]) -> str:
+    created = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+    return f"created {created}, removed {removed}, changed {changed}"
+
+
+def _run(sandbox: Sandbox, args: list[str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env.update(sandbox.env)
+    return subprocess.run([sys.executable, "-m", "lsg_deploy.cli", *args], cwd=sandbox.root / sandbox.cwd, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+# --- case builders ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[[Sandbox], list[str]]
+    needles: tuple[str, ...] = ()  #: in the error line
+
+
+def train(*extra: str, setup: Callable[[Sandbox], Any] = lambda sb: None, out: str = "run") -> Callable:
+    def build(sb: Sandbox) -> list[str]:
+        setup(sb)
+        return ["train", "--out", out, "--quiet", *TINY_ARGS, *extra]
+    return build
+
+
+def toml(text: str | None = None, **bad: str) -> Callable:
+    """A ``[train]`` table: TINY with ``bad`` merged in (values are TOML literals), or raw ``text``."""
+    body = text if text is not None else "[train]\n" + "".join(f"{k} = {v}\n" for k, v in {**TINY, **bad}.items())
+
+    def build(sb: Sandbox) -> list[str]:
+        return ["train", "--out", "run", "--quiet", "--config", sb.write("c.toml", body)]
+    return build
+
+
+def export(*extra: str, edit: Callable | None = None, raw: Callable | None = None, model: str | None = None,
+           out: str = "bundle", setup: Callable[[Sandbox], Any] = lambda sb: None) -> Callable:
+    def build(sb: Sandbox) -> list[str]:
+        ckpt = sb.checkpoint(edit, raw)
+        setup(sb)
+        return ["export", "--target", "loihi", model or ckpt, "--out", out, "--quiet", *extra]
+    return build
+
+
+def simulate(*extra: str, bundle: str | None = None, env: dict[str, str] | None = None, json_out: str = "report.json",
+             setup: Callable[[Sandbox], Any] = lambda sb: None, **edits: Any) -> Callable:
+    def build(sb: Sandbox) -> list[str]:
+        path = sb.bundle(**edits)
+        setup(sb)
+        sb.env.update(env or {})
+        return ["simulate", "--fixed-point", bundle or path, "--json", json_out, "--quiet", *extra]
+    return build
+
+
+def tensor(key: str, value: float) -> Callable:
+    def edit(doc: dict) -> None:
+        doc["state_dict"][key].view(-1)[0] = value
+    return edit
+
+
+def layer_field(record: str, index: int, name: str, value: Any) -> Callable:
+    def edit(doc: dict) -> None:
+        doc["layers"][record][index][name] = value
+    return edit
+
+
+def rename_layer(doc: dict) -> None:
+    for records in doc["layers"].values():
+        for layer in records:
+            if layer["name"] == "conv2":
+                layer["name"] = "convX"
+
+
+def flip_middle(data: bytes) -> bytes:
+    mid = len(data) // 2
+    return data[:mid] + bytes(b ^ 0x5A for b in data[mid:mid + 4]) + data[mid + 4:]
+
+
+def foreign_source(sb: Sandbox, _old: bytes | None) -> bytes:
+    return sb.request.getfixturevalue("tiny_model").read_bytes()
+
+
+def force_flag(sb: Sandbox) -> None:
+    proc = _run(sb, ["export", "--help"])
+    assert "--force" in proc.stdout, "export has no --force option yet"
+
+
+def mkdir(rel: str) -> Callable:
+    return lambda sb: (sb.root / rel).mkdir(parents=True)
+
+
+def in_subdir(sb: Sandbox) -> None:
+    """Run from ``deep/er``, so that ``..`` is an ancestor of the current directory."""
+    force_flag(sb)
+    (sb.root / "deep" / "er").mkdir(parents=True)
+    sb.cwd = "deep/er"
+
+
+def symlink(sb: Sandbox) -> None:
+    sb.write("work/thesis.tex")
+    (sb.root / "link").symlink_to("work")
+
+
+class _Planted:
+    """Unpickling this runs ``touch pwned``: a checkpoint that would execute code if loaded unsafely."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def edited_source(sb: Sandbox, old: bytes | None) -> bytes:
+    """The bundle's own source model with one weight changed, its checkpoint checksum re-sealed."""
+    import io
+
+    doc = torch.load(io.BytesIO(old), weights_only=True)
+    tensor("blocks.readout.linear.bias", 3.0)(doc)
+    _reseal_checkpoint(doc)
+    return _torch_bytes(doc)
+
+
+W1, RV2, B3 = "blocks.conv1.conv.weight", "blocks.conv2.bn.norm.running_var", "blocks.fc1.lif.b"
+
+CASES = [
+    # train: counts of the wrong type or range, in TOML and on the command line
+    Case("train-toml-epochs-float", toml(epochs="1.5"), ("epochs",)),
+    Case("train-toml-epochs-negative", toml(epochs="-2"), ("epochs",)),
+    Case("train-toml-epochs-bool", toml(epochs="true"), ("epochs",)),
+    Case("train-toml-epochs-string", toml(epochs='"3"'), ("epochs",)),
+    Case("train-toml-timesteps-zero", toml(timesteps="0"), ("timesteps",)),
+    Case("train-toml-timesteps-float", toml(timesteps="2.0"), ("timesteps",)),
+    Case("train-toml-timesteps-absurd", toml(timesteps="1000000000"), ("timesteps",)),
+    Case("train-toml-batch-size-zero", toml(batch_size="0"), ("batch_size",)),
+    Case("train-toml-batch-size-float", toml(batch_size="32.5"), ("batch_size",)),
+    Case("train-toml-batch-size-absurd", toml(batch_size="9223372036854775807"), ("batch_size",)),
+    Case("train-toml-hidden-negative", toml(hidden="-16"), ("hidden",)),
+    Case("train-toml-hidden-bool", toml(hidden="false"), ("hidden",)),
+    Case("train-toml-hidden-absurd", toml(hidden="1000000000000"), ("hidden",)),
+    Case("train-toml-channels-zero", toml(channels="[4, 0]"), ("channels",)),
+    Case("train-toml-channels-float", toml(channels="[4.5, 8]"), ("channels",)),
+    Case("train-toml-channels-string", toml(channels='"48"'), ("channels",)),
+    Case("train-toml-channels-too-many", toml(channels="[4, 4, 4, 4, 4]"), ("channels",)),
+    Case("train-toml-lr-string", toml(lr='"fast"'), ("lr",)),
+    Case("train-toml-loss-int", toml(loss="3"), ("loss",)),
+    Case("train-toml-mode-unknown", toml(mode='"plif"'), ("mode",)),
+    Case("train-toml-seed-too-large", toml(seed=str(2**40)), ("seed",)),
+    Case("train-toml-seed-negative", toml(seed="-1"), ("seed",)),
+    Case("train-cli-seed-too-large", train("--seed", str(2**40)), ("seed",)),
+    Case("train-toml-test-fraction-all", toml(test_fraction="0.999"), ("test_fraction",)),
+    Case("train-toml-test-fraction-tiny", toml(test_fraction="0.0001"), ("test_fraction",)),
+    # train: non-finite floats
+    Case("train-cli-lr-nan", train("--lr", "nan"), ("lr",)),
+    Case("train-cli-lr-inf", train("--lr", "inf"), ("lr",)),
+    Case("train-cli-alpha-nan", train("--alpha", "nan"), ("alpha",)),
+    Case("train-toml-v-th-inf", toml(v_th="inf"), ("v_th",)),
+    Case("train-toml-alpha-nan", toml(alpha="nan"), ("alpha",)),
+    Case("train-toml-weight-decay-inf", toml(weight_decay="inf"), ("weight_decay",)),
+    # train: the config file itself
+    Case("train-toml-unknown-key", toml(epochz="3"), ("epochz",)),
+    Case("train-toml-train-not-a-table", toml("train = 5\n"), ("train",)),
+    Case("train-toml-syntax-error", toml("[train\nepochs = \n"), ("c.toml",)),
+    Case("train-config-missing", train("--config", "nope.toml"), ("nope.toml",)),
+    Case("train-config-is-directory", train("--config", "cfgdir", setup=mkdir("cfgdir")), ("cfgdir",)),
+    Case("train-config-not-utf8", train("--config", "c.toml", setup=lambda sb: sb.write("c.toml", b"\xff\xfe[")),
+         ("c.toml",)),
+    # train: arguments and output paths
+    Case("train-cli-mode-unknown", train("--mode", "plif"), ("plif",)),
+    Case("train-cli-epochs-not-int", train("--epochs", "abc"), ("--epochs",)),
+    Case("train-cli-batch-size-negative", train("--batch-size", "-4"), ("batch",)),
+    Case("train-out-is-file", train(setup=lambda sb: sb.write("notes.txt"), out="notes.txt"), ("notes.txt",)),
+    Case("train-out-under-file", train(setup=lambda sb: sb.write("notes.txt"), out="notes.txt/sub"),
+         ("notes.txt",)),
+    # export: the checkpoint file
+    Case("export-checkpoint-missing", export(model="run/nope.pt"), ("nope.pt",)),
+    Case("export-checkpoint-is-directory", export(model="run"), ("run",)),
+    Case("export-checkpoint-empty", export(raw=lambda b: b""), ("model.pt",)),
+    Case("export-checkpoint-truncated", export(raw=lambda b: b[: len(b) // 2]), ("model.pt",)),
+    Case("export-checkpoint-flipped-bytes", export(raw=flip_middle), ("model.pt",)),
+    Case("export-checkpoint-planted-code", export(raw=lambda b: _torch_bytes({"x": _Planted()})), ("model.pt",)),
+    Case("export-checkpoint-not-a-dict", export(raw=lambda b: _torch_bytes([1, 2, 3])), ("model.pt",)),
+    # export: values in the checkpoint
+    Case("export-nan-conv-weight", export(edit=tensor(W1, NAN)), ("conv1",)),
+    Case("export-inf-running-var", export(edit=tensor(RV2, INF)), ("conv2",)),
+    Case("export-negative-running-var", export(edit=tensor(RV2, -1.0)), ("conv2",)),
+    Case("export-nan-lif-b", export(edit=tensor(B3, NAN)), ("fc1",)),
+    Case("export-bias-out-of-range", export(edit=tensor("blocks.conv2.bn.shift", 1e4)), ("conv2",)),
+    Case("export-clip-nan-weight", export("--clip", edit=tensor(W1, NAN)), ("conv1",)),
+    # export: the checkpoint's structure
+    Case("export-state-missing-key", export(edit=lambda d: d["state_dict"].pop("blocks.conv2.bn.norm.running_mean")),
+         ("running_mean",)),
+    Case("export-state-extra-key", export(edit=lambda d: d["state_dict"].update({"blocks.bogus.w": torch.zeros(3)})),
+         ("bogus",)),
+    Case("export-state-wrong-shape", export(edit=lambda d: d["state_dict"].update({W1: torch.zeros(16, 1, 5, 5)})),
+         ("conv1",)),
+    Case("export-config-wrong-type", export(edit=lambda d: d["config"].update(hidden="128")), ("hidden",)),
+    Case("export-config-bad-channels", export(edit=lambda d: d["config"].update(channels=[4, 4, 4, 4, 4])),
+         ("channels",)),
+    Case("export-config-missing", export(edit=lambda d: d.pop("config")), ("config",)),
+    Case("export-data-bad-test-fraction", export(edit=lambda d: d["data"].update(test_fraction=2.0)),
+         ("test_fraction",)),
+    Case("export-checkpoint-other-version", export(edit=lambda d: d.update(format_version=99)), ("99",)),
+    # export: options
+    Case("export-unknown-target", lambda sb: ["export", "--target", "spinnaker", sb.run_dir(), "--out", "bundle",
+                                              "--quiet"], ("spinnaker",)),
+    Case("export-weight-percentile-zero", export("--weight-percentile", "0"), ("percentile",)),
+    Case("export-weight-percentile-nan", export("--weight-percentile", "nan"), ("percentile",)),
+    Case("export-weight-percentile-over-100", export("--weight-percentile", "150"), ("percentile",)),
+    Case("export-weight-percentile-not-number", export("--weight-percentile", "max"), ("percentile",)),
+    # export: --out must never destroy anything
+    Case("export-out-is-file", export(out="notes.txt", setup=lambda sb: sb.write("notes.txt")), ("notes.txt",)),
+    Case("export-out-nonempty-directory", export(out="work", setup=lambda sb: sb.write("work/thesis.tex")),
+         ("work",)),
+    Case("export-out-checkpoint-directory", export(out="run"), ("run",)),
+    Case("export-out-checkpoint-directory-force", export("--force", out="run", setup=force_flag), ("run",)),
+    Case("export-out-current-directory", export(out=".")),
+    Case("export-out-current-directory-force", export("--force", out=".", setup=force_flag)),
+    Case("export-out-ancestor-of-cwd-force", export("--force", model="../../run/model.pt", out="..", setup=in_subdir)),
+    Case("export-out-symlink-to-directory", export(out="link", setup=symlink), ("link",)),
+    Case("export-out-under-file", export(out="notes.txt/b", setup=lambda sb: sb.write("notes.txt")),
+         ("notes.txt",)),
+    # simulate: the bundle directory and its files
+    Case("simulate-bundle-missing", simulate(bundle="nobundle"), ("nobundle",)),
+    Case("simulate-bundle-is-file", simulate(bundle="notes.txt", setup=lambda sb: sb.write("notes.txt")),
+         ("notes.txt",)),
+    Case("simulate-not-a-bundle", simulate(bundle="work", setup=lambda sb: sb.write("work/thesis.tex")), ("work",)),
+    Case("simulate-bundle-json-not-json", simulate(files={"bundle.json": lambda sb, b: b"{not json"}),
+         ("bundle.json",)),
+    Case("simulate-bundle-json-not-object", simulate(files={"bundle.json": lambda sb, b: b"[1, 2]"}),
+         ("bundle.json",)),
+    Case("simulate-bundle-other-version", simulate(doc=lambda d: d.update(format_version=99)), ("99",)),
+    Case("simulate-arrays-truncated", simulate(files={"arrays.npz": lambda sb, b: b[: len(b) // 2]}),
+         ("arrays.npz",)),
+    Case("simulate-arrays-flipped-bytes", simulate(files={"arrays.npz": lambda sb, b: flip_middle(b)}),
+         ("arrays.npz",)),
+    Case("simulate-arrays-missing", simulate(files={"arrays.npz": lambda sb, b: None}), ("arrays.npz",)),
+    Case("simulate-bundle-json-edited-unsealed", simulate(files={"bundle.json": lambda sb, b: b.replace(
+        b'"timesteps": 4', b'"timesteps": 5', 1)}), ("bundle.json",)),
+    # simulate: bundle contents that do not hold together
+    Case("simulate-layer-vth-float", simulate(doc=layer_field("loihi", 0, "vth", 3.5)), ("vth",)),
+    Case("simulate-layer-dv-string", simulate(doc=layer_field("loihi", 1, "dv", "12")), ("dv",)),
+    Case("simulate-layer-beta-nan", simulate(doc=layer_field("float", 0, "beta", NAN)), ("beta",)),
+    Case("simulate-layer-renamed", simulate(doc=rename_layer, arrays=lambda a: {
+        k.replace("/conv2/", "/convX/"): v for k, v in a.items()}), ("conv",)),
+    Case("simulate-layers-missing", simulate(doc=lambda d: d.pop("layers")), ("layers",)),
+    Case("simulate-input-max-float", simulate(doc=lambda d: d.update(input_max=16.5)), ("input_max",)),
+    Case("simulate-timesteps-differ", simulate(doc=lambda d: d.update(timesteps=d["timesteps"] + 2)),
+         ("timesteps",)),
+    Case("simulate-float-weight-nan", simulate(arrays=lambda a: {
+        k: (np.full_like(v, NAN) if k == "float/conv1/weight" else v) for k, v in a.items()}), ("conv1",)),
+    Case("simulate-source-model-foreign", simulate(files={"source_model.pt": foreign_source}),
+         ("source_model.pt",)),
+    Case("simulate-source-model-foreign-resealed", simulate(files={"source_model.pt": foreign_source},
+                                                            reseal_files=True), ("source",)),
+    Case("simulate-source-model-edited-resealed", simulate(files={"source_model.pt": edited_source},
+                                                           reseal_files=True), ("source",)),
+    Case("simulate-arrays-object-dtype", simulate(arrays=lambda a: {**a, "float/conv1/bias": np.array(
+        [{"x": 1}] * len(a["float/conv1/bias"]), dtype=object)}), ("arrays.npz",)),
+    Case("simulate-source-model-missing", simulate(files={"source_model.pt": lambda sb, b: None}),
+         ("source_model.pt",)),
+    # simulate: options and outputs
+    Case("simulate-limit-zero", simulate("--limit", "0"), ("limit",)),
+    Case("simulate-limit-negative", simulate("--limit", "-3"), ("limit",)),
+    Case("simulate-limit-not-int", simulate("--limit", "abc"), ("--limit",)),
+    Case("simulate-backend-unknown", simulate("--backend", "spinnaker"), ("spinnaker",)),
+    Case("simulate-json-is-directory", simulate(setup=lambda sb: sb.write("report.json/keep.txt")),
+         ("report.json",)),
+    Case("simulate-json-under-file", simulate(json_out="notes.txt/r.json", setup=lambda sb: sb.write("notes.txt")),
+         ("notes.txt",)),
+    Case("simulate-json-over-bundle-file", simulate(json_out="bundle/bundle.json"), ("bundle.json",)),
+    Case("simulate-lava-interpreter-fails", simulate("--backend", "lava", "--limit", "5",
+                                                     env={"LSG_LAVA_PYTHON": "/bin/false"}), ("/bin/false",)),
+    Case("simulate-lava-interpreter-missing", simulate("--backend", "lava", "--limit", "5",
+                                                       env={"LSG_LAVA_PYTHON": "/nonexistent"}), ("/nonexistent",)),
+]
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, different checkpoint (channels [4, 8], hidden 16, T = 2, one epoch)."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "c.toml").write_text("[train]\nchannels = [4, 8]\nhidden = 16\n")
+    assert main(["train", "--out", str(root / "run"), "--epochs", "1", "--timesteps", "2",
+                 "--config", str(root / "c.toml"), "--quiet"]) == 0
+    return root / "run" / "model.pt"
+
+
+def test_corpus_is_large_and_ids_unique():
+    assert len(CASES) >= 45 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, default_run, request, tmp_path):
+    sandbox = Sandbox(tmp_path / "sandbox", default_run, request)
+    sandbox.root.mkdir()
+    args = case.build(sandbox)
+    before = _snapshot(sandbox.root)
+    proc = _run(sandbox, args)
+    after = _snapshot(sandbox.root)
+    shown = f"args {args}\nexit {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}\nstdout:\n{proc.stdout[-1000:]}"
+    assert "Traceback" not in proc.stderr + proc.stdout, shown
+    assert proc.returncode == 2, shown
+    lines = proc.stderr.removesuffix("\n").splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lsg-deploy: error:"), shown
+    for needle in case.needles:
+        assert needle in lines[0], f"{needle!r} not in the error line\n{shown}"
+    assert before == after, f"sandbox changed: {_diff(before, after)}\n{shown}"

@@ -1,0 +1,271 @@
+"""A user's files are never lost: what --out may replace, atomic replacement under SIGKILL,
+temporaries that never pile up, disk-full failures, and permissions from the umask."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hardware import files
+from hardware.bundle import read_bundle
+from training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lsg_deploy.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs)
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every path below ``root`` with its type, bytes and mode: equal trees mean nothing changed."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        out[str(path.relative_to(root))] = (st.st_mode, path.read_bytes() if path.is_file() else None)
+    return out
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lsg-deploy: error:"), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".lsg-" in p.name)
+
+
+@pytest.fixture
+def work(default_run, tmp_path) -> Path:
+    """A sandbox holding a run directory (checkpoint + metrics) and an earlier bundle."""
+    shutil.copytree(default_run.run_dir, tmp_path / "run")
+    shutil.copytree(default_run.bundle, tmp_path / "bundle")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("my work\n")
+    (tmp_path / "file.txt").write_text("keep me\n")
+    return tmp_path
+
+
+def _export(work: Path, out: str, *extra: str, **kwargs) -> subprocess.CompletedProcess:
+    return _cli("export", "--target", "loihi", "run/model.pt", "--out", out, "--quiet", *extra, cwd=work, **kwargs)
+
+
+@pytest.mark.parametrize("out, force, needle", [
+    ("file.txt", False, "is a file"),
+    ("notes", False, "not an lsg-deploy bundle"),
+    ("run", False, "checkpoint"),
+    ("run", True, "checkpoint"),
+    ("run/model.pt", True, "checkpoint"),
+    (".", True, "current directory"),
+    ("..", True, "current directory"),
+])
+def test_export_refuses_what_is_not_its_own(work, out, force, needle):
+    before = _tree(work)
+    _one_line_error(_export(work, out, *(["--force"] if force else [])), needle)
+    assert _tree(work) == before
+
+
+def test_a_bundle_with_a_users_file_in_it_is_not_replaced(work):
+    (work / "bundle" / "README.txt").write_text("mine\n")
+    before = _tree(work)
+    _one_line_error(_export(work, "bundle"), "README.txt", "--force")
+    assert _tree(work) == before
+
+
+def test_force_replaces_a_file_or_a_foreign_directory(work):
+    for out in ("file.txt", "notes"):
+        proc = _export(work, out, "--force")
+        assert proc.returncode == 0, proc.stderr
+        assert read_bundle(work / out).timesteps == 4
+    assert _leftovers(work) == []
+
+
+def test_an_earlier_bundle_is_replaced_atomically_and_nothing_is_left_over(work):
+    old = json.loads((work / "bundle" / "bundle.json").read_text())
+    os.utime(work / "bundle" / "bundle.json", (0, 0))
+    proc = _export(work, "bundle")
+    assert proc.returncode == 0, proc.stderr
+    new = read_bundle(work / "bundle")
+    assert new.files == old["files"] and (work / "bundle" / "bundle.json").stat().st_mtime > 0
+    assert _leftovers(work) == [] and (work / "run" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_outputs_follow_the_umask(work, mask):
+    def with_umask() -> None:
+        os.umask(mask)
+
+    assert _export(work, "new/deep/bundle", preexec_fn=with_umask).returncode == 0
+    for directory in (work / "new", work / "new" / "deep", work / "new" / "deep" / "bundle"):
+        assert directory.stat().st_mode & 0o777 == 0o777 & ~mask, directory
+    for path in (work / "new" / "deep" / "bundle").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+    proc = _cli("simulate", "new/deep/bundle", "--json", "r/report.json", "--limit", "5", "--quiet", cwd=work,
+                preexec_fn=with_umask)
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "r" / "report.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))  # writes past 64 KiB fail: a full disk
+
+
+def test_a_full_disk_fails_cleanly_and_keeps_the_old_bundle(work):
+    before = _tree(work)
+    _one_line_error(_export(work, "bundle", preexec_fn=_limit_file_size), "File too large")
+    _one_line_error(_export(work, "fresh/bundle", preexec_fn=_limit_file_size), "File too large")
+    assert _tree(work) == before  # no stage, no temporary, no parent directory left behind
+
+
+def test_a_full_disk_during_training_leaves_nothing(tmp_path):
+    proc = _cli("train", "--out", "runs/r", "--epochs", "1", "--quiet", cwd=tmp_path, preexec_fn=_limit_file_size)
+    _one_line_error(proc, "model.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- SIGKILL at random points ----------------------------------------------------------------
+
+_REPLACER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from hardware import files
+    if sys.argv[2] == "fallback":
+        files._exchange = lambda a, b: False  # as on a filesystem without RENAME_EXCHANGE
+    final, i = Path(sys.argv[1]), 0
+    while True:
+        i += 1
+        with files.staged_directory(final) as stage:
+            for name in ("a", "b", "c"):
+                (stage / name).write_bytes(str(i).encode() * 20000)
+""")
+
+
+def _complete_generation(path: Path) -> int:
+    contents = {p.name: p.read_bytes() for p in path.iterdir()}
+    assert sorted(contents) == ["a", "b", "c"], contents.keys()
+    assert len(set(contents.values())) == 1  # all three from the same generation
+    text = contents["a"].decode()
+    generation = text[: len(text) // 20000]
+    assert generation * 20000 == text
+    return int(generation)
+
+
+@pytest.mark.parametrize("mode", ["exchange", "fallback"])
+def test_replacement_killed_at_random_points_leaves_old_or_new(tmp_path, mode):
+    """A child replaces ``out`` in a loop; SIGKILL at random instants; ``out`` is always whole."""
+    final = tmp_path / "out"
+    rng = random.Random(f"kill-{mode}")
+    generations = []
+    for _ in range(12):
+        child = subprocess.Popen([sys.executable, "-c", _REPLACER, str(final), mode], cwd=ROOT)
+        while not final.exists():
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        files.recover_aside(final)  # what every writer of ``final`` does first
+        generations.append(_complete_generation(final))
+    assert len(set(generations)) > 1, generations  # the kills did land in different generations
+    with files.staged_directory(final) as stage:
+        for name in ("a", "b", "c"):
+            (stage / name).write_bytes(b"0" * 20000)
+    assert _complete_generation(final) == 0
+    assert _leftovers(tmp_path) == []  # stale stages of killed runs were collected
+
+
+def test_fallback_recovery_puts_the_old_directory_back(tmp_path):
+    final = tmp_path / "out"
+    aside = files.aside_path(final)
+    aside.mkdir()
+    (aside / "old").write_text("old")
+    files.recover_aside(final)  # killed between the two renames: the old one goes back
+    assert (final / "old").read_text() == "old" and not aside.exists()
+    aside.mkdir()
+    files.recover_aside(final)  # killed after the second rename: the aside copy is garbage
+    assert (final / "old").read_text() == "old" and not aside.exists()
+
+
+def test_stale_temporaries_are_collected_but_live_ones_are_not(tmp_path):
+    import fcntl
+
+    stale_dir = tmp_path / ".out.lsg-stage-dead"
+    stale_dir.mkdir()
+    (stale_dir / "half").write_text("x")
+    stale_file = tmp_path / ".out.lsg-tmp-dead"
+    stale_file.write_text("x")
+    live = tmp_path / ".out.lsg-tmp-live"
+    live.write_text("x")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as its writer holds it
+    try:
+        files.collect_stale(tmp_path / "out")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lsg-tmp-live"]
+    finally:
+        os.close(fd)
+
+
+def test_export_killed_at_random_points_keeps_a_complete_bundle(work):
+    """The new bundle differs from the old one (another weight percentile): after every kill
+    the path holds one of the two, whole (read_bundle verifies every checksum)."""
+    old = read_bundle(work / "bundle").files["arrays.npz"]
+    assert _export(work, "other", "--weight-percentile", "99", "--clip").returncode == 0
+    new = read_bundle(work / "other").files["arrays.npz"]
+    assert new != old
+    rng = random.Random(7)
+    for _ in range(6):
+        child = subprocess.Popen([sys.executable, "-m", "lsg_deploy.cli", "export", "--target", "loihi",
+                                  "run/model.pt", "--out", "bundle", "--weight-percentile", "99", "--clip", "--quiet"],
+                                 cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 4.0))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert read_bundle(work / "bundle").files["arrays.npz"] in (old, new)
+    proc = _export(work, "bundle")
+    assert proc.returncode == 0, proc.stderr
+    assert read_bundle(work / "bundle").files["arrays.npz"] == old
+    assert _leftovers(work) == []
+
+
+def test_training_killed_mid_run_leaves_a_loadable_checkpoint(tmp_path):
+    child = subprocess.Popen([sys.executable, "-m", "lsg_deploy.cli", "train", "--out", "r", "--epochs", "500",
+                              "--timesteps", "2", "--quiet"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "r" / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(3).uniform(0.2, 1.5))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    _, doc = load_checkpoint(tmp_path / "r" / "model.pt")
+    epochs = len(doc["metrics"])
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    assert 1 <= epochs < 500 and len(rows) - 1 in (epochs - 1, epochs)  # metrics.csv follows model.pt
+
+
+def test_lava_is_never_looked_up_in_the_current_directory(tmp_path, monkeypatch):
+    from hardware import lava_subprocess
+
+    planted = tmp_path / ".venv-lava" / "bin" / "python"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("#!/bin/sh\necho planted\n")
+    planted.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(lava_subprocess.ENV_VAR, raising=False)
+    monkeypatch.setattr(lava_subprocess, "_project_root", lambda: tmp_path / "elsewhere")
+    with pytest.raises(lava_subprocess.LavaEnvironmentError, match="make lava-env"):
+        lava_subprocess.find_lava_python()
