@@ -18,7 +18,6 @@ from hardware.bundle import Bundle, sha256_file, write_bundle
 from hardware.files import staged_directory
 from training.checkpoint import load_checkpoint, package_versions
 
-TARGETS = ("loihi",)
 #: lava-dl's netx fixes bias_exp = 6; quantizing with it keeps model.net exact (export/netx.py)
 LOIHI_BIAS_EXP = NETX_BIAS_EXP
 SOURCE_MODEL = "source_model.pt"

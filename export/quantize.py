@@ -30,6 +30,7 @@ import numpy as np
 
 from hardware import fixed_point as fp
 from hardware.bundle import FloatLayer, LoihiLayer
+from hardware.profile import LOIHI2
 
 ON_OVERFLOW = ("error", "clip")
 
@@ -157,7 +158,7 @@ def quantize_loihi(layers: tuple[FloatLayer, ...], input_max: int, readout_bound
         ranges[layer.name] = rng
         warnings.extend(warn)
     summary = {
-        "profile": "loihi2-lava-0.10-fixed_pt",
+        "profile": LOIHI2.name,
         "policy": {"on_overflow": policy.on_overflow, "weight_percentile": policy.weight_percentile,
                    "readout_headroom": policy.readout_headroom, "bias_exp": policy.bias_exp},
         "readout_calibration_bound": readout_bound,

@@ -18,6 +18,9 @@ current has no memory (``u = a << 6``), which is how this project maps the seed 
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import numpy as np
 
 # --- widths and shifts (Loihi 2, as modelled by Lava's bit-accurate CPU models) --------------
@@ -37,47 +40,74 @@ DU_NO_MEMORY = DECAY_MAX  #: du = 4095 (+1 offset) zeroes the current decay: u =
 CONV_OUT_BITS = 24  #: Lava's fixed-point Conv wraps its output to signed 24 bits
 
 
-def shift_toward_zero(x: np.ndarray, shift: int) -> np.ndarray:
+ArrayLike = Any  #: a numpy array or a torch tensor of int64: the arithmetic below works on both
+
+
+def _is_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")  # never imported here: hardware/ must run without torch
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _int64(x: ArrayLike) -> ArrayLike:
+    return x if _is_tensor(x) else np.asarray(x, dtype=np.int64)
+
+
+def where(cond: ArrayLike, x: ArrayLike | int, y: ArrayLike | int) -> ArrayLike:
+    """``numpy.where`` or ``torch.where``, whichever fits ``cond``."""
+    if _is_tensor(cond):
+        return sys.modules["torch"].where(cond, x, y)
+    return np.where(cond, x, y)
+
+
+def shift_toward_zero(x: ArrayLike, shift: int) -> ArrayLike:
     """Sign-magnitude right shift, Loihi's decay rounding: ``sign(x) * (|x| >> shift)``.
 
-    It rounds toward zero, unlike numpy's arithmetic ``>>`` (toward minus infinity).
+    It rounds toward zero, unlike the arithmetic ``>>`` of numpy and torch (toward minus
+    infinity): a negative ``x`` gets ``2^shift - 1`` added first (``x >> 63`` is all ones exactly
+    when ``x < 0``), the branch-free form of truncating division by ``2^shift``.
     """
-    x = np.asarray(x, dtype=np.int64)
-    return np.sign(x) * np.right_shift(np.abs(x), shift)
+    x = _int64(x)
+    return (x + ((x >> 63) & ((1 << shift) - 1))) >> shift
 
 
-def decay(x: np.ndarray, d: int) -> np.ndarray:
-    """``D(x, d)``: multiply by ``(4096 - d) / 4096`` and round toward zero."""
-    return shift_toward_zero(np.asarray(x, dtype=np.int64) * (DECAY_UNITY - int(d)), DECAY_SHIFT)
+def decay(x: ArrayLike, d: int, shift: int = DECAY_SHIFT) -> ArrayLike:
+    """``D(x, d)``: multiply by ``(2^shift - d) / 2^shift`` and round toward zero."""
+    return shift_toward_zero(_int64(x) * ((1 << shift) - int(d)), shift)
 
 
-def wrap_current(u: np.ndarray) -> np.ndarray:
+def wrap_current(u: ArrayLike, bits: int = STATE_BITS) -> ArrayLike:
     """Lava's single-step wrap of the 24-bit current ``u`` (not a full modulo).
 
     Values above ``2^23`` lose ``2^24``; values at or below ``-2^23`` gain ``2^24``.
     ``+2^23`` itself is kept, exactly as ``AbstractPyLifModelFixed.subthr_dynamics`` does.
     """
-    lim = 1 << (STATE_BITS - 1)
-    u = np.asarray(u, dtype=np.int64)
-    return np.where(u > lim, u - 2 * lim, np.where(u <= -lim, u + 2 * lim, u))
+    lim = 1 << (bits - 1)
+    u = _int64(u)
+    return where(u > lim, u - 2 * lim, where(u <= -lim, u + 2 * lim, u))
 
 
-def wrap_signed(x: np.ndarray, bits: int) -> np.ndarray:
+def wrap_signed(x: ArrayLike, bits: int) -> ArrayLike:
     """Two's-complement wrap to ``bits`` (Lava's ``conv.utils.signed_clamp``)."""
     base = 1 << bits
-    return (np.asarray(x, dtype=np.int64) + base // 2) % base - base // 2
+    return (_int64(x) + base // 2) % base - base // 2
 
 
-def clip_voltage(v: np.ndarray) -> np.ndarray:
-    """Saturate the membrane to ``[-(2^23 - 1), 2^23 - 1]``."""
-    return np.clip(np.asarray(v, dtype=np.int64), -STATE_LIMIT, STATE_LIMIT)
+def clip_voltage(v: ArrayLike, limit: int = STATE_LIMIT) -> ArrayLike:
+    """Saturate the membrane to ``[-limit, limit]`` (Loihi: ``2^23 - 1``)."""
+    v = _int64(v)
+    return v.clamp(-limit, limit) if _is_tensor(v) else np.clip(v, -limit, limit)
 
 
-def effective_bias(bias_mant: np.ndarray, bias_exp: int) -> np.ndarray:
+def count(mask: ArrayLike) -> int:
+    """How many entries of a boolean array or tensor are true."""
+    return int(mask.sum()) if _is_tensor(mask) else int(np.count_nonzero(mask))
+
+
+def effective_bias(bias_mant: ArrayLike, bias_exp: int) -> ArrayLike:
     """Bias as added to ``v`` every step: ``bias_mant << bias_exp`` (bias_exp >= 0 here)."""
     if not BIAS_EXP_MIN <= int(bias_exp) <= BIAS_EXP_MAX:
         raise ValueError(f"bias_exp {bias_exp} outside [{BIAS_EXP_MIN}, {BIAS_EXP_MAX}]")
-    return np.left_shift(np.asarray(bias_mant, dtype=np.int64), int(bias_exp))
+    return _int64(bias_mant) << int(bias_exp)
 
 
 def beta_to_dv(beta: float) -> int:

@@ -2,7 +2,9 @@
 
 It runs a bundle's ``loihi`` layers exactly as Lava's bit-accurate CPU models would, one time
 step at a time and every layer within the step (no synaptic delay: the Lava backend aligns
-its per-layer delay to this schedule). Arithmetic per layer and step (see ``fixed_point``)::
+its per-layer delay to this schedule). The neuron arithmetic is the profile's one integer step
+(:meth:`hardware.profile.Profile.lif_step`, shared with the torch fake-quant path); per layer
+and step, for the Loihi profile::
 
     a = (W s) << weight_exp          dense (a negative weight_exp shifts right, toward -inf)
     a = wrap24(W * s)                conv: Lava's fixed-point Conv ignores weight_exp
@@ -26,6 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from hardware import fixed_point as fp
 from hardware.bundle import LoihiLayer
+from hardware.profile import LOIHI2, Profile
 
 SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
 
@@ -59,37 +62,22 @@ def conv2d_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], paddi
     return np.rint(out.transpose(0, 3, 1, 2)).astype(np.int64)
 
 
-def synaptic_input(layer: LoihiLayer, s: np.ndarray) -> tuple[np.ndarray, int]:
+def synaptic_input(layer: LoihiLayer, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
     """Activation ``a`` (B, neurons) of one layer for inputs ``s``, and how many values wrapped."""
     g = layer.geometry
     b = s.shape[0]
     if g.kind == "conv":
         raw = conv2d_int(s.reshape(b, *g.input_shape), layer.weight, g.stride, g.padding).reshape(b, -1)
-        a = fp.wrap_signed(raw, fp.CONV_OUT_BITS)
+        a = profile.synapse(raw)
         return a, int(np.count_nonzero(a != raw))
     acc = np.rint(s.reshape(b, -1).astype(np.float64) @ layer.weight.T.astype(np.float64)).astype(np.int64)
     exp = int(layer.weight_exp)
     return (np.left_shift(acc, exp) if exp > 0 else np.right_shift(acc, -exp)), 0
 
 
-def lif_step(
-    a: np.ndarray, u: np.ndarray, v: np.ndarray, layer: LoihiLayer
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """One Loihi LIF step for a batch; returns ``(spikes, u, v, saturation counts)``."""
-    u_raw = fp.decay(u, layer.du + 1) + np.left_shift(a, fp.ACT_SHIFT)
-    u = fp.wrap_current(u_raw)
-    v_raw = fp.decay(v, layer.dv) + u + fp.effective_bias(layer.geometry.per_neuron(layer.bias_mant), layer.bias_exp)
-    v = fp.clip_voltage(v_raw)
-    counts = {
-        "u_wrap": int(np.count_nonzero(u != u_raw)),
-        "v_clip": int(np.count_nonzero(v != v_raw)),
-    }
-    spikes = v > (int(layer.vth) << fp.VTH_SHIFT)
-    return spikes, u, np.where(spikes, 0, v), counts
-
-
-def run(layers: tuple[LoihiLayer, ...], pixels: np.ndarray, timesteps: int) -> IntegerRun:
-    """Run the integer network on encoded inputs (B, C, H, W), the same input every step."""
+def run(layers: tuple[LoihiLayer, ...], pixels: np.ndarray, timesteps: int, profile: Profile = LOIHI2) -> IntegerRun:
+    """Run the integer network on encoded inputs (B, C, H, W), the same input every step; the
+    neuron arithmetic is ``profile``'s one integer step."""
     pixels = np.asarray(pixels)
     if not np.issubdtype(pixels.dtype, np.integer):
         raise ValueError(f"encoded inputs must be integers, got dtype {pixels.dtype}")
@@ -99,12 +87,14 @@ def run(layers: tuple[LoihiLayer, ...], pixels: np.ndarray, timesteps: int) -> I
     readout = np.zeros((b, timesteps, layers[-1].geometry.neurons), np.int64)
     saturation = {layer.name: dict.fromkeys(SATURATION_KINDS, 0) for layer in layers}
     x = pixels.astype(np.int64).reshape(b, -1)
+    biases = {layer.name: fp.effective_bias(layer.geometry.per_neuron(layer.bias_mant), layer.bias_exp)
+              for layer in layers}
     for t in range(timesteps):
         s = x
         for layer in layers:
-            a, a_wrapped = synaptic_input(layer, s)
+            a, a_wrapped = synaptic_input(layer, s, profile)
             u, v = state[layer.name]
-            fired, u, v, counts = lif_step(a, u, v, layer)
+            fired, u, v, counts = profile.lif_step(a, u, v, layer.du, layer.dv, biases[layer.name], layer.vth)
             state[layer.name] = (u, v)
             sat = saturation[layer.name]
             sat["a_wrap"] += a_wrapped

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from export.targets import TARGETS
 from lsg_deploy.errors import UsageError
+from lsg_deploy.simulate import ALL, BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle")
     ex.add_argument("model", type=Path, help="model.pt from lsg-deploy train")
-    ex.add_argument("--target", required=True, help="loihi")
+    ex.add_argument("--target", required=True,
+                    help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
     ex.add_argument("--out", type=Path, required=True,
                     help="bundle directory; it may hold an earlier bundle, which is replaced atomically, but "
                          "nothing else (see --force)")
@@ -54,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path)
     si.add_argument("--fixed-point", action="store_true", help="run the integer network too")
-    si.add_argument("--backend", choices=("reference", "lava", "all"), default="reference",
-                    help="fixed-point backend: the numpy integer reference (default), Lava's bit-accurate "
-                         "CPU backend, or all of them compared bit for bit")
+    si.add_argument("--backend", choices=(*BACKENDS, ALL), default="reference",
+                    help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
+                         + f"; {ALL}: every one, compared with the reference bit for bit (default: reference)")
     si.add_argument("--json", type=Path, help="also write the report as JSON")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
     return parser

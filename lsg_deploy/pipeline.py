@@ -108,9 +108,9 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     unless ``force`` (see :mod:`lsg_deploy.outputs`).
     """
     from export.fold import FoldError
-    from export.loihi import TARGETS, export_loihi
     from export.netx import NetxError
     from export.quantize import QuantPolicy, RangeError
+    from export.targets import TARGETS
     from hardware.bundle import BundleError
     from training.checkpoint import CheckpointError, load_checkpoint
 
@@ -127,7 +127,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     except (CheckpointError, data.DataError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        result = export_loihi(checkpoint, out, train_split.pixels, train_split.input_max, policy)
+        result = TARGETS[target].load()(checkpoint, out, train_split.pixels, train_split.input_max, policy)
     except OSError as exc:
         raise UsageError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
@@ -144,11 +144,10 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
-    before anything runs (:func:`lsg_deploy.report.load_for_report`)."""
-    from lsg_deploy.report import BACKENDS, build_report, load_for_report
+    before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
+    from lsg_deploy.simulate import backends_for, build_report, load_for_report
 
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    backends = backends_for(backend) if fixed_point else ()
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     bundle, model, spec = load_for_report(Path(bundle_dir))
@@ -156,5 +155,4 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         _, test, _ = data.load(spec)
     except data.DataError as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
-    backends = () if not fixed_point else ("reference", "lava") if backend == "all" else (backend,)
     return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends)

@@ -19,6 +19,7 @@ from export.quantize import QuantPolicy, quantize_loihi
 from hardware import fixed_point as fp
 from hardware import reference
 from hardware.bundle import Bundle, FloatLayer, Geometry, LoihiLayer
+from hardware.profile import LOIHI2
 from tests.netgen import random_network, random_pixels
 
 # --- bundles built here ---------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def _lava_conv_xyc(x: np.ndarray, w_oxyc: np.ndarray, stride, padding) -> np.nda
 
 def _run_as_netx(path, pixels: np.ndarray, timesteps: int):
     """Read ``path`` as netx does (shapes reversed, conv kernels flipped and transposed, bias with
-    ``bias_exp = 6``, ``du = iDecay - 1``) and run it with Lava's arithmetic, without delays."""
+    ``bias_exp = 6``, ``du = iDecay - 1``) and run it with the Loihi profile's step, without delays."""
     with h5py.File(path, "r") as f:
         layers = []
         for i in range(len(f["layer"])):
@@ -279,15 +280,13 @@ def _run_as_netx(path, pixels: np.ndarray, timesteps: int):
             if r["kind"] not in ("conv", "dense"):
                 continue
             if r["kind"] == "conv":
-                a = fp.wrap_signed(_lava_conv_xyc(s, r["weight"], r["stride"], r["padding"]), 24)
+                a = LOIHI2.synapse(_lava_conv_xyc(s, r["weight"], r["stride"], r["padding"]))
             else:
                 if flatten:  # netx: previous out.transpose([2, 1, 0]).flatten()
                     s, flatten = s.transpose(0, 3, 2, 1).reshape(b, -1), False
                 a = _netx_dense(r["weight"], s)
-            r["u"] = fp.wrap_current(fp.decay(r["u"], r["du"] + 1) + (a << 6))
-            v = fp.clip_voltage(fp.decay(r["v"], r["dv"]) + r["u"] + (r["bias"] << NETX_BIAS_EXP))  # last axis
-            fired = v > (r["vth"] << 6)
-            r["v"] = np.where(fired, 0, v)
+            bias = r["bias"] << NETX_BIAS_EXP  # on the last axis (channels), as netx lays them out
+            fired, r["u"], r["v"], _ = LOIHI2.lif_step(a, r["u"], r["v"], r["du"], r["dv"], bias, r["vth"])
             if k == len(synaptic) - 1:
                 readout[:, t] = r["v"].reshape(b, -1)
             else:

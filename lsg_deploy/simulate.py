@@ -1,0 +1,191 @@
+"""``simulate``: run a bundle's float and fixed-point networks and gather the report's numbers
+(accuracies of every model variant, per-layer agreement and health, bit-exact agreement between
+the fixed-point backends). Formatting them is :mod:`lsg_deploy.report`'s job.
+
+Fixed-point backends live in one registry, ``BACKENDS``: a name, what it is, and how it runs
+a bundle's integer network on encoded inputs. ``all`` runs every registered backend and compares
+each with the integer reference bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware.bundle import Bundle
+from hardware.reference import IntegerRun
+from lsg_deploy.data import DataError, DataSpec, EncodedSplit
+from lsg_deploy.errors import UsageError
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+
+
+def _run_reference(bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> IntegerRun:
+    from hardware import reference
+
+    return reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
+
+
+def _run_lava(bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> IntegerRun:
+    from hardware.bundle import BundleError
+    from hardware.lava_backend import LavaLimitError
+    from hardware.lava_subprocess import LavaEnvironmentError, LavaRunError, run_lava_bundle
+
+    try:
+        return run_lava_bundle(bundle_dir, pixels)
+    except (LavaEnvironmentError, LavaLimitError, BundleError) as exc:
+        raise UsageError(str(exc)) from None
+    except LavaRunError as exc:
+        raise UsageError(exc.summary, detail=exc.detail) from None
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    description: str
+    run: Callable[[Bundle, Path, np.ndarray], IntegerRun]  #: (bundle, its directory, encoded inputs) -> run
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("reference", "the numpy integer reference (hardware/reference.py)", _run_reference),
+    Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava),
+)}
+ALL = "all"  #: every backend, each compared with the reference bit for bit
+REFERENCE = "reference"
+
+
+def backends_for(choice: str) -> tuple[str, ...]:
+    """The backends a ``--backend`` choice runs (``all``: every registered one)."""
+    if choice == ALL:
+        return tuple(BACKENDS)
+    if choice not in BACKENDS:
+        raise UsageError(f"unknown backend {choice!r}; choose one of {', '.join([*BACKENDS, ALL])}")
+    return (choice,)
+
+
+def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> tuple[IntegerRun, float]:
+    start = time.perf_counter()
+    run = BACKENDS[backend].run(bundle, bundle_dir, pixels)
+    return run, time.perf_counter() - start
+
+
+def load_for_report(bundle_dir: Path) -> tuple[Bundle, Any, DataSpec]:
+    """Read and verify a bundle and its source model, and check that they belong together:
+    the copy is the exported checkpoint (SHA-256), and folding it again gives exactly the
+    bundle's float layers, names, shapes, timesteps and input."""
+    from export.fold import FoldError, fold
+    from export.loihi import SOURCE_MODEL
+    from hardware.bundle import BundleError, read_bundle
+    from training.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        bundle = read_bundle(bundle_dir)
+        source = bundle.source
+        spec = DataSpec.from_dict(source.get("data"))
+        recorded = source.get("checkpoint_sha256")
+        if recorded != bundle.files.get(SOURCE_MODEL):
+            raise BundleError(f"{bundle_dir / SOURCE_MODEL} is not the checkpoint the bundle was exported from")
+        model, _ = load_checkpoint(bundle_dir / SOURCE_MODEL)
+        folded = fold(model)
+    except (BundleError, DataError) as exc:
+        raise UsageError(f"{bundle_dir}: {exc}") from None
+    except (CheckpointError, FoldError) as exc:
+        raise UsageError(f"{bundle_dir}: bundle's source model: {exc}") from None
+    mismatch = None
+    if model.timesteps != bundle.timesteps:
+        mismatch = f"timesteps {bundle.timesteps}, its source model {model.timesteps}"
+    elif tuple(model.input_shape) != bundle.input_shape:
+        mismatch = f"input shape {bundle.input_shape}, its source model {tuple(model.input_shape)}"
+    elif [f.name for f in folded] != [f.name for f in bundle.float_layers]:
+        mismatch = f"layers {[f.name for f in bundle.float_layers]}, its source model {[f.name for f in folded]}"
+    else:
+        for mine, theirs in zip(bundle.float_layers, folded, strict=True):
+            same = mine.geometry == theirs.geometry and all(
+                np.array_equal(getattr(mine, k), getattr(theirs, k)) for k in mine.ARRAYS)
+            if not same or (mine.beta, mine.v_th, mine.readout) != (theirs.beta, theirs.v_th, theirs.readout):
+                mismatch = f"a layer {mine.name} that differs from its source model's"
+                break
+    if mismatch:
+        raise UsageError(f"{bundle_dir}: the bundle has {mismatch}; re-export it")
+    return bundle, model, spec
+
+
+def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
+    """Mismatch counts per layer (spikes) and for the readout membranes, compared with ==."""
+    counts = {name: int(np.count_nonzero(a.spikes[name] != b.spikes[name])) for name in a.spikes}
+    counts["readout"] = int(np.count_nonzero(a.readout != b.readout))
+    return counts
+
+
+def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...]
+                 ) -> dict[str, Any]:
+    """``model``: the bundle's source model (see :func:`load_for_report`); ``backends``:
+    fixed-point backends to run ("reference", "lava"); empty for float only."""
+    import torch
+
+    from export.fold import run_float
+    from export.quantize import quantized_betas
+    from training.loop import predict
+
+    t = bundle.timesteps
+    analog = torch.as_tensor(test.analog, dtype=torch.float64)
+    float_run = predict(model, test.analog, record=True)
+    float_pred = float_run.logits.numpy().argmax(axis=1)
+    folded_logits, _ = run_float(bundle.float_layers, analog, t)
+    qbeta_logits, _ = run_float(bundle.float_layers, analog, t, betas=quantized_betas(bundle.loihi_layers))
+    report: dict[str, Any] = {
+        "bundle": str(bundle_dir),
+        "target": bundle.target,
+        "samples": int(len(test.labels)),
+        "timesteps": t,
+        "accuracy": {
+            "float": _accuracy(float_run.logits.numpy(), test.labels),
+            "folded_float": _accuracy(folded_logits.numpy(), test.labels),
+            "float_quantized_beta": _accuracy(qbeta_logits.numpy(), test.labels),
+        },
+        "export_clipped": {name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
+                           if isinstance(rng, dict)},
+        "backends": {},
+        "layers": [],
+    }
+    float_spikes = {k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()}  # (B,T,N)
+    runs: dict[str, IntegerRun] = {}
+    for backend in backends:
+        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels)
+        report["accuracy"]["fixed_point" if backend == REFERENCE else backend] = _accuracy(
+            runs[backend].final_readout, test.labels)
+        report["backends"][backend] = {
+            "seconds": seconds,
+            "seconds_per_sample": seconds / len(test.labels),
+            "prediction_agreement_with_float": float((runs[backend].predictions() == float_pred).mean()),
+        }
+    others = [name for name in runs if name != REFERENCE]
+    if REFERENCE in runs and others:
+        mismatches = {name: exact_agreement(runs[REFERENCE], runs[name]) for name in others}
+        # one backend besides the reference (today: lava) keeps the report's flat shape
+        report["exact"] = {"pair": " == ".join([REFERENCE, *others]),
+                           "mismatches": mismatches[others[0]] if len(others) == 1 else mismatches,
+                           "equal": not any(v for counts in mismatches.values() for v in counts.values())}
+    for layer in bundle.loihi_layers:
+        row: dict[str, Any] = {"name": layer.name, "neurons": layer.geometry.neurons, "readout": layer.readout}
+        if not layer.readout:
+            row["firing_rate_float"] = float(float_spikes[layer.name].mean())
+        for backend, run in runs.items():
+            if backend == REFERENCE:
+                row["saturation"] = run.saturation[layer.name]
+            if not layer.readout:
+                suffix = "fixed" if backend == REFERENCE else backend
+                row[f"firing_rate_{suffix}"] = float(run.spikes[layer.name].mean())
+                row[f"spike_agreement_{suffix}"] = float((run.spikes[layer.name] == float_spikes[layer.name]).mean())
+        if REFERENCE in runs:
+            for name in others:
+                row[f"{name}_reference_mismatches"] = mismatches[name][layer.name]
+        report["layers"].append(row)
+    return report
