@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hardware.bundle import FloatLayer, Geometry
-from training.model import ConvBlock, DenseBlock, Flatten, Pool, Readout, SpikingConvNet
+from training.model import ConvBlock, DenseBlock, Flatten, Pool, Readout, SpikingNet
 from training.neuron import LIFParams, LIFState, lif_step
 
 
@@ -30,7 +30,7 @@ def _pool_compose(weight: np.ndarray, p: int) -> np.ndarray:
     return np.repeat(np.repeat(weight, p, axis=2), p, axis=3) / (p * p)
 
 
-def fold(model: SpikingConvNet) -> tuple[FloatLayer, ...]:
+def fold(model: SpikingNet) -> tuple[FloatLayer, ...]:
     """Fold tdBN and pooling; float64 copies, the model is not modified."""
     layers: list[FloatLayer] = []
     shape = tuple(model.input_shape)  # shape of the last spiking output (or the input)

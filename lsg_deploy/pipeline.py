@@ -72,7 +72,7 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
         train_split, test_split, classes = data.load(spec)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
-    bar = _progress(config.epochs, f"train {config.mode}", quiet)
+    bar = _progress(config.epochs, f"train {config.arch} {config.mode}", quiet)
     metrics_so_far: list[dict[str, float]] = []
 
     def on_epoch(row: dict[str, float], model) -> None:

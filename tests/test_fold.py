@@ -13,7 +13,7 @@ from lsg_deploy.data import DataSpec, load
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.loop import predict
-from training.model import SpikingConvNet
+from training.models.digits_cnn import SpikingConvNet
 
 
 def _randomised_model(seed: int) -> SpikingConvNet:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
-from training.model import ArchitectureError, SpikingConvNet
+from training.model import ArchitectureError, SpikingNet
+from training.models import build_model
 
 FORMAT_NAME = "lsg-deploy-checkpoint"
 FORMAT_VERSION = 2  #: 2: content checksum (``sha256``)
@@ -50,7 +51,7 @@ def content_digest(doc: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_document(model: SpikingConvNet, config: TrainConfig, metrics: list[dict[str, float]], classes: int,
+def checkpoint_document(model: SpikingNet, config: TrainConfig, metrics: list[dict[str, float]], classes: int,
                         data: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint as a dict of plain values and tensors, sealed with its checksum."""
     doc = {
@@ -104,8 +105,9 @@ def _check_state(state: Any, expected: dict[str, torch.Tensor], path: Path) -> N
                 raise CheckpointError(f"{path}: {_layer_field(key)} has negative variances")
 
 
-def load_checkpoint(path: Path) -> tuple[SpikingConvNet, dict[str, Any]]:
-    """Rebuild the trained network (in eval mode) and return it with the checkpoint dict."""
+def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
+    """Rebuild the trained network (in eval mode) from the architecture registry by the name its
+    config records (``arch``; ``digits-cnn`` where absent) and return it with the checkpoint dict."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found" if not path.exists() else f"{path} is not a file")
@@ -140,7 +142,7 @@ def load_checkpoint(path: Path) -> tuple[SpikingConvNet, dict[str, Any]]:
         raise CheckpointError(f"{path}: data must be a table")
     try:
         config = TrainConfig.from_dict(doc["config"])
-        model = SpikingConvNet(config, tuple(shape), doc["classes"])
+        model = build_model(config, tuple(shape), doc["classes"])
     except (ValueError, ArchitectureError) as exc:
         raise CheckpointError(f"{path}: config: {exc}") from None
     _check_state(doc["state_dict"], model.state_dict(), path)

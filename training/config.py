@@ -10,6 +10,7 @@ from typing import Any
 
 import tomllib
 
+from training.models import ARCHITECTURES
 from training.neuron import MODES
 
 LOSSES = ("ce", "tet")
@@ -43,6 +44,7 @@ def _check_type(key: str, value: Any, type_name: str) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    arch: str = "digits-cnn"  #: a name in training.models.ARCHITECTURES
     mode: str = "lsg"  #: lsg | trainable-decay | fixed
     alpha: float = 1.0  #: surrogate width in the fixed and trainable-decay modes
     beta_init: float = 0.2
@@ -53,7 +55,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    channels: tuple[int, ...] = (16, 32)
+    channels: tuple[int, ...] = (16, 32)  #: conv widths, per block or stage of the architecture
     hidden: int = 128
     loss: str = "ce"  #: ce on the time-averaged readout, or tet (per-step CE, Deng et al. 2022)
     dataset: str = "digits"
@@ -63,6 +65,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
         checks = [
+            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
             (self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}"),

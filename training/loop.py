@@ -1,7 +1,8 @@
-"""Training and evaluation loops for :class:`training.model.SpikingConvNet`."""
+"""Training and evaluation loops for the networks of :mod:`training.models` (:class:`training.model.SpikingNet`)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,34 +12,25 @@ import torch
 from torch import nn
 
 from training.config import TrainConfig
-from training.model import ConvBlock, DenseBlock, Flatten, Forward, Pool, Readout, SpikingConvNet
+from training.model import Forward, SpikingNet
+from training.models import build_model
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: the settings (usually the learning rate) do not train."""
 
 
-def activation_bytes(model: SpikingConvNet, batch_size: int) -> int:
+def activation_bytes(model: SpikingNet, batch_size: int) -> int:
     """A generous estimate of the memory one training step needs for activations: every
     layer's (T, B, neurons) tensors, about eight of them kept for the backward pass."""
-    shape = torch.Size(model.input_shape)
-    neurons = shape.numel()
-    for block in model.blocks.values():
-        if isinstance(block, Pool):
-            shape = torch.Size((shape[0], shape[1] // block.kernel, shape[2] // block.kernel))
-        elif isinstance(block, ConvBlock):
-            shape = torch.Size((block.conv.out_channels, *shape[1:]))
-        elif isinstance(block, Flatten):
-            shape = torch.Size((shape.numel(),))
-        elif isinstance(block, (DenseBlock, Readout)):
-            shape = torch.Size((block.linear.out_features,))
-        neurons += shape.numel()
+    neurons = sum(math.prod(shape) for shape in model.activation_shapes())
     return 8 * 4 * model.timesteps * batch_size * neurons
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a dataset: analog images (N, C, H, W) in [0, 1] and labels (N,)."""
+    """One split of a dataset: inputs and labels (N,). Inputs are analog images (N, C, H, W) in
+    [0, 1], repeated at every step, or (N, T, C, H, W), a different input at every step."""
 
     x: np.ndarray
     y: np.ndarray
@@ -59,7 +51,7 @@ def loss_fn(out: Forward, y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: SpikingConvNet, x: np.ndarray, batch_size: int = 512, record: bool = False) -> Forward:
+def predict(model: SpikingNet, x: np.ndarray, batch_size: int = 512, record: bool = False) -> Forward:
     """Evaluation-mode forward over a whole split, batched; spikes are concatenated over B."""
     was_training = model.training
     model.eval()
@@ -72,7 +64,7 @@ def predict(model: SpikingConvNet, x: np.ndarray, batch_size: int = 512, record:
     )
 
 
-def accuracy(model: SpikingConvNet, split: Split) -> float:
+def accuracy(model: SpikingNet, split: Split) -> float:
     logits = predict(model, split.x).logits
     return float((logits.argmax(1).numpy() == split.y).mean())
 
@@ -82,9 +74,9 @@ def fit(
     train: Split,
     test: Split,
     classes: int,
-    on_epoch: Callable[[dict[str, float], SpikingConvNet], None] = lambda row, model: None,
+    on_epoch: Callable[[dict[str, float], SpikingNet], None] = lambda row, model: None,
     memory_limit: int | None = None,
-) -> tuple[SpikingConvNet, list[dict[str, float]]]:
+) -> tuple[SpikingNet, list[dict[str, float]]]:
     """Train with Adam and a cosine schedule; returns the model and one metrics row per epoch.
 
     ``on_epoch(row, model)`` runs after every epoch (the caller saves checkpoints there).
@@ -92,7 +84,7 @@ def fit(
     when :func:`activation_bytes` exceeds ``memory_limit``.
     """
     gen = seed_everything(config.seed)
-    model = SpikingConvNet(config, train.x.shape[1:], classes)
+    model = build_model(config, train.x.shape[-3:], classes)
     need = activation_bytes(model, min(config.batch_size, len(train.x)))
     if memory_limit is not None and need > memory_limit:
         raise MemoryError(f"timesteps {config.timesteps} x batch_size {config.batch_size} need about "

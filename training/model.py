@@ -1,23 +1,42 @@
-"""The convolutional SNN: conv-tdBN-LIF blocks, average pooling, a hidden linear LIF layer and a
-membrane-averaged linear readout (Eq. 9: logits = 1/T sum_t W o[t] + b).
+"""The building blocks of every architecture, and :class:`SpikingNet`, the network that runs them.
 
-Tensors inside the network are time-major, (T, B, ...). The blocks are a flat, typed list so
-that ``export.fold`` can walk them; every block keeps its parameters and nothing else.
+Blocks: conv-tdBN-LIF (:class:`ConvBlock`), linear-tdBN-LIF (:class:`DenseBlock`), the residual
+BasicBlock (:class:`ResidualBlock`), average pooling, flatten, and the membrane-averaged linear
+readout (Eq. 9: logits = 1/T sum_t W o[t] + b). The architectures themselves are in
+:mod:`training.models`, one module each, built by name from its registry.
+
+Tensors inside the network are time-major, (T, B, ...). ``SpikingNet.blocks`` is a flat, typed,
+ordered list so that ``export.fold`` can walk it; every block keeps its parameters and nothing else.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from training.config import TrainConfig
 from training.neuron import LIF
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+
+#: tdBN's eta on each of the two currents a residual block sums (Zheng et al. 2021), so that their
+#: sum has the variance one tdBN-normalised current would have
+RESIDUAL_ETA = 1.0 / math.sqrt(2.0)
+
+Shape = tuple[int, ...]
 
 
 class ArchitectureError(ValueError):
     """A configuration that does not make a network for the given input (e.g. too many pools)."""
+
+
+def make_lif(config: TrainConfig) -> LIF:
+    """A fresh LIF layer with the configured neuron mode, threshold, initial decay and width."""
+    return LIF(config.mode, v_th=config.v_th, beta_init=config.beta_init, alpha=config.alpha)
 
 
 class TdBN(nn.Module):
@@ -48,20 +67,38 @@ class TdBN(nn.Module):
         return scale, self.shift - scale * self.norm.running_mean
 
 
-class ConvBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, lif: LIF, kernel: int = 3):
+class ConvBN(nn.Module):
+    """A synaptic current without a neuron: ``tdBN_eta(conv(x))`` (no bias, 'same' padding for odd
+    kernels). A residual block's second conv and its projection shortcut are these."""
+
+    def __init__(self, in_ch: int, out_ch: int, v_th: float, kernel: int = 3, stride: int = 1, eta: float = 1.0):
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False)
-        self.bn = TdBN(out_ch, lif.v_th)
-        self.lif = lif
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.bn = TdBN(out_ch, v_th, eta=eta)
 
     def synaptic(self, x: torch.Tensor) -> torch.Tensor:
         t, b = x.shape[:2]
         y = self.conv(x.reshape(t * b, *x.shape[2:]))
         return self.bn(y.reshape(t, b, *y.shape[1:]))
 
+    def activation_shapes(self, shape: Shape) -> list[Shape]:
+        conv = self.conv
+        h, w = ((n + 2 * p - k) // s + 1
+                for n, p, k, s in zip(shape[1:], conv.padding, conv.kernel_size, conv.stride, strict=True))
+        return [(conv.out_channels, h, w)]
+
+
+class ConvBlock(ConvBN):
+    """conv -> tdBN -> LIF."""
+
+    def __init__(self, in_ch: int, out_ch: int, lif: LIF, kernel: int = 3, stride: int = 1):
+        super().__init__(in_ch, out_ch, lif.v_th, kernel, stride)
+        self.lif = lif
+
 
 class DenseBlock(nn.Module):
+    """linear (no bias) -> tdBN -> LIF."""
+
     def __init__(self, in_features: int, out_features: int, lif: LIF):
         super().__init__()
         self.linear = nn.Linear(in_features, out_features, bias=False)
@@ -70,6 +107,44 @@ class DenseBlock(nn.Module):
 
     def synaptic(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.linear(x))
+
+    def activation_shapes(self, shape: Shape) -> list[Shape]:
+        return [(self.linear.out_features,)]
+
+
+class ResidualBlock(nn.Module):
+    """The BasicBlock of the tdBN/TET ResNet-19: the shortcut's current joins the main branch's
+    *before* the block's second LIF::
+
+        m = LIF_1(tdBN_1(conv3x3_1(x)))                   (conv1: a ConvBlock)
+        I = tdBN_eta(conv3x3_2(m)) + S(x)                 (conv2: a ConvBN)
+        o = LIF(I)
+        S(x) = x                                          (identity: shortcut is None)
+             | tdBN_eta(conv1x1(x))                       (projection: shortcut is a ConvBN)
+
+    with ``eta = 1/sqrt(2)`` (:data:`RESIDUAL_ETA`) on the tdBN of both summed branches. The
+    projection is used whenever the channels or the stride change; an identity shortcut adds the
+    input spikes unscaled, as the reference implementations do.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, lif1: LIF, lif: LIF, stride: int = 1):
+        super().__init__()
+        self.conv1 = ConvBlock(in_ch, out_ch, lif1, stride=stride)
+        self.conv2 = ConvBN(out_ch, out_ch, lif.v_th, eta=RESIDUAL_ETA)
+        identity = in_ch == out_ch and stride == 1
+        self.shortcut = None if identity else ConvBN(in_ch, out_ch, lif.v_th, kernel=1, stride=stride,
+                                                     eta=RESIDUAL_ETA)
+        self.lif = lif
+
+    def currents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(m, I)``: the inner LIF's spikes and the summed input current of the output LIF."""
+        m = self.conv1.lif(self.conv1.synaptic(x))
+        shortcut = x if self.shortcut is None else self.shortcut.synaptic(x)
+        return m, self.conv2.synaptic(m) + shortcut
+
+    def activation_shapes(self, shape: Shape) -> list[Shape]:
+        (inner,) = self.conv1.activation_shapes(shape)
+        return [inner, inner] if self.shortcut is None else [inner, inner, inner]
 
 
 class Pool(nn.Module):
@@ -82,10 +157,16 @@ class Pool(nn.Module):
         y = nn.functional.avg_pool2d(x.reshape(t * b, *x.shape[2:]), self.kernel)
         return y.reshape(t, b, *y.shape[1:])
 
+    def activation_shapes(self, shape: Shape) -> list[Shape]:
+        return [(shape[0], shape[1] // self.kernel, shape[2] // self.kernel)]
+
 
 class Flatten(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(2)
+
+    def activation_shapes(self, shape: Shape) -> list[Shape]:
+        return [(math.prod(shape),)]
 
 
 class Readout(nn.Module):
@@ -96,6 +177,9 @@ class Readout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
 
+    def activation_shapes(self, shape: Shape) -> list[Shape]:
+        return [(self.linear.out_features,)]
+
 
 @dataclass
 class Forward:
@@ -104,43 +188,63 @@ class Forward:
     spikes: dict[str, torch.Tensor]  #: layer name -> (T, B, neurons), when recorded
 
 
-class SpikingConvNet(nn.Module):
-    """Direct-encoded conv SNN for small images; layer names match the exported bundle."""
+class SpikingNet(nn.Module):
+    """A network of blocks run in order; the architectures in :mod:`training.models` build one.
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], classes: int):
+    Spiking layers are named by their block (a residual block's inner LIF is ``"<block>.conv1"``);
+    the names match the exported bundle's layers.
+    """
+
+    def __init__(self, blocks: dict[str, nn.Module], timesteps: int, input_shape: Shape):
         super().__init__()
-        self.timesteps = config.timesteps
+        self.timesteps = timesteps
         self.input_shape = tuple(input_shape)
-
-        def lif() -> LIF:
-            return LIF(config.mode, v_th=config.v_th, beta_init=config.beta_init, alpha=config.alpha)
-
-        blocks: dict[str, nn.Module] = {}
-        c, h, w = input_shape
-        for i, out_ch in enumerate(config.channels, start=1):
-            blocks[f"conv{i}"] = ConvBlock(c, out_ch, lif())
-            blocks[f"pool{i}"] = Pool(2)
-            c, h, w = out_ch, h // 2, w // 2
-            if h < 1 or w < 1:
-                raise ArchitectureError(f"{len(config.channels)} pooled conv blocks (channels) are too many for "
-                                        f"input {tuple(input_shape)}: each halves the image")
-        blocks["flatten"] = Flatten()
-        blocks["fc1"] = DenseBlock(c * h * w, config.hidden, lif())
-        blocks["readout"] = Readout(config.hidden, classes)
         self.blocks = nn.ModuleDict(blocks)
 
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, C, H, W) from a (B, C, H, W) analog input, repeated over the T steps (direct
+        encoding), or from a (B, T, C, H, W) input that differs at every step (event frames)."""
+        if x.dim() not in (4, 5) or tuple(x.shape[-3:]) != self.input_shape:
+            raise ValueError(f"input must be (B, {', '.join(map(str, self.input_shape))}) or (B, T, "
+                             f"{', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
+        if x.dim() == 4:
+            return x.unsqueeze(0).expand(self.timesteps, *x.shape)
+        if x.shape[1] != self.timesteps:
+            raise ValueError(f"a per-step input must have the network's {self.timesteps} timesteps, got {x.shape[1]}")
+        return x.transpose(0, 1)
+
     def forward(self, x: torch.Tensor, record: bool = False) -> Forward:
-        """``x``: (B, C, H, W) analog image, repeated over T steps (direct encoding)."""
-        h = x.unsqueeze(0).expand(self.timesteps, *x.shape)
+        """``x``: (B, C, H, W) or (B, T, C, H, W), see :meth:`time_major`."""
+        h = self.time_major(x)
         spikes: dict[str, torch.Tensor] = {}
         for name, block in self.blocks.items():
-            if isinstance(block, (ConvBlock, DenseBlock)):
-                h = block.lif(block.synaptic(h))
+            if isinstance(block, ResidualBlock):
+                inner, current = block.currents(h)
                 if record:
-                    spikes[name] = h.detach().flatten(2)
+                    spikes[f"{name}.conv1"] = inner.detach().flatten(2)
+            elif isinstance(block, (ConvBlock, DenseBlock)):
+                current = block.synaptic(h)
             else:
                 h = block(h)
+                continue
+            h = block.lif(current)
+            if record:
+                spikes[name] = h.detach().flatten(2)
         return Forward(logits=h.mean(0), outputs=h, spikes=spikes)
 
     def lif_layers(self) -> dict[str, LIF]:
-        return {n: b.lif for n, b in self.blocks.items() if isinstance(b, (ConvBlock, DenseBlock))}
+        """Every LIF layer by the name its spikes are recorded under, in order."""
+        layers: dict[str, LIF] = {}
+        for name, block in self.blocks.items():
+            if isinstance(block, ResidualBlock):
+                layers[f"{name}.conv1"] = block.conv1.lif
+            if isinstance(block, (ConvBlock, DenseBlock, ResidualBlock)):
+                layers[name] = block.lif
+        return layers
+
+    def activation_shapes(self) -> list[Shape]:
+        """The input's shape and that of every activation the blocks produce, per sample and step."""
+        shapes = [self.input_shape]
+        for block in self.blocks.values():
+            shapes += block.activation_shapes(shapes[-1])
+        return shapes
