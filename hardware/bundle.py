@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hardware import fixed_point as fp
+from hardware.profile import LOIHI2
 
 FORMAT_NAME = "lsg-deploy-bundle"
 FORMAT_VERSION = 2  #: 2: checksums (``files``, ``sha256``)
@@ -167,15 +167,8 @@ class LoihiLayer:
         g.check_weight(self.weight, n)
         if not np.issubdtype(self.weight.dtype, np.integer) or not np.issubdtype(self.bias_mant.dtype, np.integer):
             raise BundleError(f"layer {n}: integer tables must have an integer dtype")
-        for what, lo, hi, val in (
-            ("weight", fp.WEIGHT_MIN, fp.WEIGHT_MAX, self.weight),
-            ("bias_mant", fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, self.bias_mant),
-            ("bias_exp", fp.BIAS_EXP_MIN, fp.BIAS_EXP_MAX, self.bias_exp),
-            ("du", 0, fp.DECAY_MAX, self.du),
-            ("dv", 0, fp.DECAY_MAX, self.dv),
-            ("vth", 0, fp.VTH_MAX, self.vth),
-        ):
-            arr = np.asarray(val)
+        for what, (lo, hi) in LOIHI2.ranges().items():  # every integer field of the record
+            arr = np.asarray(getattr(self, what))
             if arr.size and (arr.min() < lo or arr.max() > hi):
                 raise BundleError(f"layer {n}: {what} range [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]")
         for what in ("scale", "input_scale"):
@@ -184,8 +177,8 @@ class LoihiLayer:
                 raise BundleError(f"layer {n}: {what} must be positive and finite, got {value}")
         if g.kind == "conv" and self.weight_exp != 0:
             raise BundleError(f"layer {n}: conv layers have no weight exponent on Loihi (got {self.weight_exp})")
-        if np.any(self.weight % fp.WEIGHT_STEP):
-            raise BundleError(f"layer {n}: mixed-sign Loihi weights must be multiples of {fp.WEIGHT_STEP}")
+        if np.any(self.weight % LOIHI2.weight_step):
+            raise BundleError(f"layer {n}: mixed-sign Loihi weights must be multiples of {LOIHI2.weight_step}")
 
 
 RECORDS: dict[str, type] = {"float": FloatLayer, "loihi": LoihiLayer}
