@@ -13,7 +13,9 @@ Every file and directory this project writes goes through here:
 * a temporary holds an ``flock`` while its writer lives; one whose lock can be taken was left
   by a killed run, and the next writer of the same name removes it;
 * parent directories created for an output are removed again if the write fails;
-* permissions follow the user's umask (``mkstemp``/``mkdtemp`` alone would give 0600/0700).
+* permissions follow the user's umask (``mkstemp``/``mkdtemp`` alone would give 0600/0700);
+* an OS error while writing names the output (not a temporary, and not nothing, as a full disk
+  would), so the CLI's one error line can say which path failed.
 """
 
 from __future__ import annotations
@@ -96,6 +98,15 @@ def _parents_created(path: Path) -> Iterator[None]:
         raise
 
 
+def _naming(exc: BaseException, output: Path, temporary: Path) -> BaseException:
+    """An OS error raised while writing ``output``, made to name it: a write that fails for a
+    full disk names no file, and one that names our temporary should name the output instead."""
+    if isinstance(exc, OSError) and (exc.filename is None or Path(exc.filename) == temporary
+                                     or temporary in Path(exc.filename).parents):
+        return OSError(exc.errno, exc.strerror or str(exc), str(output))
+    return exc
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``."""
@@ -113,9 +124,12 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise
+            named = _naming(exc, path, Path(tmp))
+            if named is exc:
+                raise
+            raise named from None
         finally:
             os.close(fd)
 
@@ -219,8 +233,11 @@ def staged_directory(final: Path) -> Iterator[Path]:
             os.chmod(stage, 0o777 & ~umask())
             yield stage
             swap_in(stage, final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(stage, ignore_errors=True)
-            raise
+            named = _naming(exc, final, stage)
+            if named is exc:
+                raise
+            raise named from None
         finally:
             os.close(fd)

@@ -78,12 +78,8 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
     def on_epoch(row: dict[str, float], model) -> None:
         metrics_so_far.append(row)
         doc = checkpoint_document(model, config, metrics_so_far, classes, spec.to_dict())
-        for path, write in ((out / CHECKPOINT_NAME, lambda p: files.write_bytes(p, checkpoint_bytes(doc))),
-                            (out / METRICS_NAME, lambda p: files.write_text(p, _metrics_csv(metrics_so_far)))):
-            try:
-                write(path)
-            except OSError as exc:
-                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        files.write_bytes(out / CHECKPOINT_NAME, checkpoint_bytes(doc))
+        files.write_text(out / METRICS_NAME, _metrics_csv(metrics_so_far))
         bar.update(1)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.3f}")
 
@@ -128,8 +124,6 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(str(exc)) from None
     try:
         result = TARGETS[target].load()(checkpoint, out, train_split.pixels, train_split.input_max, policy)
-    except OSError as exc:
-        raise UsageError(f"cannot write the bundle {out}: {exc.strerror or exc}") from None
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
