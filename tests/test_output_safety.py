@@ -147,12 +147,13 @@ _REPLACER = textwrap.dedent("""
     from hardware import files
     if sys.argv[2] == "fallback":
         files._exchange = lambda a, b: False  # as on a filesystem without RENAME_EXCHANGE
-    final, i = Path(sys.argv[1]), 0
+    final, i, started = Path(sys.argv[1]), int(sys.argv[3]), Path(sys.argv[4])
     while True:
         i += 1
         with files.staged_directory(final) as stage:
             for name in ("a", "b", "c"):
                 (stage / name).write_bytes(str(i).encode() * 20000)
+        started.touch()  # at least one replacement of this child's is in place
 """)
 
 
@@ -171,17 +172,17 @@ def test_replacement_killed_at_random_points_leaves_old_or_new(tmp_path, mode):
     """A child replaces ``out`` in a loop; SIGKILL at random instants; ``out`` is always whole."""
     final = tmp_path / "out"
     rng = random.Random(f"kill-{mode}")
-    generations = []
-    for _ in range(12):
-        child = subprocess.Popen([sys.executable, "-c", _REPLACER, str(final), mode], cwd=ROOT)
-        while not final.exists():
-            time.sleep(0.01)
+    for k in range(1, 13):
+        start, started = 1000 * k, tmp_path / f"started-{k}"  # child k writes generations start+1, ...
+        child = subprocess.Popen([sys.executable, "-c", _REPLACER, str(final), mode, str(start), str(started)],
+                                 cwd=ROOT)
+        while not started.exists():
+            time.sleep(0.005)
         time.sleep(rng.uniform(0.0, 0.3))
         child.send_signal(signal.SIGKILL)
         child.wait()
         files.recover_aside(final)  # what every writer of ``final`` does first
-        generations.append(_complete_generation(final))
-    assert len(set(generations)) > 1, generations  # the kills did land in different generations
+        assert _complete_generation(final) > start  # whole, and written by the child just killed
     with files.staged_directory(final) as stage:
         for name in ("a", "b", "c"):
             (stage / name).write_bytes(b"0" * 20000)
