@@ -6,15 +6,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test lint lava-env check-netx clean
+.PHONY: demo test events lint lava-env check-netx clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 
-test: $(VENV)/.installed .venv-lava/.installed
+test: $(VENV)/.installed $(VENV)/.events-installed .venv-lava/.installed
 	$(BIN)/python -m pytest -q
+
+# The events extra (tonic 1.7.0) for --dataset digits-events: its dependencies, librosa and
+# llvmlite among them, come to ~540 MB, so the tests install it and `make demo` does not.
+events: $(VENV)/.events-installed
+$(VENV)/.events-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[events]"
+	touch $@
 
 # Lava (lava-nc 0.10.0) needs Python 3.10 and numpy<2: its own environment, reached as a
 # subprocess by `simulate --backend lava|all` (hardware/lava_subprocess.py).

@@ -12,43 +12,46 @@ from __future__ import annotations
 import torch
 
 from hardware import fixed_point as fp
-from hardware.bundle import LoihiLayer
+from hardware.graph import INPUT, Graph, LoihiEdge, per_neuron
 from hardware.profile import LOIHI2, Profile
 
 
-def _synaptic(layer: LoihiLayer, s: torch.Tensor, profile: Profile) -> torch.Tensor:
-    g = layer.geometry
-    w = torch.as_tensor(layer.weight, dtype=torch.float64)
+def _synaptic(edge: LoihiEdge, s: torch.Tensor, profile: Profile) -> torch.Tensor:
+    g = edge.geometry
+    w = torch.as_tensor(edge.weight, dtype=torch.float64)
     x = s.to(torch.float64)
     if g.kind == "conv":
         a = torch.nn.functional.conv2d(x.reshape(-1, *g.input_shape), w, stride=g.stride, padding=g.padding)
         return profile.synapse(torch.round(a).to(torch.int64).flatten(1))
     a = torch.round(x.flatten(1) @ w.T).to(torch.int64)
-    exp = int(layer.weight_exp)
+    exp = int(edge.weight_exp)
     return a << exp if exp > 0 else a >> -exp
 
 
 @torch.no_grad()
-def run_fake_quant(layers: tuple[LoihiLayer, ...], pixels: torch.Tensor, timesteps: int, profile: Profile = LOIHI2
+def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: Profile = LOIHI2
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Returns spikes {layer: (B, T, neurons) bool} and readout membranes (B, T, classes) int64."""
-    b = pixels.shape[0]
-    x = pixels.to(torch.int64).reshape(b, -1)
-    state = {layer.name: [torch.zeros(b, layer.geometry.neurons, dtype=torch.int64)] * 2 for layer in layers}
-    spikes: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in layers[:-1]}
+    """Encoded ``inputs`` ((B, C, H, W) direct, (B, T, C, H, W) event frames) -> spikes
+    {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64."""
+    inputs = torch.as_tensor(inputs)
+    per_step = graph.input.encoding == "event-frames"
+    b = inputs.shape[0]
+    state = {n.name: [torch.zeros(b, n.neurons, dtype=torch.int64)] * 2 for n in graph.nodes}
+    spikes: dict[str, list[torch.Tensor]] = {n.name: [] for n in graph.hidden}
     readout = []
-    biases = {layer.name: torch.as_tensor(fp.effective_bias(layer.geometry.per_neuron(layer.bias_mant),
-                                                            layer.bias_exp)) for layer in layers}
-    for _ in range(timesteps):
-        s = x
-        for layer in layers:
-            u, v = state[layer.name]
-            fired, u, v, _ = profile.lif_step(_synaptic(layer, s, profile), u, v, layer.du, layer.dv,
-                                              biases[layer.name], layer.vth)
-            state[layer.name] = [u, v]
-            if layer.readout:
+    biases = {n.name: torch.as_tensor(fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp))
+              for n in graph.nodes}
+    incoming = {n.name: graph.incoming(n.name) for n in graph.nodes}
+    for t in range(timesteps):
+        out = {INPUT: (inputs[:, t] if per_step else inputs).to(torch.int64).reshape(b, -1)}
+        for node in graph.nodes:
+            a = sum(_synaptic(e, out[e.source], profile) for e in incoming[node.name])
+            u, v = state[node.name]
+            fired, u, v, _ = profile.lif_step(a, u, v, node.du, node.dv, biases[node.name], node.vth)
+            state[node.name] = [u, v]
+            if node.readout:
                 readout.append(v)
             else:
-                spikes[layer.name].append(fired)
-                s = fired
+                spikes[node.name].append(fired)
+                out[node.name] = fired.to(torch.int64)
     return {k: torch.stack(v, dim=1) for k, v in spikes.items()}, torch.stack(readout, dim=1)

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from export.fold import fold, readout_bound
-from export.netx import NETX_BIAS_EXP, NETX_NAME, write_netx
+from export.netx import NETX_BIAS_EXP, NETX_NAME, skip_reason, write_netx
 from export.nir_export import write_nir
-from export.quantize import QuantPolicy, quantize_loihi
+from export.quantize import QuantPolicy, RangeError, quantize_loihi
 from hardware.bundle import Bundle, sha256_file, write_bundle
 from hardware.files import staged_directory
+from hardware.graph import Graph, Input
 from training.checkpoint import load_checkpoint, package_versions
 
 #: lava-dl's netx fixes bias_exp = 6; quantizing with it keeps model.net exact (export/netx.py)
@@ -30,29 +31,52 @@ class ExportResult:
     warnings: list[str]
 
 
-def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, input_max: int,
+def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, dict, list[str], str | None]:
+    """Quantize on netx's bias grid (``bias_exp = 6``) where netx can hold the network, so that
+    ``model.net`` is exact; else, or where a bias does not fit that grid, with each node's
+    smallest exponent that fits. Returns the graph, its ranges, warnings and why netx is skipped."""
+    reason = skip_reason(graph)
+    if reason is None:
+        try:
+            on_grid = quantize_loihi(graph, bound, dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP))
+        except RangeError as exc:
+            if "bias_mant" not in str(exc):
+                raise
+            reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}, where {str(exc).split(';')[0]}"
+        else:
+            clipped = [name for name, r in on_grid[1]["layers"].items() if r["clipped"]["bias"]]
+            if not clipped:
+                return (*on_grid, None)
+            reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}, where the biases of {', '.join(clipped)} do not fit"
+    return (*quantize_loihi(graph, bound, dataclasses.replace(policy, bias_exp=None)), reason)
+
+
+def export_loihi(checkpoint: Path, out: Path, calibration_inputs: np.ndarray, spec: Input,
                  policy: QuantPolicy | None = None) -> ExportResult:
-    """Fold, calibrate the readout range on ``calibration_pixels``, quantize, write ``out``:
-    the bundle, ``model.nir`` (folded float), ``model.net`` (lava-dl netx) and the checkpoint.
-    Biases are always quantized at ``LOIHI_BIAS_EXP``, so that ``model.net`` is exact.
+    """Fold, calibrate the readout range on ``calibration_inputs`` (encoded as ``spec`` says),
+    quantize, write ``out``: the bundle, ``model.nir`` (folded float graph), ``model.net`` (lava-dl
+    netx, for chains: a graph netx cannot hold is skipped, recorded in the bundle's ``artifacts``
+    and reported as a warning) and the checkpoint. Biases are always quantized at
+    ``LOIHI_BIAS_EXP`` where netx is written, so that ``model.net`` is exact (:func:`_quantize`).
 
     ``out`` is written whole or not at all (staged in a sibling directory, swapped in atomically);
     whether ``out`` may be replaced is decided before this is called (``lsg_deploy.outputs``).
     """
-    policy = dataclasses.replace(policy or QuantPolicy(), bias_exp=LOIHI_BIAS_EXP)
+    policy = policy or QuantPolicy()
     model, doc = load_checkpoint(checkpoint)
-    float_layers = fold(model)
+    float_graph = fold(model, spec)
     timesteps = model.timesteps
-    calib = torch.as_tensor(calibration_pixels / input_max, dtype=torch.float64)
-    bound = readout_bound(float_layers, calib, timesteps)
-    loihi_layers, quantization, warnings = quantize_loihi(float_layers, input_max, bound, policy)
+    calib = torch.as_tensor(np.asarray(calibration_inputs) / spec.input_max, dtype=torch.float64)
+    bound = readout_bound(float_graph, calib, timesteps)
+    loihi_graph, quantization, warnings, netx_skipped = _quantize(float_graph, bound, policy)
+    artifacts = {"nir": {"file": NIR_NAME}, "source_model": {"file": SOURCE_MODEL},
+                 "netx": {"skipped": netx_skipped} if netx_skipped else {"file": NETX_NAME}}
     bundle = Bundle(
         target="loihi",
         timesteps=timesteps,
-        input_shape=tuple(model.input_shape),
-        input_max=int(input_max),
-        float_layers=float_layers,
-        loihi_layers=loihi_layers,
+        float_graph=float_graph,
+        loihi_graph=loihi_graph,
+        artifacts=artifacts,
         quantization=quantization,
         source={
             "checkpoint": str(Path(checkpoint).resolve()),
@@ -64,9 +88,14 @@ def export_loihi(checkpoint: Path, out: Path, calibration_pixels: np.ndarray, in
             "exporter_versions": package_versions(),
         },
     )
+    written = [NIR_NAME, SOURCE_MODEL]
     with staged_directory(out) as stage:
-        write_nir(float_layers, timesteps, float(input_max), stage / NIR_NAME)
-        write_netx(bundle, stage / NETX_NAME)
+        write_nir(float_graph, timesteps, stage / NIR_NAME)
+        if not netx_skipped:
+            write_netx(bundle, stage / NETX_NAME)
+            written.append(NETX_NAME)
         shutil.copyfile(checkpoint, stage / SOURCE_MODEL)
-        write_bundle(bundle, stage, files=(NIR_NAME, NETX_NAME, SOURCE_MODEL))  # last: it lists the others
+        write_bundle(bundle, stage, files=tuple(written))  # last: it lists the others
+    if netx_skipped:
+        warnings.append(f"skipped {NETX_NAME}: {netx_skipped}")
     return ExportResult(bundle=bundle, warnings=warnings)

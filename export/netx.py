@@ -87,7 +87,8 @@ import numpy as np
 
 from hardware import files
 from hardware import fixed_point as fp
-from hardware.bundle import FORMAT_VERSION, Bundle, LoihiLayer
+from hardware.bundle import FORMAT_VERSION, Bundle
+from hardware.graph import Graph, LoihiEdge, LoihiNode
 
 NETX_NAME = "model.net"
 NETX_BIAS_EXP = 6  #: netx gives every CUBA neuron ``bias_exp = 6``; the file holds ``bias_mant``
@@ -101,7 +102,20 @@ class NetxError(ValueError):
     """A bundle layer that netx cannot represent exactly."""
 
 
-def netx_bias(layer: LoihiLayer) -> np.ndarray:
+def skip_reason(graph: Graph) -> str | None:
+    """Why netx cannot hold ``graph``, or None: a netx file is a chain of layers, so a node with
+    several incoming edges (a residual add) or an edge that skips a node has no place in it."""
+    if graph.is_chain:
+        return None
+    for node in graph.nodes:
+        sources = [e.source for e in graph.incoming(node.name)]
+        if len(sources) > 1:
+            return f"lava-dl netx holds chains of layers only, and node {node.name} sums {len(sources)} edges " \
+                   f"(from {', '.join(sources)})"
+    return "lava-dl netx holds chains of layers only, and an edge of this graph skips a node"
+
+
+def netx_bias(layer: LoihiNode) -> np.ndarray:
     """The file's ``bias``: ``(bias_mant << bias_exp) >> 6``, exact and within 13 bits, or raise."""
     effective = fp.effective_bias(layer.bias_mant, layer.bias_exp)
     mant, rest = np.divmod(effective, 1 << NETX_BIAS_EXP)
@@ -120,7 +134,7 @@ def netx_bias(layer: LoihiLayer) -> np.ndarray:
     return mant.astype(np.int32)
 
 
-def netx_neuron(layer: LoihiLayer) -> dict[str, Any]:
+def netx_neuron(layer: LoihiNode) -> dict[str, Any]:
     """CUBA neuron parameters under slayer's names (netx: ``du = iDecay - 1``, ``dv = vDecay``)."""
     return {
         "type": "CUBA",
@@ -132,7 +146,7 @@ def netx_neuron(layer: LoihiLayer) -> dict[str, Any]:
     }
 
 
-def _check_synapse(layer: LoihiLayer) -> None:
+def _check_synapse(layer: LoihiEdge) -> None:
     if layer.weight_exp != 0:
         raise NetxError(f"layer {layer.name}: weight_exp {layer.weight_exp} != 0 has no netx field")
     if layer.geometry.kind != "dense":
@@ -161,26 +175,29 @@ def input_message_bits(input_max: int) -> int:
 def netx_groups(bundle: Bundle) -> list[tuple[str, dict[str, Any]]]:
     """The file's layer groups in order: ``(name, {dataset: value})``; neuron keys are ``neuron/...``."""
     groups: list[tuple[str, dict[str, Any]]] = [
-        ("input", {"type": "input", "shape": np.asarray(bundle.input_shape, np.int64)})
+        ("input", {"type": "input", "shape": np.asarray(bundle.input.shape, np.int64)})
     ]
-    shape = tuple(bundle.input_shape)
-    for layer in bundle.loihi_layers:
-        _check_synapse(layer)
-        g = layer.geometry
+    reason = skip_reason(bundle.loihi_graph)
+    if reason:
+        raise NetxError(reason)
+    shape = tuple(bundle.input.shape)
+    for edge, node in bundle.loihi_graph.chain():
+        _check_synapse(edge)
+        g = edge.geometry
         expected = shape if g.kind == "conv" else (int(np.prod(shape)),)
         if tuple(g.input_shape) != expected:
-            raise NetxError(f"layer {layer.name}: input shape {g.input_shape} does not follow {shape}")
+            raise NetxError(f"layer {node.name}: input shape {g.input_shape} does not follow {shape}")
         ds: dict[str, Any] = {"type": g.kind, "shape": np.asarray(g.output_shape, np.int64)}
         if g.kind == "conv":
-            sizes = zip(g.input_shape[1:], g.padding, layer.weight.shape[2:], g.stride, strict=True)
+            sizes = zip(g.input_shape[1:], g.padding, edge.weight.shape[2:], g.stride, strict=True)
             out_hw = [(n + 2 * p - k) // st + 1 for n, p, k, st in sizes]
             if list(g.output_shape[1:]) != out_hw:
-                raise NetxError(f"layer {layer.name}: output shape {g.output_shape} does not match its kernel, "
+                raise NetxError(f"layer {node.name}: output shape {g.output_shape} does not match its kernel, "
                                 f"stride and padding (expected {(g.output_shape[0], *out_hw)})")
             ds.update({
                 "inChannels": g.input_shape[0],
                 "outChannels": g.output_shape[0],
-                "kernelSize": np.asarray(layer.weight.shape[2:], np.int64),
+                "kernelSize": np.asarray(edge.weight.shape[2:], np.int64),
                 "stride": np.asarray(g.stride, np.int64),
                 "padding": np.asarray(g.padding, np.int64),
                 "dilation": np.ones(2, np.int64),
@@ -190,10 +207,10 @@ def netx_groups(bundle: Bundle) -> list[tuple[str, dict[str, Any]]]:
             if len(shape) > 1:
                 groups.append(("flatten", {"type": "flatten", "shape": np.asarray([int(np.prod(shape)), 1, 1])}))
             ds.update({"inFeatures": g.fan_in, "outFeatures": g.neurons})
-        ds["weight"] = np.asarray(layer.weight, np.int16)
-        ds["bias"] = netx_bias(layer)
-        ds.update({f"neuron/{k}": v for k, v in netx_neuron(layer).items()})
-        groups.append((layer.name, ds))
+        ds["weight"] = np.asarray(edge.weight, np.int16)
+        ds["bias"] = netx_bias(node)
+        ds.update({f"neuron/{k}": v for k, v in netx_neuron(node).items()})
+        groups.append((node.name, ds))
         shape = tuple(g.output_shape)
     return groups
 
@@ -215,8 +232,9 @@ def write_netx(bundle: Bundle, path: Path) -> None:
         f.attrs["bundle_format_version"] = FORMAT_VERSION
         f.attrs["target"] = bundle.target
         f.attrs["timesteps"] = bundle.timesteps
-        f.attrs["input_max"] = bundle.input_max
-        f.attrs["input_message_bits"] = input_message_bits(bundle.input_max)
+        f.attrs["input_max"] = bundle.input.input_max
+        f.attrs["input_encoding"] = bundle.input.encoding
+        f.attrs["input_message_bits"] = input_message_bits(bundle.input.input_max)
         f.attrs["reset_interval"] = bundle.timesteps
         f.attrs["reset_offset"] = NETX_RESET_OFFSET
         f.attrs["readout"] = "membrane v of the last layer, summed over the timesteps"

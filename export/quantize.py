@@ -1,13 +1,18 @@
-"""Quantize folded float layers to the Loihi profile (widths and rounding in ``hardware.fixed_point``).
+"""Quantize a folded float graph to the Loihi profile (widths and rounding in ``hardware.fixed_point``).
 
-Per hidden layer ``n`` with float threshold ``v_th``:
+The scale is chosen per *destination node*: every edge into a node adds to the same membrane, so
+all of them share the node's scale ``S`` (an identity shortcut, already a 1x1 conv with unit
+weights, becomes explicit integer weights ``2 round(S / 2)`` like any other). Per hidden node ``n``
+with float threshold ``v_th``:
 
-1. the weight range used, ``r = percentile(|W|, p)`` (``p = 100``: the largest weight), sets the
-   largest scale whose weights still fit: ``S_max = 254 * input_scale / r``;
+1. each incoming edge ``e``'s weight range, ``r_e = percentile(|W_e|, p)`` (``p = 100``: its
+   largest weight), bounds the scale at which its weights still fit; the node takes the
+   tightest: ``S_max = min_e 254 * input_scale_e / r_e`` (``input_scale_e``: ``input_max`` for an
+   edge from the direct-encoded input, 1 for spikes);
 2. the integer threshold ``vth = floor((64 v_th S_max - 1) / 64)`` and then the exact scale
    ``S = ((vth << 6) + 1) / (64 v_th)`` (``fixed_point.scale_for_threshold``), so that a float
    membrane exactly at ``v_th`` is exactly the smallest integer membrane that spikes;
-3. weights ``2 * round(W S / (2 input_scale))`` (mixed-sign 8-bit, even), ``weight_exp = 0``;
+3. weights ``2 * round(W_e S / (2 input_scale_e))`` (mixed-sign 8-bit, even), ``weight_exp = 0``;
 4. bias ``64 S b`` as ``bias_mant << bias_exp`` with the smallest exponent that fits 13 bits, or
    with the policy's fixed ``bias_exp`` (6 makes the bundle exactly representable in lava-dl's
    netx HDF5, which fixes ``bias_exp = 6``: see ``export.netx``);
@@ -29,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from hardware import fixed_point as fp
-from hardware.bundle import FloatLayer, LoihiLayer
+from hardware.graph import INPUT, FloatEdge, FloatNode, Graph, LoihiEdge, LoihiNode
 from hardware.profile import LOIHI2
 
 ON_OVERFLOW = ("error", "clip")
@@ -96,66 +101,82 @@ def _bias_to_mant_exp(bias_v: np.ndarray, layer: str, policy: QuantPolicy,
     return mant, exp, n
 
 
-def quantize_layer(layer: FloatLayer, input_scale: float, readout_limit: float | None,
-                   policy: QuantPolicy) -> tuple[LoihiLayer, dict[str, Any], list[str]]:
-    """One float layer -> its Loihi record, its range record, and warnings."""
+def _edge_weights(edge: FloatEdge, scale: float, input_scale: float, policy: QuantPolicy,
+                  warnings: list[str]) -> tuple[LoihiEdge, int]:
+    step = fp.WEIGHT_STEP
+    weight_f = step * np.rint(edge.weight * scale / (input_scale * step))
+    if not np.all(np.isfinite(weight_f)):  # never let NaN or infinity become an integer
+        raise RangeError(f"edge {edge.name}: weight is not finite at scale {scale:g}; it cannot be quantized")
+    weight, clipped = _fit(_to_int(weight_f), fp.WEIGHT_MIN, fp.WEIGHT_MAX, "weight", edge.name, policy, warnings)
+    record = LoihiEdge(name=edge.name, source=edge.source, target=edge.target, geometry=edge.geometry,
+                       weight=weight, weight_exp=0, input_scale=float(input_scale))
+    return record, clipped
+
+
+def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int, readout_limit: float | None,
+                  policy: QuantPolicy) -> tuple[LoihiNode, tuple[LoihiEdge, ...], dict[str, Any], list[str]]:
+    """One float node and its incoming edges -> their Loihi records, the range record, warnings."""
     warnings: list[str] = []
-    absw = np.abs(layer.weight)
-    w_range = float(np.percentile(absw, policy.weight_percentile)) if absw.size else 0.0
-    s_max = fp.WEIGHT_MAX * input_scale / w_range if w_range > 0 else math.inf
-    if layer.readout:
+    input_scales = [float(input_max) if e.source == INPUT else 1.0 for e in edges]
+    ranges_used = [float(np.percentile(np.abs(e.weight), policy.weight_percentile)) if e.weight.size else 0.0
+                   for e in edges]
+    s_max = min((fp.WEIGHT_MAX * c / r for c, r in zip(input_scales, ranges_used, strict=True) if r > 0),
+                default=math.inf)
+    if node.readout:
         scale = min(s_max, readout_limit if readout_limit is not None else math.inf)
         if not math.isfinite(scale):
             scale = 1.0
         vth, dv = fp.VTH_MAX, 0
     else:
-        vth = math.floor((64.0 * layer.v_th * s_max - 1.0) / 64.0) if math.isfinite(s_max) else fp.VTH_MAX
+        vth = math.floor((64.0 * node.v_th * s_max - 1.0) / 64.0) if math.isfinite(s_max) else fp.VTH_MAX
         vth = min(max(vth, 0), fp.VTH_MAX)
-        scale = fp.scale_for_threshold(vth, layer.v_th)
-        dv = fp.beta_to_dv(layer.beta)
-    step = fp.WEIGHT_STEP
-    weight_f = step * np.rint(layer.weight * scale / (input_scale * step))
-    bias_v = layer.bias * scale * (1 << fp.ACT_SHIFT)
-    for what, values in (("weight", weight_f), ("bias", bias_v)):
-        if not np.all(np.isfinite(values)):  # never let NaN or infinity become an integer
-            raise RangeError(f"layer {layer.name}: {what} is not finite at scale {scale:g}; the layer cannot be "
-                             f"quantized (are its weights all near zero?)")
-    weight = _to_int(weight_f)
-    weight, w_clipped = _fit(weight, fp.WEIGHT_MIN, fp.WEIGHT_MAX, "weight", layer.name, policy, warnings)
-    bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(bias_v, layer.name, policy, warnings)
-    record = LoihiLayer(
-        name=layer.name, geometry=layer.geometry, weight=weight, weight_exp=0,
-        bias_mant=bias_mant, bias_exp=bias_exp, du=fp.DU_NO_MEMORY, dv=dv, vth=vth,
-        scale=float(scale), input_scale=float(input_scale), readout=layer.readout,
-    )
-    fan = np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1)
+        scale = fp.scale_for_threshold(vth, node.v_th)
+        dv = fp.beta_to_dv(node.beta)
+    bias_v = node.bias * scale * (1 << fp.ACT_SHIFT)
+    if not np.all(np.isfinite(bias_v)):
+        raise RangeError(f"layer {node.name}: bias is not finite at scale {scale:g}; the layer cannot be "
+                         f"quantized (are its weights all near zero?)")
+    records, edge_ranges, w_clipped, worst = [], {}, 0, 0
+    for edge, c, r in zip(edges, input_scales, ranges_used, strict=True):
+        record, clipped = _edge_weights(edge, scale, c, policy, warnings)
+        records.append(record)
+        w_clipped += clipped
+        fan = np.abs(record.weight).reshape(record.weight.shape[0], -1).sum(axis=1)
+        worst += int(fan.max() * c) if fan.size else 0
+        edge_ranges[edge.name] = {"source": edge.source, "input_scale": c, "weight_range_used": r,
+                                  "clipped_weight": clipped}
+    bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(bias_v, node.name, policy, warnings)
+    record = LoihiNode(name=node.name, shape=node.shape, bias_mant=bias_mant, bias_exp=bias_exp,
+                       du=fp.DU_NO_MEMORY, dv=dv, vth=vth, scale=float(scale), readout=node.readout)
     ranges = {
         "scale": float(scale),
-        "weight_range_used": w_range,
         "weight_percentile": policy.weight_percentile,
+        "edges": edge_ranges,
         "vth": vth,
         "dv": dv,
-        "beta": layer.beta,
+        "beta": node.beta,
         "beta_quantized": fp.dv_to_beta(dv),
         "bias_exp": bias_exp,
-        "activation_worst_case": int(fan.max() * input_scale) if fan.size else 0,
+        "activation_worst_case": worst,
         "clipped": {"weight": w_clipped, "bias": b_clipped},
     }
-    return record, ranges, warnings
+    return record, tuple(records), ranges, warnings
 
 
-def quantize_loihi(layers: tuple[FloatLayer, ...], input_max: int, readout_bound: float,
-                   policy: QuantPolicy | None = None) -> tuple[tuple[LoihiLayer, ...], dict[str, Any], list[str]]:
-    """Quantize a folded network. ``readout_bound``: the calibration's largest ``|sum_t I_t|``."""
+def quantize_loihi(graph: Graph, readout_bound: float, policy: QuantPolicy | None = None
+                   ) -> tuple[Graph, dict[str, Any], list[str]]:
+    """Quantize a folded graph. ``readout_bound``: the calibration's largest ``|sum_t I_t|``."""
     policy = policy or QuantPolicy()
     readout_limit = None
     if readout_bound > 0:
         readout_limit = policy.readout_headroom * (fp.VTH_MAX << fp.VTH_SHIFT) / ((1 << fp.ACT_SHIFT) * readout_bound)
-    out, ranges, warnings = [], {}, []
-    for i, layer in enumerate(layers):
-        record, rng, warn = quantize_layer(layer, float(input_max) if i == 0 else 1.0, readout_limit, policy)
-        out.append(record)
-        ranges[layer.name] = rng
+    nodes, edges, ranges, warnings = [], {}, {}, []
+    for node in graph.nodes:
+        record, edge_records, rng, warn = quantize_node(node, graph.incoming(node.name), graph.input.input_max,
+                                                        readout_limit, policy)
+        nodes.append(record)
+        edges.update({e.name: e for e in edge_records})
+        ranges[node.name] = rng
         warnings.extend(warn)
     summary = {
         "profile": LOIHI2.name,
@@ -164,9 +185,10 @@ def quantize_loihi(layers: tuple[FloatLayer, ...], input_max: int, readout_bound
         "readout_calibration_bound": readout_bound,
         "layers": ranges,
     }
-    return tuple(out), summary, warnings
+    loihi = Graph(graph.input, tuple(nodes), tuple(edges[e.name] for e in graph.edges))
+    return loihi, summary, warnings
 
 
-def quantized_betas(layers: tuple[LoihiLayer, ...]) -> dict[str, float]:
-    """The decays the hardware applies, per hidden layer (for the float-with-quantized-beta run)."""
-    return {layer.name: fp.dv_to_beta(layer.dv) for layer in layers if not layer.readout}
+def quantized_betas(graph: Graph) -> dict[str, float]:
+    """The decays the hardware applies, per hidden node (for the float-with-quantized-beta run)."""
+    return {node.name: fp.dv_to_beta(node.dv) for node in graph.hidden}

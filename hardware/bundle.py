@@ -2,19 +2,24 @@
 
 A bundle is a directory readable with numpy and json alone::
 
-    bundle.json   format name and version, target, input encoding, layer records (scalars),
-                  quantization ranges and clip counts, provenance, the SHA-256 of every other
-                  file of the bundle (``files``) and of its own content (``sha256``)
-    arrays.npz    every array of every layer record, keyed ``<record>/<layer>/<field>``
+    bundle.json   format name and version, target, timesteps, the input (shape, encoding,
+                  input_max), the graph's node and edge records (scalars) for each record,
+                  the artifacts the export wrote or skipped (and why), quantization ranges and
+                  clip counts, provenance, the SHA-256 of every other file of the bundle
+                  (``files``) and of its own content (``sha256``)
+    arrays.npz    every array of every record, keyed ``<record>/nodes/<node>/<field>`` and
+                  ``<record>/edges/<edge>/<field>``
 
-Two layer records describe the same network: ``float`` (tdBN and pooling folded, float64) and
-``loihi`` (the integer network in Lava's formats, see :mod:`hardware.fixed_point`). The record
-classes below are the only registry: writing and reading both walk their dataclass fields, and
-reading checks every JSON value against the field's declared type, so a float where an integer
-belongs, a missing or an extra field is a :class:`BundleError` naming it.
+The network is a graph (:mod:`hardware.graph`): nodes and edges, described twice with the same
+names, topology and geometry: ``float`` (tdBN and pooling folded, float64) and ``loihi`` (the
+integer network in Lava's formats, see :mod:`hardware.fixed_point`). The record classes of
+:mod:`hardware.graph` are the only registry: writing and reading both walk their dataclass
+fields, and reading checks every JSON value against the field's declared type, so a float where
+an integer belongs, a missing or an extra field is a :class:`BundleError` naming it.
 
 Reading verifies the checksums before anything else: a bundle whose bytes changed after export
-is refused, never run.
+is refused, never run. Bundles of an earlier format version are refused with a one-line request
+to re-export.
 """
 
 from __future__ import annotations
@@ -30,158 +35,26 @@ from typing import Any
 
 import numpy as np
 
-from hardware.profile import LOIHI2
+from hardware.graph import (
+    EDGE_TYPES,
+    NODE_TYPES,
+    BundleError,
+    Geometry,
+    Graph,
+    Input,
+    same_structure,
+)
+
+__all__ = ["Bundle", "BundleError", "read_bundle", "write_bundle", "replace_refusal", "sha256_file",
+           "document_digest", "FORMAT_VERSION"]
 
 FORMAT_NAME = "lsg-deploy-bundle"
-FORMAT_VERSION = 2  #: 2: checksums (``files``, ``sha256``)
+FORMAT_VERSION = 3  #: 2: checksums (``files``, ``sha256``); 3: the network as a graph, input encoding, artifacts
 JSON_NAME = "bundle.json"
 ARRAYS_NAME = "arrays.npz"
-KINDS = ("conv", "dense")
 TARGETS = ("loihi",)
 MAX_TIMESTEPS = 1 << 16
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be read or does not hold together."""
-
-
-def _check_finite(values: np.ndarray, where: str) -> None:
-    """Refuse NaN and infinities (and non-numeric arrays) with the place named."""
-    values = np.asarray(values)
-    if not (np.issubdtype(values.dtype, np.number) and not np.issubdtype(values.dtype, np.complexfloating)):
-        raise BundleError(f"{where} must be a real numeric array, got dtype {values.dtype}")
-    bad = np.count_nonzero(~np.isfinite(values))
-    if bad:
-        raise BundleError(f"{where} has {bad} non-finite value(s) (NaN or infinity)")
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Synaptic operation of a layer. Shapes are channel-first (C, H, W) or (N,)."""
-
-    kind: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise BundleError(f"unknown layer kind {self.kind!r}; expected one of {KINDS}")
-        if self.kind == "conv" and (len(self.input_shape) != 3 or len(self.output_shape) != 3):
-            raise BundleError(f"conv shapes must be (C, H, W), got {self.input_shape} -> {self.output_shape}")
-        if self.kind == "dense" and len(self.output_shape) != 1:
-            raise BundleError(f"a dense layer's output shape must be (N,), got {self.output_shape}")
-        if min(self.input_shape + self.output_shape) < 1:
-            raise BundleError(f"shapes must be positive, got {self.input_shape} -> {self.output_shape}")
-        if len(self.stride) != 2 or len(self.padding) != 2 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise BundleError(f"bad stride {self.stride} or padding {self.padding}")
-
-    def per_neuron(self, per_channel: np.ndarray) -> np.ndarray:
-        """Expand a per-output-channel vector to every neuron, in (C, H, W) flattening order."""
-        return np.repeat(per_channel, self.neurons // self.output_shape[0])
-
-    @property
-    def fan_in(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
-    def neurons(self) -> int:
-        return int(np.prod(self.output_shape))
-
-    def check_weight(self, weight: np.ndarray, name: str) -> None:
-        out_c = self.output_shape[0]
-        if self.kind == "dense":
-            expected = (self.neurons, self.fan_in)
-            ok = weight.shape == expected
-        else:
-            ok = weight.ndim == 4 and weight.shape[:2] == (out_c, self.input_shape[0])
-            expected = f"({out_c}, {self.input_shape[0]}, kh, kw)"
-        if not ok:
-            raise BundleError(f"layer {name}: weight shape {weight.shape}, expected {expected}")
-        if self.kind == "conv":
-            size = tuple((n + 2 * p - k) // s + 1 for n, p, k, s in
-                         zip(self.input_shape[1:], self.padding, weight.shape[2:], self.stride, strict=True))
-            if size != self.output_shape[1:]:
-                raise BundleError(f"layer {name}: a {weight.shape[2:]} kernel on {self.input_shape} gives "
-                                  f"{size}, not the recorded {self.output_shape[1:]}")
-
-
-@dataclass(frozen=True)
-class FloatLayer:
-    """Folded float layer: ``I = W x + b``; LIF ``u = beta u (1 - o) + I``, ``o = u >= v_th``.
-
-    A ``readout`` layer has no neuron: its output ``I`` is averaged over time (the logits).
-    """
-
-    ARRAYS = ("weight", "bias")
-    name: str
-    geometry: Geometry
-    weight: np.ndarray
-    bias: np.ndarray
-    beta: float
-    v_th: float
-    readout: bool = False
-
-    def __post_init__(self) -> None:
-        n = self.name
-        self.geometry.check_weight(self.weight, n)
-        if self.bias.shape != (self.geometry.output_shape[0],):
-            raise BundleError(f"layer {n}: bias shape {self.bias.shape}")
-        for what in self.ARRAYS:
-            _check_finite(getattr(self, what), f"layer {n}: {what}")
-        if not (math.isfinite(self.beta) and 0.0 <= self.beta <= 1.0):
-            raise BundleError(f"layer {n}: beta {self.beta} outside [0, 1]")
-        if not (math.isfinite(self.v_th) and self.v_th > 0):
-            raise BundleError(f"layer {n}: v_th must be positive and finite, got {self.v_th}")
-
-
-@dataclass(frozen=True)
-class LoihiLayer:
-    """Integer layer in Lava's formats (see :mod:`hardware.fixed_point` for the arithmetic).
-
-    ``a = (W s) << weight_exp`` for dense (``>>`` for a negative exponent); a conv's output is
-    ``W * s`` wrapped to 24 bits (Lava's Conv has no weight exponent: it must be 0). Then one Loihi LIF step with
-    ``du``, ``dv``, ``bias_mant << bias_exp`` and ``vth``. ``scale`` is the layer's membrane
-    scale S (integer membrane = 64 S u_float) and ``input_scale`` what one input unit means
-    (1 for spikes, the pixel scale for the encoded image). A ``readout`` layer never decays
-    (``dv = 0``) and has the largest threshold: its membrane after T steps is the summed logit.
-    """
-
-    ARRAYS = ("weight", "bias_mant")
-    name: str
-    geometry: Geometry
-    weight: np.ndarray
-    weight_exp: int
-    bias_mant: np.ndarray
-    bias_exp: int
-    du: int
-    dv: int
-    vth: int
-    scale: float
-    input_scale: float
-    readout: bool = False
-
-    def __post_init__(self) -> None:
-        g, n = self.geometry, self.name
-        g.check_weight(self.weight, n)
-        if not np.issubdtype(self.weight.dtype, np.integer) or not np.issubdtype(self.bias_mant.dtype, np.integer):
-            raise BundleError(f"layer {n}: integer tables must have an integer dtype")
-        for what, (lo, hi) in LOIHI2.ranges().items():  # every integer field of the record
-            arr = np.asarray(getattr(self, what))
-            if arr.size and (arr.min() < lo or arr.max() > hi):
-                raise BundleError(f"layer {n}: {what} range [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]")
-        for what in ("scale", "input_scale"):
-            value = getattr(self, what)
-            if not (math.isfinite(value) and value > 0):
-                raise BundleError(f"layer {n}: {what} must be positive and finite, got {value}")
-        if g.kind == "conv" and self.weight_exp != 0:
-            raise BundleError(f"layer {n}: conv layers have no weight exponent on Loihi (got {self.weight_exp})")
-        if np.any(self.weight % LOIHI2.weight_step):
-            raise BundleError(f"layer {n}: mixed-sign Loihi weights must be multiples of {LOIHI2.weight_step}")
-
-
-RECORDS: dict[str, type] = {"float": FloatLayer, "loihi": LoihiLayer}
+RECORDS = ("float", "loihi")
 
 
 @dataclass(frozen=True)
@@ -190,10 +63,10 @@ class Bundle:
 
     target: str
     timesteps: int
-    input_shape: tuple[int, ...]
-    input_max: int  #: encoded input values are integers in [0, input_max]
-    float_layers: tuple[FloatLayer, ...]
-    loihi_layers: tuple[LoihiLayer, ...]
+    float_graph: Graph
+    loihi_graph: Graph
+    #: what the export wrote: name -> {"file": NAME} or {"skipped": why}
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -204,35 +77,32 @@ class Bundle:
             raise BundleError(f"unknown target {self.target!r}; this lsg-deploy knows {', '.join(TARGETS)}")
         if not 1 <= self.timesteps <= MAX_TIMESTEPS:
             raise BundleError(f"timesteps must lie in [1, {MAX_TIMESTEPS}], got {self.timesteps}")
-        if self.input_max < 1:
-            raise BundleError(f"input_max must be >= 1, got {self.input_max}")
-        names_f = [layer.name for layer in self.float_layers]
-        names_i = [layer.name for layer in self.loihi_layers]
-        if names_f != names_i:
-            raise BundleError(f"float and loihi layers differ: {names_f} vs {names_i}")
-        if len(set(names_f)) != len(names_f):
-            raise BundleError(f"layer names repeat: {names_f}")
-        if not names_f or not self.float_layers[-1].readout or any(f.readout for f in self.float_layers[:-1]):
-            raise BundleError("the last layer, and only the last, must be the readout")
-        shape = tuple(self.input_shape)
-        for f, q in zip(self.float_layers, self.loihi_layers, strict=True):
-            if f.geometry != q.geometry or f.readout != q.readout:
-                raise BundleError(f"layer {f.name}: float and loihi records differ in geometry or role")
-            g = f.geometry
-            if g.input_shape != shape and (g.kind == "conv" or g.fan_in != int(np.prod(shape))):
-                raise BundleError(f"layer {f.name}: input shape {g.input_shape} does not follow {shape}")
-            shape = g.output_shape
+        for key, graph in (("float", self.float_graph), ("loihi", self.loihi_graph)):
+            if not all(isinstance(n, NODE_TYPES[key]) for n in graph.nodes) or not all(
+                    isinstance(e, EDGE_TYPES[key]) for e in graph.edges):
+                raise BundleError(f"the {key} graph must hold {NODE_TYPES[key].__name__} and "
+                                  f"{EDGE_TYPES[key].__name__} records")
+        same_structure(self.float_graph, self.loihi_graph, "bundle")
+        for name, entry in self.artifacts.items():
+            if not (isinstance(entry, dict) and len(entry) == 1 and set(entry) <= {"file", "skipped"}
+                    and isinstance(next(iter(entry.values())), str)):
+                raise BundleError(f"artifact {name!r} must be {{'file': NAME}} or {{'skipped': WHY}}, got {entry!r}")
 
-    def layers(self, record: str) -> tuple:
-        return {"float": self.float_layers, "loihi": self.loihi_layers}[record]
+    @property
+    def input(self) -> Input:
+        return self.float_graph.input
+
+    def graph(self, record: str) -> Graph:
+        return {"float": self.float_graph, "loihi": self.loihi_graph}[record]
 
 
 # --- writing and reading ----------------------------------------------------------------------
 
 #: the files an export of format version 1 wrote (it had no ``files`` manifest)
 _V1_FILES = (JSON_NAME, ARRAYS_NAME, "model.nir", "model.net", "source_model.pt")
-_TOP_FIELDS = {"format", "format_version", "target", "timesteps", "input_shape", "input_max", "layers",
+_TOP_FIELDS = {"format", "format_version", "target", "timesteps", "input", "graph", "artifacts",
                "quantization", "source", "files", "sha256"}
+_INPUT_TYPES = {f.name: f.type for f in dataclasses.fields(Input)}
 _GEOMETRY_TYPES = {f.name: f.type for f in dataclasses.fields(Geometry)}
 
 
@@ -292,18 +162,20 @@ def _fields_of(doc: Any, expected: set[str], where: str) -> None:
             + ([f"unknown field(s) {', '.join(extra)}"] if extra else [])))
 
 
-def _layer_to_json(layer: Any) -> dict[str, Any]:
+def record_to_json(record: Any) -> dict[str, Any]:
+    """A node or edge record's scalars (its ``ARRAYS`` go to ``arrays.npz``)."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(layer):
-        if f.name in layer.ARRAYS:
+    for f in dataclasses.fields(record):
+        if f.name in record.ARRAYS:
             continue
-        value = getattr(layer, f.name)
+        value = getattr(record, f.name)
         out[f.name] = dataclasses.asdict(value) if isinstance(value, Geometry) else value
     return out
 
 
-def _layer_from_json(cls: type, meta: dict[str, Any], arrays: dict[str, np.ndarray], key: str) -> Any:
-    where = f"{key} layer {meta.get('name', '?') if isinstance(meta, dict) else '?'}"
+def record_from_json(cls: type, meta: Any, arrays: dict[str, np.ndarray], prefix: str) -> Any:
+    """Rebuild a node or edge record from its JSON scalars and ``arrays[prefix/<name>/<field>]``."""
+    where = f"{prefix} {meta.get('name', '?') if isinstance(meta, dict) else '?'}"
     fields = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in cls.ARRAYS}
     _fields_of(meta, set(fields), where)
     kwargs = {}
@@ -317,10 +189,40 @@ def _layer_from_json(cls: type, meta: dict[str, Any], arrays: dict[str, np.ndarr
             kwargs[name] = _typed(meta[name], type_name, f"{where}: {name}")
     for name in cls.ARRAYS:
         try:
-            kwargs[name] = arrays[f"{key}/{meta['name']}/{name}"]
+            kwargs[name] = arrays[f"{prefix}/{meta['name']}/{name}"]
         except KeyError:
-            raise BundleError(f"{ARRAYS_NAME} lacks {key}/{meta['name']}/{name}") from None
+            raise BundleError(f"{ARRAYS_NAME} lacks {prefix}/{meta['name']}/{name}") from None
     return cls(**kwargs)
+
+
+def graph_to_json(graph: Graph, key: str, arrays: dict[str, np.ndarray]) -> dict[str, list]:
+    """The ``key`` record of a graph as JSON; its arrays are added to ``arrays``."""
+    doc: dict[str, list] = {"nodes": [], "edges": []}
+    for part, records in (("nodes", graph.nodes), ("edges", graph.edges)):
+        for record in records:
+            doc[part].append(record_to_json(record))
+            for name in record.ARRAYS:
+                arrays[f"{key}/{part}/{record.name}/{name}"] = np.asarray(getattr(record, name))
+    return doc
+
+
+def input_to_json(spec: Input) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def input_from_json(doc: Any, where: str) -> Input:
+    _fields_of(doc, set(_INPUT_TYPES), where)
+    return Input(**{k: _typed(doc[k], t, f"{where}.{k}") for k, t in _INPUT_TYPES.items()})
+
+
+def graph_from_json(doc: Any, spec: Input, key: str, arrays: dict[str, np.ndarray], where: str) -> Graph:
+    _fields_of(doc, {"nodes", "edges"}, where)
+    parts = {}
+    for part, cls in (("nodes", NODE_TYPES[key]), ("edges", EDGE_TYPES[key])):
+        if not isinstance(doc[part], list):
+            raise BundleError(f"{where}.{part} must be a list")
+        parts[part] = tuple(record_from_json(cls, meta, arrays, f"{key}/{part}") for meta in doc[part])
+    return Graph(spec, parts["nodes"], parts["edges"])
 
 
 def write_bundle(bundle: Bundle, directory: Path, files: tuple[str, ...] = ()) -> None:
@@ -330,25 +232,20 @@ def write_bundle(bundle: Bundle, directory: Path, files: tuple[str, ...] = ()) -
     goes into the manifest, and :func:`read_bundle` verifies them.
     """
     directory = Path(directory)
+    unlisted = [e["file"] for e in bundle.artifacts.values() if "file" in e and e["file"] not in files]
+    if unlisted:
+        raise BundleError(f"the bundle's artifacts name {', '.join(unlisted)}, which are not among its files")
     arrays: dict[str, np.ndarray] = {}
-    layers_json: dict[str, list] = {}
-    for key, cls in RECORDS.items():
-        layers_json[key] = []
-        for layer in bundle.layers(key):
-            if not isinstance(layer, cls):
-                raise BundleError(f"{key} layer {layer.name} is a {type(layer).__name__}, not {cls.__name__}")
-            layers_json[key].append(_layer_to_json(layer))
-            for name in cls.ARRAYS:
-                arrays[f"{key}/{layer.name}/{name}"] = np.asarray(getattr(layer, name))
+    graphs = {key: graph_to_json(bundle.graph(key), key, arrays) for key in RECORDS}
     np.savez(directory / ARRAYS_NAME, **arrays)
     doc = {
         "format": FORMAT_NAME,
         "format_version": bundle.format_version,
         "target": bundle.target,
         "timesteps": bundle.timesteps,
-        "input_shape": list(bundle.input_shape),
-        "input_max": bundle.input_max,
-        "layers": layers_json,
+        "input": input_to_json(bundle.input),
+        "graph": graphs,
+        "artifacts": bundle.artifacts,
         "quantization": bundle.quantization,
         "source": bundle.source,
         "files": {name: sha256_file(directory / name) for name in (ARRAYS_NAME, *files)},
@@ -407,24 +304,23 @@ def read_bundle(directory: Path) -> Bundle:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{directory / ARRAYS_NAME} cannot be read: {exc}") from None
-    layers = doc["layers"]
-    _fields_of(layers, set(RECORDS), f"{directory / JSON_NAME}: layers")
-    records = {}
-    for key, cls in RECORDS.items():
-        if not isinstance(layers[key], list):
-            raise BundleError(f"{directory / JSON_NAME}: layers.{key} must be a list")
-        records[key] = tuple(_layer_from_json(cls, meta, arrays, key) for meta in layers[key])
-    for key in ("quantization", "source"):
-        if not isinstance(doc[key], dict):
-            raise BundleError(f"{directory / JSON_NAME}: {key} must be a JSON object")
     where = str(directory / JSON_NAME)
+    spec = input_from_json(doc["input"], f"{where}: input")
+    _fields_of(doc["graph"], set(RECORDS), f"{where}: graph")
+    graphs = {key: graph_from_json(doc["graph"][key], spec, key, arrays, f"{where}: graph.{key}") for key in RECORDS}
+    for key in ("quantization", "source", "artifacts"):
+        if not isinstance(doc[key], dict):
+            raise BundleError(f"{where}: {key} must be a JSON object")
+    for name, entry in doc["artifacts"].items():
+        listed = entry.get("file") if isinstance(entry, dict) else None
+        if listed is not None and listed not in doc["files"]:
+            raise BundleError(f"{where}: artifact {name} names {listed!r}, which the bundle's files do not list")
     return Bundle(
         target=_typed(doc["target"], "str", f"{where}: target"),
         timesteps=_typed(doc["timesteps"], "int", f"{where}: timesteps"),
-        input_shape=_typed(doc["input_shape"], "tuple[int, ...]", f"{where}: input_shape"),
-        input_max=_typed(doc["input_max"], "int", f"{where}: input_max"),
-        float_layers=records["float"],
-        loihi_layers=records["loihi"],
+        float_graph=graphs["float"],
+        loihi_graph=graphs["loihi"],
+        artifacts=doc["artifacts"],
         quantization=doc["quantization"],
         source=doc["source"],
         format_version=doc["format_version"],

@@ -8,8 +8,11 @@ it as a subprocess of the Lava interpreter, found as (first that is set or exist
 
 Nothing is looked up in the current directory: a program planted there never runs.
 
-Data goes through files in a temporary directory: a job (layers, ``pixels``, ``T``; see
-:mod:`hardware.lava_run`) or the bundle directory plus a ``pixels`` .npz in, a result .npz out.
+Data goes through files in a temporary directory: a job is a network plus an inputs file (a
+job directory holding the graph, ``inputs`` and ``T``, see :mod:`hardware.lava_run`; or the
+bundle directory itself plus an ``inputs`` .npz) in, a result .npz out. Every numpy-only check
+(inputs, layouts, :func:`hardware.lava_backend.check_lava_limits`) runs here, before any
+interpreter starts.
 The child imports this very ``hardware`` package (a link to it is put first on its path).
 A missing Lava environment raises :class:`LavaEnvironmentError` saying how to create it.
 """
@@ -19,15 +22,19 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hardware import lava_run
-from hardware.bundle import BundleError, LoihiLayer, read_bundle
-from hardware.lava_backend import check_lava_limits
+from hardware.bundle import BundleError, read_bundle
+from hardware.graph import Graph
+from hardware.lava_backend import check_run
+from hardware.lava_run import LavaJob
 from hardware.reference import IntegerRun
+
+__all__ = ["ENV_VAR", "LavaEnvironmentError", "LavaJob", "LavaRunError", "find_lava_python", "lava_importable",
+           "run_lava", "run_lava_bundle", "run_lava_jobs"]  # LavaJob lives in lava_run (the child reads jobs)
 
 ENV_VAR = "LSG_LAVA_PYTHON"
 VENV_DIR = ".venv-lava"
@@ -49,15 +56,6 @@ class LavaRunError(RuntimeError):
     def __init__(self, summary: str, detail: str = ""):
         super().__init__(f"{summary}\n{detail}" if detail else summary)
         self.summary, self.detail = summary, detail
-
-
-@dataclass(frozen=True)
-class LavaJob:
-    """One network and its inputs: ``layers`` run on ``pixels`` (B, C, H, W) for ``T`` steps."""
-
-    layers: tuple[LoihiLayer, ...]
-    pixels: np.ndarray
-    timesteps: int
 
 
 def lava_importable() -> bool:
@@ -114,6 +112,10 @@ def _call(args: list[str], work: Path, python: Path | None, timeout: float | Non
         raise LavaRunError(f"the Lava run in {python} failed (exit {proc.returncode}){last}", detail)
 
 
+def _in_process(in_process: bool | None, python: Path | None) -> bool:
+    return bool(in_process or (in_process is None and python is None and lava_importable()))
+
+
 def run_lava_jobs(jobs: list[LavaJob], *, in_process: bool | None = None, python: Path | None = None,
                   timeout: float | None = None) -> list[tuple[IntegerRun, dict[str, float]]]:
     """Run several networks on Lava (one interpreter start); ``(run, timing)`` per job.
@@ -122,14 +124,15 @@ def run_lava_jobs(jobs: list[LavaJob], *, in_process: bool | None = None, python
     forces the subprocess (``python`` overrides the interpreter search).
     """
     for job in jobs:  # numpy-only checks: fail here, before any interpreter starts
-        check_lava_limits(job.layers, int(np.abs(np.asarray(job.pixels)).max(initial=0)), job.timesteps)
-    if in_process or (in_process is None and python is None and lava_importable()):
+        check_run(job.graph, job.inputs, job.timesteps)
+    if _in_process(in_process, python):
         from hardware import lava_backend
 
         results = []
         for job in jobs:
             timing: dict[str, float] = {}
-            results.append((lava_backend.run(job.layers, job.pixels, job.timesteps, timing), timing))
+            run = lava_backend.run(job.graph, job.inputs, job.timesteps, timing, _pad_delays=job._pad_delays)
+            results.append((run, timing))
         return results
     with tempfile.TemporaryDirectory(prefix="lsg-lava-") as tmp:
         work = Path(tmp)
@@ -137,35 +140,36 @@ def run_lava_jobs(jobs: list[LavaJob], *, in_process: bool | None = None, python
         for i, job in enumerate(jobs):
             d = work / f"job-{i}"
             d.mkdir()
-            lava_run.write_job(d, job.layers, job.pixels, job.timesteps)
+            lava_run.write_job(d, job)
             dirs.append(d)
         _call([a for d in dirs for a in ("--job", str(d))], work, python, timeout)
         return [lava_run.read_result(d / lava_run.JOB_RESULT) for d in dirs]
 
 
-def run_lava(layers: tuple[LoihiLayer, ...], pixels: np.ndarray, timesteps: int, *,
+def run_lava(graph: Graph, inputs: np.ndarray, timesteps: int, *,
              timing: dict[str, float] | None = None, **kwargs) -> IntegerRun:
-    """Lava counterpart of ``reference.run(layers, pixels, timesteps)``; see :func:`run_lava_jobs`."""
-    run, t = run_lava_jobs([LavaJob(tuple(layers), np.asarray(pixels), int(timesteps))], **kwargs)[0]
+    """Lava counterpart of ``reference.run(graph, inputs, timesteps)``; see :func:`run_lava_jobs`."""
+    run, t = run_lava_jobs([LavaJob(graph, np.asarray(inputs), int(timesteps))], **kwargs)[0]
     if timing is not None:
         timing.update(t)
     return run
 
 
-def run_lava_bundle(bundle_dir: Path, pixels: np.ndarray, *, timing: dict[str, float] | None = None,
+def run_lava_bundle(bundle_dir: Path, inputs: np.ndarray, *, timing: dict[str, float] | None = None,
                     in_process: bool | None = None, python: Path | None = None,
                     timeout: float | None = None) -> IntegerRun:
-    """Run a bundle directory's ``loihi`` layers on Lava (the subprocess reads the bundle itself)."""
+    """Run a bundle directory's ``loihi`` graph on Lava (the subprocess reads the bundle itself)."""
     bundle = read_bundle(bundle_dir)
-    pixels = np.asarray(pixels)
-    check_lava_limits(bundle.loihi_layers, int(np.abs(pixels).max(initial=0)), bundle.timesteps)
-    if in_process or (in_process is None and python is None and lava_importable()):
-        return run_lava(bundle.loihi_layers, pixels, bundle.timesteps, timing=timing, in_process=True)
+    inputs = np.asarray(inputs)
+    check_run(bundle.loihi_graph, inputs, bundle.timesteps)
+    if _in_process(in_process, python):
+        return run_lava(bundle.loihi_graph, inputs, bundle.timesteps, timing=timing, in_process=True)
     with tempfile.TemporaryDirectory(prefix="lsg-lava-") as tmp:
         work = Path(tmp)
-        np.savez(work / "pixels.npz", pixels=pixels)
-        out = work / "result.npz"
-        args = ["--bundle", str(Path(bundle_dir).resolve()), "--pixels", str(work / "pixels.npz"), "--out", str(out)]
+        lava_run.write_inputs(work / lava_run.JOB_INPUTS, inputs)
+        out = work / lava_run.JOB_RESULT
+        args = ["--bundle", str(Path(bundle_dir).resolve()), "--inputs", str(work / lava_run.JOB_INPUTS),
+                "--out", str(out)]
         _call(args, work, python, timeout)
         run, t = lava_run.read_result(out)
     if timing is not None:

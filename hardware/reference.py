@@ -1,13 +1,14 @@
 """Integer LIF reference for the Loihi profile: numpy only, vectorised over a batch of samples.
 
-It runs a bundle's ``loihi`` layers exactly as Lava's bit-accurate CPU models would, one time
-step at a time and every layer within the step (no synaptic delay: the Lava backend aligns
-its per-layer delay to this schedule). The neuron arithmetic is the profile's one integer step
-(:meth:`hardware.profile.Profile.lif_step`, shared with the torch fake-quant path); per layer
-and step, for the Loihi profile::
+It runs a bundle's ``loihi`` graph exactly as Lava's bit-accurate CPU models would, one time
+step at a time and every node within the step, in topological order (no synaptic delay: the
+Lava backend aligns its per-edge delays to this schedule, see :mod:`hardware.graph`). The neuron
+arithmetic is the profile's one integer step (:meth:`hardware.profile.Profile.lif_step`, shared
+with the torch fake-quant path); per node and step, for the Loihi profile::
 
-    a = (W s) << weight_exp          dense (a negative weight_exp shifts right, toward -inf)
-    a = wrap24(W * s)                conv: Lava's fixed-point Conv ignores weight_exp
+    a_e = (W_e s) << weight_exp      dense edge (a negative weight_exp shifts right, toward -inf)
+    a_e = wrap24(W_e * s)            conv edge: Lava's fixed-point Conv ignores weight_exp
+    a = sum of a_e over the node's incoming edges
     u = wrap_current(D(u, du + 1) + (a << 6))
     v = clip(D(v, dv) + u + (bias_mant << bias_exp))
     s = v > (vth << 6);  v[s] = 0
@@ -15,8 +16,9 @@ and step, for the Loihi profile::
 Sums are exact int64 here; Lava holds them in int32, so ``hardware.lava_backend`` refuses
 networks whose worst case could overflow int32 (``check_lava_limits``).
 
-Saturation is counted, never hidden: conv outputs that wrapped, currents that wrapped,
-membranes that hit the clip, and readout neurons that crossed their (maximal) threshold.
+Saturation is counted per node, never hidden: conv outputs that wrapped (on any incoming edge),
+currents that wrapped, membranes that hit the clip, and readout neurons that crossed their
+(maximal) threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from hardware import fixed_point as fp
-from hardware.bundle import LoihiLayer
+from hardware.graph import Graph, LoihiEdge, per_neuron
 from hardware.profile import LOIHI2, Profile
 
 SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
@@ -37,7 +39,7 @@ SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
 class IntegerRun:
     """Result of a run: spikes per hidden layer, readout membranes, saturation counts."""
 
-    spikes: dict[str, np.ndarray]  #: layer -> (B, T, neurons) bool
+    spikes: dict[str, np.ndarray]  #: hidden node -> (B, T, neurons) bool
     readout: np.ndarray  #: (B, T, classes) int64: readout membrane after every step
     saturation: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -62,48 +64,48 @@ def conv2d_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], paddi
     return np.rint(out.transpose(0, 3, 1, 2)).astype(np.int64)
 
 
-def synaptic_input(layer: LoihiLayer, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
-    """Activation ``a`` (B, neurons) of one layer for inputs ``s``, and how many values wrapped."""
-    g = layer.geometry
+def synaptic_input(edge: LoihiEdge, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
+    """Activation ``a`` (B, neurons) of one edge for source values ``s``, and how many wrapped."""
+    g = edge.geometry
     b = s.shape[0]
     if g.kind == "conv":
-        raw = conv2d_int(s.reshape(b, *g.input_shape), layer.weight, g.stride, g.padding).reshape(b, -1)
+        raw = conv2d_int(s.reshape(b, *g.input_shape), edge.weight, g.stride, g.padding).reshape(b, -1)
         a = profile.synapse(raw)
         return a, int(np.count_nonzero(a != raw))
-    acc = np.rint(s.reshape(b, -1).astype(np.float64) @ layer.weight.T.astype(np.float64)).astype(np.int64)
-    exp = int(layer.weight_exp)
+    acc = np.rint(s.reshape(b, -1).astype(np.float64) @ edge.weight.T.astype(np.float64)).astype(np.int64)
+    exp = int(edge.weight_exp)
     return (np.left_shift(acc, exp) if exp > 0 else np.right_shift(acc, -exp)), 0
 
 
-def run(layers: tuple[LoihiLayer, ...], pixels: np.ndarray, timesteps: int, profile: Profile = LOIHI2) -> IntegerRun:
-    """Run the integer network on encoded inputs (B, C, H, W), the same input every step; the
-    neuron arithmetic is ``profile``'s one integer step."""
-    pixels = np.asarray(pixels)
-    if not np.issubdtype(pixels.dtype, np.integer):
-        raise ValueError(f"encoded inputs must be integers, got dtype {pixels.dtype}")
-    b = pixels.shape[0]
-    state = {layer.name: (np.zeros((b, layer.geometry.neurons), np.int64),) * 2 for layer in layers}
-    spikes = {layer.name: np.zeros((b, timesteps, layer.geometry.neurons), bool) for layer in layers[:-1]}
-    readout = np.zeros((b, timesteps, layers[-1].geometry.neurons), np.int64)
-    saturation = {layer.name: dict.fromkeys(SATURATION_KINDS, 0) for layer in layers}
-    x = pixels.astype(np.int64).reshape(b, -1)
-    biases = {layer.name: fp.effective_bias(layer.geometry.per_neuron(layer.bias_mant), layer.bias_exp)
-              for layer in layers}
+def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOIHI2) -> IntegerRun:
+    """Run the integer graph on encoded inputs (``(B, C, H, W)`` direct, ``(B, T, C, H, W)``
+    event frames: :meth:`hardware.graph.Input.steps`); the neuron arithmetic is ``profile``'s."""
+    steps = graph.input.steps(inputs, timesteps)
+    b = steps.shape[0]
+    state = {n.name: (np.zeros((b, n.neurons), np.int64),) * 2 for n in graph.nodes}
+    spikes = {n.name: np.zeros((b, timesteps, n.neurons), bool) for n in graph.hidden}
+    readout = np.zeros((b, timesteps, graph.readout.neurons), np.int64)
+    saturation = {n.name: dict.fromkeys(SATURATION_KINDS, 0) for n in graph.nodes}
+    biases = {n.name: fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp) for n in graph.nodes}
+    incoming = {n.name: graph.incoming(n.name) for n in graph.nodes}
     for t in range(timesteps):
-        s = x
-        for layer in layers:
-            a, a_wrapped = synaptic_input(layer, s, profile)
-            u, v = state[layer.name]
-            fired, u, v, counts = profile.lif_step(a, u, v, layer.du, layer.dv, biases[layer.name], layer.vth)
-            state[layer.name] = (u, v)
-            sat = saturation[layer.name]
-            sat["a_wrap"] += a_wrapped
+        out = {"input": steps[:, t].astype(np.int64).reshape(b, -1)}
+        for node in graph.nodes:
+            sat = saturation[node.name]
+            a = np.zeros((b, node.neurons), np.int64)
+            for edge in incoming[node.name]:
+                a_e, wrapped = synaptic_input(edge, out[edge.source], profile)
+                a += a_e
+                sat["a_wrap"] += wrapped
+            u, v = state[node.name]
+            fired, u, v, counts = profile.lif_step(a, u, v, node.du, node.dv, biases[node.name], node.vth)
+            state[node.name] = (u, v)
             sat["u_wrap"] += counts["u_wrap"]
             sat["v_clip"] += counts["v_clip"]
-            if layer.readout:
+            if node.readout:
                 sat["readout_spike"] += int(np.count_nonzero(fired))
                 readout[:, t] = v
             else:
-                spikes[layer.name][:, t] = fired
-                s = fired.astype(np.int64)
+                spikes[node.name][:, t] = fired
+                out[node.name] = fired.astype(np.int64)
     return IntegerRun(spikes=spikes, readout=readout, saturation=saturation)

@@ -26,11 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lsg-deploy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    from lsg_deploy.data import DATASETS
     from training.models import ARCHITECTURES
 
-    tr = sub.add_parser("train", parents=[common], help="train an LSG spiking network on the embedded digits")
+    tr = sub.add_parser("train", parents=[common], help="train an LSG spiking network on an embedded dataset")
     tr.add_argument("--out", type=Path, required=True, help="run directory (model.pt, metrics.csv)")
     tr.add_argument("--config", type=Path, help="TOML file with a [train] table")
+    tr.add_argument("--dataset", choices=tuple(DATASETS),
+                    help="; ".join(f"{d.name}: {d.description}" for d in DATASETS.values()) + " (default: digits)")
     tr.add_argument("--arch", choices=tuple(ARCHITECTURES), help="network architecture (default: digits-cnn)")
     tr.add_argument("--mode", choices=("lsg", "trainable-decay", "fixed"))
     tr.add_argument("--alpha", type=float, help="surrogate width for fixed / trainable-decay")
@@ -88,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = (lambda *a: None) if args.quiet else print
     try:
         if args.command == "train":
-            overrides = {k: getattr(args, k) for k in ("arch", "mode", "alpha", "timesteps", "epochs", "batch_size",
-                                                       "lr", "seed", "loss")}
+            overrides = {k: getattr(args, k) for k in ("dataset", "arch", "mode", "alpha", "timesteps", "epochs",
+                                                       "batch_size", "lr", "seed", "loss")}
             result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet)
             m = result["metrics"]
             say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "

@@ -1,19 +1,32 @@
-"""Embedded datasets (no download). ``digits``: scikit-learn's bundled 8x8 handwritten digits.
+"""Embedded datasets (no download), in one registry, :data:`DATASETS`.
 
-Images stay integers (pixels 0..16) so the fixed-point path sees exactly what a sensor or a
-host would send; the float models see ``pixels / input_max``. The split is stratified and
-seeded, and recorded in checkpoints and bundles so every stage evaluates the same images.
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits, direct encoding: the image
+  (N, 1, 8, 8), pixels 0..16, is the input at every step.
+* ``digits-events``: the same images seen by an emulated event camera making three small
+  saccades (:mod:`lsg_deploy.events`), framed with tonic into T binary spike frames per image,
+  (N, T, 2, 12, 12): a different input at every step, channel ``p`` (tonic's polarity index:
+  0 OFF, 1 ON) 1 where the pixel had an event of that polarity in the step's bin. The frames depend
+  on the network's timesteps, so :func:`load` needs them; nothing is cached on disk.
+
+Inputs stay integers (``input_max`` 16 for pixels, 1 for spikes) so the fixed-point path sees
+exactly what a sensor or a host would send; the float models see ``pixels / input_max``. The
+split is stratified and seeded over the digit images (the same for both datasets), and recorded
+in checkpoints and bundles so every stage evaluates the same samples. ``TrainConfig.dataset``,
+``lsg-deploy train --dataset`` and :class:`DataSpec` take their choices from :data:`DATASETS`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-DATASETS = ("digits",)
+DIRECT, EVENT_FRAMES = "direct", "event-frames"
+ENCODINGS = (DIRECT, EVENT_FRAMES)
 
 
 class DataError(ValueError):
@@ -22,24 +35,65 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    pixels: np.ndarray  #: (N, C, H, W) integers in [0, input_max]
+    """One split, encoded as the network's input layer receives it.
+
+    ``direct``: ``pixels`` (N, C, H, W), the same input at every step; ``event-frames``:
+    ``pixels`` (N, T, C, H, W), frame ``t`` at step ``t``. Integers in ``[0, input_max]``."""
+
+    pixels: np.ndarray  #: (N, C, H, W) or (N, T, C, H, W) int64 in [0, input_max]
     labels: np.ndarray  #: (N,) int64
     input_max: int
+    encoding: str = DIRECT  #: one of ENCODINGS
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        want = 4 if self.encoding == DIRECT else 5
+        if self.pixels.ndim != want or len(self.pixels) != len(self.labels):
+            raise ValueError(f"{self.encoding} pixels must be {want}-d with one label per sample, got "
+                             f"{self.pixels.shape} for {len(self.labels)} labels")
+
+    @property
+    def per_step(self) -> bool:
+        """True when every step has its own input (``pixels`` is (N, T, C, H, W))."""
+        return self.encoding == EVENT_FRAMES
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one step's input: the network's ``input_shape``."""
+        return tuple(self.pixels.shape[-3:])
 
     @property
     def analog(self) -> np.ndarray:
-        """Direct-encoding input of the float model, in [0, 1]."""
+        """The float model's input, ``pixels / input_max`` in [0, 1], of the same shape."""
         return (self.pixels / self.input_max).astype(np.float32)
 
     def head(self, n: int | None) -> EncodedSplit:
-        return self if n is None else EncodedSplit(self.pixels[:n], self.labels[:n], self.input_max)
+        return self if n is None else EncodedSplit(self.pixels[:n], self.labels[:n], self.input_max, self.encoding)
+
+
+Loader = Callable[["DataSpec", "int | None"], tuple[EncodedSplit, EncodedSplit, int]]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registry entry: ``loader(spec, timesteps)`` returns ``(train, test, classes)``."""
+
+    name: str
+    encoding: str  #: one of ENCODINGS; ``event-frames`` datasets need the timesteps
+    description: str
+    loader: Loader
+
+    @property
+    def needs_timesteps(self) -> bool:
+        return self.encoding == EVENT_FRAMES
 
 
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str = "digits"
     test_fraction: float = 0.2
-    split_seed: int = 0
+    split_seed: int = 0  #: the stratified split's seed; digits-events also draws its sensor mismatch from it
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
@@ -63,13 +117,27 @@ class DataSpec:
         return cls(**values)
 
 
-def load(spec: DataSpec) -> tuple[EncodedSplit, EncodedSplit, int]:
-    """Return ``(train, test, classes)``."""
+def load(spec: DataSpec, timesteps: int | None = None) -> tuple[EncodedSplit, EncodedSplit, int]:
+    """Return ``(train, test, classes)`` of ``spec``'s dataset.
+
+    ``timesteps``, the network's T, is required for ``event-frames`` datasets (their samples
+    are (T, C, H, W)) and ignored for ``direct`` ones. Raises :class:`DataError` on a missing
+    or bad T, and when the ``events`` extra (tonic) an event dataset needs is not installed."""
+    dataset = DATASETS[spec.dataset]
+    if dataset.needs_timesteps and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
+        what = "no timesteps" if timesteps is None else f"timesteps {timesteps!r}"
+        raise DataError(f"dataset {spec.dataset} has one frame per timestep: load it with the network's timesteps "
+                        f"(a positive integer), got {what}")
+    return dataset.loader(spec, timesteps)
+
+
+def _digits(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(images (1797, 8, 8) int64 0..16, labels, train indices, test indices, classes)``."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    pixels = digits.images.astype(np.int64)[:, None]  # (1797, 1, 8, 8), values 0..16
+    images = digits.images.astype(np.int64)
     labels = digits.target.astype(np.int64)
     classes = int(labels.max()) + 1
     n_test = math.ceil(len(labels) * spec.test_fraction)  # scikit-learn's rounding
@@ -79,9 +147,44 @@ def load(spec: DataSpec) -> tuple[EncodedSplit, EncodedSplit, int]:
     idx_train, idx_test = train_test_split(
         np.arange(len(labels)), test_size=spec.test_fraction, random_state=spec.split_seed, stratify=labels
     )
-    input_max = 16
+    return images, labels, idx_train, idx_test, classes
+
+
+DIGITS_MAX = 16  #: scikit-learn's digits are 0..16
+
+
+def _load_digits(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, EncodedSplit, int]:
+    images, labels, idx_train, idx_test, classes = _digits(spec)
+    pixels = images[:, None]  # (1797, 1, 8, 8)
     return (
-        EncodedSplit(pixels[idx_train], labels[idx_train], input_max),
-        EncodedSplit(pixels[idx_test], labels[idx_test], input_max),
+        EncodedSplit(pixels[idx_train], labels[idx_train], DIGITS_MAX),
+        EncodedSplit(pixels[idx_test], labels[idx_test], DIGITS_MAX),
         classes,
     )
+
+
+def _load_digits_events(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, EncodedSplit, int]:
+    from lsg_deploy.events import EventsExtraMissing, SaccadeSensor, spike_frames, tonic_to_frame
+
+    try:
+        tonic_to_frame()  # before any work: the events extra may be missing
+    except EventsExtraMissing as exc:
+        raise DataError(f"dataset {spec.dataset}: {exc}") from None
+    images, labels, idx_train, idx_test, classes = _digits(spec)
+    sensor = SaccadeSensor()
+    size = sensor.sensor_size(images.shape[1:])
+
+    def split(idx: np.ndarray) -> EncodedSplit:
+        # keys: the images' indices in the dataset, so an image's events do not depend on the split
+        streams = sensor.events(images[idx], DIGITS_MAX, keys=idx, seed=spec.split_seed)
+        frames = spike_frames(streams, size, timesteps, sensor.duration_us)
+        return EncodedSplit(frames, labels[idx], 1, EVENT_FRAMES)
+
+    return split(idx_train), split(idx_test), classes
+
+
+DATASETS: Mapping[str, Dataset] = MappingProxyType({d.name: d for d in (
+    Dataset("digits", DIRECT, "scikit-learn's 8x8 digits, the image at every step", _load_digits),
+    Dataset("digits-events", EVENT_FRAMES, "the digits seen by an emulated event camera in three saccades: "
+            "T binary ON/OFF frames of 12x12 (needs the events extra, tonic)", _load_digits_events),
+)})

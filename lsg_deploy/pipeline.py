@@ -47,7 +47,9 @@ def _physical_memory() -> int | None:
 
 
 def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train on the configured embedded dataset; write ``model.pt`` and ``metrics.csv`` in ``out``.
+    """Train on the configured embedded dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`;
+    event datasets are framed for the configured timesteps, one input per step); write ``model.pt``
+    and ``metrics.csv`` in ``out``.
 
     Both are rewritten, complete, at the end of every epoch: a run killed at any point leaves
     the last finished epoch's checkpoint, loadable.
@@ -69,7 +71,7 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
         if (out / name).is_dir():
             raise UsageError(f"--out {out}: {out / name} is a directory")
     try:
-        train_split, test_split, classes = data.load(spec)
+        train_split, test_split, classes = data.load(spec, timesteps=config.timesteps)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
     bar = _progress(config.epochs, f"train {config.arch} {config.mode}", quiet)
@@ -108,6 +110,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     from export.quantize import QuantPolicy, RangeError
     from export.targets import TARGETS
     from hardware.bundle import BundleError
+    from hardware.graph import Input
     from training.checkpoint import CheckpointError, load_checkpoint
 
     if target not in TARGETS:
@@ -118,12 +121,13 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(f"--weight-percentile: {exc}") from None
     check_bundle_target(out, checkpoint, force)
     try:
-        _, doc = load_checkpoint(checkpoint)
-        train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]))
+        model, doc = load_checkpoint(checkpoint)
+        train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps)
     except (CheckpointError, data.DataError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        result = TARGETS[target].load()(checkpoint, out, train_split.pixels, train_split.input_max, policy)
+        spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
+        result = TARGETS[target].load()(checkpoint, out, train_split.pixels, spec, policy)
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
@@ -146,7 +150,7 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"--limit must be >= 1, got {limit}")
     bundle, model, spec = load_for_report(Path(bundle_dir))
     try:
-        _, test, _ = data.load(spec)
+        _, test, _ = data.load(spec, timesteps=model.timesteps)
     except data.DataError as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
     return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends)

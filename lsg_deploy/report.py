@@ -8,9 +8,11 @@ from typing import Any
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"bundle {report['bundle']} (target {report['target']}): {report['samples']} test samples, "
-        f"{report['timesteps']} timesteps",
-        "accuracy:",
+        f"{report['timesteps']} timesteps, {report['input_encoding']} input",
     ]
+    skipped = {name: entry["skipped"] for name, entry in report.get("artifacts", {}).items() if "skipped" in entry}
+    lines += [f"artifact {name} not exported: {why}" for name, why in skipped.items()]
+    lines.append("accuracy:")
     lines += [f"  {name:<22} {value * 100:6.2f}%" for name, value in report["accuracy"].items()]
     for backend, info in report["backends"].items():
         lines.append(
@@ -26,13 +28,13 @@ def format_report(report: dict[str, Any]) -> str:
     def pct(row: dict[str, Any], key: str) -> str:
         return f"{row[key] * 100:9.2f}%" if key in row else f"{'-':>10}"
 
-    lines += ["layers:", f"  {'layer':<10} {'neurons':>7} {'rate float':>10} {'rate ' + suffix:>10} "
+    lines += ["layers:", f"  {'layer':<12} {'neurons':>7} {'rate float':>10} {'rate ' + suffix:>10} "
                          f"{'agreement':>10}  saturation"]
     for row in report["layers"]:
         sat = row.get("saturation")
         sat_text = "-" if sat is None else ", ".join(f"{k} {v}" for k, v in sat.items() if v) or "none"
         lines.append(
-            f"  {row['name']:<10} {row['neurons']:>7} {pct(row, 'firing_rate_float')} "
+            f"  {row['name']:<12} {row['neurons']:>7} {pct(row, 'firing_rate_float')} "
             f"{pct(row, 'firing_rate_' + suffix)} {pct(row, 'spike_agreement_' + suffix)}  {sat_text}"
         )
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}

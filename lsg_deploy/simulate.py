@@ -9,6 +9,7 @@ each with the integer reference bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,19 +28,19 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 
 
-def _run_reference(bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> IntegerRun:
+def _run_reference(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> IntegerRun:
     from hardware import reference
 
-    return reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
+    return reference.run(bundle.loihi_graph, inputs, bundle.timesteps)
 
 
-def _run_lava(bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> IntegerRun:
+def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> IntegerRun:
     from hardware.bundle import BundleError
     from hardware.lava_backend import LavaLimitError
     from hardware.lava_subprocess import LavaEnvironmentError, LavaRunError, run_lava_bundle
 
     try:
-        return run_lava_bundle(bundle_dir, pixels)
+        return run_lava_bundle(bundle_dir, inputs)
     except (LavaEnvironmentError, LavaLimitError, BundleError) as exc:
         raise UsageError(str(exc)) from None
     except LavaRunError as exc:
@@ -70,9 +71,9 @@ def backends_for(choice: str) -> tuple[str, ...]:
     return (choice,)
 
 
-def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, pixels: np.ndarray) -> tuple[IntegerRun, float]:
+def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> tuple[IntegerRun, float]:
     start = time.perf_counter()
-    run = BACKENDS[backend].run(bundle, bundle_dir, pixels)
+    run = BACKENDS[backend].run(bundle, bundle_dir, inputs)
     return run, time.perf_counter() - start
 
 
@@ -93,24 +94,29 @@ def load_for_report(bundle_dir: Path) -> tuple[Bundle, Any, DataSpec]:
         if recorded != bundle.files.get(SOURCE_MODEL):
             raise BundleError(f"{bundle_dir / SOURCE_MODEL} is not the checkpoint the bundle was exported from")
         model, _ = load_checkpoint(bundle_dir / SOURCE_MODEL)
-        folded = fold(model)
+        folded = fold(model, bundle.input)
     except (BundleError, DataError) as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
     except (CheckpointError, FoldError) as exc:
         raise UsageError(f"{bundle_dir}: bundle's source model: {exc}") from None
     mismatch = None
+    mine_g, theirs_g = bundle.float_graph, folded
     if model.timesteps != bundle.timesteps:
         mismatch = f"timesteps {bundle.timesteps}, its source model {model.timesteps}"
-    elif tuple(model.input_shape) != bundle.input_shape:
-        mismatch = f"input shape {bundle.input_shape}, its source model {tuple(model.input_shape)}"
-    elif [f.name for f in folded] != [f.name for f in bundle.float_layers]:
-        mismatch = f"layers {[f.name for f in bundle.float_layers]}, its source model {[f.name for f in folded]}"
+    elif tuple(model.input_shape) != bundle.input.shape:
+        mismatch = f"input shape {bundle.input.shape}, its source model {tuple(model.input_shape)}"
+    elif [n.name for n in mine_g.nodes] != [n.name for n in theirs_g.nodes]:
+        mismatch = f"nodes {[n.name for n in mine_g.nodes]}, its source model {[n.name for n in theirs_g.nodes]}"
+    elif [(e.name, e.source, e.target) for e in mine_g.edges] != [(e.name, e.source, e.target) for e in theirs_g.edges]:
+        mismatch = "edges that differ from its source model's"
     else:
-        for mine, theirs in zip(bundle.float_layers, folded, strict=True):
-            same = mine.geometry == theirs.geometry and all(
+        for mine, theirs in zip(mine_g.nodes + mine_g.edges, theirs_g.nodes + theirs_g.edges, strict=True):
+            scalars = [f.name for f in dataclasses.fields(mine) if f.name not in mine.ARRAYS]
+            same = all(getattr(mine, k) == getattr(theirs, k) for k in scalars) and all(
                 np.array_equal(getattr(mine, k), getattr(theirs, k)) for k in mine.ARRAYS)
-            if not same or (mine.beta, mine.v_th, mine.readout) != (theirs.beta, theirs.v_th, theirs.readout):
-                mismatch = f"a layer {mine.name} that differs from its source model's"
+            if not same:
+                mismatch = f"a {'node' if mine in mine_g.nodes else 'edge'} {mine.name} that differs from its " \
+                           f"source model's"
                 break
     if mismatch:
         raise UsageError(f"{bundle_dir}: the bundle has {mismatch}; re-export it")
@@ -138,11 +144,13 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     analog = torch.as_tensor(test.analog, dtype=torch.float64)
     float_run = predict(model, test.analog, record=True)
     float_pred = float_run.logits.numpy().argmax(axis=1)
-    folded_logits, _ = run_float(bundle.float_layers, analog, t)
-    qbeta_logits, _ = run_float(bundle.float_layers, analog, t, betas=quantized_betas(bundle.loihi_layers))
+    folded_logits, _ = run_float(bundle.float_graph, analog, t)
+    qbeta_logits, _ = run_float(bundle.float_graph, analog, t, betas=quantized_betas(bundle.loihi_graph))
     report: dict[str, Any] = {
         "bundle": str(bundle_dir),
         "target": bundle.target,
+        "input_encoding": bundle.input.encoding,
+        "artifacts": bundle.artifacts,
         "samples": int(len(test.labels)),
         "timesteps": t,
         "accuracy": {
@@ -173,8 +181,9 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         report["exact"] = {"pair": " == ".join([REFERENCE, *others]),
                            "mismatches": mismatches[others[0]] if len(others) == 1 else mismatches,
                            "equal": not any(v for counts in mismatches.values() for v in counts.values())}
-    for layer in bundle.loihi_layers:
-        row: dict[str, Any] = {"name": layer.name, "neurons": layer.geometry.neurons, "readout": layer.readout}
+    for layer in bundle.loihi_graph.nodes:
+        row: dict[str, Any] = {"name": layer.name, "neurons": layer.neurons, "readout": layer.readout,
+                               "inputs": [e.source for e in bundle.loihi_graph.incoming(layer.name)]}
         if not layer.readout:
             row["firing_rate_float"] = float(float_spikes[layer.name].mean())
         for backend, run in runs.items():

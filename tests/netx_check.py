@@ -56,7 +56,7 @@ def prepare(args: argparse.Namespace) -> int:
     net_path = args.bundle / NETX_NAME
     if not net_path.exists():
         write_netx(bundle, net_path)
-    _, test, _ = data.load(data.DataSpec(**bundle.source["data"]))
+    _, test, _ = data.load(data.DataSpec(**bundle.source["data"]), timesteps=bundle.timesteps)
     test = test.head(args.count)
     args.inputs.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.inputs, pixels=test.pixels, labels=test.labels, input_max=test.input_max)
@@ -68,7 +68,8 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
-    """Run lava-dl's netx ``Network`` of ``net_path`` on ``pixels`` (B, C, H, W), samples back to back.
+    """Run lava-dl's netx ``Network`` of ``net_path`` on ``pixels`` ((B, C, H, W) direct or (B, T, C, H, W)
+    event frames), samples back to back.
 
     Returns spikes per hidden layer (B, T, neurons in (C, H, W) order), the readout membrane
     (B, T, classes), and the wall time. Layer ``k`` sees input step ``t`` of sample ``i`` at Lava
@@ -81,7 +82,7 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
     from lava.proc import io
     from lava.proc.monitor.process import Monitor
 
-    T, (B, L) = bundle.timesteps, (pixels.shape[0], len(bundle.loihi_layers))
+    T, (B, L) = bundle.timesteps, (pixels.shape[0], len(bundle.loihi_graph.nodes))
     with h5py.File(net_path, "r") as f:
         message_bits = int(f.attrs["input_message_bits"])
     net = netx.hdf5.Network(net_config=str(net_path), input_message_bits=message_bits,
@@ -89,11 +90,13 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
     if len(net.layers) != L:
         raise RuntimeError(f"netx built {len(net.layers)} layers, the bundle has {L}")
     steps = B * T + L
-    frames = pixels.transpose(0, 3, 2, 1) if len(net.inp.shape) == 3 else pixels.reshape(B, -1)  # (W, H, C)
+    per_step = bundle.input.encoding == "event-frames"  # (B, T, C, H, W), else the image every step
+    x = pixels if per_step else np.broadcast_to(pixels[:, None], (B, T, *pixels.shape[1:]))
+    frames = x.transpose(0, 1, 4, 3, 2) if len(net.inp.shape) == 3 else x.reshape(B, T, -1)  # (W, H, C)
     feed = np.zeros((*net.inp.shape, steps), np.int32)
     for i in range(B):
         for t in range(T):
-            feed[..., i * T + t] = frames[i]
+            feed[..., i * T + t] = frames[i, t]
     source = io.source.RingBuffer(data=feed)
     source.s_out.connect(net.inp)
     monitors = []
@@ -115,7 +118,7 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
         if x.ndim == 5:  # (B, T, X, Y, C) -> (C, H, W) order
             x = x.transpose(0, 1, 4, 3, 2)
         out.append(x.reshape(B, T, -1))
-    spikes = {layer.name: out[k].astype(bool) for k, layer in enumerate(bundle.loihi_layers[:-1])}
+    spikes = {node.name: out[k].astype(bool) for k, node in enumerate(bundle.loihi_graph.hidden)}
     if any(np.any((o != 0) & (o != 1)) for o in out[:-1]):
         raise RuntimeError("netx emitted non-binary spikes")
     return spikes, np.rint(out[-1]).astype(np.int64), seconds
@@ -123,12 +126,12 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
 
 def compare(bundle: Bundle, pixels: np.ndarray, net_path: Path, label: str) -> int:
     """Print the per-layer comparison of netx and the reference; return the number of mismatches."""
-    ref = reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
+    ref = reference.run(bundle.loihi_graph, pixels, bundle.timesteps)
     spikes, readout, seconds = run_netx(net_path, bundle, pixels)
     B, T = pixels.shape[0], bundle.timesteps
-    print(f"{label}: {B} samples x T={T}, {B * T + len(bundle.loihi_layers)} Lava steps, {seconds:.1f} s")
+    print(f"{label}: {B} samples x T={T}, {B * T + len(bundle.loihi_graph.nodes)} Lava steps, {seconds:.1f} s")
     bad = 0
-    for layer in bundle.loihi_layers[:-1]:
+    for layer in bundle.loihi_graph.hidden:
         got, want = spikes[layer.name], ref.spikes[layer.name]
         n = int(np.count_nonzero(got != want))
         bad += n
@@ -137,7 +140,7 @@ def compare(bundle: Bundle, pixels: np.ndarray, net_path: Path, label: str) -> i
     n = int(np.count_nonzero(readout != ref.readout))
     bad += n
     same_pred = int(np.count_nonzero(readout[:, -1].argmax(1) == ref.predictions()))
-    name = bundle.loihi_layers[-1].name
+    name = bundle.loihi_graph.readout.name
     print(f"  {name:<10} membrane {readout.size:>9} compared  {n} mismatches; "
           f"predictions equal {same_pred}/{B}")
     sat = {k: v for k, v in ref.saturation.items() if any(v.values())}
@@ -166,16 +169,18 @@ def check(args: argparse.Namespace) -> int:
         with np.load(args.inputs) as npz:
             pixels, labels = npz["pixels"][: args.count], npz["labels"][: args.count]
         bad += compare(bundle, pixels, net_path, f"bundle {args.bundle}")
-        acc = reference.run(bundle.loihi_layers, pixels, bundle.timesteps).predictions() == labels
+        acc = reference.run(bundle.loihi_graph, pixels, bundle.timesteps).predictions() == labels
         print(f"  accuracy on these samples: {acc.mean() * 100:.2f}% (netx == reference)")
     if args.random:
-        random_network, random_pixels = _netgen()
+        netgen = _netgen()
         refused = 0
         with tempfile.TemporaryDirectory() as tmp:
             for seed in range(args.random):
-                layers, in_shape = random_network(seed)
-                layers = tuple(dataclasses.replace(x, bias_exp=NETX_BIAS_EXP) for x in layers)
-                bundle = _placeholder_bundle(layers, in_shape, timesteps=5)
+                graph = netgen.random_network(seed)
+                graph = dataclasses.replace(graph, nodes=tuple(dataclasses.replace(x, bias_exp=NETX_BIAS_EXP)
+                                                               for x in graph.nodes))
+                bundle = Bundle(target="loihi", timesteps=5, float_graph=netgen.placeholder_float(graph),
+                                loihi_graph=graph)
                 path = Path(tmp) / f"random{seed}.net"
                 try:
                     write_netx(bundle, path)
@@ -183,8 +188,8 @@ def check(args: argparse.Namespace) -> int:
                     refused += 1
                     print(f"random network {seed}: refused by write_netx ({exc})")
                     continue
-                bad += compare(bundle, random_pixels(seed, in_shape, batch=6), path,
-                               f"random network {seed} ({' -> '.join(x.geometry.kind for x in layers)})")
+                bad += compare(bundle, netgen.random_pixels(seed, graph.input.shape, batch=6), path,
+                               f"random network {seed} ({' -> '.join(x.geometry.kind for x in graph.edges)})")
         print(f"random networks: {args.random - refused} run, {refused} refused")
     print(f"RESULT: {'PASS' if bad == 0 else 'FAIL'} ({bad} mismatches)")
     return 0 if bad == 0 else 1
@@ -197,16 +202,7 @@ def _netgen():
     spec = importlib.util.spec_from_file_location("lsg_netgen", ROOT / "tests" / "netgen.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.random_network, module.random_pixels
-
-
-def _placeholder_bundle(layers, in_shape, timesteps: int) -> Bundle:
-    from hardware.bundle import FloatLayer
-
-    floats = tuple(FloatLayer(x.name, x.geometry, x.weight.astype(float), np.zeros(x.geometry.output_shape[0]),
-                              0.5, 0.5, x.readout) for x in layers)
-    return Bundle(target="loihi", timesteps=timesteps, input_shape=tuple(in_shape), input_max=16,
-                  float_layers=floats, loihi_layers=tuple(layers))
+    return module
 
 
 def main(argv: list[str] | None = None) -> int:

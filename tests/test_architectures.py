@@ -194,13 +194,30 @@ def test_train_cli_digits_resnet(resnet_cli_run, digits):
     assert "beta_res1.conv1" in doc["metrics"][-1]
 
 
-def test_export_of_a_residual_net_is_refused_in_one_line(resnet_cli_run, capsys, tmp_path):
-    """The chain exporter cannot fold a residual block (the graph exporter comes later): bad input."""
+def test_a_residual_net_exports_everything_but_netx_and_simulates_exactly(resnet_cli_run, capsys, tmp_path):
+    """The residual graph goes to the bundle and NIR; netx (chains only) is skipped with one
+    line naming it and why, and the bundle records it. Lava equals the reference bit for bit."""
+    import json
+
+    from hardware.bundle import read_bundle
+
     out = tmp_path / "bundle"
-    assert main(["export", "--target", "loihi", str(resnet_cli_run), "--out", str(out)]) == 2
+    assert main(["export", "--target", "loihi", str(resnet_cli_run), "--out", str(out)]) == 0
     (line,) = _lines(capsys.readouterr().err)
-    assert line.startswith("lsg-deploy: error:") and "cannot fold a ResidualBlock" in line
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert line.startswith("WARNING: skipped model.net:") and "node res1 sums 2 edges" in line
+    assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "bundle.json", "model.nir", "source_model.pt"]
+    bundle = read_bundle(out)
+    assert "chains" in bundle.artifacts["netx"]["skipped"] and bundle.artifacts["nir"] == {"file": "model.nir"}
+    assert not bundle.loihi_graph.is_chain
+    report = tmp_path / "report.json"
+    assert main(["simulate", "--fixed-point", str(out), "--backend", "all", "--limit", "40", "--json", str(report),
+                 "--quiet"]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["exact"]["equal"] is True
+    assert set(doc["exact"]["mismatches"]) == {"stem", "res1.conv1", "res1", "res2.conv1", "res2", "fc1", "readout"}
+    assert doc["accuracy"]["folded_float"] == doc["accuracy"]["float"]
+    rows = {row["name"]: row for row in doc["layers"]}
+    assert rows["res1"]["inputs"] == ["res1.conv1", "stem"] and rows["res2"]["inputs"] == ["res2.conv1", "res1"]
 
 
 @torch.no_grad()

@@ -215,15 +215,17 @@ def tensor(key: str, value: float) -> Callable:
 
 def layer_field(record: str, index: int, name: str, value: Any) -> Callable:
     def edit(doc: dict) -> None:
-        doc["layers"][record][index][name] = value
+        doc["graph"][record]["nodes"][index][name] = value
     return edit
 
 
 def rename_layer(doc: dict) -> None:
-    for records in doc["layers"].values():
-        for layer in records:
-            if layer["name"] == "conv2":
-                layer["name"] = "convX"
+    """Node conv2 and its edge become convX, consistently in both records."""
+    for graph in doc["graph"].values():
+        for record in graph["nodes"] + graph["edges"]:
+            for key in ("name", "source", "target"):
+                if record.get(key) == "conv2":
+                    record[key] = "convX"
 
 
 def flip_middle(data: bytes) -> bytes:
@@ -395,20 +397,26 @@ CASES = [
     Case("simulate-layer-beta-nan", simulate(doc=layer_field("float", 0, "beta", NAN)), ("beta",)),
     Case("simulate-layer-renamed", simulate(doc=rename_layer, arrays=lambda a: {
         k.replace("/conv2/", "/convX/"): v for k, v in a.items()}), ("conv",)),
-    Case("simulate-layers-missing", simulate(doc=lambda d: d.pop("layers")), ("layers",)),
-    Case("simulate-input-max-float", simulate(doc=lambda d: d.update(input_max=16.5)), ("input_max",)),
+    Case("simulate-graph-missing", simulate(doc=lambda d: d.pop("graph")), ("graph",)),
+    Case("simulate-input-max-float", simulate(doc=lambda d: d["input"].update(input_max=16.5)), ("input_max",)),
+    Case("simulate-input-encoding-unknown", simulate(doc=lambda d: d["input"].update(encoding="rate")),
+         ("encoding",)),
+    Case("simulate-edge-source-unknown", simulate(doc=lambda d: d["graph"]["loihi"]["edges"][1].update(
+        source="nowhere")), ("nowhere",)),
+    Case("simulate-artifact-unlisted", simulate(doc=lambda d: d["artifacts"].update(extra={"file": "x.bin"})),
+         ("x.bin",)),
     Case("simulate-timesteps-differ", simulate(doc=lambda d: d.update(timesteps=d["timesteps"] + 2)),
          ("timesteps",)),
     Case("simulate-float-weight-nan", simulate(arrays=lambda a: {
-        k: (np.full_like(v, NAN) if k == "float/conv1/weight" else v) for k, v in a.items()}), ("conv1",)),
+        k: (np.full_like(v, NAN) if k == "float/edges/conv1/weight" else v) for k, v in a.items()}), ("conv1",)),
     Case("simulate-source-model-foreign", simulate(files={"source_model.pt": foreign_source}),
          ("source_model.pt",)),
     Case("simulate-source-model-foreign-resealed", simulate(files={"source_model.pt": foreign_source},
                                                             reseal_files=True), ("source",)),
     Case("simulate-source-model-edited-resealed", simulate(files={"source_model.pt": edited_source},
                                                            reseal_files=True), ("source",)),
-    Case("simulate-arrays-object-dtype", simulate(arrays=lambda a: {**a, "float/conv1/bias": np.array(
-        [{"x": 1}] * len(a["float/conv1/bias"]), dtype=object)}), ("arrays.npz",)),
+    Case("simulate-arrays-object-dtype", simulate(arrays=lambda a: {**a, "float/nodes/conv1/bias": np.array(
+        [{"x": 1}] * len(a["float/nodes/conv1/bias"]), dtype=object)}), ("arrays.npz",)),
     Case("simulate-source-model-missing", simulate(files={"source_model.pt": lambda sb, b: None}),
          ("source_model.pt",)),
     # simulate: options and outputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,14 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware.bundle import (
-    FORMAT_VERSION,
-    BundleError,
-    Geometry,
-    LoihiLayer,
-    read_bundle,
-)
+from hardware.bundle import FORMAT_VERSION, BundleError, read_bundle
 from hardware.files import staged_directory
+from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, LoihiEdge, LoihiNode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,27 +24,39 @@ def test_round_trip_is_exact(default_run):
     copy_dir.mkdir(exist_ok=True)
     from hardware.bundle import write_bundle
 
+    with pytest.raises(BundleError, match="model.nir"):  # its artifacts are not among the files written
+        write_bundle(bundle, copy_dir)
+    bundle = dataclasses.replace(bundle, artifacts={})
     write_bundle(bundle, copy_dir)
     again = read_bundle(copy_dir)
-    for a, b in zip(bundle.loihi_layers + bundle.float_layers, again.loihi_layers + again.float_layers, strict=True):
-        assert a.name == b.name and a.geometry == b.geometry
-        for field in a.ARRAYS:
-            x, y = getattr(a, field), getattr(b, field)
-            assert x.dtype == y.dtype and np.array_equal(x, y)
+    for key in ("loihi", "float"):
+        mine, theirs = bundle.graph(key), again.graph(key)
+        for a, b in zip(mine.nodes + mine.edges, theirs.nodes + theirs.edges, strict=True):
+            assert type(a) is type(b)
+            for field in dataclasses.fields(a):
+                x, y = getattr(a, field.name), getattr(b, field.name)
+                if field.name in a.ARRAYS:
+                    assert x.dtype == y.dtype and np.array_equal(x, y), (a.name, field.name)
+                else:
+                    assert x == y, (a.name, field.name)
     assert again.quantization == bundle.quantization and again.source == bundle.source
+    assert again.input == bundle.input and again.artifacts == bundle.artifacts
 
 
 def test_bundle_reads_with_numpy_and_json_alone(default_run):
     doc = json.loads((default_run.bundle / "bundle.json").read_text())
     with np.load(default_run.bundle / "arrays.npz") as npz:
         names = set(npz.files)
-        for layer in doc["layers"]["loihi"]:
-            w = npz[f"loihi/{layer['name']}/weight"]
+        for edge in doc["graph"]["loihi"]["edges"]:
+            w = npz[f"loihi/edges/{edge['name']}/weight"]
             assert np.issubdtype(w.dtype, np.integer)
             assert w.min() >= -256 and w.max() <= 254
     assert doc["format_version"] == FORMAT_VERSION
-    assert {f"float/{layer['name']}/weight" for layer in doc["layers"]["float"]} <= names
-    assert set(doc["quantization"]["layers"]) == {layer["name"] for layer in doc["layers"]["loihi"]}
+    assert {f"float/edges/{e['name']}/weight" for e in doc["graph"]["float"]["edges"]} <= names
+    assert {f"float/nodes/{n['name']}/bias" for n in doc["graph"]["float"]["nodes"]} <= names
+    assert set(doc["quantization"]["layers"]) == {n["name"] for n in doc["graph"]["loihi"]["nodes"]}
+    assert doc["input"] == {"shape": [1, 8, 8], "encoding": "direct", "input_max": 16}
+    assert doc["artifacts"]["netx"] == {"file": "model.net"} and doc["artifacts"]["nir"] == {"file": "model.nir"}
 
 
 def test_other_format_version_is_refused(default_run, tmp_path):
@@ -75,18 +83,81 @@ def test_corrupt_and_missing_bundles_are_refused(tmp_path):
     [
         ({"weight": np.array([[3]])}, "multiples of 2"),
         ({"weight": np.array([[300]])}, "weight range"),
+        ({"weight": np.array([[2.0]])}, "integer dtype"),
+        ({"weight_exp": 1, "geometry": Geometry("conv", (1, 1, 1), (1, 1, 1)),
+          "weight": np.array([[[[2]]]])}, "no weight exponent"),
+    ],
+)
+def test_loihi_edge_validates_ranges(change, message):
+    fields = dict(name="x", source="input", target="x", geometry=Geometry("dense", (1,), (1,)),
+                  weight=np.array([[2]]), weight_exp=0, input_scale=1.0)
+    fields.update(change)
+    with pytest.raises(BundleError, match=message):
+        LoihiEdge(**fields)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
         ({"vth": 1 << 17}, "vth range"),
         ({"dv": 4096}, "dv range"),
         ({"bias_mant": np.array([5000])}, "bias_mant range"),
-        ({"weight": np.array([[2.0]])}, "integer dtype"),
+        ({"bias_mant": np.array([1.0])}, "integer dtype"),
+        ({"bias_mant": np.array([1, 2])}, "bias_mant shape"),
+        ({"scale": float("nan")}, "scale"),
     ],
 )
-def test_loihi_layer_validates_ranges(change, message):
-    fields = dict(name="x", geometry=Geometry("dense", (1,), (1,)), weight=np.array([[2]]), weight_exp=0,
-                  bias_mant=np.array([0]), bias_exp=0, du=4095, dv=0, vth=1, scale=1.0, input_scale=1.0)
+def test_loihi_node_validates_ranges(change, message):
+    fields = dict(name="x", shape=(1,), bias_mant=np.array([0]), bias_exp=0, du=4095, dv=0, vth=1, scale=1.0)
     fields.update(change)
     with pytest.raises(BundleError, match=message):
-        LoihiLayer(**fields)
+        LoihiNode(**fields)
+
+
+def _float_graph(edges: list[tuple[str, str, str]], names=("a", "b", "readout")) -> Graph:
+    """Nodes of 2 neurons each (the readout last) joined by the given dense edges."""
+    nodes = tuple(FloatNode(n, (2,), np.zeros(2), 0.5, 0.5, readout=(n == "readout")) for n in names)
+    shapes = {"input": (3,), **{n: (2,) for n in names}}
+    return Graph(Input((3,), "direct", 4), nodes, tuple(
+        FloatEdge(e, src, dst, Geometry("dense", shapes[src], (2,)), np.ones((2, shapes[src][0])))
+        for e, src, dst in edges))
+
+
+def test_graphs_sum_edges_and_know_their_depths():
+    g = _float_graph([("a", "input", "a"), ("b", "a", "b"), ("skip", "a", "readout"), ("r", "b", "readout"),
+                      ("in2", "input", "b")])
+    assert g.depths() == {"input": 0, "a": 1, "b": 2, "readout": 3}
+    assert [e.name for e in g.incoming("readout")] == ["skip", "r"] and not g.is_chain
+    assert _float_graph([("a", "input", "a"), ("b", "a", "b"), ("r", "b", "readout")]).is_chain
+
+
+@pytest.mark.parametrize("edges, message", [
+    ([("a", "input", "a"), ("b", "a", "b"), ("r", "b", "readout"), ("back", "b", "a")], "goes backwards"),
+    ([("a", "input", "a"), ("r", "a", "readout")], "b has no incoming edge"),
+    ([("a", "input", "a"), ("b", "a", "b"), ("r", "a", "readout")], "b feeds nothing"),
+    ([("a", "input", "a"), ("b", "a", "b"), ("r", "b", "nowhere")], "not a node"),
+    ([("a", "input", "a"), ("a", "a", "b"), ("r", "b", "readout")], "edge names repeat"),
+    ([("a", "input", "a"), ("b", "a", "b"), ("r", "b", "readout"), ("self", "b", "b")], "goes backwards"),
+])
+def test_graphs_that_do_not_hold_together_are_refused(edges, message):
+    with pytest.raises(BundleError, match=message):
+        _float_graph(edges)
+
+
+def test_edge_shapes_must_fit_their_nodes():
+    nodes = (FloatNode("a", (2,), np.zeros(2), 0.5, 0.5), FloatNode("readout", (2,), np.zeros(2), 1.0, 0.5, True))
+    edges = (FloatEdge("a", "input", "a", Geometry("dense", (4,), (2,)), np.ones((2, 4))),
+             FloatEdge("r", "a", "readout", Geometry("dense", (2,), (2,)), np.ones((2, 2))))
+    with pytest.raises(BundleError, match="does not fit input"):
+        Graph(Input((3,), "direct", 4), nodes, edges)
+
+
+def test_version_2_bundles_are_refused_with_a_request_to_re_export(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "bundle.json").write_text(json.dumps({"format": "lsg-deploy-bundle", "format_version": 2, "layers": {}}))
+    with pytest.raises(BundleError, match="version 2; this lsg-deploy reads version 3: re-export"):
+        read_bundle(old)
 
 
 def test_staged_directory_leaves_nothing_on_failure(tmp_path):
@@ -114,7 +185,7 @@ def test_hardware_imports_without_torch(default_run):
         "from hardware import reference, bundle\n"
         f"b = bundle.read_bundle({str(default_run.bundle)!r})\n"
         "import numpy as np\n"
-        "r = reference.run(b.loihi_layers, np.zeros((2, *b.input_shape), np.int64), b.timesteps)\n"
+        "r = reference.run(b.loihi_graph, np.zeros((2, *b.input.shape), np.int64), b.timesteps)\n"
         "print(r.readout.shape)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -14,61 +14,79 @@ import h5py
 import numpy as np
 import pytest
 
-from export.netx import NETX_BIAS_EXP, NetxError, input_message_bits, netx_groups, write_netx
+from export.netx import NETX_BIAS_EXP, NetxError, input_message_bits, netx_groups, skip_reason, write_netx
 from export.quantize import QuantPolicy, quantize_loihi
 from hardware import fixed_point as fp
 from hardware import reference
-from hardware.bundle import Bundle, FloatLayer, Geometry, LoihiLayer
+from hardware.bundle import Bundle
+from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, LoihiEdge, LoihiNode
 from hardware.profile import LOIHI2
-from tests.netgen import random_network, random_pixels
+from tests.netgen import placeholder_float, random_inputs, random_network
 
 # --- bundles built here ---------------------------------------------------------------------------
 
 
-def _float_net(seed: int = 0) -> tuple[FloatLayer, ...]:
+def _chain(spec: Input, links) -> Graph:
+    """A chain graph from (edge, node) links; each edge reads the node before it."""
+    edges, nodes, source = [], [], "input"
+    for edge, node in links:
+        edges.append(dataclasses.replace(edge, source=source, target=node.name))
+        nodes.append(node)
+        source = node.name
+    return Graph(spec, tuple(nodes), tuple(edges))
+
+
+def _float_link(rng, name, geometry, kernel, beta, readout=False):
+    edge = FloatEdge(name, "", name, geometry, rng.normal(0, 0.4 if geometry.kind == "conv" else 0.3, kernel))
+    node = FloatNode(name, geometry.output_shape, rng.normal(0, 0.1 if readout else 0.2, kernel[0]), beta, 0.5,
+                     readout=readout)
+    return edge, node
+
+
+def _float_net(seed: int = 0) -> Graph:
     """conv (non-square stride/padding) -> conv -> dense -> readout, on a (2, 7, 6) input."""
     rng = np.random.default_rng(seed)
-    c1 = FloatLayer("conv1", Geometry("conv", (2, 7, 6), (3, 4, 7), (2, 1), (1, 1)),
-                    rng.normal(0, 0.4, (3, 2, 3, 2)), rng.normal(0, 0.2, 3), 0.3, 0.5)
-    c2 = FloatLayer("conv2", Geometry("conv", (3, 4, 7), (4, 3, 4), (1, 2), (0, 1)),
-                    rng.normal(0, 0.4, (4, 3, 2, 3)), rng.normal(0, 0.2, 4), 0.6, 0.5)
-    fc = FloatLayer("fc1", Geometry("dense", (48,), (5,)), rng.normal(0, 0.3, (5, 48)), rng.normal(0, 0.2, 5),
-                    0.2, 0.5)
-    ro = FloatLayer("readout", Geometry("dense", (5,), (4,)), rng.normal(0, 0.5, (4, 5)), rng.normal(0, 0.1, 4),
-                    1.0, 0.5, readout=True)
-    return c1, c2, fc, ro
+    return _chain(Input((2, 7, 6), "direct", 16), [
+        _float_link(rng, "conv1", Geometry("conv", (2, 7, 6), (3, 4, 7), (2, 1), (1, 1)), (3, 2, 3, 2), 0.3),
+        _float_link(rng, "conv2", Geometry("conv", (3, 4, 7), (4, 3, 4), (1, 2), (0, 1)), (4, 3, 2, 3), 0.6),
+        _float_link(rng, "fc1", Geometry("dense", (48,), (5,)), (5, 48), 0.2),
+        _float_link(rng, "readout", Geometry("dense", (5,), (4,)), (4, 5), 1.0, readout=True),
+    ])
 
 
-def _bundle(float_layers, loihi_layers, input_shape, timesteps: int = 3, input_max: int = 16) -> Bundle:
-    return Bundle(target="loihi", timesteps=timesteps, input_shape=tuple(input_shape), input_max=input_max,
-                  float_layers=tuple(float_layers), loihi_layers=tuple(loihi_layers))
+def _bundle(float_graph: Graph, loihi_graph: Graph, timesteps: int = 3) -> Bundle:
+    return Bundle(target="loihi", timesteps=timesteps, float_graph=float_graph, loihi_graph=loihi_graph)
 
 
 def _quantized_bundle(seed: int = 0) -> Bundle:
-    layers = _float_net(seed)
-    q, _, warnings = quantize_loihi(layers, 16, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
+    graph = _float_net(seed)
+    q, _, warnings = quantize_loihi(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
     assert warnings == []
-    return _bundle(layers, q, (2, 7, 6))
+    return _bundle(graph, q)
 
 
-def _as_bundle(loihi_layers, input_shape, timesteps: int = 3) -> Bundle:
-    """Wrap integer layers (e.g. from ``netgen``) in a bundle; the float record is a placeholder."""
-    floats = [FloatLayer(x.name, x.geometry, x.weight.astype(float), np.zeros(x.geometry.output_shape[0]),
-                         0.5, 0.5, x.readout) for x in loihi_layers]
-    return _bundle(floats, loihi_layers, input_shape, timesteps)
+def _as_bundle(loihi_graph: Graph, timesteps: int = 3) -> Bundle:
+    """Wrap an integer graph (e.g. from ``netgen``) in a bundle; the float record is a placeholder."""
+    return _bundle(placeholder_float(loihi_graph), loihi_graph, timesteps)
 
 
 def _dense_layer(weight, bias_mant=0, bias_exp=NETX_BIAS_EXP, weight_exp=0, readout=False, name="h"):
     weight = np.asarray(weight, np.int64)
-    return LoihiLayer(name=name, geometry=Geometry("dense", (weight.shape[1],), (weight.shape[0],)),
-                      weight=weight, weight_exp=weight_exp, bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
-                      bias_exp=bias_exp, du=fp.DU_NO_MEMORY, dv=0 if readout else 100,
-                      vth=fp.VTH_MAX if readout else 10, scale=1.0, input_scale=1.0, readout=readout)
+    edge = LoihiEdge(name=name, source="", target=name, geometry=Geometry("dense", (weight.shape[1],),
+                     (weight.shape[0],)), weight=weight, weight_exp=weight_exp, input_scale=1.0)
+    node = LoihiNode(name=name, shape=(weight.shape[0],), bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
+                     bias_exp=bias_exp, du=fp.DU_NO_MEMORY, dv=0 if readout else 100,
+                     vth=fp.VTH_MAX if readout else 10, scale=1.0, readout=readout)
+    return edge, node
 
 
-def _netx_biases(layers):
-    """netgen layers with their bias moved onto netx's grid: bias_exp = 6 (mant already 13-bit)."""
-    return tuple(dataclasses.replace(x, bias_exp=NETX_BIAS_EXP) for x in layers)
+def _dense_bundle(links, in_shape) -> Bundle:
+    return _as_bundle(_chain(Input(in_shape, "direct", 16), links))
+
+
+def _netx_biases(graph: Graph) -> Graph:
+    """netgen nodes with their bias moved onto netx's grid: bias_exp = 6 (mant already 13-bit)."""
+    return dataclasses.replace(graph, nodes=tuple(dataclasses.replace(n, bias_exp=NETX_BIAS_EXP) for n in graph.nodes))
 
 
 def _read(path):
@@ -101,13 +119,13 @@ def test_file_holds_the_bundles_integer_network(tmp_path):
     assert [r["name"] for r in recs] == ["input", "conv1", "conv2", "flatten", "fc1", "readout"]
     assert recs[0]["shape"].tolist() == [2, 7, 6] and "neuron" not in recs[0]  # graded pixels pass through
     assert recs[3]["shape"].tolist() == [48, 1, 1]
-    layers = {x.name: x for x in bundle.loihi_layers}
+    links = {node.name: (edge, node) for edge, node in bundle.loihi_graph.chain()}
     for rec in recs[1:3] + recs[4:]:
-        layer = layers[rec["name"]]
-        g = layer.geometry
+        edge, layer = links[rec["name"]]
+        g = edge.geometry
         assert rec["shape"].tolist() == list(g.output_shape)
         assert np.issubdtype(rec["weight"].dtype, np.integer)
-        assert np.array_equal(rec["weight"], layer.weight)  # torch order (O, C, kh, kw) / (N, fan_in)
+        assert np.array_equal(rec["weight"], edge.weight)  # torch order (O, C, kh, kw) / (N, fan_in)
         assert np.array_equal(rec["bias"].astype(np.int64) << NETX_BIAS_EXP, layer.bias_mant << layer.bias_exp)
         n = rec["neuron"]
         assert n["type"] == "CUBA"
@@ -115,7 +133,7 @@ def test_file_holds_the_bundles_integer_network(tmp_path):
         if g.kind == "conv":
             assert rec["stride"].tolist() == list(g.stride) and rec["padding"].tolist() == list(g.padding)
             assert rec["dilation"].tolist() == [1, 1] and rec["groups"] == 1
-            assert rec["kernelSize"].tolist() == list(layer.weight.shape[2:])
+            assert rec["kernelSize"].tolist() == list(edge.weight.shape[2:])
             assert rec["bias"].shape == (g.output_shape[0],)  # per channel: netx broadcasts it
         else:
             assert (rec["inFeatures"], rec["outFeatures"]) == (g.fan_in, g.neurons)
@@ -131,11 +149,11 @@ def test_dense_first_network_gets_a_flatten_after_the_input(tmp_path):
     hidden = _dense_layer(2 * np.arange(-6, 6).reshape(3, 4))
     readout = _dense_layer(np.full((2, 3), 4), readout=True, name="r")
     path = tmp_path / "model.net"
-    write_netx(_as_bundle((hidden, readout), (2, 1, 2)), path)
+    write_netx(_dense_bundle((hidden, readout), (2, 1, 2)), path)
     _, recs, _, _ = _read(path)
     assert [r["type"] for r in recs] == ["input", "flatten", "dense", "dense"]
     assert recs[1]["shape"].tolist() == [4, 1, 1]
-    assert np.array_equal(recs[2]["weight"], hidden.weight)  # (C, H, W) flatten order kept
+    assert np.array_equal(recs[2]["weight"], hidden[0].weight)  # (C, H, W) flatten order kept
 
 
 def test_input_message_bits_hold_the_pixel_range():
@@ -147,12 +165,13 @@ def test_input_message_bits_hold_the_pixel_range():
 
 
 def test_quant_policy_bias_exp_puts_biases_on_the_netx_grid():
-    layers = _float_net(1)
-    q, summary, _ = quantize_loihi(layers, 16, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
-    assert all(x.bias_exp == NETX_BIAS_EXP for x in q)
+    graph = _float_net(1)
+    q, summary, _ = quantize_loihi(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
+    assert all(x.bias_exp == NETX_BIAS_EXP for x in q.nodes)
     assert summary["policy"]["bias_exp"] == NETX_BIAS_EXP
-    free, _, _ = quantize_loihi(layers, 16, 10.0)
-    for a, b in zip(q, free, strict=True):  # the same bias, rounded to one activation unit (64 membrane units)
+    free, _, _ = quantize_loihi(graph, 10.0)
+    # the same bias, rounded to one activation unit (64 membrane units)
+    for a, b in zip(q.nodes, free.nodes, strict=True):
         assert np.abs((a.bias_mant << a.bias_exp) - (b.bias_mant << b.bias_exp)).max() <= 32 + (1 << b.bias_exp)
     with pytest.raises(ValueError, match="bias_exp"):
         QuantPolicy(bias_exp=8)
@@ -170,7 +189,7 @@ def test_quant_policy_bias_exp_puts_biases_on_the_netx_grid():
     (dict(weight=[[0, -8]]), "all <= 0"),
 ])
 def test_unrepresentable_layers_are_refused_and_nothing_is_written(tmp_path, hidden, match):
-    bundle = _as_bundle((_dense_layer(**hidden), _dense_layer([[2]], readout=True, name="r")), (1, 1, 2))
+    bundle = _dense_bundle((_dense_layer(**hidden), _dense_layer([[2]], readout=True, name="r")), (1, 1, 2))
     path = tmp_path / "model.net"
     path.write_bytes(b"old")
     with pytest.raises(NetxError, match=match):
@@ -181,8 +200,8 @@ def test_unrepresentable_layers_are_refused_and_nothing_is_written(tmp_path, hid
 
 def test_representable_edges_are_accepted(tmp_path):
     for weight in ([[-254, -2]], [[0, 254]], [[-256, 254]], [[-6, -12]]):
-        bundle = _as_bundle((_dense_layer(weight, bias_mant=-4096), _dense_layer([[2]], readout=True, name="r")),
-                            (1, 1, 2))
+        bundle = _dense_bundle((_dense_layer(weight, bias_mant=-4096), _dense_layer([[2]], readout=True, name="r")),
+                               (1, 1, 2))
         write_netx(bundle, tmp_path / "model.net")
 
 
@@ -220,7 +239,7 @@ def test_write_netx_accepts_exactly_the_dense_weights_netx_keeps(seed):
     w = 2 * rng.integers(lo // 2, hi // 2 + 1, size=shape)
     w.flat[0], w.flat[-1] = lo, hi
     readout = _dense_layer(np.full((1, shape[0]), 2), readout=True, name="r")
-    bundle = _as_bundle((_dense_layer(w), readout), (1, 1, shape[1]))
+    bundle = _dense_bundle((_dense_layer(w), readout), (1, 1, shape[1]))
     try:
         netx_groups(bundle)
         accepted = True
@@ -298,19 +317,18 @@ def _run_as_netx(path, pixels: np.ndarray, timesteps: int):
 
 @pytest.mark.parametrize("seed", range(12))
 def test_file_read_as_netx_computes_the_reference(tmp_path, seed):
-    layers, in_shape = random_network(seed)
-    bundle = _as_bundle(_netx_biases(layers), in_shape, timesteps=4)
+    bundle = _as_bundle(_netx_biases(random_network(seed)), timesteps=4)
     path = tmp_path / "model.net"
     try:
         write_netx(bundle, path)
     except NetxError as exc:  # netgen visits edges netx cannot hold; those must be the refused kind
         assert "all <= 0" in str(exc) or "all-zero" in str(exc)
         return
-    pixels = random_pixels(seed, in_shape, batch=5)
-    ref = reference.run(bundle.loihi_layers, pixels, 4)
+    pixels = random_inputs(seed, bundle.loihi_graph, 4, batch=5)
+    ref = reference.run(bundle.loihi_graph, pixels, 4)
     spikes, readout = _run_as_netx(path, pixels, 4)
-    for layer, got in zip(bundle.loihi_layers[:-1], spikes, strict=True):
-        assert np.array_equal(got, ref.spikes[layer.name]), layer.name
+    for node, got in zip(bundle.loihi_graph.hidden, spikes, strict=True):
+        assert np.array_equal(got, ref.spikes[node.name]), node.name
     assert np.array_equal(readout, ref.readout)
 
 
@@ -318,10 +336,23 @@ def test_quantized_bundle_read_as_netx_computes_the_reference(tmp_path):
     bundle = _quantized_bundle(2)
     path = tmp_path / "model.net"
     write_netx(bundle, path)
-    pixels = random_pixels(2, bundle.input_shape, batch=8)
-    ref = reference.run(bundle.loihi_layers, pixels, bundle.timesteps)
+    pixels = np.random.default_rng(2).integers(0, 17, size=(8, *bundle.input.shape))
+    ref = reference.run(bundle.loihi_graph, pixels, bundle.timesteps)
     spikes, readout = _run_as_netx(path, pixels, bundle.timesteps)
     assert sum(int(s.sum()) for s in spikes) > 0  # the comparison is not of silent networks
-    for layer, got in zip(bundle.loihi_layers[:-1], spikes, strict=True):
-        assert np.array_equal(got, ref.spikes[layer.name]), layer.name
+    for node, got in zip(bundle.loihi_graph.hidden, spikes, strict=True):
+        assert np.array_equal(got, ref.spikes[node.name]), node.name
     assert np.array_equal(readout, ref.readout)
+
+
+def test_graphs_netx_cannot_hold_are_named():
+    """A residual add (two edges into a node) has no place in netx's chain of layers."""
+    graph = _quantized_bundle(0).loihi_graph
+    assert skip_reason(graph) is None
+    conv2 = graph.node("conv2")
+    extra = LoihiEdge("skip", "input", "conv2", Geometry("conv", (2, 7, 6), conv2.shape, (3, 2), (0, 1)),
+                      np.zeros((4, 2, 1, 1), np.int64), 0, 16.0)
+    residual = dataclasses.replace(graph, edges=(*graph.edges, extra))
+    assert "node conv2 sums 2 edges (from conv1, input)" in skip_reason(residual)
+    with pytest.raises(NetxError, match="chains of layers only"):
+        netx_groups(_as_bundle(residual))

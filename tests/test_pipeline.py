@@ -58,8 +58,8 @@ def test_fake_quant_equals_integer_reference_on_the_test_split(default_run):
     bundle = read_bundle(default_run.bundle)
     _, test, _ = load(DataSpec())
     assert len(test.labels) >= 200
-    ref = reference.run(bundle.loihi_layers, test.pixels, bundle.timesteps)
-    spikes, readout = run_fake_quant(bundle.loihi_layers, torch.as_tensor(test.pixels), bundle.timesteps)
+    ref = reference.run(bundle.loihi_graph, test.pixels, bundle.timesteps)
+    spikes, readout = run_fake_quant(bundle.loihi_graph, torch.as_tensor(test.pixels), bundle.timesteps)
     for name, s in ref.spikes.items():
         assert np.array_equal(spikes[name].numpy(), s), name
         assert s.any()
@@ -71,7 +71,8 @@ def test_nir_graph_reads_back(default_run):
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
     assert kinds["conv1_synapse"] == "Conv2d" and kinds["conv1"] == "LIF" and kinds["readout"] == "Affine"
     bundle = read_bundle(default_run.bundle)
-    assert np.array_equal(graph.nodes["fc1_synapse"].weight, bundle.float_layers[2].weight)
+    fc1 = next(e for e in bundle.float_graph.edges if e.name == "fc1")
+    assert np.array_equal(graph.nodes["fc1_synapse"].weight, fc1.weight)
     assert graph.metadata["dt"] > 0
 
 

@@ -7,32 +7,55 @@ import pytest
 
 from export.quantize import QuantPolicy, RangeError, quantize_loihi
 from hardware import fixed_point as fp
-from hardware.bundle import FloatLayer, Geometry
+from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input
+
+INPUT = Input((1, 4, 4), "direct", 16)
 
 
-def _net(bias_scale: float = 0.1, seed: int = 0) -> tuple[FloatLayer, ...]:
+def _net(bias_scale: float = 0.1, seed: int = 0) -> Graph:
+    """conv c -> dense h -> readout r, a chain."""
     rng = np.random.default_rng(seed)
-    conv = FloatLayer("c", Geometry("conv", (1, 4, 4), (2, 4, 4), (1, 1), (1, 1)),
-                      rng.normal(0, 0.3, (2, 1, 3, 3)), rng.normal(0, bias_scale, 2), 0.3, 0.5)
-    hidden = FloatLayer("h", Geometry("dense", (32,), (5,)), rng.normal(0, 0.2, (5, 32)),
-                        rng.normal(0, bias_scale, 5), 0.8, 0.5)
-    readout = FloatLayer("r", Geometry("dense", (5,), (3,)), rng.normal(0, 0.5, (3, 5)), rng.normal(0, 0.1, 3),
-                         1.0, 0.5, readout=True)
-    return conv, hidden, readout
+    nodes = (FloatNode("c", (2, 4, 4), rng.normal(0, bias_scale, 2), 0.3, 0.5),
+             FloatNode("h", (5,), rng.normal(0, bias_scale, 5), 0.8, 0.5),
+             FloatNode("r", (3,), rng.normal(0, 0.1, 3), 1.0, 0.5, readout=True))
+    edges = (FloatEdge("c", "input", "c", Geometry("conv", (1, 4, 4), (2, 4, 4), (1, 1), (1, 1)),
+                       rng.normal(0, 0.3, (2, 1, 3, 3))),
+             FloatEdge("h", "c", "h", Geometry("dense", (32,), (5,)), rng.normal(0, 0.2, (5, 32))),
+             FloatEdge("r", "h", "r", Geometry("dense", (5,), (3,)), rng.normal(0, 0.5, (3, 5))))
+    return Graph(INPUT, nodes, edges)
+
+
+def _residual(shortcut_gain: float) -> Graph:
+    """c -> m, then m and c (identity shortcut, scaled) both into s: one node, two edges."""
+    rng = np.random.default_rng(3)
+    conv = Geometry("conv", (2, 4, 4), (2, 4, 4), (1, 1), (1, 1))
+    nodes = (FloatNode("c", (2, 4, 4), np.full(2, 0.05), 0.3, 0.5),
+             FloatNode("m", (2, 4, 4), np.full(2, 0.02), 0.4, 0.5),
+             FloatNode("s", (2, 4, 4), np.full(2, -0.01), 0.6, 0.5),
+             FloatNode("r", (3,), np.zeros(3), 1.0, 0.5, readout=True))
+    edges = (FloatEdge("c", "input", "c", Geometry("conv", (1, 4, 4), (2, 4, 4), (1, 1), (1, 1)),
+                       rng.normal(0, 0.3, (2, 1, 3, 3))),
+             FloatEdge("m", "c", "m", conv, rng.normal(0, 0.2, (2, 2, 3, 3))),
+             FloatEdge("s.conv2", "m", "s", conv, rng.normal(0, 0.2, (2, 2, 3, 3))),
+             FloatEdge("s.shortcut", "c", "s", Geometry("conv", (2, 4, 4), (2, 4, 4)),
+                       shortcut_gain * np.eye(2)[:, :, None, None]),
+             FloatEdge("r", "s", "r", Geometry("dense", (32,), (3,)), rng.normal(0, 0.5, (3, 32))))
+    return Graph(INPUT, nodes, edges)
 
 
 def test_integer_tables_dequantize_close_to_the_float_ones():
-    layers = _net()
-    q, summary, warnings = quantize_loihi(layers, input_max=16, readout_bound=10.0)
+    graph = _net()
+    q, summary, warnings = quantize_loihi(graph, readout_bound=10.0)
     assert warnings == []
-    for f, i in zip(layers, q, strict=True):
-        w_back = i.weight * i.input_scale / i.scale
-        step = fp.WEIGHT_STEP * i.input_scale / i.scale
-        assert np.abs(w_back - f.weight).max() <= step / 2 + 1e-12
+    for f, i, fe, ie in zip(graph.nodes, q.nodes, graph.edges, q.edges, strict=True):
+        w_back = ie.weight * ie.input_scale / i.scale
+        step = fp.WEIGHT_STEP * ie.input_scale / i.scale
+        assert np.abs(w_back - fe.weight).max() <= step / 2 + 1e-12
         b_back = (i.bias_mant << i.bias_exp) / (64 * i.scale)
         assert np.abs(b_back - f.bias).max() <= (1 << i.bias_exp) / (64 * i.scale)
-        assert np.abs(i.weight).max() >= fp.WEIGHT_MAX - fp.WEIGHT_STEP  # the range is used
-    conv, hidden, readout = q
+        assert np.abs(ie.weight).max() >= fp.WEIGHT_MAX - fp.WEIGHT_STEP  # the range is used
+    assert [e.input_scale for e in q.edges] == [16.0, 1.0, 1.0]
+    conv, hidden, readout = q.nodes
     assert conv.dv == fp.beta_to_dv(0.3) and hidden.dv == fp.beta_to_dv(0.8)
     assert readout.dv == 0 and readout.vth == fp.VTH_MAX
     for layer in (conv, hidden):  # the float threshold lands exactly on the first spiking level
@@ -41,21 +64,21 @@ def test_integer_tables_dequantize_close_to_the_float_ones():
 
 
 def test_readout_scale_keeps_the_calibrated_sum_in_range():
-    q, _, _ = quantize_loihi(_net(), input_max=16, readout_bound=5000.0)
-    readout = q[-1]
+    q, _, _ = quantize_loihi(_net(), readout_bound=5000.0)
+    readout = q.readout
     assert 64 * readout.scale * 5000.0 <= 0.5 * (fp.VTH_MAX << fp.VTH_SHIFT) * (1 + 1e-12)
 
 
 def test_bias_out_of_range_names_the_layer_and_value():
     layers = _net(bias_scale=1e4)
     with pytest.raises(RangeError, match=r"layer c: .*bias_mant.*worst"):
-        quantize_loihi(layers, input_max=16, readout_bound=10.0)
+        quantize_loihi(layers, readout_bound=10.0)
 
 
 def test_clip_policy_clips_counts_and_warns():
     layers = _net(bias_scale=1e4)
-    q, summary, warnings = quantize_loihi(layers, 16, 10.0, QuantPolicy(on_overflow="clip"))
-    assert q[0].bias_mant.max() <= fp.BIAS_MANT_MAX and q[0].bias_exp == fp.BIAS_EXP_MAX
+    q, summary, warnings = quantize_loihi(layers, 10.0, QuantPolicy(on_overflow="clip"))
+    assert q.nodes[0].bias_mant.max() <= fp.BIAS_MANT_MAX and q.nodes[0].bias_exp == fp.BIAS_EXP_MAX
     assert summary["layers"]["c"]["clipped"]["bias"] > 0
     assert any("layer c: clipped" in w for w in warnings)
 
@@ -63,8 +86,8 @@ def test_clip_policy_clips_counts_and_warns():
 def test_weight_percentile_below_100_needs_clipping():
     layers = _net()
     with pytest.raises(RangeError, match="weight value"):
-        quantize_loihi(layers, 16, 10.0, QuantPolicy(weight_percentile=90))
-    _, summary, _ = quantize_loihi(layers, 16, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=90))
+        quantize_loihi(layers, 10.0, QuantPolicy(weight_percentile=90))
+    _, summary, _ = quantize_loihi(layers, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=90))
     assert summary["layers"]["h"]["clipped"]["weight"] > 0
 
 
@@ -73,3 +96,22 @@ def test_policy_is_validated():
         QuantPolicy(on_overflow="wrap")
     with pytest.raises(ValueError):
         QuantPolicy(weight_percentile=0)
+
+
+@pytest.mark.parametrize("gain", [1.0, 3.0])
+def test_edges_into_one_node_share_its_scale(gain):
+    """The residual node s quantizes both incoming edges at its one scale: the identity shortcut
+    becomes explicit integer weights 2 round(gain S / 2) on the diagonal, zero elsewhere, and the
+    tighter of the two edges' ranges sets S."""
+    graph = _residual(gain)
+    q, summary, _ = quantize_loihi(graph, readout_bound=10.0)
+    s = q.node("s")
+    conv2, shortcut = (next(e for e in q.edges if e.name == n) for n in ("s.conv2", "s.shortcut"))
+    diagonal = 2 * round(gain * s.scale / 2)
+    assert np.array_equal(shortcut.weight[:, :, 0, 0], diagonal * np.eye(2, dtype=np.int64))
+    limits = [fp.WEIGHT_MAX / np.abs(e.weight).max() for e in graph.edges if e.target == "s"]
+    s_max = min(limits)
+    assert s.scale <= s_max * (1 + 1e-12)
+    assert fp.scale_for_threshold(s.vth + 1, 0.5) > s_max  # the largest threshold that fits
+    assert max(np.abs(conv2.weight).max(), np.abs(shortcut.weight).max()) >= fp.WEIGHT_MAX - fp.WEIGHT_STEP
+    assert set(summary["layers"]["s"]["edges"]) == {"s.conv2", "s.shortcut"}

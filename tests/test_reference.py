@@ -3,6 +3,8 @@ path as an independent second implementation (compared with ==)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,8 @@ import torch
 from export.fake_quant import run_fake_quant
 from hardware import fixed_point as fp
 from hardware import reference
-from hardware.bundle import Geometry, LoihiLayer
-from tests.netgen import random_network, random_pixels
+from hardware.graph import Geometry, Graph, Input, LoihiEdge, LoihiNode
+from tests.netgen import random_graph, random_inputs
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -27,20 +29,33 @@ def test_conv2d_int_equals_torch_conv(seed):
     assert np.array_equal(ours, theirs.numpy().astype(np.int64))
 
 
-def _dense(weight, bias_mant=0, bias_exp=0, dv=0, vth=10, readout=False) -> LoihiLayer:
+def _dense(weight, bias_mant=0, bias_exp=0, dv=0, vth=10, readout=False, source="input"
+           ) -> tuple[LoihiEdge, LoihiNode]:
     weight = np.asarray(weight, dtype=np.int64)
-    return LoihiLayer(
-        name="readout" if readout else "h", geometry=Geometry("dense", (weight.shape[1],), (weight.shape[0],)),
-        weight=weight, weight_exp=0, bias_mant=np.full(weight.shape[0], bias_mant, np.int64), bias_exp=bias_exp,
-        du=fp.DU_NO_MEMORY, dv=dv, vth=vth, scale=1.0, input_scale=1.0, readout=readout,
-    )
+    name = "readout" if readout else "h"
+    edge = LoihiEdge(name=name, source=source, target=name,
+                     geometry=Geometry("dense", (weight.shape[1],), (weight.shape[0],)), weight=weight,
+                     weight_exp=0, input_scale=1.0)
+    node = LoihiNode(name=name, shape=(weight.shape[0],), bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
+                     bias_exp=bias_exp, du=fp.DU_NO_MEMORY, dv=dv, vth=vth, scale=1.0, readout=readout)
+    return edge, node
+
+
+def _chain(*links, shape=(1, 1, 1)) -> Graph:
+    """A chain graph from (edge, node) links; each edge reads the node before it."""
+    edges, nodes, source = [], [], "input"
+    for edge, node in links:
+        edges.append(dataclasses.replace(edge, source=source))
+        nodes.append(node)
+        source = node.name
+    return Graph(Input(shape, "direct", 1 << 20), tuple(nodes), tuple(edges))
 
 
 def test_tie_at_threshold_does_not_spike_one_above_does():
     """v == vth << 6 exactly: no spike (Loihi's strict >); one more unit of bias: spike."""
     vth = 10
-    net_tie = (_dense([[10]], vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))  # v = 10 << 6 = vth << 6
-    net_above = (_dense([[10]], bias_mant=1, vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))
+    net_tie = _chain(_dense([[10]], vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))  # v = 10 << 6 = vth << 6
+    net_above = _chain(_dense([[10]], bias_mant=1, vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))
     pixels = np.ones((1, 1, 1, 1), np.int64)
     for net, expect in ((net_tie, False), (net_above, True)):
         run = reference.run(net, pixels, 1)
@@ -53,7 +68,7 @@ def test_reset_and_decay_follow_lavas_arithmetic():
     """Hand-computed trace: v = D(v, dv) + (a << 6) + bias, spike on v > vth << 6, reset to 0."""
     layer = _dense([[2]], bias_mant=5, bias_exp=1, dv=1024, vth=3)  # vth << 6 = 192, a << 6 = 128
     readout = _dense([[2]], readout=True, vth=fp.VTH_MAX)
-    run = reference.run((layer, readout), np.ones((1, 1, 1, 1), np.int64), 4)
+    run = reference.run(_chain(layer, readout), np.ones((1, 1, 1, 1), np.int64), 4)
     v, spikes = 0, []
     for _ in range(4):
         v = int(np.sign(v * 3072) * (abs(v * 3072) >> 12)) + 128 + 10
@@ -66,28 +81,51 @@ def test_saturation_is_counted_not_hidden():
     """A huge positive bias pins v at the clip; a conv sum beyond 24 bits wraps and is counted."""
     clip = _dense([[0]], bias_mant=fp.BIAS_MANT_MAX, bias_exp=fp.BIAS_EXP_MAX, dv=0, vth=fp.VTH_MAX)
     readout = _dense([[0]], readout=True, vth=fp.VTH_MAX)
-    run = reference.run((clip, readout), np.zeros((2, 1, 1, 1), np.int64), 40)
+    run = reference.run(_chain(clip, readout), np.zeros((2, 1, 1, 1), np.int64), 40)
     steps_to_clip = -(-fp.STATE_LIMIT // (fp.BIAS_MANT_MAX << fp.BIAS_EXP_MAX))
     assert run.saturation["h"]["v_clip"] > 0
     # v clips at 2^23 - 1 > vth << 6 = 2^23 - 64, so it spikes and resets: every spike is counted
     assert run.spikes["h"].sum() == 2 * (40 // steps_to_clip)
 
     geometry = Geometry("conv", (1, 1, 1), (1, 1, 1))
-    wide = LoihiLayer(name="c", geometry=geometry, weight=np.full((1, 1, 1, 1), 254, np.int64), weight_exp=0,
-                      bias_mant=np.zeros(1, np.int64), bias_exp=0, du=fp.DU_NO_MEMORY, dv=0, vth=0,
-                      scale=1.0, input_scale=1.0)
+    wide = (LoihiEdge(name="c", source="input", target="c", geometry=geometry,
+                      weight=np.full((1, 1, 1, 1), 254, np.int64), weight_exp=0, input_scale=1.0),
+            LoihiNode(name="c", shape=(1, 1, 1), bias_mant=np.zeros(1, np.int64), bias_exp=0, du=fp.DU_NO_MEMORY,
+                      dv=0, vth=0, scale=1.0))
+    readout = _dense([[0]], readout=True, vth=fp.VTH_MAX)
     pixels = np.full((1, 1, 1, 1), 2**16, np.int64)  # 254 * 2^16 > 2^23: wraps to signed 24 bits
-    run = reference.run((wide, readout), pixels, 1)
+    run = reference.run(_chain(wide, readout), pixels, 1)
     assert run.saturation["c"]["a_wrap"] == 1
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_fake_quant_equals_reference_on_random_networks(seed):
-    layers, shape = random_network(seed)
-    pixels = random_pixels(seed, shape, batch=7)
-    timesteps = 5
-    ref = reference.run(layers, pixels, timesteps)
-    spikes, readout = run_fake_quant(layers, torch.as_tensor(pixels), timesteps)
+def test_edges_into_one_node_sum_without_a_second_wrap():
+    """Two conv edges into one node: each output is brought to 24 bits by itself (Lava's Conv),
+    and their sum enters the current as it is (the LIF's input port adds the messages): two
+    currents of 2^23 - 2 make a = 2^24 - 4, a large positive drive, where wrapping the sum
+    again would give -4. (Lava adds the messages in int32: ``check_lava_limits`` bounds the sum.)"""
+    geometry = Geometry("conv", (1, 1, 1), (1, 1, 1))
+    weight = np.full((1, 1, 1, 1), 2, np.int64)
+    edges = (LoihiEdge("c1", "input", "readout", geometry, weight, 0, 1.0),
+             LoihiEdge("c2", "input", "readout", geometry, weight, 0, 1.0))
+    nodes = (LoihiNode("readout", (1, 1, 1), np.zeros(1, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0,
+                       readout=True),)
+    graph = Graph(Input((1, 1, 1), "direct", 1 << 23), nodes, edges)
+    x = np.full((1, 1, 1, 1), 2**22 - 1, np.int64)  # 2 x = 2^23 - 2: no wrap on either edge
+    run = reference.run(graph, x, 1)
+    _, readout = run_fake_quant(graph, torch.as_tensor(x), 1)
+    # a = 2^24 - 4 drives v to the clip, past the readout's threshold: a counted spike and a reset
+    # (a wrapped sum, -4, would leave v = -256 with nothing to count)
+    assert run.readout[0, 0, 0] == readout[0, 0, 0] == 0
+    assert run.saturation["readout"] == {"a_wrap": 0, "u_wrap": 1, "v_clip": 1, "readout_spike": 1}
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_fake_quant_equals_reference_on_random_graphs(seed):
+    graph = random_graph(seed)
+    timesteps = 4
+    inputs = random_inputs(seed, graph, timesteps, batch=5)
+    ref = reference.run(graph, inputs, timesteps)
+    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), timesteps)
     assert set(spikes) == set(ref.spikes)
     for name in ref.spikes:
         assert np.array_equal(spikes[name].numpy(), ref.spikes[name]), name
@@ -95,6 +133,7 @@ def test_fake_quant_equals_reference_on_random_networks(seed):
 
 
 def test_reference_rejects_float_inputs():
-    layers, shape = random_network(0)
+    graph = random_graph(0)
     with pytest.raises(ValueError, match="integers"):
-        reference.run(layers, np.zeros((1, *shape)), 2)
+        reference.run(graph, np.zeros((1, *graph.input.shape)) if graph.input.encoding == "direct" else
+                      np.zeros((1, 2, *graph.input.shape)), 2)
