@@ -1,13 +1,17 @@
-"""Time Lava's bit-accurate CPU backend against the numpy integer reference, same samples.
+"""Time Lava's bit-accurate CPU backend against the integer reference, same samples, one run.
 
-    .venv/bin/python bench/lava_speed.py --bundle deploy/digits --samples 100
+    .venv/bin/python bench/lava_speed.py --bundle deploy/digits --samples 360
 
-Prints seconds per sample for the reference (batched, and one sample at a time), for Lava's
-steady state (the steps only: ``run_s / B``) and for Lava end to end (interpreter start,
-graph build, compile, run, teardown), the ratios to the batched reference, and whether the two
-agreed bit for bit (every hidden node's spikes, the readout membranes). The inputs are the
-bundle's own dataset's test split, encoded as the bundle's input says (direct images or event
-frames). Not a test: numbers depend on the machine and its load.
+Prints seconds per sample and samples per second for the reference's fast path
+(:mod:`hardware.fast_reference`, what ``simulate --backend reference`` runs: compiled with numba
+when it is installed, and again numpy-only), for the plain reference (:mod:`hardware.reference`,
+the specification), for Lava's steady state (the steps only: ``run_s / B``) and for Lava end to
+end (interpreter start, graph build, compile, run, teardown); then how many times faster the
+fast path is than each, and whether all of them agreed bit for bit (every hidden node's spikes,
+the readout membranes). Reference timings are the best of ``--repeats`` runs after a warm-up
+(the compiled kernels are loaded once per process). The inputs are the bundle's own dataset's
+test split, encoded as the bundle's input says (direct images or event frames). Not a test:
+numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hardware import reference  # noqa: E402
+from hardware import fast_reference, reference  # noqa: E402
 from hardware.bundle import read_bundle  # noqa: E402
 from hardware.lava_subprocess import run_lava_bundle  # noqa: E402
 
@@ -40,7 +44,8 @@ def _best_of(repeats: int, fn) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bundle", type=Path, required=True, help="bundle directory (target loihi)")
-    p.add_argument("--samples", type=int, default=100, help="test images to run (default 100)")
+    p.add_argument("--samples", type=int, default=360, help="test images to run (default 360: the split)")
+    p.add_argument("--repeats", type=int, default=15, help="best of this many reference runs (default 15)")
     args = p.parse_args(argv)
 
     from lsg_deploy.data import DataSpec, load
@@ -51,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     n, graph, t_steps = len(inputs), bundle.loihi_graph, bundle.timesteps
 
     ref = reference.run(graph, inputs, t_steps)
+    fast_reference.warm_up()
+    fast = fast_reference.run(graph, inputs, t_steps)
+    t_fast = _best_of(args.repeats, lambda: fast_reference.run(graph, inputs, t_steps)) / n
+    compiled = fast_reference.compiled()
+    numba_module = fast_reference.numba
+    fast_reference.numba = None  # the same fast path without numba: numpy and BLAS only
+    try:
+        numpy_only = fast_reference.run(graph, inputs, t_steps)
+        t_numpy = _best_of(args.repeats, lambda: fast_reference.run(graph, inputs, t_steps)) / n
+    finally:
+        fast_reference.numba = numba_module
     ref_batched = _best_of(3, lambda: reference.run(graph, inputs, t_steps)) / n
     ref_single = _best_of(1, lambda: [reference.run(graph, inputs[i: i + 1], t_steps) for i in range(n)]) / n
 
@@ -59,23 +75,29 @@ def main(argv: list[str] | None = None) -> int:
     lava = run_lava_bundle(args.bundle, inputs, timing=timing)
     lava_total = (time.perf_counter() - start) / n
     lava_steady = timing["run_s"] / n
-    exact = all(np.array_equal(ref.spikes[k], lava.spikes[k]) for k in ref.spikes) and np.array_equal(
-        ref.readout, lava.readout)
+    runs = {"fast": fast, "fast numpy-only": numpy_only, "Lava": lava}
+    exact = {name: all(np.array_equal(ref.spikes[k], r.spikes[k]) for k in ref.spikes)
+             and np.array_equal(ref.readout, r.readout) for name, r in runs.items()}
 
     print(f"bundle {args.bundle}: {n} samples x T={t_steps} ({graph.input.encoding} input), "
           f"{len(graph.nodes)} nodes, {len(graph.edges)} edges, {int(timing['relays'])} delay relays, "
           f"{int(timing['steps'])} Lava steps")
     rows = [
-        ("reference, batched", ref_batched),
-        ("reference, one sample at a time", ref_single),
+        (f"reference fast path{' (numba)' if compiled else ' (numba missing)'}", t_fast),
+        ("reference fast path, numpy-only", t_numpy),
+        ("reference (specification), batched", ref_batched),
+        ("reference (specification), one at a time", ref_single),
         ("Lava fixed_pt, steps only", lava_steady),
         ("Lava fixed_pt, end to end", lava_total),
     ]
     for name, sec in rows:
-        print(f"  {name:34s} {sec * 1e3:10.3f} ms/sample   {sec / ref_batched:10.1f} x reference (batched)")
+        print(f"  {name:42s} {sec * 1e3:9.3f} ms/sample {1 / sec:12,.0f} samples/s   fast path is "
+              f"{sec / t_fast:8.1f} x faster")
     print(f"  Lava compile {timing['compile_s']:.2f} s, build {timing['build_s']:.2f} s, "
           f"{timing['run_s'] / timing['steps'] * 1e3:.2f} ms per Lava step")
-    print(f"  bit-exact (spikes of every hidden node, readout membranes): {'yes' if exact else 'NO'}")
+    print("  bit-exact with the reference (spikes of every hidden node, readout membranes): "
+          + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in exact.items()))
+    exact = all(exact.values())
     return 0 if exact else 1
 
 

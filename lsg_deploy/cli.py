@@ -107,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.json:
                 check_file_target(args.json, "--json", not_inside=args.bundle)
-            report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend)
+            report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
+                                       quiet=args.quiet)
             if args.json:
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")
             say(format_report(report))

@@ -135,8 +135,8 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     return {"bundle": str(out), "warnings": result.warnings, "layers": result.bundle.quantization["layers"]}
 
 
-def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference"
-             ) -> dict[str, Any]:
+def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
+             quiet: bool = False) -> dict[str, Any]:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -153,4 +153,5 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         _, test, _ = data.load(spec, timesteps=model.timesteps)
     except data.DataError as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
-    return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends)
+    return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends,
+                        progress=lambda total, name: _progress(total, f"simulate {name}", quiet))

@@ -15,9 +15,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("accuracy:")
     lines += [f"  {name:<22} {value * 100:6.2f}%" for name, value in report["accuracy"].items()]
     for backend, info in report["backends"].items():
+        rate = info.get("samples_per_second")
+        setup = info.get("setup_seconds", 0.0)
         lines.append(
-            f"{backend}: {info['seconds_per_sample'] * 1e3:.3f} ms/sample, predictions equal to float on "
-            f"{info['prediction_agreement_with_float'] * 100:.2f}%"
+            f"{backend}: {info['seconds_per_sample'] * 1e3:.3f} ms/sample"
+            f"{f' ({rate:,.0f} samples/s)' if rate else ''}{f' after {setup:.1f} s of set-up' if setup >= 0.05 else ''}"
+            f", predictions equal to float on {info['prediction_agreement_with_float'] * 100:.2f}%"
         )
     if "exact" in report:
         exact = report["exact"]

@@ -23,18 +23,22 @@ from hardware.reference import IntegerRun
 from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
 
+Progress = Callable[[int], object]  #: called with the number of samples just finished
+
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 
 
-def _run_reference(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> IntegerRun:
-    from hardware import reference
+def _run_reference(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
+    """The integer reference's fast path (:mod:`hardware.fast_reference`: the same numbers as
+    :func:`hardware.reference.run`, which the tests compare it with, bit for bit)."""
+    from hardware import fast_reference
 
-    return reference.run(bundle.loihi_graph, inputs, bundle.timesteps)
+    return fast_reference.run(bundle.loihi_graph, inputs, bundle.timesteps, progress=progress)
 
 
-def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> IntegerRun:
+def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
     from hardware.bundle import BundleError
     from hardware.lava_backend import LavaLimitError
     from hardware.lava_subprocess import LavaEnvironmentError, LavaRunError, run_lava_bundle
@@ -51,11 +55,13 @@ def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> IntegerRu
 class Backend:
     name: str
     description: str
-    run: Callable[[Bundle, Path, np.ndarray], IntegerRun]  #: (bundle, its directory, encoded inputs) -> run
+    #: (bundle, its directory, encoded inputs, progress or None) -> run
+    run: Callable[[Bundle, Path, np.ndarray, Progress | None], IntegerRun]
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("reference", "the numpy integer reference (hardware/reference.py)", _run_reference),
+    Backend("reference", "the integer reference (hardware/reference.py; its fast path hardware/fast_reference.py)",
+            _run_reference),
     Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava),
 )}
 ALL = "all"  #: every backend, each compared with the reference bit for bit
@@ -71,9 +77,25 @@ def backends_for(choice: str) -> tuple[str, ...]:
     return (choice,)
 
 
-def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray) -> tuple[IntegerRun, float]:
+def _warm_up(backend: str) -> float:
+    """One-time set-up of a backend before it is timed (the fast reference's compiled kernels)."""
     start = time.perf_counter()
-    run = BACKENDS[backend].run(bundle, bundle_dir, inputs)
+    if backend == REFERENCE:
+        from hardware import fast_reference
+
+        fast_reference.warm_up()
+    return time.perf_counter() - start
+
+
+def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray,
+               progress: Callable[[int, str], Any] | None) -> tuple[IntegerRun, float]:
+    bar = progress(len(inputs), backend) if progress else None
+    start = time.perf_counter()
+    try:
+        run = BACKENDS[backend].run(bundle, bundle_dir, inputs, bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     return run, time.perf_counter() - start
 
 
@@ -130,10 +152,11 @@ def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
     return counts
 
 
-def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...]
-                 ) -> dict[str, Any]:
+def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
+                 progress: Callable[[int, str], Any] | None = None) -> dict[str, Any]:
     """``model``: the bundle's source model (see :func:`load_for_report`); ``backends``:
-    fixed-point backends to run ("reference", "lava"); empty for float only."""
+    fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
+    name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run."""
     import torch
 
     from export.fold import run_float
@@ -166,12 +189,15 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     float_spikes = {k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()}  # (B,T,N)
     runs: dict[str, IntegerRun] = {}
     for backend in backends:
-        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels)
+        setup = _warm_up(backend)
+        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels, progress)
         report["accuracy"]["fixed_point" if backend == REFERENCE else backend] = _accuracy(
             runs[backend].final_readout, test.labels)
         report["backends"][backend] = {
             "seconds": seconds,
+            "setup_seconds": setup,  #: before the timed run (compiling or loading kernels)
             "seconds_per_sample": seconds / len(test.labels),
+            "samples_per_second": len(test.labels) / seconds if seconds > 0 else None,
             "prediction_agreement_with_float": float((runs[backend].predictions() == float_pred).mean()),
         }
     others = [name for name in runs if name != REFERENCE]

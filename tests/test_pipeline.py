@@ -173,3 +173,10 @@ def test_baseline_modes_train_from_a_config_file(tmp_path, mode):
         assert betas == [pytest.approx(0.2)] * 2
     else:
         assert betas[-1] != pytest.approx(0.2, abs=1e-7)
+
+
+def test_simulate_reports_its_throughput(default_run):
+    """The reference backend is the fast path; its set-up (compiled kernels) is timed apart."""
+    info = default_run.report["backends"]["reference"]
+    assert info["samples_per_second"] == pytest.approx(360 / info["seconds"])
+    assert info["setup_seconds"] >= 0 and info["seconds_per_sample"] == pytest.approx(info["seconds"] / 360)

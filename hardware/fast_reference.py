@@ -1,0 +1,360 @@
+"""The integer reference's fast path: the same numbers as :func:`hardware.reference.run`, bit for
+bit (spikes, readout membranes, saturation counts), several times faster. numpy, plus numba when
+it is importable (then the neuron loop is one compiled kernel); without numba it runs numpy only.
+
+:mod:`hardware.reference` stays the specification: one step of every node at a time, written
+plainly against the profile's step. This module reorders the same arithmetic for speed; the
+tests compare the two with ``==`` on trained networks and on random graphs at the edges of every
+range. What it changes, and why each change is exact:
+
+* **Node by node over all steps.** No edge goes backwards (:class:`hardware.graph.Graph`), so a
+  node's input currents for every step are known once its sources have run all ``T`` steps: each
+  edge is one matrix product over ``T x B`` rows instead of ``T`` small ones, and an edge from a
+  direct-encoded input (the same image every step) is computed once, not ``T`` times.
+* **Synapses in float32 BLAS where that is exact.** An integer sum computed in floating point
+  is exact while every partial sum is an integer below the format's ``2^p`` (``p = 24`` for
+  float32, 53 for float64), whatever the order of accumulation. For an edge whose worst case,
+  ``max_o sum_i |W_oi| * max|x|``, stays below ``2^24`` (every edge of the digits networks) the
+  product runs in float32 (``sgemm``), else in float64 below ``2^53``, else in the reference's
+  int64 arithmetic. A conv edge runs as the dense matrix it is equivalent to when that matrix is
+  small and not much sparser than the convolution (the digits nets' convs), else as windows
+  (im2col) times the kernel. Its 24-bit wrap and counts follow, skipped when the worst case
+  cannot reach ``2^23``.
+* **The neuron loop compiled.** With numba, one kernel runs ``T`` steps of a node's neurons in
+  registers (the profile's step: decay toward zero, current overflow, bias, membrane overflow,
+  strict threshold, reset) in parallel over samples; without numba, the same step in numpy.
+* **Samples in chunks** of a few hundred, so a chunk's arrays stay in cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
+
+from hardware import fixed_point as fp
+from hardware.graph import INPUT, Graph, LoihiEdge, per_neuron
+from hardware.profile import LOIHI2, OVERFLOW_RULES, Profile
+from hardware.reference import SATURATION_KINDS, IntegerRun
+
+CHUNK = 256  #: samples per chunk
+EXACT_BITS = {np.float32: 24, np.float64: 53}  #: integers below 2^p are exact in these formats
+DENSE_CONV_LIMIT = 1 << 22  #: largest conv edge run as a dense matrix (entries)
+DENSE_CONV_WASTE = 4  #: ... and only while it has at most this many entries per true multiply
+
+try:  # optional: a compiled neuron loop
+    import numba
+except ImportError:  # the numpy loop below computes the same
+    numba = None
+
+
+def compiled() -> bool:
+    """True when the neuron loop runs as a numba kernel."""
+    return numba is not None
+
+
+def warm_up() -> None:
+    """Compile the kernels (or load them from numba's cache) for the argument types a run uses,
+    so that timing a run measures the run: a second or so, once per process."""
+    if numba is None:
+        return
+    for x in (np.ones((2, 2), np.uint8), np.ones((2, 2), np.int64)):
+        for acc in (np.int32, np.int64):
+            _accumulate(x, np.ones((2, 2), np.int32), np.zeros((2, 2), acc))
+    for acc in (np.int32, np.int64):
+        _lif_kernel(np.ones((1, 1, 1), acc), np.zeros(1, np.int64), 0, 0, 0, 12, 6, 24, 0, 2,
+                    np.empty((1, 1, 1), np.uint8), np.empty((1, 1, 1), bool), np.empty((1, 1, 1), np.int64),
+                    True, np.zeros((1, 3), np.int64))
+
+
+# --- synapses -------------------------------------------------------------------------------------
+
+def _conv_as_dense(edge: LoihiEdge, transposed: bool = False) -> np.ndarray:
+    """The (neurons_out, neurons_in) int32 matrix of a conv edge, in (C, H, W) order on both
+    sides; with ``transposed``, the contiguous (neurons_in, neurons_out) matrix.
+
+    Viewed as ``D[o, y, x, c, yi, xj]``, kernel tap ``(i, j)`` fills the entries with
+    ``yi = y s_h - p_h + i`` and ``xj = x s_w - p_w + j``: a strided diagonal of ``D``, written in
+    one assignment per tap."""
+    g = edge.geometry
+    (c_in, h_in, w_in), (c_out, h_out, w_out) = g.input_shape, g.output_shape
+    (sh, sw), (ph, pw) = g.stride, g.padding
+    dense = np.zeros((c_in, h_in, w_in, c_out, h_out, w_out) if transposed else
+                     (c_out, h_out, w_out, c_in, h_in, w_in), np.int32)
+    view = dense.transpose(3, 4, 5, 0, 1, 2) if transposed else dense  # always indexed [o, y, x, c, yi, xj]
+    st = view.strides
+    for i in range(edge.weight.shape[2]):
+        y_lo, y_hi = max(0, -(-(ph - i) // sh)), min(h_out, (h_in - 1 + ph - i) // sh + 1)
+        for j in range(edge.weight.shape[3]):
+            x_lo, x_hi = max(0, -(-(pw - j) // sw)), min(w_out, (w_in - 1 + pw - j) // sw + 1)
+            if y_lo >= y_hi or x_lo >= x_hi:
+                continue
+            start = view[:, y_lo:, x_lo:, :, y_lo * sh - ph + i:, x_lo * sw - pw + j:]
+            diagonal = as_strided(start, (c_out, y_hi - y_lo, x_hi - x_lo, c_in),
+                                  (st[0], st[1] + sh * st[4], st[2] + sw * st[5], st[3]), writeable=True)
+            diagonal[...] = edge.weight[:, :, i, j][:, None, None, :]
+    return dense.reshape((g.fan_in, g.neurons) if transposed else (g.neurons, g.fan_in))
+
+
+class _Synapse:
+    """One edge, prepared once: its worst case, its arithmetic and its matrix."""
+
+    def __init__(self, edge: LoihiEdge, input_bound: int, profile: Profile):
+        self.edge, self.profile = edge, profile
+        g = edge.geometry
+        w = edge.weight.astype(np.int64)
+        per_out = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+        self.worst = int(per_out.max(initial=0)) * int(input_bound)
+        self.dtype = next((d for d, bits in EXACT_BITS.items() if self.worst < 1 << bits), None)
+        self.conv = g.kind == "conv"
+        self.may_wrap = self.conv and self.worst >= 1 << (profile.synapse_bits - 1)
+        small = g.neurons * g.fan_in <= DENSE_CONV_LIMIT
+        #: event-driven in the compiled accumulator (it skips zero inputs, so a conv's zero
+        #: weights cost little there): a dense matrix of int32 sums, no wrap, no shift
+        self.accumulates = (numba is not None and small and not self.may_wrap and edge.weight_exp == 0
+                            and self.worst < 1 << 31)
+        self.dense = not self.conv or self.accumulates or (
+            small and g.neurons * g.fan_in <= DENSE_CONV_WASTE * g.neurons * w[0].size)
+        if self.accumulates:  # int32 (fan_in, out): weights fit, and so does every sum (worst < 2^31)
+            self.int_matrix_t = (_conv_as_dense(edge, transposed=True) if self.conv
+                                 else np.ascontiguousarray(w.T.astype(np.int32)))
+        elif self.dtype is not None:
+            matrix = (_conv_as_dense(edge) if self.conv else w) if self.dense else w.reshape(w.shape[0], -1)
+            self.matrix_t = np.ascontiguousarray(matrix.T.astype(self.dtype))  # (fan_in, out)
+
+    @property
+    def bound(self) -> int:
+        """Largest ``|a|`` this edge can add to its target's input (after a wrap or shift)."""
+        if self.may_wrap:
+            return 1 << (self.profile.synapse_bits - 1)
+        exp = int(self.edge.weight_exp)
+        return self.worst << exp if exp > 0 else self.worst >> -exp
+
+    def __call__(self, s: np.ndarray) -> tuple[np.ndarray, int]:
+        """Activations (M, neurons) int64 for source values ``s`` (M, fan_in), and the wraps."""
+        if self.dtype is None:  # beyond float64's exact range: the reference's own arithmetic
+            from hardware.reference import synaptic_input
+
+            return synaptic_input(self.edge, s.astype(np.int64), self.profile)
+        x = s.astype(self.dtype, copy=False)
+        if self.dense:
+            raw = (x @ self.matrix_t).astype(np.int64)
+        else:
+            raw = self._im2col(x)
+        if not self.conv:
+            exp = int(self.edge.weight_exp)
+            return (np.left_shift(raw, exp) if exp > 0 else np.right_shift(raw, -exp)), 0
+        if not self.may_wrap:
+            return raw, 0
+        a = self.profile.synapse(raw)
+        return a, int(np.count_nonzero(a != raw))
+
+    def _im2col(self, x: np.ndarray) -> np.ndarray:
+        g = self.edge.geometry
+        m = x.shape[0]
+        (ph, pw), (kh, kw) = g.padding, self.edge.weight.shape[2:]
+        xs = np.pad(x.reshape(m, *g.input_shape), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        win = sliding_window_view(xs, (kh, kw), axis=(2, 3))[:, :, :: g.stride[0], :: g.stride[1]]
+        ho, wo = win.shape[2:4]
+        patches = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(m * ho * wo, -1)
+        out = (patches @ self.matrix_t).reshape(m, ho * wo, -1).transpose(0, 2, 1)
+        return out.reshape(m, -1).astype(np.int64)
+
+
+# --- the neuron loop ------------------------------------------------------------------------------
+
+def _rule(name: str) -> int:
+    return OVERFLOW_RULES.index(name)
+
+
+if numba is not None:
+    @numba.njit(cache=True, inline="always")
+    def _overflow(x, rule, bits):
+        half = np.int64(1) << (bits - 1)
+        if rule == 0:  # wrap-once (fixed_point.wrap_current)
+            if x > half:
+                return x - 2 * half
+            if x <= -half:
+                return x + 2 * half
+            return x
+        if rule == 1:  # two's-complement wrap
+            return ((x + half) % (2 * half)) - half
+        limit = half - 1  # saturate
+        return min(max(x, -limit), limit)
+
+    @numba.njit(cache=True, inline="always")
+    def _decay(x, factor, shift, mask):
+        p = x * factor
+        return (p + ((p >> 63) & mask)) >> shift
+
+    @numba.njit(parallel=True, cache=True)
+    def _lif_kernel(a, bias, du, dv, thr, decay_shift, act_shift, state_bits, cur_rule, volt_rule,
+                    spikes_f, spikes_b, v_out, keep_v, counts):
+        steps, m_total, n_total = a.shape
+        unity = np.int64(1) << decay_shift
+        mask = unity - 1
+        fu, fv = unity - (du + 1), unity - dv
+        for m in numba.prange(m_total):
+            u_wrap = 0
+            v_clip = 0
+            fired = 0
+            u = np.zeros(n_total, np.int64)
+            v = np.zeros(n_total, np.int64)
+            for t in range(steps):
+                for n in range(n_total):
+                    u_raw = _decay(u[n], fu, decay_shift, mask) + (np.int64(a[t, m, n]) << act_shift)
+                    u_n = _overflow(u_raw, cur_rule, state_bits)
+                    v_raw = _decay(v[n], fv, decay_shift, mask) + u_n + bias[n]
+                    v_n = _overflow(v_raw, volt_rule, state_bits)
+                    u_wrap += u_n != u_raw
+                    v_clip += v_n != v_raw
+                    s = v_n > thr
+                    if s:
+                        v_n = 0
+                        fired += 1
+                    u[n] = u_n
+                    v[n] = v_n
+                    spikes_f[t, m, n] = s
+                    spikes_b[m, t, n] = s
+                    if keep_v:
+                        v_out[m, t, n] = v_n
+            counts[m, 0] = u_wrap
+            counts[m, 1] = v_clip
+            counts[m, 2] = fired
+
+    @numba.njit(parallel=True, cache=True)
+    def _accumulate(x, wt, out):
+        """``out[r] += sum_i x[r, i] * wt[i]`` over the nonzero ``x[r, i]`` only (event-driven:
+        spikes are sparse), rows in parallel; integer arithmetic in ``out``'s dtype."""
+        rows, fan_in = x.shape
+        n_out = wt.shape[1]
+        for r in numba.prange(rows):
+            o_r = out[r]
+            for i in range(fan_in):
+                xi = x[r, i]
+                if xi == 1:  # a spike: add the weights
+                    w = wt[i]
+                    for o in range(n_out):
+                        o_r[o] += w[o]
+                elif xi != 0:  # a graded input
+                    w = wt[i]
+                    for o in range(n_out):
+                        o_r[o] += xi * w[o]
+
+
+def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, int]]:
+    """``T`` steps of a node from zero state on activations ``a`` (T, M, N): spikes as uint8
+    (T, M, N) for the next synapses and bool (M, T, N) for the result, membranes (M, T, N) if
+    ``keep_v``, and the saturation counts."""
+    steps, m, n = a.shape
+    thr = int(node.vth) << profile.vth_shift
+    if numba is not None:
+        spikes_f = np.empty((steps, m, n), np.uint8)
+        spikes_b = np.empty((m, steps, n), bool)
+        v_out = np.empty((m, steps, n) if keep_v else (1, 1, 1), np.int64)
+        counts = np.zeros((m, 3), np.int64)
+        _lif_kernel(a, bias, int(node.du), int(node.dv), thr, profile.decay_shift, profile.act_shift,
+                    profile.state_bits, _rule(profile.current_overflow), _rule(profile.voltage_overflow),
+                    spikes_f, spikes_b, v_out, keep_v, counts)
+        total = counts.sum(axis=0)
+        return spikes_f, spikes_b, (v_out if keep_v else None), {
+            "u_wrap": int(total[0]), "v_clip": int(total[1]), "fired": int(total[2])}
+    u = v = np.zeros((m, n), np.int64)
+    spikes_b = np.empty((m, steps, n), bool)
+    v_out = np.empty((m, steps, n), np.int64) if keep_v else None
+    counts = {"u_wrap": 0, "v_clip": 0, "fired": 0}
+    for t in range(steps):
+        fired, u, v, c = profile.lif_step(a[t], u, v, node.du, node.dv, bias, node.vth)
+        counts["u_wrap"] += c["u_wrap"]
+        counts["v_clip"] += c["v_clip"]
+        counts["fired"] += int(np.count_nonzero(fired))
+        spikes_b[:, t] = fired
+        if keep_v:
+            v_out[:, t] = v
+    return spikes_b.transpose(1, 0, 2).astype(np.uint8), spikes_b, v_out, counts
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def _currents(node, edges, synapses: dict[str, _Synapse], source_rows: dict[str, np.ndarray], m: int,
+              timesteps: int, dtype, sat: dict[str, int], once: bool) -> np.ndarray:
+    """A node's summed activations (T, M, N) for one chunk. An edge from the direct-encoded
+    input is computed once (``once``) and counts its wraps for every step."""
+    a = np.zeros((timesteps, m, node.neurons), dtype)
+    flat = a.reshape(timesteps * m, node.neurons)
+    for edge in edges:
+        syn, rows = synapses[edge.name], source_rows[edge.source]
+        constant = once and edge.source == INPUT  # rows (M, n): the same input every step
+        if syn.accumulates and not constant:
+            _accumulate(rows, syn.int_matrix_t, flat)
+            continue
+        if syn.accumulates:
+            a_e = np.zeros((m, node.neurons), dtype)
+            _accumulate(rows, syn.int_matrix_t, a_e)
+            wrapped = 0
+        else:
+            a_e, wrapped = syn(rows)
+        sat["a_wrap"] += wrapped * timesteps if constant else wrapped
+        a += a_e.reshape(-1, m, node.neurons).astype(dtype, copy=False)
+    return a
+
+
+def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOIHI2, chunk: int = CHUNK,
+        progress: Callable[[int], object] | None = None) -> IntegerRun:
+    """:func:`hardware.reference.run`, computed faster; the same arguments, the same result.
+    ``progress(n)`` is called after every chunk of ``n`` samples."""
+    steps_in = graph.input.steps(inputs, timesteps)
+    b = steps_in.shape[0]
+    per_step = graph.input.encoding == "event-frames"
+    bound = int(np.abs(steps_in).max(initial=0)) if steps_in.size else 0
+    synapses = {e.name: _Synapse(e, bound if e.source == INPUT else 1, profile) for e in graph.edges}
+    biases = {n.name: fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp).astype(np.int64)
+              for n in graph.nodes}
+    incoming = {n.name: graph.incoming(n.name) for n in graph.nodes}
+    spikes = {n.name: np.empty((b, timesteps, n.neurons), bool) for n in graph.hidden}
+    readout = np.empty((b, timesteps, graph.readout.neurons), np.int64)
+    saturation = {n.name: dict.fromkeys(SATURATION_KINDS, 0) for n in graph.nodes}
+    #: int32 activations where every node's summed worst case fits (halves the memory traffic)
+    acc_dtype = {n.name: np.int32 if sum(synapses[e.name].bound for e in incoming[n.name]) < 1 << 31 else np.int64
+                 for n in graph.nodes}
+    for lo in range(0, b, chunk):
+        hi = min(lo + chunk, b)
+        m = hi - lo
+        if per_step:  # (M, T, ...) -> time-major rows (T * M, n)
+            source_rows = {INPUT: steps_in[lo:hi].reshape(m, timesteps, -1).transpose(1, 0, 2).reshape(
+                timesteps * m, -1)}
+        else:
+            source_rows = {INPUT: np.asarray(inputs)[lo:hi].reshape(m, -1)}
+        for node in graph.nodes:
+            a = _currents(node, incoming[node.name], synapses, source_rows, m, timesteps, acc_dtype[node.name],
+                          saturation[node.name], once=not per_step)
+            spikes_u8, spikes_b, v, counts = _lif(a, biases[node.name], node, profile, keep_v=node.readout)
+            sat = saturation[node.name]
+            sat["u_wrap"] += counts["u_wrap"]
+            sat["v_clip"] += counts["v_clip"]
+            if node.readout:
+                sat["readout_spike"] += counts["fired"]
+                readout[lo:hi] = v
+            else:
+                spikes[node.name][lo:hi] = spikes_b
+                source_rows[node.name] = spikes_u8.reshape(timesteps * m, -1)
+        if progress is not None:
+            progress(m)
+    return IntegerRun(spikes=spikes, readout=readout, saturation=saturation)
+
+
+def worst_cases(graph: Graph, input_bound: int, profile: Profile = LOIHI2) -> dict[str, tuple[int, str]]:
+    """Per edge: its worst-case ``|sum|`` and the arithmetic the fast path gives it (for reports)."""
+    out = {}
+    for e in graph.edges:
+        s = _Synapse(e, input_bound if e.source == INPUT else 1, profile)
+        if s.accumulates:
+            kind = "int32 accumulate"
+        else:
+            kind = ("int64" if s.dtype is None else np.dtype(s.dtype).name) + (" dense" if s.dense else " im2col")
+        out[e.name] = (s.worst, kind)
+    return out
+
+

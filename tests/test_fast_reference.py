@@ -1,0 +1,135 @@
+"""The integer reference's fast path equals the reference itself, bit for bit: spikes of every
+node, readout membranes and saturation counts, with the compiled kernels and numpy-only alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hardware import fast_reference, reference
+from hardware import fixed_point as fp
+from hardware.bundle import read_bundle
+from hardware.graph import Geometry, Graph, Input, LoihiEdge, LoihiNode
+from lsg_deploy.data import DataSpec, load
+from tests.netgen import random_graph, random_inputs
+
+
+def _assert_same(ref: reference.IntegerRun, fast: reference.IntegerRun) -> None:
+    assert set(fast.spikes) == set(ref.spikes)
+    for name, spikes in ref.spikes.items():
+        assert fast.spikes[name].dtype == bool and np.array_equal(fast.spikes[name], spikes), name
+    assert fast.readout.dtype == np.int64 and np.array_equal(fast.readout, ref.readout)
+    assert fast.saturation == ref.saturation
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    """Both ways the fast path runs: numba's kernels, and numpy alone (numba not installed)."""
+    if request.param == "compiled":
+        if not fast_reference.compiled():
+            pytest.fail("numba is not installed: `pip install -e .[train]` (make test) installs it")
+    else:
+        monkeypatch.setattr(fast_reference, "numba", None)
+    return request.param
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_fast_equals_reference_on_random_graphs(seed, path):
+    graph = random_graph(seed)
+    timesteps = 4
+    inputs = random_inputs(seed, graph, timesteps, batch=7)
+    ref = reference.run(graph, inputs, timesteps)
+    _assert_same(ref, fast_reference.run(graph, inputs, timesteps, chunk=3))  # chunks of 3, 3 and 1
+
+
+def test_fast_equals_reference_on_the_trained_net(default_run, path):
+    bundle = read_bundle(default_run.bundle)
+    _, test, _ = load(DataSpec(), bundle.timesteps)
+    ref = reference.run(bundle.loihi_graph, test.pixels, bundle.timesteps)
+    done = []
+    _assert_same(ref, fast_reference.run(bundle.loihi_graph, test.pixels, bundle.timesteps, progress=done.append))
+    assert sum(done) == len(test.pixels) == 360 and len(done) == 2  # two chunks of at most 256
+
+
+def _conv_edge(rng, in_shape, out_c, kernel, stride, padding, weight_max=254) -> LoihiEdge:
+    out = (out_c, (in_shape[1] + 2 * padding[0] - kernel[0]) // stride[0] + 1,
+           (in_shape[2] + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+    weight = 2 * rng.integers(-weight_max // 2, weight_max // 2 + 1, size=(out_c, in_shape[0], *kernel))
+    return LoihiEdge("c", "input", "n", Geometry("conv", in_shape, out, stride, padding), weight, 0, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_conv_as_a_dense_matrix_is_the_convolution(seed):
+    rng = np.random.default_rng(seed)
+    in_shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+    kernel = (int(rng.integers(1, min(in_shape[1], 4) + 1)), int(rng.integers(1, min(in_shape[2], 4) + 1)))
+    stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    edge = _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
+    dense = fast_reference._conv_as_dense(edge)
+    assert np.array_equal(fast_reference._conv_as_dense(edge, transposed=True), dense.T)
+    x = rng.integers(-20, 21, size=(5, *in_shape))
+    g = edge.geometry
+    expected = reference.conv2d_int(x, edge.weight, g.stride, g.padding).reshape(5, -1)
+    assert np.array_equal(x.reshape(5, -1) @ dense.T.astype(np.int64), expected)
+
+
+def _one_edge_graph(edge: LoihiEdge, input_max: int) -> Graph:
+    shape = edge.geometry.output_shape
+    node = LoihiNode("n", shape, np.zeros(shape[0], np.int64), 0, fp.DU_NO_MEMORY, 100, 50, 1.0)
+    readout = LoihiNode("out", (2,), np.zeros(2, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True)
+    n = int(np.prod(shape))
+    to_readout = LoihiEdge("r", "n", "out", Geometry("dense", (n,), (2,)), np.full((2, n), 2, np.int64), 0, 1.0)
+    return Graph(Input(edge.geometry.input_shape, "direct", input_max), (node, readout), (edge, to_readout))
+
+
+@pytest.mark.parametrize("input_max, arithmetic", [
+    (16, "int32 accumulate"),  # every digits edge: exact int32 sums, event-driven
+    (1 << 17, "float64"),  # sums past 2^24 (float32) and 2^23 (conv wrap): float64, then the wrap
+    (1 << 28, "float64"),  # past int32 too
+])
+def test_each_arithmetic_is_exact_where_it_is_chosen(input_max, arithmetic, path):
+    rng = np.random.default_rng(0)
+    edge = _conv_edge(rng, (2, 6, 6), 3, (3, 3), (1, 1), (1, 1))
+    graph = _one_edge_graph(edge, input_max)
+    worst, kind = fast_reference.worst_cases(graph, input_max)["c"]
+    if arithmetic == "int32 accumulate":
+        assert worst < 1 << 23 and (kind == "int32 accumulate" if path == "compiled" else kind.startswith("float32"))
+    else:
+        assert kind.startswith(arithmetic) and worst >= 1 << 24
+    inputs = rng.integers(0, input_max + 1, size=(9, 2, 6, 6))
+    inputs[0] = input_max  # the worst case itself, where sums wrap
+    ref = reference.run(graph, inputs, 3)
+    if input_max > 16:
+        assert ref.saturation["n"]["a_wrap"] > 0
+    _assert_same(ref, fast_reference.run(graph, inputs, 3, chunk=4))
+
+
+def test_weight_exponents_and_event_frames(path):
+    """A dense edge with a weight exponent (shifted, not accumulated) on per-step binary frames."""
+    rng = np.random.default_rng(4)
+    weight = 2 * rng.integers(-128, 128, size=(6, 18))
+    nodes = (LoihiNode("h", (6,), np.full(6, 3, np.int64), 2, 100, 900, 2, 1.0),
+             LoihiNode("out", (2,), np.zeros(2, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True))
+    for exp in (-3, 2):
+        edges = (LoihiEdge("h", "input", "h", Geometry("dense", (18,), (6,)), weight, exp, 1.0),
+                 LoihiEdge("r", "h", "out", Geometry("dense", (6,), (2,)), np.full((2, 6), 8, np.int64), 0, 1.0))
+        graph = Graph(Input((2, 3, 3), "event-frames", 1), nodes, edges)
+        frames = (rng.random((5, 6, 2, 3, 3)) < 0.4).astype(np.int64)
+        ref = reference.run(graph, frames, 6)
+        assert ref.spikes["h"].any()
+        _assert_same(ref, fast_reference.run(graph, frames, 6, chunk=2))
+
+
+def test_fast_path_agrees_with_fake_quant_too():
+    """The third implementation, torch's, on a random residual graph with event frames."""
+    from export.fake_quant import run_fake_quant
+
+    graph = next(g for g in map(random_graph, range(50)) if not g.is_chain and g.input.encoding == "event-frames")
+    inputs = random_inputs(1, graph, 4, batch=6)
+    fast = fast_reference.run(graph, inputs, 4)
+    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), 4)
+    for name in fast.spikes:
+        assert np.array_equal(spikes[name].numpy(), fast.spikes[name]), name
+    assert np.array_equal(readout.numpy(), fast.readout)
