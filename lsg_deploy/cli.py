@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", choices=tuple(DATASETS),
                     help="; ".join(f"{d.name}: {d.description}" for d in DATASETS.values()) + " (default: digits)")
     tr.add_argument("--arch", choices=tuple(ARCHITECTURES), help="network architecture (default: digits-cnn)")
+    tr.add_argument("--width", type=float, help="multiplies the architecture's channel and hidden counts "
+                    "(default 1; e.g. 0.0625 runs resnet19 on the digits in seconds)")
     tr.add_argument("--mode", choices=("lsg", "trainable-decay", "fixed"))
     tr.add_argument("--alpha", type=float, help="surrogate width for fixed / trainable-decay")
     tr.add_argument("--timesteps", type=int)
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--loss", choices=("ce", "tet"))
+    tr.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam; sgd uses momentum (config key)")
 
     ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle")
     ex.add_argument("model", type=Path, help="model.pt from lsg-deploy train")
@@ -91,8 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = (lambda *a: None) if args.quiet else print
     try:
         if args.command == "train":
-            overrides = {k: getattr(args, k) for k in ("dataset", "arch", "mode", "alpha", "timesteps", "epochs",
-                                                       "batch_size", "lr", "seed", "loss")}
+            overrides = {k: getattr(args, k) for k in ("dataset", "arch", "width", "mode", "alpha", "timesteps",
+                                                       "epochs", "batch_size", "lr", "seed", "loss", "optimizer")}
             result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet)
             m = result["metrics"]
             say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "

@@ -16,12 +16,15 @@ from lsg_deploy.data import DataSpec, load
 from training.checkpoint import checkpoint_bytes, checkpoint_document, content_digest, load_checkpoint
 from training.config import TrainConfig
 from training.loop import Split, activation_bytes, fit, predict
-from training.model import ConvBN, ResidualBlock, TdBN
+from training.model import ArchitectureError, ConvBlock, ConvBN, ResidualBlock, TdBN
 from training.models import ARCHITECTURES, build_model
 from training.models.digits_cnn import SpikingConvNet
 from training.models.digits_resnet import DigitsResNet
 
-TINY = {"timesteps": 2, "channels": (4, 8), "hidden": 16, "epochs": 1}
+TINY = {"timesteps": 2, "channels": (4, 8), "hidden": 16, "epochs": 1, "width": 1.0}
+#: an input each architecture accepts, and the width that keeps it small
+SMALL = {"digits-cnn": ((1, 8, 8), 1.0), "digits-resnet": ((1, 8, 8), 1.0), "resnet19": ((1, 8, 8), 1 / 16),
+         "vggsnn": ((2, 16, 16), 1 / 16)}
 TINY_TOML = "[train]\nepochs = 1\ntimesteps = 2\nchannels = [4, 8]\nhidden = 16\nbatch_size = 256\n"
 
 #: today's digits-cnn (before the registry): exported bundles and old checkpoints depend on these names
@@ -55,8 +58,9 @@ def _lines(err: str) -> list[str]:
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_registry_builds_and_runs_every_architecture(arch):
     torch.manual_seed(0)
-    model = build_model(TrainConfig(arch=arch, **TINY), (1, 8, 8), 10)
-    out = model(torch.rand(3, 1, 8, 8), record=True)
+    shape, width = SMALL[arch]
+    model = build_model(TrainConfig(arch=arch, **{**TINY, "width": width}), shape, 10)
+    out = model(torch.rand(3, *shape), record=True)
     assert out.logits.shape == (3, 10) and out.outputs.shape == (2, 3, 10)
     assert bool(torch.isfinite(out.logits).all())
     assert list(out.spikes) == list(model.lif_layers())  # every LIF recorded, under its name, in order
@@ -67,9 +71,9 @@ def test_registry_builds_and_runs_every_architecture(arch):
 
 
 def test_registry_is_the_choice_everywhere(capsys, tmp_path):
-    assert set(ARCHITECTURES) >= {"digits-cnn", "digits-resnet"}
+    assert set(ARCHITECTURES) == set(SMALL)
     assert TrainConfig().arch == "digits-cnn"
-    with pytest.raises(ValueError, match="arch must be one of digits-cnn, digits-resnet"):
+    with pytest.raises(ValueError, match="arch must be one of digits-cnn, digits-resnet, resnet19, vggsnn"):
         TrainConfig(arch="resnet1000")
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--arch", "resnet1000", "--out", str(tmp_path / "r")])
@@ -230,7 +234,7 @@ def _calibrate(model, x: torch.Tensor) -> None:
     model.eval()
 
 
-@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("arch", ["digits-cnn", "digits-resnet"])
 @torch.no_grad()
 def test_per_step_input(arch):
     torch.manual_seed(2)
@@ -270,3 +274,74 @@ def test_fit_on_per_step_inputs(digits):
     model, metrics = fit(config, frames(train, 300), frames(test, 50), classes)
     assert model.input_shape == (1, 8, 8) and len(metrics) == 1
     assert np.isfinite(metrics[0]["train_loss"])
+
+
+def test_resnet19_structure():
+    """The tdBN/TET ResNet-19: stem 128, stages 3 x 128, 3 x 256 (stride 2), 2 x 512 (stride 2),
+    global pooling, fc 256, readout; projection shortcuts exactly where the shape changes."""
+    model = build_model(TrainConfig(arch="resnet19"), (3, 32, 32), 10)
+    names = [n for n in model.blocks if n.startswith("s")]
+    assert names == ["stem", "s1b1", "s1b2", "s1b3", "s2b1", "s2b2", "s2b3", "s3b1", "s3b2"]
+    projections = {n: b.shortcut.conv.stride for n, b in model.blocks.items()
+                   if isinstance(b, ResidualBlock) and b.shortcut is not None}
+    assert projections == {"s2b1": (2, 2), "s3b1": (2, 2)}
+    assert model.blocks["s3b2"].conv2.conv.out_channels == 512 and model.blocks["pool"].kernel == 8
+    assert (model.blocks["fc1"].linear.in_features, model.blocks["fc1"].linear.out_features) == (512, 256)
+    assert model.activation_shapes()[-1] == (10,)
+    w = model.blocks["s1b1"].conv1.conv.weight  # Kaiming normal, fan-out: std sqrt(2 / (128 * 9))
+    assert float(w.detach().std()) == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)
+    with pytest.raises(ArchitectureError, match="square input whose side 4 divides"):
+        build_model(TrainConfig(arch="resnet19"), (3, 30, 30), 10)
+
+
+def test_vggsnn_structure():
+    model = build_model(TrainConfig(arch="vggsnn"), (2, 48, 48), 10)
+    convs = [b.conv.out_channels for b in model.blocks.values() if isinstance(b, ConvBlock)]
+    assert convs == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert model.blocks["readout"].linear.in_features == 4608
+    assert all(b.conv.bias is None for b in model.blocks.values() if isinstance(b, ConvBlock))
+    with pytest.raises(ArchitectureError, match="multiples of 16"):
+        build_model(TrainConfig(arch="vggsnn"), (2, 12, 12), 10)
+
+
+def test_width_multiplies_every_count():
+    small = build_model(TrainConfig(arch="resnet19", width=0.25), (3, 32, 32), 10)
+    assert small.blocks["stem"].conv.out_channels == 32 and small.blocks["fc1"].linear.out_features == 64
+    assert build_model(TrainConfig(width=0.5), (1, 8, 8), 10).blocks["conv2"].conv.out_channels == 16
+    with pytest.raises(ValueError, match="width must lie in"):
+        TrainConfig(width=0)
+
+
+@pytest.mark.parametrize("arch", ["resnet19", "vggsnn"])
+def test_paper_networks_fold_exactly(arch):
+    """Strided residual blocks with projection shortcuts, global pooling, four poolings."""
+    from export.fold import fold, run_float
+    from hardware.graph import Input
+
+    torch.manual_seed(1)
+    shape, width = SMALL[arch]
+    model = build_model(TrainConfig(arch=arch, width=width, timesteps=3), shape, 10).double()
+    x = torch.rand(32, *shape, dtype=torch.float64)
+    _calibrate(model, x.unsqueeze(1).expand(32, 3, *shape))
+    ref = predict(model, x, record=True)
+    logits, spikes = run_float(fold(model, Input(shape, "direct", 16)), x, 3)
+    assert all(0 < float(s.mean()) < 1 for s in spikes.values())
+    for name, s in spikes.items():
+        assert torch.equal(s, ref.spikes[name]), name
+    assert torch.allclose(logits, ref.logits, rtol=1e-5, atol=1e-5 * float(ref.logits.abs().max()))
+
+
+def test_resnet19_on_digits_end_to_end_with_lava(tmp_path, capsys):
+    """A small-width ResNet-19 through the CLI on the digits: 19 nodes, strided shortcuts, delay
+    relays; Lava equals the reference bit for bit."""
+    import json
+
+    (tmp_path / "r19.toml").write_text('[train]\narch = "resnet19"\nwidth = 0.0625\nepochs = 1\ntimesteps = 2\n')
+    run, out, report = tmp_path / "run", tmp_path / "bundle", tmp_path / "report.json"
+    assert main(["train", "--config", str(tmp_path / "r19.toml"), "--out", str(run), "--quiet"]) == 0
+    assert main(["export", "--target", "loihi", str(run / "model.pt"), "--out", str(out), "--quiet"]) == 0
+    assert main(["simulate", "--fixed-point", str(out), "--backend", "all", "--limit", "8", "--json", str(report),
+                 "--quiet"]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["exact"]["equal"] is True and len(doc["exact"]["mismatches"]) == 19
+    assert doc["accuracy"]["folded_float"] == doc["accuracy"]["float"]

@@ -14,6 +14,7 @@ from training.models import ARCHITECTURES
 from training.neuron import MODES
 
 LOSSES = ("ce", "tet")
+OPTIMIZERS = ("adam", "sgd")
 # Upper bounds, far above any use and far below what would exhaust memory before training starts.
 MAX_TIMESTEPS = 1024
 MAX_EPOCHS = 100_000
@@ -53,10 +54,14 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    optimizer: str = "adam"  #: adam, or sgd with momentum (the seed paper's CIFAR recipe: lr 0.1, wd 5e-4)
+    momentum: float = 0.9  #: sgd only
     seed: int = 0
-    channels: tuple[int, ...] = (16, 32)  #: conv widths, per block or stage of the architecture
-    hidden: int = 128
+    channels: tuple[int, ...] = (16, 32)  #: conv widths of the digits nets, per block (resnet19, vggsnn: fixed)
+    hidden: int = 128  #: the digits nets' hidden linear LIF layer
+    width: float = 1.0  #: multiplies every architecture's channel and hidden counts (small nets for tests)
     loss: str = "ce"  #: ce on the time-averaged readout, or tet (per-step CE, Deng et al. 2022)
+    tet_lambda: float = 1e-3  #: tet only: weight of TET's MSE regulariser pulling every output toward v_th
     #: a name in lsg_deploy.data.DATASETS, checked there (training does not import lsg_deploy)
     dataset: str = "digits"
     test_fraction: float = 0.2
@@ -68,6 +73,9 @@ class TrainConfig:
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}"),
+            (0 <= self.tet_lambda <= 1, f"tet_lambda must lie in [0, 1], got {self.tet_lambda}"),
             (bool(self.dataset), "dataset must be a dataset's name, got an empty string"),
             (self.alpha > 0, f"alpha must be positive, got {self.alpha}"),
             (0 < self.beta_init < 1, f"beta_init must lie in (0, 1), got {self.beta_init}"),
@@ -81,6 +89,7 @@ class TrainConfig:
             (1 <= len(self.channels) <= MAX_CONV_BLOCKS and all(1 <= c <= MAX_CHANNELS for c in self.channels),
              f"channels must be 1 to {MAX_CONV_BLOCKS} counts in [1, {MAX_CHANNELS}], got {list(self.channels)}"),
             (1 <= self.hidden <= MAX_WIDTH, f"hidden must lie in [1, {MAX_WIDTH}], got {self.hidden}"),
+            (0 < self.width <= 16, f"width must lie in (0, 16], got {self.width}"),
             (0 < self.test_fraction < 1, f"test_fraction must lie in (0, 1), got {self.test_fraction}"),
         ]
         for ok, message in checks:

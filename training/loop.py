@@ -42,12 +42,26 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def loss_fn(out: Forward, y: torch.Tensor, kind: str) -> torch.Tensor:
-    """``ce``: cross-entropy of the time-averaged readout (Eq. 9); ``tet``: mean per-step CE."""
+def loss_fn(out: Forward, y: torch.Tensor, kind: str, tet_lambda: float = 0.0, v_th: float = 0.5) -> torch.Tensor:
+    """``ce``: cross-entropy of the time-averaged readout (Eq. 9). ``tet`` (Deng et al. 2022):
+    ``(1 - lambda) mean_t CE(O_t, y) + lambda MSE(O, v_th)``, the per-step CE plus TET's
+    regulariser that pulls every step's output toward a constant (here the threshold)."""
     if kind == "tet":
         t = out.outputs.shape[0]
-        return nn.functional.cross_entropy(out.outputs.flatten(0, 1), y.repeat(t))
+        per_step = nn.functional.cross_entropy(out.outputs.flatten(0, 1), y.repeat(t))
+        if tet_lambda == 0:
+            return per_step
+        mse = nn.functional.mse_loss(out.outputs, torch.full_like(out.outputs, v_th))
+        return (1 - tet_lambda) * per_step + tet_lambda * mse
     return nn.functional.cross_entropy(out.logits, y)
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam, or SGD with (non-Nesterov) momentum as in the seed paper's CIFAR recipe."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 @torch.no_grad()
@@ -77,7 +91,8 @@ def fit(
     on_epoch: Callable[[dict[str, float], SpikingNet], None] = lambda row, model: None,
     memory_limit: int | None = None,
 ) -> tuple[SpikingNet, list[dict[str, float]]]:
-    """Train with Adam and a cosine schedule; returns the model and one metrics row per epoch.
+    """Train with the configured optimizer (Adam or SGD) and a cosine schedule; returns the model
+    and one metrics row per epoch.
 
     ``on_epoch(row, model)`` runs after every epoch (the caller saves checkpoints there).
     Raises :class:`TrainingDiverged` on a non-finite loss, and ``MemoryError`` before training
@@ -90,7 +105,7 @@ def fit(
         raise MemoryError(f"timesteps {config.timesteps} x batch_size {config.batch_size} need about "
                           f"{need / 2**30:,.1f} GiB for activations, more than the {memory_limit / 2**30:,.1f} GiB "
                           f"this machine has; lower them")
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     x_all, y_all = torch.as_tensor(train.x), torch.as_tensor(train.y)
     metrics: list[dict[str, float]] = []
@@ -102,7 +117,7 @@ def fit(
         for i in range(0, len(order), config.batch_size):
             idx = order[i : i + config.batch_size]
             out = model(x_all[idx])
-            loss = loss_fn(out, y_all[idx], config.loss)
+            loss = loss_fn(out, y_all[idx], config.loss, config.tet_lambda, config.v_th)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"training diverged in epoch {epoch} (loss {loss.item()}); "
                                        f"lower the learning rate (lr {config.lr})")

@@ -34,6 +34,11 @@ class ArchitectureError(ValueError):
     """A configuration that does not make a network for the given input (e.g. too many pools)."""
 
 
+def scaled(count: int, width: float) -> int:
+    """A channel or neuron count times the architecture's width multiplier, at least 1."""
+    return max(1, round(count * width))
+
+
 def make_lif(config: TrainConfig) -> LIF:
     """A fresh LIF layer with the configured neuron mode, threshold, initial decay and width."""
     return LIF(config.mode, v_th=config.v_th, beta_init=config.beta_init, alpha=config.alpha)

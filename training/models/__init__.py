@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from training.model import ArchitectureError, SpikingNet
 from training.models.digits_cnn import SpikingConvNet
 from training.models.digits_resnet import DigitsResNet
+from training.models.resnet19 import ResNet19
+from training.models.vggsnn import VGGSNN
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -23,6 +25,8 @@ Builder = Callable[["TrainConfig", tuple[int, int, int], int], SpikingNet]
 ARCHITECTURES: Mapping[str, Builder] = MappingProxyType({
     "digits-cnn": SpikingConvNet,
     "digits-resnet": DigitsResNet,
+    "resnet19": ResNet19,
+    "vggsnn": VGGSNN,
 })
 
 
