@@ -42,7 +42,7 @@ class RectSpike(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         u, alpha = ctx.saved_tensors
         window = (u - ctx.v_th).abs() < alpha / 2
-        return grad_out * window.to(u.dtype) / alpha, None, None
+        return torch.where(window, grad_out / alpha, 0.0), None, None
 
 
 def lsg_width(beta: torch.Tensor, v_th: float) -> torch.Tensor:
