@@ -34,7 +34,7 @@ def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: 
     """Encoded ``inputs`` ((B, C, H, W) direct, (B, T, C, H, W) event frames) -> spikes
     {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64."""
     inputs = torch.as_tensor(inputs)
-    per_step = graph.input.encoding == "event-frames"
+    per_step = graph.input.per_step
     b = inputs.shape[0]
     state = {n.name: [torch.zeros(b, n.neurons, dtype=torch.int64)] * 2 for n in graph.nodes}
     spikes: dict[str, list[torch.Tensor]] = {n.name: [] for n in graph.hidden}

@@ -40,7 +40,7 @@ def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, d
         try:
             on_grid = quantize_loihi(graph, bound, dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP))
         except RangeError as exc:
-            if "bias_mant" not in str(exc):
+            if exc.field != "bias_mant":
                 raise
             reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}, where {str(exc).split(';')[0]}"
         else:

@@ -41,7 +41,12 @@ ON_OVERFLOW = ("error", "clip")
 
 
 class RangeError(ValueError):
-    """A quantized value does not fit the target's integer range."""
+    """A quantized value does not fit the target's integer range; ``field`` names which
+    (``weight``, ``bias_mant``)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,11 @@ def _to_int(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), -(2.0**62), 2.0**62).astype(np.int64)
 
 
-def _fit(values: np.ndarray, lo: int, hi: int, what: str, layer: str, policy: QuantPolicy,
-         warnings: list[str]) -> tuple[np.ndarray, int]:
-    """Check integer ``values`` against ``[lo, hi]``; clip (and count) or raise per policy."""
+def _fit(values: np.ndarray, lo: int, hi: int, field: str, layer: str, policy: QuantPolicy,
+         warnings: list[str], note: str = "") -> tuple[np.ndarray, int]:
+    """Check integer ``values`` of ``field`` against ``[lo, hi]``; clip (and count) or raise per
+    policy. ``note`` qualifies the field in messages."""
+    what = f"{field} ({note})" if note else field
     bad = (values < lo) | (values > hi)
     n = int(np.count_nonzero(bad))
     if n == 0:
@@ -78,7 +85,7 @@ def _fit(values: np.ndarray, lo: int, hi: int, what: str, layer: str, policy: Qu
     if policy.on_overflow == "error":
         raise RangeError(
             f"layer {layer}: {n} {what} value(s) outside [{lo}, {hi}] (worst {int(worst)}); "
-            f"pass --clip to clip and count them"
+            f"pass --clip to clip and count them", field
         )
     warnings.append(f"layer {layer}: clipped {n} {what} value(s) to [{lo}, {hi}] (worst {int(worst)})")
     return np.clip(values, lo, hi), n
@@ -90,14 +97,15 @@ def _bias_to_mant_exp(bias_v: np.ndarray, layer: str, policy: QuantPolicy,
     if policy.bias_exp is not None:
         exp = policy.bias_exp
         mant = _to_int(bias_v / (1 << exp))
-        mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, f"bias_mant (at bias_exp={exp})", layer, policy,
-                       warnings)
+        mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, "bias_mant", layer, policy, warnings,
+                       f"at bias_exp={exp}")
         return mant, exp, n
     for exp in range(fp.BIAS_EXP_MIN, fp.BIAS_EXP_MAX + 1):
         mant = _to_int(bias_v / (1 << exp))
         if mant.size == 0 or (mant.min() >= fp.BIAS_MANT_MIN and mant.max() <= fp.BIAS_MANT_MAX):
             return mant, exp, 0
-    mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, f"bias_mant (at bias_exp={exp})", layer, policy, warnings)
+    mant, n = _fit(mant, fp.BIAS_MANT_MIN, fp.BIAS_MANT_MAX, "bias_mant", layer, policy, warnings,
+                   f"at bias_exp={exp}")
     return mant, exp, n
 
 
@@ -135,14 +143,13 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
     bias_v = node.bias * scale * (1 << fp.ACT_SHIFT)
     if not np.all(np.isfinite(bias_v)):
         raise RangeError(f"layer {node.name}: bias is not finite at scale {scale:g}; the layer cannot be "
-                         f"quantized (are its weights all near zero?)")
+                         f"quantized (are its weights all near zero?)", "bias_mant")
     records, edge_ranges, w_clipped, worst = [], {}, 0, 0
     for edge, c, r in zip(edges, input_scales, ranges_used, strict=True):
         record, clipped = _edge_weights(edge, scale, c, policy, warnings)
         records.append(record)
         w_clipped += clipped
-        fan = np.abs(record.weight).reshape(record.weight.shape[0], -1).sum(axis=1)
-        worst += int(fan.max() * c) if fan.size else 0
+        worst += int(record.worst_sums(int(c)).max(initial=0))
         edge_ranges[edge.name] = {"source": edge.source, "input_scale": c, "weight_range_used": r,
                                   "clipped_weight": clipped}
     bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(bias_v, node.name, policy, warnings)

@@ -34,9 +34,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, Graph, LoihiEdge, per_neuron
+from hardware.graph import INPUT, Graph, LoihiEdge, activation_bound, per_neuron
 from hardware.profile import LOIHI2, OVERFLOW_RULES, Profile
-from hardware.reference import SATURATION_KINDS, IntegerRun
+from hardware.reference import SATURATION_KINDS, IntegerRun, synaptic_input
 
 CHUNK = 256  #: samples per chunk
 EXACT_BITS = {np.float32: 24, np.float64: 53}  #: integers below 2^p are exact in these formats
@@ -104,8 +104,7 @@ class _Synapse:
         self.edge, self.profile = edge, profile
         g = edge.geometry
         w = edge.weight.astype(np.int64)
-        per_out = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
-        self.worst = int(per_out.max(initial=0)) * int(input_bound)
+        self.worst = int(edge.worst_sums(input_bound).max(initial=0))
         self.dtype = next((d for d, bits in EXACT_BITS.items() if self.worst < 1 << bits), None)
         self.conv = g.kind == "conv"
         self.may_wrap = self.conv and self.worst >= 1 << (profile.synapse_bits - 1)
@@ -114,8 +113,7 @@ class _Synapse:
         #: weights cost little there): a dense matrix of int32 sums, no wrap, no shift
         self.accumulates = (numba is not None and small and not self.may_wrap and edge.weight_exp == 0
                             and self.worst < 1 << 31)
-        self.dense = not self.conv or self.accumulates or (
-            small and g.neurons * g.fan_in <= DENSE_CONV_WASTE * g.neurons * w[0].size)
+        self.dense = not self.conv or self.accumulates or (small and g.fan_in <= DENSE_CONV_WASTE * w[0].size)
         if self.accumulates:  # int32 (fan_in, out): weights fit, and so does every sum (worst < 2^31)
             self.int_matrix_t = (_conv_as_dense(edge, transposed=True) if self.conv
                                  else np.ascontiguousarray(w.T.astype(np.int32)))
@@ -123,19 +121,9 @@ class _Synapse:
             matrix = (_conv_as_dense(edge) if self.conv else w) if self.dense else w.reshape(w.shape[0], -1)
             self.matrix_t = np.ascontiguousarray(matrix.T.astype(self.dtype))  # (fan_in, out)
 
-    @property
-    def bound(self) -> int:
-        """Largest ``|a|`` this edge can add to its target's input (after a wrap or shift)."""
-        if self.may_wrap:
-            return 1 << (self.profile.synapse_bits - 1)
-        exp = int(self.edge.weight_exp)
-        return self.worst << exp if exp > 0 else self.worst >> -exp
-
     def __call__(self, s: np.ndarray) -> tuple[np.ndarray, int]:
         """Activations (M, neurons) int64 for source values ``s`` (M, fan_in), and the wraps."""
         if self.dtype is None:  # beyond float64's exact range: the reference's own arithmetic
-            from hardware.reference import synaptic_input
-
             return synaptic_input(self.edge, s.astype(np.int64), self.profile)
         x = s.astype(self.dtype, copy=False)
         if self.dense:
@@ -307,8 +295,8 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOI
     ``progress(n)`` is called after every chunk of ``n`` samples."""
     steps_in = graph.input.steps(inputs, timesteps)
     b = steps_in.shape[0]
-    per_step = graph.input.encoding == "event-frames"
-    bound = int(np.abs(steps_in).max(initial=0)) if steps_in.size else 0
+    per_step = graph.input.per_step
+    bound = int(np.abs(steps_in).max(initial=0))
     synapses = {e.name: _Synapse(e, bound if e.source == INPUT else 1, profile) for e in graph.edges}
     biases = {n.name: fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp).astype(np.int64)
               for n in graph.nodes}
@@ -317,7 +305,7 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOI
     readout = np.empty((b, timesteps, graph.readout.neurons), np.int64)
     saturation = {n.name: dict.fromkeys(SATURATION_KINDS, 0) for n in graph.nodes}
     #: int32 activations where every node's summed worst case fits (halves the memory traffic)
-    acc_dtype = {n.name: np.int32 if sum(synapses[e.name].bound for e in incoming[n.name]) < 1 << 31 else np.int64
+    acc_dtype = {n.name: np.int32 if activation_bound(graph, n.name, bound) < 1 << 31 else np.int64
                  for n in graph.nodes}
     for lo in range(0, b, chunk):
         hi = min(lo + chunk, b)

@@ -39,7 +39,8 @@ from hardware.profile import LOIHI2
 
 INPUT = "input"  #: the input node's name, the source of the first edges
 KINDS = ("conv", "dense")
-ENCODINGS = ("direct", "event-frames")
+DIRECT, EVENT_FRAMES = "direct", "event-frames"
+ENCODINGS = (DIRECT, EVENT_FRAMES)
 
 
 class BundleError(ValueError):
@@ -127,24 +128,28 @@ class Input:
             raise BundleError(f"unknown input encoding {self.encoding!r}; expected one of {ENCODINGS}")
         if not self.shape or min(self.shape) < 1:
             raise BundleError(f"input shape must be positive, got {self.shape}")
-        if self.input_max < 1 or (self.encoding == "event-frames" and self.input_max != 1):
+        if self.input_max < 1 or (self.per_step and self.input_max != 1):
             raise BundleError(f"input_max must be >= 1 (1 for event frames), got {self.input_max}")
 
     @property
     def neurons(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def per_step(self) -> bool:
+        """True when every step has its own input (event frames), false for a repeated image."""
+        return self.encoding == EVENT_FRAMES
+
     def steps(self, inputs: np.ndarray, timesteps: int) -> np.ndarray:
         """Encoded inputs as ``(B, T, ...)`` (a broadcast view for the direct encoding)."""
         inputs = np.asarray(inputs)
-        per_step = self.encoding == "event-frames"
-        expected = ((timesteps,) if per_step else ()) + tuple(self.shape)
+        expected = ((timesteps,) if self.per_step else ()) + tuple(self.shape)
         if inputs.ndim != 1 + len(expected) or tuple(inputs.shape[1:]) != expected:
             raise ValueError(f"{self.encoding} inputs must be (B, {', '.join(map(str, expected))}), "
                              f"got {inputs.shape}")
         if not np.issubdtype(inputs.dtype, np.integer) and inputs.dtype != bool:
             raise ValueError(f"encoded inputs must be integers, got dtype {inputs.dtype}")
-        if per_step:
+        if self.per_step:
             return inputs
         return np.broadcast_to(inputs[:, None], (inputs.shape[0], timesteps, *self.shape))
 
@@ -235,6 +240,21 @@ class LoihiEdge:
             raise BundleError(f"edge {n}: conv synapses have no weight exponent on Loihi (got {self.weight_exp})")
         if not (math.isfinite(self.input_scale) and self.input_scale > 0):
             raise BundleError(f"edge {n}: input_scale must be positive and finite, got {self.input_scale}")
+
+    def worst_sums(self, input_bound: int) -> np.ndarray:
+        """Largest ``|W s|`` per output channel (conv) or neuron (dense) for inputs ``|s| <= input_bound``."""
+        w = np.abs(self.weight.astype(np.int64)).reshape(self.weight.shape[0], -1)
+        return w.sum(axis=1) * int(input_bound)
+
+    def activation_bounds(self, input_bound: int) -> np.ndarray:
+        """Largest ``|a|`` this edge adds to its target, per output channel or neuron: after the
+        24-bit wrap (conv) or the ``weight_exp`` shift (dense; shifting ``-|x|`` right rounds
+        its magnitude up)."""
+        worst = self.worst_sums(input_bound)
+        if self.geometry.kind == "conv":
+            return np.minimum(worst, 1 << (LOIHI2.synapse_bits - 1))
+        exp = int(self.weight_exp)
+        return worst << exp if exp >= 0 else -((-worst) >> -exp)
 
 
 @dataclass(frozen=True)
@@ -378,6 +398,14 @@ class Graph:
             raise BundleError("this graph is not a chain (a node has several inputs, or an edge skips)")
         for n in self.nodes:
             yield self.incoming(n.name)[0], n
+
+
+def activation_bound(graph: Graph, node: str, input_bound: int) -> int:
+    """Largest ``|a|`` a node of an integer graph can receive: the per-channel sum over its
+    incoming edges of :meth:`LoihiEdge.activation_bounds` (``input_bound`` for edges from the
+    input, 1 for spikes)."""
+    total = sum(e.activation_bounds(input_bound if e.source == INPUT else 1) for e in graph.incoming(node))
+    return int(np.max(total, initial=0))
 
 
 def same_structure(a: Graph, b: Graph, what: str) -> None:

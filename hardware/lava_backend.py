@@ -93,7 +93,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, Graph, per_neuron
+from hardware.graph import INPUT, Graph, activation_bound, per_neuron
 from hardware.reference import IntegerRun
 
 LAVA_RUN_TAG = "fixed_pt"
@@ -168,18 +168,6 @@ def conv_kernel_to_lava(weight: np.ndarray) -> np.ndarray:
 
 # --- limits (numpy only) -------------------------------------------------------------------------
 
-def _activation_bounds(edge, input_bound: int) -> tuple[int, np.ndarray]:
-    """Largest ``|W s|`` of the edge, and the largest ``|a|`` per index of the target's first
-    axis (output channel of a conv, neuron of a dense), after the shift (dense) or wrap (conv)."""
-    w = np.abs(edge.weight.astype(np.int64)).reshape(edge.weight.shape[0], -1)
-    worst = w.sum(axis=1) * int(input_bound)
-    raw = int(worst.max(initial=0))
-    if edge.geometry.kind == "conv":
-        return raw, np.minimum(worst, 1 << (fp.CONV_OUT_BITS - 1))
-    exp = int(edge.weight_exp)
-    return raw, (worst << exp if exp >= 0 else -((-worst) >> -exp))  # right shift of -|x| rounds down
-
-
 def check_lava_limits(graph: Graph, input_bound: int, timesteps: int) -> None:
     """Raise :class:`LavaLimitError` where Lava could not run the graph as the reference does.
 
@@ -199,16 +187,14 @@ def check_lava_limits(graph: Graph, input_bound: int, timesteps: int) -> None:
         raise LavaLimitError(f"inputs up to {bound} do not fit Lava's int32 source")
     layouts(graph)
     for node in graph.nodes:
-        total = np.zeros(node.shape[0], np.int64)
         for edge in graph.incoming(node.name):
-            raw, a_max = _activation_bounds(edge, bound if edge.source == INPUT else 1)
+            raw = int(edge.worst_sums(bound if edge.source == INPUT else 1).max(initial=0))
             if raw >= INT32_LIMIT:
                 raise LavaLimitError(
                     f"edge {edge.name}: {edge.geometry.kind} sums up to {raw} reach 2^31, beyond Lava's "
                     f"int32 synapse arithmetic"
                 )
-            total += a_max
-        a_sum = int(total.max(initial=0))
+        a_sum = activation_bound(graph, node.name, bound)
         if a_sum >= INT32_LIMIT:
             raise LavaLimitError(
                 f"node {node.name}: its incoming edges' activations add up to {a_sum}, reaching 2^31, "
@@ -232,7 +218,7 @@ def encoded_steps(graph: Graph, inputs: np.ndarray, timesteps: int) -> np.ndarra
     if inputs.ndim < 1 or inputs.shape[0] == 0:
         raise ValueError(f"encoded inputs must be a non-empty batch, got shape {inputs.shape}")
     steps = graph.input.steps(inputs, timesteps).astype(np.int64)
-    if graph.input.encoding == "event-frames" and not np.isin(steps, (0, 1)).all():
+    if graph.input.per_step and not np.isin(steps, (0, 1)).all():
         raise ValueError("event-frame inputs must be 0/1 spikes (Lava sends them as binary events)")
     return steps
 
@@ -338,7 +324,7 @@ def build(graph: Graph, steps_in: np.ndarray, timesteps: int, *, _pad_delays: bo
     pads = delay_pads(graph) if _pad_delays else dict.fromkeys((e.name for e in graph.edges), 0)
     steps = b * timesteps + depth[graph.readout.name]
     flat = steps_in.reshape(b * timesteps, -1)  # row t: global input step t = b T + tau
-    graded = graph.input.encoding == "direct"
+    graded = not graph.input.per_step
     sources: dict[tuple, object] = {}  # (pad, shape, order) -> RingBuffer
     taps: dict[str, list] = {}  # node -> [s_out, relay 1's s_out, relay 2's s_out, ...]
     lifs: dict[str, object] = {}

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-DIRECT, EVENT_FRAMES = "direct", "event-frames"
-ENCODINGS = (DIRECT, EVENT_FRAMES)
+from hardware.graph import DIRECT, ENCODINGS, EVENT_FRAMES  # the bundle's names for them
 
 
 class DataError(ValueError):

@@ -38,6 +38,12 @@ def _run_reference(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progres
     return fast_reference.run(bundle.loihi_graph, inputs, bundle.timesteps, progress=progress)
 
 
+def _warm_up_reference() -> None:
+    from hardware import fast_reference
+
+    fast_reference.warm_up()
+
+
 def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
     from hardware.bundle import BundleError
     from hardware.lava_backend import LavaLimitError
@@ -57,11 +63,13 @@ class Backend:
     description: str
     #: (bundle, its directory, encoded inputs, progress or None) -> run
     run: Callable[[Bundle, Path, np.ndarray, Progress | None], IntegerRun]
+    #: one-time set-up, done (and timed) before the run is timed: compiling or loading kernels
+    warm_up: Callable[[], None] = lambda: None
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("reference", "the integer reference (hardware/reference.py; its fast path hardware/fast_reference.py)",
-            _run_reference),
+            _run_reference, _warm_up_reference),
     Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava),
 )}
 ALL = "all"  #: every backend, each compared with the reference bit for bit
@@ -78,12 +86,9 @@ def backends_for(choice: str) -> tuple[str, ...]:
 
 
 def _warm_up(backend: str) -> float:
-    """One-time set-up of a backend before it is timed (the fast reference's compiled kernels)."""
+    """A backend's one-time set-up (:attr:`Backend.warm_up`); its seconds."""
     start = time.perf_counter()
-    if backend == REFERENCE:
-        from hardware import fast_reference
-
-        fast_reference.warm_up()
+    BACKENDS[backend].warm_up()
     return time.perf_counter() - start
 
 
