@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = read_bundle(args.bundle)
     _, test, _ = load(DataSpec(**bundle.source.get("data", {})), bundle.timesteps)
     inputs = test.pixels[: args.samples]
-    n, graph, t_steps = len(inputs), bundle.loihi_graph, bundle.timesteps
+    n, graph, t_steps = len(inputs), bundle.integer_graph, bundle.timesteps
 
     ref = reference.run(graph, inputs, t_steps)
     fast_reference.warm_up()

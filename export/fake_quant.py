@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, Graph, LoihiEdge, per_neuron
+from hardware.graph import INPUT, Graph, IntegerEdge, per_neuron
 from hardware.profile import LOIHI2, Profile
 
 
-def _synaptic(edge: LoihiEdge, s: torch.Tensor, profile: Profile) -> torch.Tensor:
+def _synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile) -> torch.Tensor:
     g = edge.geometry
     w = torch.as_tensor(edge.weight, dtype=torch.float64)
     x = s.to(torch.float64)

@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from export.fold import fold, readout_bound
+from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_record
 from export.netx import NETX_BIAS_EXP, NETX_NAME, skip_reason, write_netx
 from export.nir_export import write_nir
-from export.quantize import QuantPolicy, RangeError, quantize_loihi
-from hardware.bundle import Bundle, sha256_file, write_bundle
+from export.quantize import QuantPolicy, RangeError, quantize
+from hardware.bundle import Bundle, BundleError, write_bundle
 from hardware.files import staged_directory
 from hardware.graph import Graph, Input
-from training.checkpoint import load_checkpoint, package_versions
+from hardware.profile import LOIHI2
 
 #: lava-dl's netx fixes bias_exp = 6; quantizing with it keeps model.net exact (export/netx.py)
 LOIHI_BIAS_EXP = NETX_BIAS_EXP
-SOURCE_MODEL = "source_model.pt"
-NIR_NAME = "model.nir"
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    bundle: Bundle
-    warnings: list[str]
 
 
 def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, dict, list[str], str | None]:
@@ -38,7 +28,7 @@ def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, d
     reason = skip_reason(graph)
     if reason is None:
         try:
-            on_grid = quantize_loihi(graph, bound, dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP))
+            on_grid = quantize(graph, bound, dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP))
         except RangeError as exc:
             if exc.field != "bias_mant":
                 raise
@@ -48,11 +38,11 @@ def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, d
             if not clipped:
                 return (*on_grid, None)
             reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}, where the biases of {', '.join(clipped)} do not fit"
-    return (*quantize_loihi(graph, bound, dataclasses.replace(policy, bias_exp=None)), reason)
+    return (*quantize(graph, bound, dataclasses.replace(policy, bias_exp=None)), reason)
 
 
 def export_loihi(checkpoint: Path, out: Path, calibration_inputs: np.ndarray, spec: Input,
-                 policy: QuantPolicy | None = None) -> ExportResult:
+                 policy: QuantPolicy | None = None, profile: str = LOIHI2.name) -> ExportResult:
     """Fold, calibrate the readout range on ``calibration_inputs`` (encoded as ``spec`` says),
     quantize, write ``out``: the bundle, ``model.nir`` (folded float graph), ``model.net`` (lava-dl
     netx, for chains: a graph netx cannot hold is skipped, recorded in the bundle's ``artifacts``
@@ -62,35 +52,26 @@ def export_loihi(checkpoint: Path, out: Path, calibration_inputs: np.ndarray, sp
     ``out`` is written whole or not at all (staged in a sibling directory, swapped in atomically);
     whether ``out`` may be replaced is decided before this is called (``lsg_deploy.outputs``).
     """
+    if profile != LOIHI2.name:
+        raise BundleError(f"target loihi has one profile, {LOIHI2.name}; got {profile!r}")
     policy = policy or QuantPolicy()
-    model, doc = load_checkpoint(checkpoint)
-    float_graph = fold(model, spec)
-    timesteps = model.timesteps
-    calib = torch.as_tensor(np.asarray(calibration_inputs) / spec.input_max, dtype=torch.float64)
-    bound = readout_bound(float_graph, calib, timesteps)
-    loihi_graph, quantization, warnings, netx_skipped = _quantize(float_graph, bound, policy)
+    prepared = prepare(checkpoint, calibration_inputs, spec)
+    integer_graph, quantization, warnings, netx_skipped = _quantize(prepared.float_graph, prepared.bound, policy)
     artifacts = {"nir": {"file": NIR_NAME}, "source_model": {"file": SOURCE_MODEL},
                  "netx": {"skipped": netx_skipped} if netx_skipped else {"file": NETX_NAME}}
     bundle = Bundle(
         target="loihi",
-        timesteps=timesteps,
-        float_graph=float_graph,
-        loihi_graph=loihi_graph,
+        timesteps=prepared.timesteps,
+        float_graph=prepared.float_graph,
+        integer_graph=integer_graph,
+        profile=LOIHI2.name,
         artifacts=artifacts,
         quantization=quantization,
-        source={
-            "checkpoint": str(Path(checkpoint).resolve()),
-            "checkpoint_sha256": sha256_file(checkpoint),
-            "copy": SOURCE_MODEL,
-            "data": doc["data"],
-            "train_config": doc["config"],
-            "final_metrics": doc["metrics"][-1] if doc["metrics"] else {},
-            "exporter_versions": package_versions(),
-        },
+        source=source_record(checkpoint, prepared.doc),
     )
     written = [NIR_NAME, SOURCE_MODEL]
     with staged_directory(out) as stage:
-        write_nir(float_graph, timesteps, stage / NIR_NAME)
+        write_nir(prepared.float_graph, prepared.timesteps, stage / NIR_NAME)
         if not netx_skipped:
             write_netx(bundle, stage / NETX_NAME)
             written.append(NETX_NAME)

@@ -88,7 +88,7 @@ import numpy as np
 from hardware import files
 from hardware import fixed_point as fp
 from hardware.bundle import FORMAT_VERSION, Bundle
-from hardware.graph import Graph, LoihiEdge, LoihiNode
+from hardware.graph import Graph, IntegerEdge, IntegerNode
 
 NETX_NAME = "model.net"
 NETX_BIAS_EXP = 6  #: netx gives every CUBA neuron ``bias_exp = 6``; the file holds ``bias_mant``
@@ -115,7 +115,7 @@ def skip_reason(graph: Graph) -> str | None:
     return "lava-dl netx holds chains of layers only, and an edge of this graph skips a node"
 
 
-def netx_bias(layer: LoihiNode) -> np.ndarray:
+def netx_bias(layer: IntegerNode) -> np.ndarray:
     """The file's ``bias``: ``(bias_mant << bias_exp) >> 6``, exact and within 13 bits, or raise."""
     effective = fp.effective_bias(layer.bias_mant, layer.bias_exp)
     mant, rest = np.divmod(effective, 1 << NETX_BIAS_EXP)
@@ -134,7 +134,7 @@ def netx_bias(layer: LoihiNode) -> np.ndarray:
     return mant.astype(np.int32)
 
 
-def netx_neuron(layer: LoihiNode) -> dict[str, Any]:
+def netx_neuron(layer: IntegerNode) -> dict[str, Any]:
     """CUBA neuron parameters under slayer's names (netx: ``du = iDecay - 1``, ``dv = vDecay``)."""
     return {
         "type": "CUBA",
@@ -146,7 +146,7 @@ def netx_neuron(layer: LoihiNode) -> dict[str, Any]:
     }
 
 
-def _check_synapse(layer: LoihiEdge) -> None:
+def _check_synapse(layer: IntegerEdge) -> None:
     if layer.weight_exp != 0:
         raise NetxError(f"layer {layer.name}: weight_exp {layer.weight_exp} != 0 has no netx field")
     if layer.geometry.kind != "dense":
@@ -177,11 +177,11 @@ def netx_groups(bundle: Bundle) -> list[tuple[str, dict[str, Any]]]:
     groups: list[tuple[str, dict[str, Any]]] = [
         ("input", {"type": "input", "shape": np.asarray(bundle.input.shape, np.int64)})
     ]
-    reason = skip_reason(bundle.loihi_graph)
+    reason = skip_reason(bundle.integer_graph)
     if reason:
         raise NetxError(reason)
     shape = tuple(bundle.input.shape)
-    for edge, node in bundle.loihi_graph.chain():
+    for edge, node in bundle.integer_graph.chain():
         _check_synapse(edge)
         g = edge.geometry
         expected = shape if g.kind == "conv" else (int(np.prod(shape)),)

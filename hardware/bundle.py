@@ -2,7 +2,7 @@
 
 A bundle is a directory readable with numpy and json alone::
 
-    bundle.json   format name and version, target, timesteps, the input (shape, encoding,
+    bundle.json   format name and version, target and its integer profile, timesteps, the input (shape, encoding,
                   input_max), the graph's node and edge records (scalars) for each record,
                   the artifacts the export wrote or skipped (and why), quantization ranges and
                   clip counts, provenance, the SHA-256 of every other file of the bundle
@@ -11,8 +11,9 @@ A bundle is a directory readable with numpy and json alone::
                   ``<record>/edges/<edge>/<field>``
 
 The network is a graph (:mod:`hardware.graph`): nodes and edges, described twice with the same
-names, topology and geometry: ``float`` (tdBN and pooling folded, float64) and ``loihi`` (the
-integer network in Lava's formats, see :mod:`hardware.fixed_point`). The record classes of
+names, topology and geometry: ``float`` (tdBN and pooling folded, float64) and ``integer`` (the
+integer network in the formats of the bundle's profile, :mod:`hardware.profile`; every value is
+checked against that profile's ranges on reading). The record classes of
 :mod:`hardware.graph` are the only registry: writing and reading both walk their dataclass
 fields, and reading checks every JSON value against the field's declared type, so a float where
 an integer belongs, a missing or an extra field is a :class:`BundleError` naming it.
@@ -44,17 +45,17 @@ from hardware.graph import (
     Input,
     same_structure,
 )
+from hardware.profile import LOIHI2, PROFILES, TARGET_PROFILES, Profile
 
 __all__ = ["Bundle", "BundleError", "read_bundle", "write_bundle", "replace_refusal", "sha256_file",
            "document_digest", "FORMAT_VERSION"]
 
 FORMAT_NAME = "lsg-deploy-bundle"
-FORMAT_VERSION = 3  #: 2: checksums (``files``, ``sha256``); 3: the network as a graph, input encoding, artifacts
+FORMAT_VERSION = 4  #: 2: checksums; 3: the network as a graph, input encoding, artifacts; 4: integer profiles
 JSON_NAME = "bundle.json"
 ARRAYS_NAME = "arrays.npz"
-TARGETS = ("loihi",)
 MAX_TIMESTEPS = 1 << 16
-RECORDS = ("float", "loihi")
+RECORDS = ("float", "integer")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Bundle:
     target: str
     timesteps: int
     float_graph: Graph
-    loihi_graph: Graph
+    integer_graph: Graph
+    profile: str = LOIHI2.name  #: the integer graph's profile, a name in :data:`hardware.profile.PROFILES`
     #: what the export wrote: name -> {"file": NAME} or {"skipped": why}
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)
@@ -73,16 +75,20 @@ class Bundle:
     files: dict[str, str] = field(default_factory=dict)  #: name -> SHA-256, as read (verified) from a bundle
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise BundleError(f"unknown target {self.target!r}; this lsg-deploy knows {', '.join(TARGETS)}")
+        if self.target not in TARGET_PROFILES:
+            raise BundleError(f"unknown target {self.target!r}; this lsg-deploy knows {', '.join(TARGET_PROFILES)}")
+        if self.profile not in TARGET_PROFILES[self.target]:
+            raise BundleError(f"profile {self.profile!r} is not one of target {self.target}'s: "
+                              f"{', '.join(TARGET_PROFILES[self.target])}")
         if not 1 <= self.timesteps <= MAX_TIMESTEPS:
             raise BundleError(f"timesteps must lie in [1, {MAX_TIMESTEPS}], got {self.timesteps}")
-        for key, graph in (("float", self.float_graph), ("loihi", self.loihi_graph)):
+        for key, graph in (("float", self.float_graph), ("integer", self.integer_graph)):
             if not all(isinstance(n, NODE_TYPES[key]) for n in graph.nodes) or not all(
                     isinstance(e, EDGE_TYPES[key]) for e in graph.edges):
                 raise BundleError(f"the {key} graph must hold {NODE_TYPES[key].__name__} and "
                                   f"{EDGE_TYPES[key].__name__} records")
-        same_structure(self.float_graph, self.loihi_graph, "bundle")
+        same_structure(self.float_graph, self.integer_graph, "bundle")
+        PROFILES[self.profile].check(self.integer_graph)
         for name, entry in self.artifacts.items():
             if not (isinstance(entry, dict) and len(entry) == 1 and set(entry) <= {"file", "skipped"}
                     and isinstance(next(iter(entry.values())), str)):
@@ -93,14 +99,19 @@ class Bundle:
         return self.float_graph.input
 
     def graph(self, record: str) -> Graph:
-        return {"float": self.float_graph, "loihi": self.loihi_graph}[record]
+        return {"float": self.float_graph, "integer": self.integer_graph}[record]
+
+    @property
+    def arithmetic(self) -> Profile:
+        """The integer graph's profile."""
+        return PROFILES[self.profile]
 
 
 # --- writing and reading ----------------------------------------------------------------------
 
 #: the files an export of format version 1 wrote (it had no ``files`` manifest)
 _V1_FILES = (JSON_NAME, ARRAYS_NAME, "model.nir", "model.net", "source_model.pt")
-_TOP_FIELDS = {"format", "format_version", "target", "timesteps", "input", "graph", "artifacts",
+_TOP_FIELDS = {"format", "format_version", "target", "profile", "timesteps", "input", "graph", "artifacts",
                "quantization", "source", "files", "sha256"}
 _INPUT_TYPES = {f.name: f.type for f in dataclasses.fields(Input)}
 _GEOMETRY_TYPES = {f.name: f.type for f in dataclasses.fields(Geometry)}
@@ -242,6 +253,7 @@ def write_bundle(bundle: Bundle, directory: Path, files: tuple[str, ...] = ()) -
         "format": FORMAT_NAME,
         "format_version": bundle.format_version,
         "target": bundle.target,
+        "profile": bundle.profile,
         "timesteps": bundle.timesteps,
         "input": input_to_json(bundle.input),
         "graph": graphs,
@@ -317,9 +329,10 @@ def read_bundle(directory: Path) -> Bundle:
             raise BundleError(f"{where}: artifact {name} names {listed!r}, which the bundle's files do not list")
     return Bundle(
         target=_typed(doc["target"], "str", f"{where}: target"),
+        profile=_typed(doc["profile"], "str", f"{where}: profile"),
         timesteps=_typed(doc["timesteps"], "int", f"{where}: timesteps"),
         float_graph=graphs["float"],
-        loihi_graph=graphs["loihi"],
+        integer_graph=graphs["integer"],
         artifacts=doc["artifacts"],
         quantization=doc["quantization"],
         source=doc["source"],

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, Graph, LoihiEdge, activation_bound, per_neuron
+from hardware.graph import INPUT, Graph, IntegerEdge, activation_bound, per_neuron
 from hardware.profile import LOIHI2, OVERFLOW_RULES, Profile
 from hardware.reference import SATURATION_KINDS, IntegerRun, synaptic_input
 
@@ -70,7 +70,7 @@ def warm_up() -> None:
 
 # --- synapses -------------------------------------------------------------------------------------
 
-def _conv_as_dense(edge: LoihiEdge, transposed: bool = False) -> np.ndarray:
+def _conv_as_dense(edge: IntegerEdge, transposed: bool = False) -> np.ndarray:
     """The (neurons_out, neurons_in) int32 matrix of a conv edge, in (C, H, W) order on both
     sides; with ``transposed``, the contiguous (neurons_in, neurons_out) matrix.
 
@@ -100,14 +100,15 @@ def _conv_as_dense(edge: LoihiEdge, transposed: bool = False) -> np.ndarray:
 class _Synapse:
     """One edge, prepared once: its worst case, its arithmetic and its matrix."""
 
-    def __init__(self, edge: LoihiEdge, input_bound: int, profile: Profile):
+    def __init__(self, edge: IntegerEdge, input_bound: int, profile: Profile):
         self.edge, self.profile = edge, profile
         g = edge.geometry
         w = edge.weight.astype(np.int64)
         self.worst = int(edge.worst_sums(input_bound).max(initial=0))
         self.dtype = next((d for d, bits in EXACT_BITS.items() if self.worst < 1 << bits), None)
         self.conv = g.kind == "conv"
-        self.may_wrap = self.conv and self.worst >= 1 << (profile.synapse_bits - 1)
+        self.may_wrap = (self.conv and profile.synapse_overflow != "checked"
+                         and self.worst >= 1 << (profile.synapse_bits - 1))
         small = g.neurons * g.fan_in <= DENSE_CONV_LIMIT
         #: event-driven in the compiled accumulator (it skips zero inputs, so a conv's zero
         #: weights cost little there): a dense matrix of int32 sums, no wrap, no shift
@@ -231,6 +232,14 @@ if numba is not None:
                         o_r[o] += xi * w[o]
 
 
+def _compiled_step(profile: Profile) -> bool:
+    """Whether the compiled kernel computes this profile's step (Loihi's form); other profiles run
+    the profile's own step, vectorised over the batch."""
+    return (profile.decay_form == "complement" and profile.current_stage and profile.threshold == ">"
+            and profile.decay_rounding == "toward-zero"
+            and "checked" not in (profile.current_overflow, profile.voltage_overflow))
+
+
 def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, int]]:
     """``T`` steps of a node from zero state on activations ``a`` (T, M, N): spikes as uint8
@@ -238,7 +247,7 @@ def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
     ``keep_v``, and the saturation counts."""
     steps, m, n = a.shape
     thr = int(node.vth) << profile.vth_shift
-    if numba is not None:
+    if numba is not None and _compiled_step(profile):
         spikes_f = np.empty((steps, m, n), np.uint8)
         spikes_b = np.empty((m, steps, n), bool)
         v_out = np.empty((m, steps, n) if keep_v else (1, 1, 1), np.int64)
@@ -305,7 +314,8 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOI
     readout = np.empty((b, timesteps, graph.readout.neurons), np.int64)
     saturation = {n.name: dict.fromkeys(SATURATION_KINDS, 0) for n in graph.nodes}
     #: int32 activations where every node's summed worst case fits (halves the memory traffic)
-    acc_dtype = {n.name: np.int32 if activation_bound(graph, n.name, bound) < 1 << 31 else np.int64
+    wrap = profile.synapse_bits if profile.synapse_overflow != "checked" else None
+    acc_dtype = {n.name: np.int32 if activation_bound(graph, n.name, bound, wrap) < 1 << 31 else np.int64
                  for n in graph.nodes}
     for lo in range(0, b, chunk):
         hi = min(lo + chunk, b)

@@ -48,8 +48,12 @@ def _is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def _int64(x: ArrayLike) -> ArrayLike:
+def as_int64(x: ArrayLike) -> ArrayLike:
+    """An int64 numpy array of ``x``, or ``x`` itself if it is a tensor."""
     return x if _is_tensor(x) else np.asarray(x, dtype=np.int64)
+
+
+_int64 = as_int64
 
 
 def where(cond: ArrayLike, x: ArrayLike | int, y: ArrayLike | int) -> ArrayLike:

@@ -8,8 +8,8 @@ the shortcut (an identity shortcut is a 1x1 conv whose weights are the identity)
 special case with one edge per node, from the node before it.
 
 Two records describe the same graph, with the same names, topology and geometry: ``float``
-(tdBN and pooling folded, float64: :class:`FloatNode`, :class:`FloatEdge`) and ``loihi`` (the
-integer network in the Loihi profile's formats: :class:`LoihiNode`, :class:`LoihiEdge`). Each
+(tdBN and pooling folded, float64: :class:`FloatNode`, :class:`FloatEdge`) and ``integer`` (the
+integer network in a target profile's formats: :class:`IntegerNode`, :class:`IntegerEdge`). Each
 record class declares its arrays in ``ARRAYS``; the bundle writer and reader walk the dataclass
 fields, so these classes are the one definition of the format.
 
@@ -34,8 +34,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-
-from hardware.profile import LOIHI2
 
 INPUT = "input"  #: the input node's name, the source of the first edges
 KINDS = ("conv", "dense")
@@ -211,10 +209,11 @@ class FloatNode(_Node):
 
 
 @dataclass(frozen=True)
-class LoihiEdge:
-    """Integer synapse in Lava's formats: dense ``a = (W s) << weight_exp`` (``>>`` for a negative
-    exponent); conv ``a = wrap24(W * s)`` (Lava's Conv has no weight exponent: it must be 0).
-    ``input_scale``: what one unit of the source means (the pixel scale for the input, 1 for spikes).
+class IntegerEdge:
+    """Integer synapse: dense ``a = (W s) << weight_exp`` (``>>`` for a negative exponent); conv
+    ``a = W * s`` brought to the profile's synapse width (Loihi: ``wrap24``; a conv has no weight
+    exponent). ``input_scale``: what one unit of the source means (the pixel scale for the input,
+    1 for spikes). The ranges of the integers are the profile's (:meth:`hardware.profile.Profile.check`).
     """
 
     ARRAYS = ("weight",)
@@ -231,13 +230,8 @@ class LoihiEdge:
         self.geometry.check_weight(self.weight, n)
         if not np.issubdtype(self.weight.dtype, np.integer):
             raise BundleError(f"edge {n}: integer weights must have an integer dtype")
-        lo, hi = LOIHI2.ranges()["weight"]
-        if self.weight.size and (self.weight.min() < lo or self.weight.max() > hi):
-            raise BundleError(f"edge {n}: weight range [{self.weight.min()}, {self.weight.max()}] outside [{lo}, {hi}]")
-        if np.any(self.weight % LOIHI2.weight_step):
-            raise BundleError(f"edge {n}: mixed-sign Loihi weights must be multiples of {LOIHI2.weight_step}")
         if self.geometry.kind == "conv" and self.weight_exp != 0:
-            raise BundleError(f"edge {n}: conv synapses have no weight exponent on Loihi (got {self.weight_exp})")
+            raise BundleError(f"edge {n}: conv synapses have no weight exponent (got {self.weight_exp})")
         if not (math.isfinite(self.input_scale) and self.input_scale > 0):
             raise BundleError(f"edge {n}: input_scale must be positive and finite, got {self.input_scale}")
 
@@ -246,23 +240,24 @@ class LoihiEdge:
         w = np.abs(self.weight.astype(np.int64)).reshape(self.weight.shape[0], -1)
         return w.sum(axis=1) * int(input_bound)
 
-    def activation_bounds(self, input_bound: int) -> np.ndarray:
-        """Largest ``|a|`` this edge adds to its target, per output channel or neuron: after the
-        24-bit wrap (conv) or the ``weight_exp`` shift (dense; shifting ``-|x|`` right rounds
-        its magnitude up)."""
+    def activation_bounds(self, input_bound: int, wrap_bits: int | None = None) -> np.ndarray:
+        """Largest ``|a|`` this edge adds to its target, per output channel or neuron: after a
+        conv's wrap to ``wrap_bits`` (Loihi's 24; None: no wrap) or the ``weight_exp`` shift
+        (dense; shifting ``-|x|`` right rounds its magnitude up)."""
         worst = self.worst_sums(input_bound)
         if self.geometry.kind == "conv":
-            return np.minimum(worst, 1 << (LOIHI2.synapse_bits - 1))
+            return worst if wrap_bits is None else np.minimum(worst, 1 << (wrap_bits - 1))
         exp = int(self.weight_exp)
         return worst << exp if exp >= 0 else -((-worst) >> -exp)
 
 
 @dataclass(frozen=True)
-class LoihiNode(_Node):
-    """Integer LIF in Lava's formats (see :mod:`hardware.fixed_point`): ``du``, ``dv``,
-    ``bias_mant << bias_exp`` and ``vth``. ``scale`` is the node's membrane scale S (integer
-    membrane = 64 S u_float). The ``readout`` never decays (``dv = 0``) and has the largest
-    threshold: its membrane after T steps is the summed logit."""
+class IntegerNode(_Node):
+    """Integer LIF in a profile's formats (:class:`hardware.profile.Profile`): decay codes ``du``
+    (current, Loihi only) and ``dv`` (membrane), bias ``bias_mant << bias_exp`` and threshold
+    ``vth``. ``scale`` is the node's membrane scale S (integer membrane = 2^act_shift S u_float).
+    The ``readout`` never decays and has the largest threshold: its membrane after T steps is
+    the summed logit."""
 
     ARRAYS = ("bias_mant",)
     name: str
@@ -280,18 +275,12 @@ class LoihiNode(_Node):
         self._check_bias(self.bias_mant, "bias_mant")
         if not np.issubdtype(self.bias_mant.dtype, np.integer):
             raise BundleError(f"node {n}: bias_mant must have an integer dtype")
-        for what, (lo, hi) in LOIHI2.ranges().items():  # every integer field of the record
-            if what == "weight":
-                continue
-            arr = np.asarray(getattr(self, what))
-            if arr.size and (arr.min() < lo or arr.max() > hi):
-                raise BundleError(f"node {n}: {what} range [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise BundleError(f"node {n}: scale must be positive and finite, got {self.scale}")
 
 
-NODE_TYPES = {"float": FloatNode, "loihi": LoihiNode}
-EDGE_TYPES = {"float": FloatEdge, "loihi": LoihiEdge}
+NODE_TYPES = {"float": FloatNode, "integer": IntegerNode}
+EDGE_TYPES = {"float": FloatEdge, "integer": IntegerEdge}
 
 
 # --- the graph -----------------------------------------------------------------------------------
@@ -400,11 +389,12 @@ class Graph:
             yield self.incoming(n.name)[0], n
 
 
-def activation_bound(graph: Graph, node: str, input_bound: int) -> int:
+def activation_bound(graph: Graph, node: str, input_bound: int, wrap_bits: int | None = None) -> int:
     """Largest ``|a|`` a node of an integer graph can receive: the per-channel sum over its
-    incoming edges of :meth:`LoihiEdge.activation_bounds` (``input_bound`` for edges from the
-    input, 1 for spikes)."""
-    total = sum(e.activation_bounds(input_bound if e.source == INPUT else 1) for e in graph.incoming(node))
+    incoming edges of :meth:`IntegerEdge.activation_bounds` (``input_bound`` for edges from the
+    input, 1 for spikes; convs wrapped to ``wrap_bits``, if given)."""
+    total = sum(e.activation_bounds(input_bound if e.source == INPUT else 1, wrap_bits)
+                for e in graph.incoming(node))
     return int(np.max(total, initial=0))
 
 

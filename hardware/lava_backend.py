@@ -194,7 +194,7 @@ def check_lava_limits(graph: Graph, input_bound: int, timesteps: int) -> None:
                     f"edge {edge.name}: {edge.geometry.kind} sums up to {raw} reach 2^31, beyond Lava's "
                     f"int32 synapse arithmetic"
                 )
-        a_sum = activation_bound(graph, node.name, bound)
+        a_sum = activation_bound(graph, node.name, bound, fp.CONV_OUT_BITS)
         if a_sum >= INT32_LIMIT:
             raise LavaLimitError(
                 f"node {node.name}: its incoming edges' activations add up to {a_sum}, reaching 2^31, "

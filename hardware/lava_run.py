@@ -35,7 +35,7 @@ from hardware.reference import IntegerRun
 
 JOB_JSON, JOB_ARRAYS, JOB_INPUTS, JOB_RESULT = "job.json", "arrays.npz", "inputs.npz", "result.npz"
 INPUTS_KEY = "inputs"
-RECORD = "loihi"  #: the graph record a job holds, keyed in ``arrays.npz`` as in a bundle
+RECORD = "integer"  #: the graph record a job holds, keyed in ``arrays.npz`` as in a bundle
 EXIT_BAD_INPUT, EXIT_NO_LAVA = 2, 3
 
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.bundle:
             bundle = read_bundle(args.bundle)
-            work = [(LavaJob(bundle.loihi_graph, read_inputs(args.inputs), bundle.timesteps), args.out)]
+            work = [(LavaJob(bundle.integer_graph, read_inputs(args.inputs), bundle.timesteps), args.out)]
         else:
             work = [(read_job(job), job / JOB_RESULT) for job in args.job]
         for job, out in work:

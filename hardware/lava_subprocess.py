@@ -161,9 +161,9 @@ def run_lava_bundle(bundle_dir: Path, inputs: np.ndarray, *, timing: dict[str, f
     """Run a bundle directory's ``loihi`` graph on Lava (the subprocess reads the bundle itself)."""
     bundle = read_bundle(bundle_dir)
     inputs = np.asarray(inputs)
-    check_run(bundle.loihi_graph, inputs, bundle.timesteps)
+    check_run(bundle.integer_graph, inputs, bundle.timesteps)
     if _in_process(in_process, python):
-        return run_lava(bundle.loihi_graph, inputs, bundle.timesteps, timing=timing, in_process=True)
+        return run_lava(bundle.integer_graph, inputs, bundle.timesteps, timing=timing, in_process=True)
     with tempfile.TemporaryDirectory(prefix="lsg-lava-") as tmp:
         work = Path(tmp)
         lava_run.write_inputs(work / lava_run.JOB_INPUTS, inputs)

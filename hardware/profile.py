@@ -2,27 +2,40 @@
 LIF step written against it.
 
 A profile holds every width, shift, range, rounding and overflow rule of a target's neuron and
-synapse arithmetic. The integer step :meth:`Profile.lif_step` is written once, array-generic: the
-numpy integer reference (:mod:`hardware.reference`) and the torch fake-quant path
-(:mod:`export.fake_quant`) both call it, so they cannot drift apart; Lava (and later an RTL
-design) remain independent oracles that the tests compare against with ``==``.
+synapse arithmetic, the form of its decay and its threshold comparison. The integer step
+:meth:`Profile.lif_step` is written once, array-generic: the numpy integer reference
+(:mod:`hardware.reference`) and the torch fake-quant path (:mod:`export.fake_quant`) both call it,
+so they cannot drift apart; Lava and the RTL design (:mod:`hardware.rtl`) remain independent
+oracles that the tests compare against with ``==``.
 
 ``LOIHI2`` is Loihi 2 as Lava 0.10.0's bit-accurate ``fixed_pt`` models compute it (the facts and
-their sources are in :mod:`hardware.fixed_point`). Other targets add one instance to ``PROFILES``.
+their sources are in :mod:`hardware.fixed_point`). ``FPGA_MUL`` and ``FPGA_SHIFT`` are two FPGA
+datapaths: a decay multiplier, and a multiplier-free decay by a right shift. Other targets add
+one instance to ``PROFILES``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
+
+import numpy as np
 
 from hardware import fixed_point as fp
 from hardware.fixed_point import ArrayLike
+from hardware.graph import BundleError, Graph, activation_bound
 
 #: how a value that leaves its width is brought back: ``wrap-once`` is Lava's single-step wrap of
-#: the current (see ``fixed_point.wrap_current``), ``wrap`` two's complement, ``saturate`` a clip
-OVERFLOW_RULES = ("wrap-once", "wrap", "saturate")
-#: how a decay product is brought back to the state's scale
-ROUNDING_RULES = ("toward-zero",)
+#: the current (see ``fixed_point.wrap_current``), ``wrap`` two's complement, ``saturate`` a clip to
+#: ``+-(2^(bits-1) - 1)``, ``checked`` never happens (the export proves the worst case fits)
+OVERFLOW_RULES = ("wrap-once", "wrap", "saturate", "checked")
+#: how a decay product ``p`` is brought back by ``>> s``: ``toward-zero`` (sign-magnitude shift),
+#: ``floor`` (arithmetic shift), ``half-up`` (``(p + 2^(s-1)) >> s``: to nearest, ties up)
+ROUNDING_RULES = ("toward-zero", "floor", "half-up")
+#: the decay ``D(x, code)``: ``complement`` multiplies by ``2^s - code`` (Loihi's ``du``/``dv``),
+#: ``multiply`` by ``code``, ``shift`` subtracts ``x >> code`` (no multiplier)
+DECAY_FORMS = ("complement", "multiply", "shift")
+THRESHOLDS = (">", ">=")
 
 
 class ProfileError(ValueError):
@@ -31,29 +44,43 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
-    """One target's integer arithmetic. Per neuron and step, with integer activation ``a``::
+    """One target's integer arithmetic. Per neuron and step, with integer activation ``a`` (the
+    sum over the node's incoming edges of ``W s``)::
 
-        u <- overflow_current( D(u, du + 1) + (a << act_shift) )
-        v <- overflow_voltage( D(v, dv) + u + bias )            bias = bias_mant << bias_exp
-        spike = v > (vth << vth_shift);  v[spike] = 0
+        u <- overflow_current( D(u, du + 1) + (a << act_shift) )   with a current stage
+        u <- a << act_shift                                          without one
+        v <- overflow_voltage( D(v, dv) + u + bias )                 bias = bias_mant << bias_exp
+        spike = v > (vth << vth_shift)   (or >=, per ``threshold``);   v[spike] = 0
 
-    ``D(x, d) = round(x * (2^decay_shift - d) / 2^decay_shift)`` with ``decay_rounding``.
-    Conv outputs are brought to ``synapse_bits`` by ``synapse_overflow``.
+    ``D(x, code)`` per ``decay_form``, with the product brought back by ``decay_rounding``:
+
+    * ``complement``: ``R(x * (2^decay_shift - code))``, beta = 1 - code / 2^decay_shift
+    * ``multiply``: ``R(x * code)``, beta = code / 2^decay_shift (``code = 2^decay_shift``: 1)
+    * ``shift``: ``x - (x >> code)`` (arithmetic shift), beta = 1 - 2^-code, for
+      ``code <= decay_shift``; ``code = decay_shift + 1`` leaves ``x`` unchanged (beta = 1)
+
+    Conv outputs are brought to ``synapse_bits`` by ``synapse_overflow``; under ``checked`` the
+    export proves that every node's summed activation fits ``synapse_bits`` (:meth:`check`).
     """
 
     name: str
+    description: str
     weight_min: int
     weight_max: int
     weight_step: int  #: integer weights are multiples of this (Loihi's mixed sign drops the LSB)
+    weight_exp_max: int  #: dense edges may shift their sums by up to this many bits (0: none)
     bias_mant_min: int
     bias_mant_max: int
     bias_exp_min: int
     bias_exp_max: int
-    decay_shift: int  #: decay codes are fractions of 2^decay_shift
+    decay_form: str
+    decay_shift: int  #: complement, multiply: codes are fractions of 2^decay_shift; shift: largest shift
     decay_rounding: str
+    current_stage: bool  #: a decaying current u between the synapse and the membrane (Loihi)
     act_shift: int  #: synaptic input enters the current shifted left by this
     vth_shift: int  #: the threshold compares against vth << vth_shift
     vth_max: int
+    threshold: str  #: ``>`` (Loihi) or ``>=`` (the float model's comparison)
     state_bits: int  #: width of u and v
     current_overflow: str
     voltage_overflow: str
@@ -62,21 +89,43 @@ class Profile:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.type == "int" and (isinstance(getattr(self, f.name), bool) or
-                                    not isinstance(getattr(self, f.name), int)):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ProfileError(f"profile {self.name}: {f.name} must be an integer")
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ProfileError(f"profile {self.name}: {f.name} must be true or false")
         for rule in (self.current_overflow, self.voltage_overflow, self.synapse_overflow):
             if rule not in OVERFLOW_RULES:
                 raise ProfileError(f"profile {self.name}: overflow rule {rule!r} not one of {OVERFLOW_RULES}")
+        if self.voltage_overflow == "checked" or (self.current_stage and self.current_overflow == "checked"):
+            raise ProfileError(f"profile {self.name}: the state's overflow cannot be proven away; wrap or saturate it")
         if self.decay_rounding not in ROUNDING_RULES:
             raise ProfileError(f"profile {self.name}: rounding {self.decay_rounding!r} not one of {ROUNDING_RULES}")
+        if self.decay_form not in DECAY_FORMS:
+            raise ProfileError(f"profile {self.name}: decay form {self.decay_form!r} not one of {DECAY_FORMS}")
+        if self.threshold not in THRESHOLDS:
+            raise ProfileError(f"profile {self.name}: threshold {self.threshold!r} not one of {THRESHOLDS}")
         if not (self.weight_min < 0 < self.weight_max and self.weight_step >= 1 and self.vth_max >= 0
-                and self.bias_mant_min < 0 < self.bias_mant_max and 0 <= self.bias_exp_min <= self.bias_exp_max):
+                and self.bias_mant_min < 0 < self.bias_mant_max and 0 <= self.bias_exp_min <= self.bias_exp_max
+                and self.weight_exp_max >= 0 and 1 <= self.decay_shift < self.state_bits <= 32
+                and self.synapse_bits <= 48):
             raise ProfileError(f"profile {self.name}: inconsistent ranges")
+
+    # --- codes and ranges ------------------------------------------------------------------------
 
     @property
     def decay_max(self) -> int:
-        return (1 << self.decay_shift) - 1
+        """Largest decay code."""
+        if self.decay_form == "complement":
+            return (1 << self.decay_shift) - 1
+        if self.decay_form == "multiply":
+            return 1 << self.decay_shift
+        return self.decay_shift + 1
+
+    @property
+    def decay_none(self) -> int:
+        """The decay code that keeps the membrane as it is (beta = 1): the readout's."""
+        return 0 if self.decay_form == "complement" else self.decay_max
 
     @property
     def state_limit(self) -> int:
@@ -86,22 +135,87 @@ class Profile:
         """Inclusive integer range of every per-layer field."""
         return {
             "weight": (self.weight_min, self.weight_max),
+            "weight_exp": (-self.weight_exp_max, self.weight_exp_max),
             "bias_mant": (self.bias_mant_min, self.bias_mant_max),
             "bias_exp": (self.bias_exp_min, self.bias_exp_max),
-            "du": (0, self.decay_max),
+            "du": (0, self.decay_max if self.current_stage else 0),
             "dv": (0, self.decay_max),
             "vth": (0, self.vth_max),
         }
+
+    def code_to_beta(self, code: int) -> float:
+        """The decay a code applies (exactly, below the rounding of one product)."""
+        code = int(code)
+        if not 0 <= code <= self.decay_max:
+            raise ValueError(f"decay code must lie in [0, {self.decay_max}], got {code}")
+        if self.decay_form == "complement":
+            return ((1 << self.decay_shift) - code) / (1 << self.decay_shift)
+        if self.decay_form == "multiply":
+            return code / (1 << self.decay_shift)
+        return 1.0 if code == self.decay_none else 1.0 - 2.0**-code
+
+    def beta_to_code(self, beta: float) -> int:
+        """Float ``beta`` -> the code whose decay is nearest (ties to the smaller code)."""
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        if self.decay_form == "complement":
+            return int(min(max(round((1.0 - beta) * (1 << self.decay_shift)), 0), self.decay_max))
+        if self.decay_form == "multiply":
+            return int(min(max(round(beta * (1 << self.decay_shift)), 0), self.decay_max))
+        betas = [self.code_to_beta(c) for c in range(self.decay_max + 1)]
+        return int(np.argmin([abs(beta - b) for b in betas]))
+
+    def spike_level(self, vth: int) -> int:
+        """Smallest integer membrane that spikes."""
+        return (int(vth) << self.vth_shift) + (1 if self.threshold == ">" else 0)
+
+    def scale_for_threshold(self, vth: int, v_th_float: float) -> float:
+        """Membrane scale that maps the float threshold exactly onto the integer spike level.
+
+        The float model spikes on ``u >= v_th``. With the integer membrane ``2^act_shift S u``,
+        ``S = spike_level(vth) / (2^act_shift v_th)`` makes a float membrane exactly at ``v_th``
+        exactly the smallest integer membrane that spikes (for Loihi's strict ``>``, the integer
+        threshold sits one below the float one)."""
+        return self.spike_level(vth) / ((1 << self.act_shift) * v_th_float)
+
+    def threshold_for_scale(self, v_th_float: float, scale_max: float) -> int:
+        """The largest ``vth`` whose exact scale (:meth:`scale_for_threshold`) is at most
+        ``scale_max``, within ``[0, vth_max]`` (at least 1 under ``>=``, where 0 always spikes)."""
+        low = 1 if self.threshold == ">=" else 0
+        if not math.isfinite(scale_max):
+            return self.vth_max
+        offset = 1 if self.threshold == ">" else 0
+        vth = math.floor(((1 << self.act_shift) * v_th_float * scale_max - offset) / (1 << self.vth_shift))
+        return min(max(vth, low), self.vth_max)
+
+    # --- the arithmetic ---------------------------------------------------------------------------
+
+    def _round_shift(self, p: ArrayLike) -> ArrayLike:
+        s = self.decay_shift
+        if self.decay_rounding == "toward-zero":
+            return fp.shift_toward_zero(p, s)
+        if self.decay_rounding == "half-up":
+            return (p + (1 << (s - 1))) >> s
+        return p >> s
+
+    def decay(self, x: ArrayLike, code: int) -> ArrayLike:
+        """``D(x, code)`` on int64 arrays or tensors."""
+        x = fp.as_int64(x)
+        code = int(code)
+        if self.decay_form == "complement":
+            return self._round_shift(x * ((1 << self.decay_shift) - code))
+        if self.decay_form == "multiply":
+            return self._round_shift(x * code)
+        return x if code == self.decay_none else x - (x >> code)
 
     def _overflow(self, x: ArrayLike, rule: str, bits: int) -> ArrayLike:
         if rule == "wrap-once":
             return fp.wrap_current(x, bits)
         if rule == "wrap":
             return fp.wrap_signed(x, bits)
+        if rule == "checked":
+            return x
         return fp.clip_voltage(x, (1 << (bits - 1)) - 1)
-
-    def decay(self, x: ArrayLike, d: int) -> ArrayLike:
-        return fp.decay(x, d, self.decay_shift)
 
     def synapse(self, raw: ArrayLike) -> ArrayLike:
         """A conv layer's exact integer output brought to the synapse width."""
@@ -111,24 +225,105 @@ class Profile:
                  ) -> tuple[ArrayLike, ArrayLike, ArrayLike, dict[str, int]]:
         """One step for int64 arrays or tensors (any shape, ``bias`` broadcast); returns
         ``(spikes, u, v, counts)`` with how many currents overflowed and membranes saturated."""
-        u_raw = self.decay(u, du + 1) + (a << self.act_shift)
-        u = self._overflow(u_raw, self.current_overflow, self.state_bits)
+        a = fp.as_int64(a)
+        if self.current_stage:
+            u_raw = self.decay(u, du + 1) + (a << self.act_shift)
+            u = self._overflow(u_raw, self.current_overflow, self.state_bits)
+            u_wrap = fp.count(u != u_raw)
+        else:
+            u, u_wrap = a << self.act_shift, 0
         v_raw = self.decay(v, dv) + u + bias
         v = self._overflow(v_raw, self.voltage_overflow, self.state_bits)
-        counts = {"u_wrap": fp.count(u != u_raw), "v_clip": fp.count(v != v_raw)}
-        spikes = v > (int(vth) << self.vth_shift)
+        counts = {"u_wrap": u_wrap, "v_clip": fp.count(v != v_raw)}
+        level = int(vth) << self.vth_shift
+        spikes = v > level if self.threshold == ">" else v >= level
         return spikes, u, fp.where(spikes, 0, v), counts
+
+    # --- what a graph of this profile must satisfy ------------------------------------------------
+
+    def check_edge(self, edge) -> None:
+        """Refuse an integer edge whose weights or exponent this profile cannot hold."""
+        n, (lo, hi) = edge.name, self.ranges()["weight"]
+        if edge.weight.size and (edge.weight.min() < lo or edge.weight.max() > hi):
+            raise BundleError(f"edge {n}: weight range [{edge.weight.min()}, {edge.weight.max()}] outside "
+                              f"[{lo}, {hi}] of profile {self.name}")
+        if np.any(edge.weight % self.weight_step):
+            raise BundleError(f"edge {n}: weights must be multiples of {self.weight_step} in profile {self.name}")
+        if edge.geometry.kind == "conv" and edge.weight_exp != 0:
+            raise BundleError(f"edge {n}: conv synapses have no weight exponent (got {edge.weight_exp})")
+        if abs(edge.weight_exp) > self.weight_exp_max:
+            raise BundleError(f"edge {n}: weight exponent {edge.weight_exp} outside "
+                              f"[{-self.weight_exp_max}, {self.weight_exp_max}] of profile {self.name}")
+
+    def check_node(self, node) -> None:
+        """Refuse an integer node whose fields leave this profile's ranges."""
+        for what, (lo, hi) in self.ranges().items():
+            if what in ("weight", "weight_exp"):
+                continue
+            arr = np.asarray(getattr(node, what))
+            if arr.size and (arr.min() < lo or arr.max() > hi):
+                raise BundleError(f"node {node.name}: {what} range [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]"
+                                  f" of profile {self.name}")
+
+    def accumulator_excess(self, graph: Graph, input_bound: int) -> list[tuple[str, int]]:
+        """Nodes whose worst-case summed activation leaves a ``checked`` synapse width, with it."""
+        if self.synapse_overflow != "checked":
+            return []
+        limit = (1 << (self.synapse_bits - 1)) - 1
+        worst = {n.name: activation_bound(graph, n.name, input_bound) for n in graph.nodes}
+        return [(name, w) for name, w in worst.items() if w > limit]
+
+    def check(self, graph: Graph) -> None:
+        """Refuse an integer graph this profile cannot run exactly: every field in range, and
+        under a ``checked`` synapse every node's worst-case sum within ``synapse_bits``."""
+        for e in graph.edges:
+            self.check_edge(e)
+        for n in graph.nodes:
+            self.check_node(n)
+        excess = self.accumulator_excess(graph, graph.input.input_max)
+        if excess:
+            name, worst = excess[0]
+            raise BundleError(f"node {name}: worst-case synaptic sum {worst} does not fit the {self.synapse_bits}-bit "
+                              f"accumulator of profile {self.name}")
 
 
 LOIHI2 = Profile(
     name="loihi2-lava-0.10-fixed_pt",
-    weight_min=fp.WEIGHT_MIN, weight_max=fp.WEIGHT_MAX, weight_step=fp.WEIGHT_STEP,
+    description="Loihi 2 as Lava 0.10.0's fixed_pt models compute it",
+    weight_min=fp.WEIGHT_MIN, weight_max=fp.WEIGHT_MAX, weight_step=fp.WEIGHT_STEP, weight_exp_max=8,
     bias_mant_min=fp.BIAS_MANT_MIN, bias_mant_max=fp.BIAS_MANT_MAX,
     bias_exp_min=fp.BIAS_EXP_MIN, bias_exp_max=fp.BIAS_EXP_MAX,
-    decay_shift=fp.DECAY_SHIFT, decay_rounding="toward-zero",
-    act_shift=fp.ACT_SHIFT, vth_shift=fp.VTH_SHIFT, vth_max=fp.VTH_MAX,
+    decay_form="complement", decay_shift=fp.DECAY_SHIFT, decay_rounding="toward-zero", current_stage=True,
+    act_shift=fp.ACT_SHIFT, vth_shift=fp.VTH_SHIFT, vth_max=fp.VTH_MAX, threshold=">",
     state_bits=fp.STATE_BITS, current_overflow="wrap-once", voltage_overflow="saturate",
     synapse_bits=fp.CONV_OUT_BITS, synapse_overflow="wrap",
 )
 
-PROFILES: dict[str, Profile] = {LOIHI2.name: LOIHI2}
+#: what both FPGA datapaths share: int8 weights, int16 biases (no exponent), a 16-bit membrane
+#: that saturates, a 15-bit threshold compared with >= (the float model's comparison), no current
+#: stage, and a 24-bit accumulator that the export proves never overflows
+_FPGA = dict(
+    weight_min=-128, weight_max=127, weight_step=1, weight_exp_max=0,
+    bias_mant_min=-(1 << 15) + 1, bias_mant_max=(1 << 15) - 1, bias_exp_min=0, bias_exp_max=0,
+    current_stage=False, act_shift=0, vth_shift=0, vth_max=(1 << 15) - 1, threshold=">=",
+    state_bits=16, current_overflow="checked", voltage_overflow="saturate", synapse_bits=24, synapse_overflow="checked",
+)
+
+#: an FPGA datapath with one small multiplier per neuron update: an 11-bit decay code,
+#: beta = code / 1024, rounded half up
+FPGA_MUL = Profile(
+    name="fpga-mul",
+    description="FPGA: int8 weights, 16-bit saturating membrane, decay multiplier beta = code/1024 (round half up)",
+    decay_form="multiply", decay_shift=10, decay_rounding="half-up", **_FPGA,
+)
+
+#: a multiplier-free FPGA datapath: the membrane leaks by a right shift, beta = 1 - 2^-k
+FPGA_SHIFT = Profile(
+    name="fpga-shift",
+    description="FPGA, no multiplier: int8 weights, 16-bit saturating membrane, leak v - (v >>> k), beta = 1 - 2^-k",
+    decay_form="shift", decay_shift=15, decay_rounding="floor", **_FPGA,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (LOIHI2, FPGA_MUL, FPGA_SHIFT)}
+#: the profiles each export target offers, the first its default
+TARGET_PROFILES: dict[str, tuple[str, ...]] = {"loihi": (LOIHI2.name,), "fpga": (FPGA_MUL.name, FPGA_SHIFT.name)}

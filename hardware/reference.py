@@ -24,12 +24,13 @@ currents that wrapped, membranes that hit the clip, and readout neurons that cro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from hardware import fixed_point as fp
-from hardware.graph import Graph, LoihiEdge, per_neuron
+from hardware.graph import Graph, IntegerEdge, per_neuron
 from hardware.profile import LOIHI2, Profile
 
 SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
@@ -42,6 +43,8 @@ class IntegerRun:
     spikes: dict[str, np.ndarray]  #: hidden node -> (B, T, neurons) bool
     readout: np.ndarray  #: (B, T, classes) int64: readout membrane after every step
     saturation: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: what a backend measured besides the numbers, e.g. the RTL's ``cycles_per_timestep``
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final_readout(self) -> np.ndarray:
@@ -64,7 +67,7 @@ def conv2d_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], paddi
     return np.rint(out.transpose(0, 3, 1, 2)).astype(np.int64)
 
 
-def synaptic_input(edge: LoihiEdge, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
+def synaptic_input(edge: IntegerEdge, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
     """Activation ``a`` (B, neurons) of one edge for source values ``s``, and how many wrapped."""
     g = edge.geometry
     b = s.shape[0]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from export.targets import TARGETS
+from hardware.profile import PROFILES, TARGET_PROFILES
 from lsg_deploy.errors import UsageError
 from lsg_deploy.simulate import ALL, BACKENDS
 
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "instead of failing")
     ex.add_argument("--weight-percentile", type=float, default=100.0,
                     help="percentile of |W| mapped to the largest integer weight (default 100)")
+    ex.add_argument("--profile", choices=tuple(PROFILES),
+                    help="the target's integer arithmetic (default: the target's first): " + "; ".join(
+                        f"{name} (target {t}{', default' if i == 0 else ''}): {PROFILES[name].description}"
+                        for t, names in TARGET_PROFILES.items() for i, name in enumerate(names)))
 
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path)
@@ -102,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{m['epoch']} epochs ({result['seconds']:.1f} s)")
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
-                                     weight_percentile=args.weight_percentile, force=args.force)
-            say(f"wrote bundle {result['bundle']} ({len(result['layers'])} layers"
+                                     weight_percentile=args.weight_percentile, force=args.force,
+                                     profile=args.profile)
+            say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
                 f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
         elif args.command == "simulate":
             from lsg_deploy.report import format_report

@@ -99,8 +99,9 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
 
 
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0,
-           force: bool = False) -> dict[str, Any]:
-    """Fold and quantize ``checkpoint`` for ``target``; write the bundle directory ``out``.
+           force: bool = False, profile: str | None = None) -> dict[str, Any]:
+    """Fold and quantize ``checkpoint`` for ``target`` in its integer ``profile`` (default: the
+    target's first, :data:`hardware.profile.TARGET_PROFILES`); write the bundle directory ``out``.
 
     ``out`` may hold an earlier bundle (replaced atomically); anything else there is refused
     unless ``force`` (see :mod:`lsg_deploy.outputs`).
@@ -111,10 +112,14 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     from export.targets import TARGETS
     from hardware.bundle import BundleError
     from hardware.graph import Input
+    from hardware.profile import TARGET_PROFILES
     from training.checkpoint import CheckpointError, load_checkpoint
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    profile = profile or TARGET_PROFILES[target][0]
+    if profile not in TARGET_PROFILES[target]:
+        raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGET_PROFILES[target])}")
     try:
         policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile)
     except ValueError as exc:  # QuantPolicy's range checks
@@ -127,12 +132,13 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(str(exc)) from None
     try:
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
-        result = TARGETS[target].load()(checkpoint, out, train_split.pixels, spec, policy)
+        result = TARGETS[target].load()(checkpoint, out, train_split.pixels, spec, policy, profile)
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
-    return {"bundle": str(out), "warnings": result.warnings, "layers": result.bundle.quantization["layers"]}
+    return {"bundle": str(out), "profile": profile, "warnings": result.warnings,
+            "layers": result.bundle.quantization["layers"]}
 
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
@@ -143,12 +149,14 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
-    from lsg_deploy.simulate import backends_for, build_report, load_for_report
+    from lsg_deploy.simulate import ALL, BACKENDS, backends_for, build_report, load_for_report
 
-    backends = backends_for(backend) if fixed_point else ()
+    if fixed_point and backend not in (*BACKENDS, ALL):
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*BACKENDS, ALL])}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     bundle, model, spec = load_for_report(Path(bundle_dir))
+    backends = backends_for(backend, bundle) if fixed_point else ()
     try:
         _, test, _ = data.load(spec, timesteps=model.timesteps)
     except data.DataError as exc:

@@ -7,7 +7,8 @@ from typing import Any
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [
-        f"bundle {report['bundle']} (target {report['target']}): {report['samples']} test samples, "
+        f"bundle {report['bundle']} (target {report['target']}, profile {report['profile']}): "
+        f"{report['samples']} test samples, "
         f"{report['timesteps']} timesteps, {report['input_encoding']} input",
     ]
     skipped = {name: entry["skipped"] for name, entry in report.get("artifacts", {}).items() if "skipped" in entry}

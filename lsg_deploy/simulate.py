@@ -35,7 +35,7 @@ def _run_reference(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progres
     :func:`hardware.reference.run`, which the tests compare it with, bit for bit)."""
     from hardware import fast_reference
 
-    return fast_reference.run(bundle.loihi_graph, inputs, bundle.timesteps, progress=progress)
+    return fast_reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.arithmetic, progress=progress)
 
 
 def _warm_up_reference() -> None:
@@ -65,23 +65,38 @@ class Backend:
     run: Callable[[Bundle, Path, np.ndarray, Progress | None], IntegerRun]
     #: one-time set-up, done (and timed) before the run is timed: compiling or loading kernels
     warm_up: Callable[[], None] = lambda: None
+    #: why the backend cannot run a bundle, or None where it can
+    refuses: Callable[[Bundle], str | None] = lambda bundle: None
+
+
+def _lava_refuses(bundle: Bundle) -> str | None:
+    from hardware.profile import LOIHI2
+
+    if bundle.profile != LOIHI2.name:
+        return f"Lava computes the Loihi profile only; this bundle is {bundle.profile} (target {bundle.target})"
+    return None
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("reference", "the integer reference (hardware/reference.py; its fast path hardware/fast_reference.py)",
             _run_reference, _warm_up_reference),
-    Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava),
+    Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava,
+            refuses=_lava_refuses),
 )}
 ALL = "all"  #: every backend, each compared with the reference bit for bit
 REFERENCE = "reference"
 
 
-def backends_for(choice: str) -> tuple[str, ...]:
-    """The backends a ``--backend`` choice runs (``all``: every registered one)."""
+def backends_for(choice: str, bundle: Bundle) -> tuple[str, ...]:
+    """The backends a ``--backend`` choice runs on ``bundle`` (``all``: every registered one
+    that can run it); a chosen backend that cannot is a :class:`UsageError` saying why."""
     if choice == ALL:
-        return tuple(BACKENDS)
+        return tuple(name for name, b in BACKENDS.items() if b.refuses(bundle) is None)
     if choice not in BACKENDS:
         raise UsageError(f"unknown backend {choice!r}; choose one of {', '.join([*BACKENDS, ALL])}")
+    why = BACKENDS[choice].refuses(bundle)
+    if why is not None:
+        raise UsageError(f"--backend {choice}: {why}")
     return (choice,)
 
 
@@ -108,8 +123,8 @@ def load_for_report(bundle_dir: Path) -> tuple[Bundle, Any, DataSpec]:
     """Read and verify a bundle and its source model, and check that they belong together:
     the copy is the exported checkpoint (SHA-256), and folding it again gives exactly the
     bundle's float layers, names, shapes, timesteps and input."""
+    from export.common import SOURCE_MODEL
     from export.fold import FoldError, fold
-    from export.loihi import SOURCE_MODEL
     from hardware.bundle import BundleError, read_bundle
     from training.checkpoint import CheckpointError, load_checkpoint
 
@@ -173,10 +188,12 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     float_run = predict(model, test.analog, record=True)
     float_pred = float_run.logits.numpy().argmax(axis=1)
     folded_logits, _ = run_float(bundle.float_graph, analog, t)
-    qbeta_logits, _ = run_float(bundle.float_graph, analog, t, betas=quantized_betas(bundle.loihi_graph))
+    qbeta_logits, _ = run_float(bundle.float_graph, analog, t,
+                                betas=quantized_betas(bundle.integer_graph, bundle.arithmetic))
     report: dict[str, Any] = {
         "bundle": str(bundle_dir),
         "target": bundle.target,
+        "profile": bundle.profile,
         "input_encoding": bundle.input.encoding,
         "artifacts": bundle.artifacts,
         "samples": int(len(test.labels)),
@@ -212,9 +229,9 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         report["exact"] = {"pair": " == ".join([REFERENCE, *others]),
                            "mismatches": mismatches[others[0]] if len(others) == 1 else mismatches,
                            "equal": not any(v for counts in mismatches.values() for v in counts.values())}
-    for layer in bundle.loihi_graph.nodes:
+    for layer in bundle.integer_graph.nodes:
         row: dict[str, Any] = {"name": layer.name, "neurons": layer.neurons, "readout": layer.readout,
-                               "inputs": [e.source for e in bundle.loihi_graph.incoming(layer.name)]}
+                               "inputs": [e.source for e in bundle.integer_graph.incoming(layer.name)]}
         if not layer.readout:
             row["firing_rate_float"] = float(float_spikes[layer.name].mean())
         for backend, run in runs.items():

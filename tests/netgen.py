@@ -19,7 +19,8 @@ import dataclasses
 import numpy as np
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, LoihiEdge, LoihiNode
+from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.profile import Profile
 
 IDENTITY_GAINS = (1, 2, 32, 127)  #: an identity shortcut's weight is 2 k I for one of these k
 
@@ -58,35 +59,35 @@ def conv_out(shape: tuple[int, ...], out_c: int, k: tuple[int, int], stride: tup
 
 
 def loihi_node(rng: np.random.Generator, name: str, shape: tuple[int, ...], readout: bool = False,
-               **fixed) -> LoihiNode:
+               **fixed) -> IntegerNode:
     """A node whose parameters are drawn at and inside the edges of their ranges (``fixed`` overrides)."""
     params = {"bias_mant": _bias(rng, shape[0]), **_neuron(rng, readout), **fixed}
-    return LoihiNode(name=name, shape=tuple(shape), scale=1.0, readout=readout, **params)
+    return IntegerNode(name=name, shape=tuple(shape), scale=1.0, readout=readout, **params)
 
 
 def conv_edge(rng: np.random.Generator, source: str, target: str, in_shape: tuple[int, ...], out_c: int,
               k: tuple[int, int] = (3, 3), stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
-              weight: np.ndarray | None = None) -> LoihiEdge:
+              weight: np.ndarray | None = None) -> IntegerEdge:
     """A conv edge (random weights unless given) named ``<source>-<target>``."""
     out = conv_out(in_shape, out_c, k, stride, padding)
     w = _weights(rng, (out_c, in_shape[0], *k)) if weight is None else np.asarray(weight, np.int64)
-    return LoihiEdge(name=f"{source}-{target}", source=source, target=target,
+    return IntegerEdge(name=f"{source}-{target}", source=source, target=target,
                      geometry=Geometry("conv", tuple(in_shape), out, tuple(stride), tuple(padding)),
                      weight=w, weight_exp=0, input_scale=1.0)
 
 
 def dense_edge(rng: np.random.Generator, source: str, target: str, fan_in: int, n_out: int,
-               weight_exp: int = 0) -> LoihiEdge:
-    return LoihiEdge(name=f"{source}-{target}", source=source, target=target,
+               weight_exp: int = 0) -> IntegerEdge:
+    return IntegerEdge(name=f"{source}-{target}", source=source, target=target,
                      geometry=Geometry("dense", (fan_in,), (n_out,)), weight=_weights(rng, (n_out, fan_in)),
                      weight_exp=weight_exp, input_scale=1.0)
 
 
-def identity_shortcut(source: str, target: str, shape: tuple[int, ...], gain: int) -> LoihiEdge:
+def identity_shortcut(source: str, target: str, shape: tuple[int, ...], gain: int) -> IntegerEdge:
     """1x1 conv whose weights are ``2 gain I``: adds ``2 gain`` times the source's spikes."""
     c = shape[0]
     weight = (2 * gain * np.eye(c, dtype=np.int64))[:, :, None, None]
-    return LoihiEdge(name=f"{source}-{target}", source=source, target=target,
+    return IntegerEdge(name=f"{source}-{target}", source=source, target=target,
                      geometry=Geometry("conv", tuple(shape), tuple(shape)), weight=weight, weight_exp=0,
                      input_scale=1.0)
 
@@ -108,8 +109,8 @@ class _Builder:
 
     def __init__(self, rng: np.random.Generator, spec: Input):
         self.rng, self.spec = rng, spec
-        self.nodes: list[LoihiNode] = []
-        self.edges: list[LoihiEdge] = []
+        self.nodes: list[IntegerNode] = []
+        self.edges: list[IntegerEdge] = []
         self.shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(spec.shape)}
         self.views: dict[str, tuple[int, int, int]] = {}  # 1-D node -> the (C, H, W) convs read it as
         if len(spec.shape) == 3:
@@ -296,9 +297,9 @@ def random_network(seed: int, max_hidden: int = 3) -> Graph:
             geometry = Geometry("dense", (fan_in,), (n_out,))
             weight = _weights(rng, (n_out, fan_in))
         name = f"l{i}"
-        edges.append(LoihiEdge(name=name, source=source, target=name, geometry=geometry, weight=weight,
+        edges.append(IntegerEdge(name=name, source=source, target=name, geometry=geometry, weight=weight,
                                weight_exp=0, input_scale=1.0))
-        nodes.append(LoihiNode(name=name, shape=geometry.output_shape, bias_mant=_bias(rng, geometry.output_shape[0]),
+        nodes.append(IntegerNode(name=name, shape=geometry.output_shape, bias_mant=_bias(rng, geometry.output_shape[0]),
                                scale=1.0, readout=readout, **_neuron(rng, readout)))
         shape, source = geometry.output_shape, name
     return Graph(Input(in_shape, "direct", 16), tuple(nodes), tuple(edges))
@@ -316,3 +317,52 @@ def placeholder_float(graph: Graph) -> Graph:
     edges = tuple(FloatEdge(e.name, e.source, e.target, e.geometry, e.weight.astype(np.float64))
                   for e in graph.edges)
     return Graph(graph.input, nodes, edges)
+
+
+# --- FPGA profiles ---------------------------------------------------------------------------------
+
+def random_fpga_network(seed: int, profile: Profile, max_hidden: int = 3) -> Graph:
+    """A random conv/dense chain in an FPGA ``profile`` (nodes and edges ``l0, l1, ...``), drawn at
+    its edges: weights -128/127, biases and thresholds at +-(2^15 - 1) and 0, decay codes 0, the
+    largest shift or multiplier and "no decay", direct (up to 16) or event-frame input. Large
+    biases and fan-ins drive membranes into saturation; negative ones exercise the rounding."""
+    rng = np.random.default_rng(seed)
+    encoding = "event-frames" if rng.random() < 0.4 else "direct"
+    in_shape = (int(rng.integers(1, 4)), int(rng.integers(3, 9)), int(rng.integers(3, 9)))
+    shape: tuple[int, ...] = in_shape
+    nodes, edges, source = [], [], INPUT
+    n_hidden = int(rng.integers(1, max_hidden + 1))
+    bmax = profile.bias_mant_max
+    for i in range(n_hidden + 1):
+        readout = i == n_hidden
+        if len(shape) == 3 and not readout and rng.random() < 0.7:
+            k = (int(rng.integers(1, min(4, shape[1]) + 1)), int(rng.integers(1, min(4, shape[2]) + 1)))
+            stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+            padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+            out_c = int(rng.integers(1, 5))
+            geometry = Geometry("conv", shape, conv_out(shape, out_c, k, stride, padding), stride, padding)
+            wshape: tuple[int, ...] = (out_c, shape[0], *k)
+        else:
+            geometry = Geometry("dense", (int(np.prod(shape)),), (int(rng.integers(1, 13)),))
+            wshape = (geometry.output_shape[0], geometry.fan_in)
+        weight = rng.integers(profile.weight_min, profile.weight_max + 1, size=wshape)
+        extremes = rng.random(wshape) < 0.1
+        weight[extremes] = rng.choice([profile.weight_min, profile.weight_max], size=int(extremes.sum()))
+        channels = geometry.output_shape[0]
+        bias = rng.integers(-bmax // 8, bmax // 8, size=channels)
+        bias[rng.random(channels) < 0.15] = -bmax
+        bias[rng.random(channels) < 0.15] = bmax
+        if readout:
+            dv, vth = profile.decay_none, profile.vth_max
+        else:
+            dv = _pick(rng, [0, profile.decay_max, profile.decay_none, 1], 0, profile.decay_max)
+            vth = _pick(rng, [0, 1, profile.vth_max], 0, 3000)
+        name = f"l{i}"
+        edges.append(IntegerEdge(name=name, source=source, target=name, geometry=geometry,
+                                 weight=weight.astype(np.int64), weight_exp=0, input_scale=1.0))
+        nodes.append(IntegerNode(name=name, shape=geometry.output_shape, bias_mant=bias.astype(np.int64), bias_exp=0,
+                                 du=0, dv=int(dv), vth=int(vth), scale=1.0, readout=readout))
+        shape, source = geometry.output_shape, name
+    graph = Graph(Input(in_shape, encoding, 1 if encoding == "event-frames" else 16), tuple(nodes), tuple(edges))
+    profile.check(graph)
+    return graph

@@ -82,7 +82,7 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
     from lava.proc import io
     from lava.proc.monitor.process import Monitor
 
-    T, (B, L) = bundle.timesteps, (pixels.shape[0], len(bundle.loihi_graph.nodes))
+    T, (B, L) = bundle.timesteps, (pixels.shape[0], len(bundle.integer_graph.nodes))
     with h5py.File(net_path, "r") as f:
         message_bits = int(f.attrs["input_message_bits"])
     net = netx.hdf5.Network(net_config=str(net_path), input_message_bits=message_bits,
@@ -118,7 +118,7 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
         if x.ndim == 5:  # (B, T, X, Y, C) -> (C, H, W) order
             x = x.transpose(0, 1, 4, 3, 2)
         out.append(x.reshape(B, T, -1))
-    spikes = {node.name: out[k].astype(bool) for k, node in enumerate(bundle.loihi_graph.hidden)}
+    spikes = {node.name: out[k].astype(bool) for k, node in enumerate(bundle.integer_graph.hidden)}
     if any(np.any((o != 0) & (o != 1)) for o in out[:-1]):
         raise RuntimeError("netx emitted non-binary spikes")
     return spikes, np.rint(out[-1]).astype(np.int64), seconds
@@ -126,12 +126,12 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
 
 def compare(bundle: Bundle, pixels: np.ndarray, net_path: Path, label: str) -> int:
     """Print the per-layer comparison of netx and the reference; return the number of mismatches."""
-    ref = reference.run(bundle.loihi_graph, pixels, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, pixels, bundle.timesteps)
     spikes, readout, seconds = run_netx(net_path, bundle, pixels)
     B, T = pixels.shape[0], bundle.timesteps
-    print(f"{label}: {B} samples x T={T}, {B * T + len(bundle.loihi_graph.nodes)} Lava steps, {seconds:.1f} s")
+    print(f"{label}: {B} samples x T={T}, {B * T + len(bundle.integer_graph.nodes)} Lava steps, {seconds:.1f} s")
     bad = 0
-    for layer in bundle.loihi_graph.hidden:
+    for layer in bundle.integer_graph.hidden:
         got, want = spikes[layer.name], ref.spikes[layer.name]
         n = int(np.count_nonzero(got != want))
         bad += n
@@ -140,7 +140,7 @@ def compare(bundle: Bundle, pixels: np.ndarray, net_path: Path, label: str) -> i
     n = int(np.count_nonzero(readout != ref.readout))
     bad += n
     same_pred = int(np.count_nonzero(readout[:, -1].argmax(1) == ref.predictions()))
-    name = bundle.loihi_graph.readout.name
+    name = bundle.integer_graph.readout.name
     print(f"  {name:<10} membrane {readout.size:>9} compared  {n} mismatches; "
           f"predictions equal {same_pred}/{B}")
     sat = {k: v for k, v in ref.saturation.items() if any(v.values())}
@@ -169,7 +169,7 @@ def check(args: argparse.Namespace) -> int:
         with np.load(args.inputs) as npz:
             pixels, labels = npz["pixels"][: args.count], npz["labels"][: args.count]
         bad += compare(bundle, pixels, net_path, f"bundle {args.bundle}")
-        acc = reference.run(bundle.loihi_graph, pixels, bundle.timesteps).predictions() == labels
+        acc = reference.run(bundle.integer_graph, pixels, bundle.timesteps).predictions() == labels
         print(f"  accuracy on these samples: {acc.mean() * 100:.2f}% (netx == reference)")
     if args.random:
         netgen = _netgen()
@@ -180,7 +180,7 @@ def check(args: argparse.Namespace) -> int:
                 graph = dataclasses.replace(graph, nodes=tuple(dataclasses.replace(x, bias_exp=NETX_BIAS_EXP)
                                                                for x in graph.nodes))
                 bundle = Bundle(target="loihi", timesteps=5, float_graph=netgen.placeholder_float(graph),
-                                loihi_graph=graph)
+                                integer_graph=graph)
                 path = Path(tmp) / f"random{seed}.net"
                 try:
                     write_netx(bundle, path)

@@ -212,7 +212,7 @@ def test_a_residual_net_exports_everything_but_netx_and_simulates_exactly(resnet
     assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "bundle.json", "model.nir", "source_model.pt"]
     bundle = read_bundle(out)
     assert "chains" in bundle.artifacts["netx"]["skipped"] and bundle.artifacts["nir"] == {"file": "model.nir"}
-    assert not bundle.loihi_graph.is_chain
+    assert not bundle.integer_graph.is_chain
     report = tmp_path / "report.json"
     assert main(["simulate", "--fixed-point", str(out), "--backend", "all", "--limit", "40", "--json", str(report),
                  "--quiet"]) == 0

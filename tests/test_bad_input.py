@@ -392,8 +392,8 @@ CASES = [
     Case("simulate-bundle-json-edited-unsealed", simulate(files={"bundle.json": lambda sb, b: b.replace(
         b'"timesteps": 4', b'"timesteps": 5', 1)}), ("bundle.json",)),
     # simulate: bundle contents that do not hold together
-    Case("simulate-layer-vth-float", simulate(doc=layer_field("loihi", 0, "vth", 3.5)), ("vth",)),
-    Case("simulate-layer-dv-string", simulate(doc=layer_field("loihi", 1, "dv", "12")), ("dv",)),
+    Case("simulate-layer-vth-float", simulate(doc=layer_field("integer", 0, "vth", 3.5)), ("vth",)),
+    Case("simulate-layer-dv-string", simulate(doc=layer_field("integer", 1, "dv", "12")), ("dv",)),
     Case("simulate-layer-beta-nan", simulate(doc=layer_field("float", 0, "beta", NAN)), ("beta",)),
     Case("simulate-layer-renamed", simulate(doc=rename_layer, arrays=lambda a: {
         k.replace("/conv2/", "/convX/"): v for k, v in a.items()}), ("conv",)),
@@ -401,7 +401,7 @@ CASES = [
     Case("simulate-input-max-float", simulate(doc=lambda d: d["input"].update(input_max=16.5)), ("input_max",)),
     Case("simulate-input-encoding-unknown", simulate(doc=lambda d: d["input"].update(encoding="rate")),
          ("encoding",)),
-    Case("simulate-edge-source-unknown", simulate(doc=lambda d: d["graph"]["loihi"]["edges"][1].update(
+    Case("simulate-edge-source-unknown", simulate(doc=lambda d: d["graph"]["integer"]["edges"][1].update(
         source="nowhere")), ("nowhere",)),
     Case("simulate-artifact-unlisted", simulate(doc=lambda d: d["artifacts"].update(extra={"file": "x.bin"})),
          ("x.bin",)),

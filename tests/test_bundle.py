@@ -13,7 +13,8 @@ import pytest
 
 from hardware.bundle import FORMAT_VERSION, BundleError, read_bundle
 from hardware.files import staged_directory
-from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, LoihiEdge, LoihiNode
+from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.profile import FPGA_MUL, FPGA_SHIFT, LOIHI2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def test_round_trip_is_exact(default_run):
     bundle = dataclasses.replace(bundle, artifacts={})
     write_bundle(bundle, copy_dir)
     again = read_bundle(copy_dir)
-    for key in ("loihi", "float"):
+    for key in ("integer", "float"):
         mine, theirs = bundle.graph(key), again.graph(key)
         for a, b in zip(mine.nodes + mine.edges, theirs.nodes + theirs.edges, strict=True):
             assert type(a) is type(b)
@@ -47,14 +48,14 @@ def test_bundle_reads_with_numpy_and_json_alone(default_run):
     doc = json.loads((default_run.bundle / "bundle.json").read_text())
     with np.load(default_run.bundle / "arrays.npz") as npz:
         names = set(npz.files)
-        for edge in doc["graph"]["loihi"]["edges"]:
-            w = npz[f"loihi/edges/{edge['name']}/weight"]
+        for edge in doc["graph"]["integer"]["edges"]:
+            w = npz[f"integer/edges/{edge['name']}/weight"]
             assert np.issubdtype(w.dtype, np.integer)
             assert w.min() >= -256 and w.max() <= 254
     assert doc["format_version"] == FORMAT_VERSION
     assert {f"float/edges/{e['name']}/weight" for e in doc["graph"]["float"]["edges"]} <= names
     assert {f"float/nodes/{n['name']}/bias" for n in doc["graph"]["float"]["nodes"]} <= names
-    assert set(doc["quantization"]["layers"]) == {n["name"] for n in doc["graph"]["loihi"]["nodes"]}
+    assert set(doc["quantization"]["layers"]) == {n["name"] for n in doc["graph"]["integer"]["nodes"]}
     assert doc["input"] == {"shape": [1, 8, 8], "encoding": "direct", "input_max": 16}
     assert doc["artifacts"]["netx"] == {"file": "model.net"} and doc["artifacts"]["nir"] == {"file": "model.nir"}
 
@@ -83,35 +84,65 @@ def test_corrupt_and_missing_bundles_are_refused(tmp_path):
     [
         ({"weight": np.array([[3]])}, "multiples of 2"),
         ({"weight": np.array([[300]])}, "weight range"),
-        ({"weight": np.array([[2.0]])}, "integer dtype"),
-        ({"weight_exp": 1, "geometry": Geometry("conv", (1, 1, 1), (1, 1, 1)),
-          "weight": np.array([[[[2]]]])}, "no weight exponent"),
+        ({"weight_exp": 9}, "weight exponent 9 outside"),
     ],
 )
-def test_loihi_edge_validates_ranges(change, message):
+def test_loihi_profile_refuses_edges_out_of_its_ranges(change, message):
     fields = dict(name="x", source="input", target="x", geometry=Geometry("dense", (1,), (1,)),
                   weight=np.array([[2]]), weight_exp=0, input_scale=1.0)
     fields.update(change)
     with pytest.raises(BundleError, match=message):
-        LoihiEdge(**fields)
+        LOIHI2.check_edge(IntegerEdge(**fields))
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"vth": 1 << 17}, "vth range"),
-        ({"dv": 4096}, "dv range"),
-        ({"bias_mant": np.array([5000])}, "bias_mant range"),
+        ({"weight": np.array([[2.0]])}, "integer dtype"),
+        ({"weight_exp": 1, "geometry": Geometry("conv", (1, 1, 1), (1, 1, 1)),
+          "weight": np.array([[[[2]]]])}, "no weight exponent"),
+    ],
+)
+def test_integer_edge_validates_its_form(change, message):
+    fields = dict(name="x", source="input", target="x", geometry=Geometry("dense", (1,), (1,)),
+                  weight=np.array([[2]]), weight_exp=0, input_scale=1.0)
+    fields.update(change)
+    with pytest.raises(BundleError, match=message):
+        IntegerEdge(**fields)
+
+
+@pytest.mark.parametrize(
+    "profile, change, message",
+    [
+        (LOIHI2, {"vth": 1 << 17}, "vth range"),
+        (LOIHI2, {"dv": 4096}, "dv range"),
+        (LOIHI2, {"bias_mant": np.array([5000])}, "bias_mant range"),
+        (FPGA_MUL, {"dv": 1025}, "dv range"),
+        (FPGA_MUL, {"du": 1}, "du range"),
+        (FPGA_SHIFT, {"dv": 17}, "dv range"),
+        (FPGA_SHIFT, {"bias_exp": 1}, "bias_exp range"),
+    ],
+)
+def test_profiles_refuse_nodes_out_of_their_ranges(profile, change, message):
+    fields = dict(name="x", shape=(1,), bias_mant=np.array([0]), bias_exp=0, du=0, dv=0, vth=1, scale=1.0)
+    fields.update(change)
+    with pytest.raises(BundleError, match=message):
+        profile.check_node(IntegerNode(**fields))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
         ({"bias_mant": np.array([1.0])}, "integer dtype"),
         ({"bias_mant": np.array([1, 2])}, "bias_mant shape"),
         ({"scale": float("nan")}, "scale"),
     ],
 )
-def test_loihi_node_validates_ranges(change, message):
+def test_integer_node_validates_its_form(change, message):
     fields = dict(name="x", shape=(1,), bias_mant=np.array([0]), bias_exp=0, du=4095, dv=0, vth=1, scale=1.0)
     fields.update(change)
     with pytest.raises(BundleError, match=message):
-        LoihiNode(**fields)
+        IntegerNode(**fields)
 
 
 def _float_graph(edges: list[tuple[str, str, str]], names=("a", "b", "readout")) -> Graph:
@@ -152,11 +183,12 @@ def test_edge_shapes_must_fit_their_nodes():
         Graph(Input((3,), "direct", 4), nodes, edges)
 
 
-def test_version_2_bundles_are_refused_with_a_request_to_re_export(tmp_path):
+@pytest.mark.parametrize("version", [2, 3])
+def test_earlier_bundles_are_refused_with_a_request_to_re_export(tmp_path, version):
     old = tmp_path / "old"
     old.mkdir()
-    (old / "bundle.json").write_text(json.dumps({"format": "lsg-deploy-bundle", "format_version": 2, "layers": {}}))
-    with pytest.raises(BundleError, match="version 2; this lsg-deploy reads version 3: re-export"):
+    (old / "bundle.json").write_text(json.dumps({"format": "lsg-deploy-bundle", "format_version": version}))
+    with pytest.raises(BundleError, match=f"version {version}; this lsg-deploy reads version 4: re-export"):
         read_bundle(old)
 
 
@@ -185,7 +217,7 @@ def test_hardware_imports_without_torch(default_run):
         "from hardware import reference, bundle\n"
         f"b = bundle.read_bundle({str(default_run.bundle)!r})\n"
         "import numpy as np\n"
-        "r = reference.run(b.loihi_graph, np.zeros((2, *b.input.shape), np.int64), b.timesteps)\n"
+        "r = reference.run(b.integer_graph, np.zeros((2, *b.input.shape), np.int64), b.timesteps)\n"
         "print(r.readout.shape)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

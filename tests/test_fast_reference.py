@@ -10,7 +10,7 @@ import torch
 from hardware import fast_reference, reference
 from hardware import fixed_point as fp
 from hardware.bundle import read_bundle
-from hardware.graph import Geometry, Graph, Input, LoihiEdge, LoihiNode
+from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
 from lsg_deploy.data import DataSpec, load
 from tests.netgen import random_graph, random_inputs
 
@@ -46,17 +46,17 @@ def test_fast_equals_reference_on_random_graphs(seed, path):
 def test_fast_equals_reference_on_the_trained_net(default_run, path):
     bundle = read_bundle(default_run.bundle)
     _, test, _ = load(DataSpec(), bundle.timesteps)
-    ref = reference.run(bundle.loihi_graph, test.pixels, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps)
     done = []
-    _assert_same(ref, fast_reference.run(bundle.loihi_graph, test.pixels, bundle.timesteps, progress=done.append))
+    _assert_same(ref, fast_reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, progress=done.append))
     assert sum(done) == len(test.pixels) == 360 and len(done) == 2  # two chunks of at most 256
 
 
-def _conv_edge(rng, in_shape, out_c, kernel, stride, padding, weight_max=254) -> LoihiEdge:
+def _conv_edge(rng, in_shape, out_c, kernel, stride, padding, weight_max=254) -> IntegerEdge:
     out = (out_c, (in_shape[1] + 2 * padding[0] - kernel[0]) // stride[0] + 1,
            (in_shape[2] + 2 * padding[1] - kernel[1]) // stride[1] + 1)
     weight = 2 * rng.integers(-weight_max // 2, weight_max // 2 + 1, size=(out_c, in_shape[0], *kernel))
-    return LoihiEdge("c", "input", "n", Geometry("conv", in_shape, out, stride, padding), weight, 0, 1.0)
+    return IntegerEdge("c", "input", "n", Geometry("conv", in_shape, out, stride, padding), weight, 0, 1.0)
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -75,12 +75,12 @@ def test_a_conv_as_a_dense_matrix_is_the_convolution(seed):
     assert np.array_equal(x.reshape(5, -1) @ dense.T.astype(np.int64), expected)
 
 
-def _one_edge_graph(edge: LoihiEdge, input_max: int) -> Graph:
+def _one_edge_graph(edge: IntegerEdge, input_max: int) -> Graph:
     shape = edge.geometry.output_shape
-    node = LoihiNode("n", shape, np.zeros(shape[0], np.int64), 0, fp.DU_NO_MEMORY, 100, 50, 1.0)
-    readout = LoihiNode("out", (2,), np.zeros(2, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True)
+    node = IntegerNode("n", shape, np.zeros(shape[0], np.int64), 0, fp.DU_NO_MEMORY, 100, 50, 1.0)
+    readout = IntegerNode("out", (2,), np.zeros(2, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True)
     n = int(np.prod(shape))
-    to_readout = LoihiEdge("r", "n", "out", Geometry("dense", (n,), (2,)), np.full((2, n), 2, np.int64), 0, 1.0)
+    to_readout = IntegerEdge("r", "n", "out", Geometry("dense", (n,), (2,)), np.full((2, n), 2, np.int64), 0, 1.0)
     return Graph(Input(edge.geometry.input_shape, "direct", input_max), (node, readout), (edge, to_readout))
 
 
@@ -110,11 +110,11 @@ def test_weight_exponents_and_event_frames(path):
     """A dense edge with a weight exponent (shifted, not accumulated) on per-step binary frames."""
     rng = np.random.default_rng(4)
     weight = 2 * rng.integers(-128, 128, size=(6, 18))
-    nodes = (LoihiNode("h", (6,), np.full(6, 3, np.int64), 2, 100, 900, 2, 1.0),
-             LoihiNode("out", (2,), np.zeros(2, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True))
+    nodes = (IntegerNode("h", (6,), np.full(6, 3, np.int64), 2, 100, 900, 2, 1.0),
+             IntegerNode("out", (2,), np.zeros(2, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True))
     for exp in (-3, 2):
-        edges = (LoihiEdge("h", "input", "h", Geometry("dense", (18,), (6,)), weight, exp, 1.0),
-                 LoihiEdge("r", "h", "out", Geometry("dense", (6,), (2,)), np.full((2, 6), 8, np.int64), 0, 1.0))
+        edges = (IntegerEdge("h", "input", "h", Geometry("dense", (18,), (6,)), weight, exp, 1.0),
+                 IntegerEdge("r", "h", "out", Geometry("dense", (6,), (2,)), np.full((2, 6), 8, np.int64), 0, 1.0))
         graph = Graph(Input((2, 3, 3), "event-frames", 1), nodes, edges)
         frames = (rng.random((5, 6, 2, 3, 3)) < 0.4).astype(np.int64)
         ref = reference.run(graph, frames, 6)

@@ -78,5 +78,5 @@ def test_digits_events_reaches_90_percent_and_lava_equals_the_reference(events):
     assert events.report["input_encoding"] == "event-frames"
     bundle = read_bundle(events.bundle)
     assert bundle.input.encoding == "event-frames" and bundle.input.input_max == 1
-    assert bundle.input.shape == (2, 12, 12) and bundle.loihi_graph.is_chain
+    assert bundle.input.shape == (2, 12, 12) and bundle.integer_graph.is_chain
     assert bundle.artifacts["netx"] == {"file": "model.net"} and events.export_stderr == ""

@@ -19,7 +19,7 @@ import pytest
 from hardware import fixed_point as fp
 from hardware import reference
 from hardware.bundle import Bundle, BundleError, write_bundle
-from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, LoihiEdge, LoihiNode
+from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.lava_backend import (
     LavaLimitError,
     check_lava_limits,
@@ -72,7 +72,7 @@ def _pick(rng, choices):
 
 
 def make_link(rng, name, kind, in_shape, out, *, k=(3, 3), stride=(1, 1), pad=(0, 0), readout=False,
-              sign="mixed", **fixed) -> tuple[LoihiEdge, LoihiNode]:
+              sign="mixed", **fixed) -> tuple[IntegerEdge, IntegerNode]:
     """An edge and its target node, parameters drawn at and inside the edges of their ranges
     (the edge's source is set by :func:`chain`)."""
     if kind == "conv":
@@ -93,9 +93,9 @@ def make_link(rng, name, kind, in_shape, out, *, k=(3, 3), stride=(1, 1), pad=(0
         vth=_pick(rng, [0, 1, fp.VTH_MAX] + [int(rng.integers(2, 600)) for _ in range(4)]),
     )
     params.update(fixed)
-    edge = LoihiEdge(name=name, source=INPUT, target=name, geometry=g, weight=params.pop("weight"),
+    edge = IntegerEdge(name=name, source=INPUT, target=name, geometry=g, weight=params.pop("weight"),
                      weight_exp=params.pop("weight_exp"), input_scale=1.0)
-    return edge, LoihiNode(name=name, shape=g.output_shape, scale=1.0, readout=readout, **params)
+    return edge, IntegerNode(name=name, shape=g.output_shape, scale=1.0, readout=readout, **params)
 
 
 def chain(in_shape, *links, input_max: int = 1 << 15) -> Graph:
@@ -138,11 +138,11 @@ def chain_jobs(seed: int) -> list[LavaJob]:
 
 def tie_job() -> LavaJob:
     """Every step: v == vth << 6 exactly (no spike), one above it (spike), one below (none)."""
-    hidden = (LoihiEdge("h", INPUT, "h", Geometry("dense", (1, 1, 1), (3,)), np.full((3, 1), 2), 0, 1.0),
-              LoihiNode("h", (3,), np.array([0, 1, -1]), 0, fp.DECAY_MAX, fp.DECAY_MAX, 10, 1.0))
+    hidden = (IntegerEdge("h", INPUT, "h", Geometry("dense", (1, 1, 1), (3,)), np.full((3, 1), 2), 0, 1.0),
+              IntegerNode("h", (3,), np.array([0, 1, -1]), 0, fp.DECAY_MAX, fp.DECAY_MAX, 10, 1.0))
     # a = 2 * 5 = 10, so v = (10 << 6) + bias = 640 + {0, 1, -1}, and D(640, 4095) = 0
-    out = (LoihiEdge("out", INPUT, "out", Geometry("dense", (3,), (2,)), np.array([[2, 4, 6], [-2, 0, 254]]), 0, 1.0),
-           LoihiNode("out", (2,), np.zeros(2, np.int64), 0, fp.DECAY_MAX, 0, fp.VTH_MAX, 1.0, readout=True))
+    out = (IntegerEdge("out", INPUT, "out", Geometry("dense", (3,), (2,)), np.array([[2, 4, 6], [-2, 0, 254]]), 0, 1.0),
+           IntegerNode("out", (2,), np.zeros(2, np.int64), 0, fp.DECAY_MAX, 0, fp.VTH_MAX, 1.0, readout=True))
     return LavaJob(chain((1, 1, 1), hidden, out, input_max=5), np.full((2, 1, 1, 1), 5), 3)
 
 
@@ -338,7 +338,7 @@ def test_bundle_directory_runs_through_the_subprocess(tmp_path):
                    tuple(FloatNode(n.name, n.shape, np.zeros(n.shape[0]), 0.5, 0.5, n.readout) for n in graph.nodes),
                    tuple(FloatEdge(e.name, e.source, e.target, e.geometry, e.weight.astype(float))
                          for e in graph.edges))
-    write_bundle(Bundle(target="loihi", timesteps=3, float_graph=floats, loihi_graph=graph), tmp_path)
+    write_bundle(Bundle(target="loihi", timesteps=3, float_graph=floats, integer_graph=graph), tmp_path)
     inputs = netgen.random_inputs(5, graph, 3, batch=2)
     timing: dict[str, float] = {}
     lava = _lava(run_lava_bundle, tmp_path, inputs, timing=timing)
@@ -360,9 +360,9 @@ def test_digits_bundle_matches_bit_for_bit(tmp_path_factory):
     inputs = test.pixels[:DIGITS_SAMPLES]
     timing: dict[str, float] = {}
     lava = _lava(run_lava_bundle, root / "bundle", inputs, timing=timing)
-    ref = reference.run(bundle.loihi_graph, inputs, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, inputs, bundle.timesteps)
     assert_same(ref, lava, f"digits bundle, {DIGITS_SAMPLES} test images")
-    depth = bundle.loihi_graph.depths()[bundle.loihi_graph.readout.name]
+    depth = bundle.integer_graph.depths()[bundle.integer_graph.readout.name]
     assert timing["steps"] == DIGITS_SAMPLES * bundle.timesteps + depth
     assert all(0.01 < ref.spikes[name].mean() < 0.9 for name in ref.spikes), "hidden nodes must be active"
     assert np.mean(lava.final_readout.argmax(axis=1) == test.labels[:DIGITS_SAMPLES]) > 0.5
@@ -410,8 +410,8 @@ def test_limits_refuse_what_lava_cannot_run_exactly():
 def test_limits_bound_the_sum_of_a_nodes_incoming_edges():
     """Each of three input edges stays below 2^31, their sum in the node's int32 a_in does not."""
     weight = np.full((1, 1), fp.WEIGHT_MAX, np.int64)
-    edges = tuple(LoihiEdge(f"e{i}", INPUT, "out", Geometry("dense", (1,), (1,)), weight, 0, 1.0) for i in range(3))
-    node = LoihiNode("out", (1,), np.zeros(1, np.int64), 0, fp.DECAY_MAX, 0, fp.VTH_MAX, 1.0, readout=True)
+    edges = tuple(IntegerEdge(f"e{i}", INPUT, "out", Geometry("dense", (1,), (1,)), weight, 0, 1.0) for i in range(3))
+    node = IntegerNode("out", (1,), np.zeros(1, np.int64), 0, fp.DECAY_MAX, 0, fp.VTH_MAX, 1.0, readout=True)
     graph = Graph(Input((1,), "direct", 1 << 23), (node,), edges)
     check_lava_limits(Graph(graph.input, (node,), edges[:1]), 1 << 10, 2)
     with pytest.raises(LavaLimitError, match="node out: its incoming edges' activations add up to"):

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from export.netx import NETX_BIAS_EXP, NetxError, input_message_bits, netx_groups, skip_reason, write_netx
-from export.quantize import QuantPolicy, quantize_loihi
+from export.quantize import QuantPolicy, quantize
 from hardware import fixed_point as fp
 from hardware import reference
 from hardware.bundle import Bundle
-from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, LoihiEdge, LoihiNode
+from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.profile import LOIHI2
 from tests.netgen import placeholder_float, random_inputs, random_network
 
@@ -54,27 +54,27 @@ def _float_net(seed: int = 0) -> Graph:
     ])
 
 
-def _bundle(float_graph: Graph, loihi_graph: Graph, timesteps: int = 3) -> Bundle:
-    return Bundle(target="loihi", timesteps=timesteps, float_graph=float_graph, loihi_graph=loihi_graph)
+def _bundle(float_graph: Graph, integer_graph: Graph, timesteps: int = 3) -> Bundle:
+    return Bundle(target="loihi", timesteps=timesteps, float_graph=float_graph, integer_graph=integer_graph)
 
 
 def _quantized_bundle(seed: int = 0) -> Bundle:
     graph = _float_net(seed)
-    q, _, warnings = quantize_loihi(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
+    q, _, warnings = quantize(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
     assert warnings == []
     return _bundle(graph, q)
 
 
-def _as_bundle(loihi_graph: Graph, timesteps: int = 3) -> Bundle:
+def _as_bundle(integer_graph: Graph, timesteps: int = 3) -> Bundle:
     """Wrap an integer graph (e.g. from ``netgen``) in a bundle; the float record is a placeholder."""
-    return _bundle(placeholder_float(loihi_graph), loihi_graph, timesteps)
+    return _bundle(placeholder_float(integer_graph), integer_graph, timesteps)
 
 
 def _dense_layer(weight, bias_mant=0, bias_exp=NETX_BIAS_EXP, weight_exp=0, readout=False, name="h"):
     weight = np.asarray(weight, np.int64)
-    edge = LoihiEdge(name=name, source="", target=name, geometry=Geometry("dense", (weight.shape[1],),
+    edge = IntegerEdge(name=name, source="", target=name, geometry=Geometry("dense", (weight.shape[1],),
                      (weight.shape[0],)), weight=weight, weight_exp=weight_exp, input_scale=1.0)
-    node = LoihiNode(name=name, shape=(weight.shape[0],), bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
+    node = IntegerNode(name=name, shape=(weight.shape[0],), bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
                      bias_exp=bias_exp, du=fp.DU_NO_MEMORY, dv=0 if readout else 100,
                      vth=fp.VTH_MAX if readout else 10, scale=1.0, readout=readout)
     return edge, node
@@ -119,7 +119,7 @@ def test_file_holds_the_bundles_integer_network(tmp_path):
     assert [r["name"] for r in recs] == ["input", "conv1", "conv2", "flatten", "fc1", "readout"]
     assert recs[0]["shape"].tolist() == [2, 7, 6] and "neuron" not in recs[0]  # graded pixels pass through
     assert recs[3]["shape"].tolist() == [48, 1, 1]
-    links = {node.name: (edge, node) for edge, node in bundle.loihi_graph.chain()}
+    links = {node.name: (edge, node) for edge, node in bundle.integer_graph.chain()}
     for rec in recs[1:3] + recs[4:]:
         edge, layer = links[rec["name"]]
         g = edge.geometry
@@ -166,15 +166,15 @@ def test_input_message_bits_hold_the_pixel_range():
 
 def test_quant_policy_bias_exp_puts_biases_on_the_netx_grid():
     graph = _float_net(1)
-    q, summary, _ = quantize_loihi(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
+    q, summary, _ = quantize(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
     assert all(x.bias_exp == NETX_BIAS_EXP for x in q.nodes)
     assert summary["policy"]["bias_exp"] == NETX_BIAS_EXP
-    free, _, _ = quantize_loihi(graph, 10.0)
+    free, _, _ = quantize(graph, 10.0)
     # the same bias, rounded to one activation unit (64 membrane units)
     for a, b in zip(q.nodes, free.nodes, strict=True):
         assert np.abs((a.bias_mant << a.bias_exp) - (b.bias_mant << b.bias_exp)).max() <= 32 + (1 << b.bias_exp)
-    with pytest.raises(ValueError, match="bias_exp"):
-        QuantPolicy(bias_exp=8)
+    with pytest.raises(ValueError, match="bias_exp 8 outside"):
+        quantize(graph, 10.0, QuantPolicy(bias_exp=8))
 
 
 # --- what netx cannot represent: refused, nothing written -----------------------------------------
@@ -324,10 +324,10 @@ def test_file_read_as_netx_computes_the_reference(tmp_path, seed):
     except NetxError as exc:  # netgen visits edges netx cannot hold; those must be the refused kind
         assert "all <= 0" in str(exc) or "all-zero" in str(exc)
         return
-    pixels = random_inputs(seed, bundle.loihi_graph, 4, batch=5)
-    ref = reference.run(bundle.loihi_graph, pixels, 4)
+    pixels = random_inputs(seed, bundle.integer_graph, 4, batch=5)
+    ref = reference.run(bundle.integer_graph, pixels, 4)
     spikes, readout = _run_as_netx(path, pixels, 4)
-    for node, got in zip(bundle.loihi_graph.hidden, spikes, strict=True):
+    for node, got in zip(bundle.integer_graph.hidden, spikes, strict=True):
         assert np.array_equal(got, ref.spikes[node.name]), node.name
     assert np.array_equal(readout, ref.readout)
 
@@ -337,20 +337,20 @@ def test_quantized_bundle_read_as_netx_computes_the_reference(tmp_path):
     path = tmp_path / "model.net"
     write_netx(bundle, path)
     pixels = np.random.default_rng(2).integers(0, 17, size=(8, *bundle.input.shape))
-    ref = reference.run(bundle.loihi_graph, pixels, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, pixels, bundle.timesteps)
     spikes, readout = _run_as_netx(path, pixels, bundle.timesteps)
     assert sum(int(s.sum()) for s in spikes) > 0  # the comparison is not of silent networks
-    for node, got in zip(bundle.loihi_graph.hidden, spikes, strict=True):
+    for node, got in zip(bundle.integer_graph.hidden, spikes, strict=True):
         assert np.array_equal(got, ref.spikes[node.name]), node.name
     assert np.array_equal(readout, ref.readout)
 
 
 def test_graphs_netx_cannot_hold_are_named():
     """A residual add (two edges into a node) has no place in netx's chain of layers."""
-    graph = _quantized_bundle(0).loihi_graph
+    graph = _quantized_bundle(0).integer_graph
     assert skip_reason(graph) is None
     conv2 = graph.node("conv2")
-    extra = LoihiEdge("skip", "input", "conv2", Geometry("conv", (2, 7, 6), conv2.shape, (3, 2), (0, 1)),
+    extra = IntegerEdge("skip", "input", "conv2", Geometry("conv", (2, 7, 6), conv2.shape, (3, 2), (0, 1)),
                       np.zeros((4, 2, 1, 1), np.int64), 0, 16.0)
     residual = dataclasses.replace(graph, edges=(*graph.edges, extra))
     assert "node conv2 sums 2 edges (from conv1, input)" in skip_reason(residual)

@@ -58,8 +58,8 @@ def test_fake_quant_equals_integer_reference_on_the_test_split(default_run):
     bundle = read_bundle(default_run.bundle)
     _, test, _ = load(DataSpec())
     assert len(test.labels) >= 200
-    ref = reference.run(bundle.loihi_graph, test.pixels, bundle.timesteps)
-    spikes, readout = run_fake_quant(bundle.loihi_graph, torch.as_tensor(test.pixels), bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps)
+    spikes, readout = run_fake_quant(bundle.integer_graph, torch.as_tensor(test.pixels), bundle.timesteps)
     for name, s in ref.spikes.items():
         assert np.array_equal(spikes[name].numpy(), s), name
         assert s.any()

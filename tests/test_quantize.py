@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.quantize import QuantPolicy, RangeError, quantize_loihi
+from export.quantize import QuantPolicy, RangeError, quantize
 from hardware import fixed_point as fp
 from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input
 
@@ -45,7 +45,7 @@ def _residual(shortcut_gain: float) -> Graph:
 
 def test_integer_tables_dequantize_close_to_the_float_ones():
     graph = _net()
-    q, summary, warnings = quantize_loihi(graph, readout_bound=10.0)
+    q, summary, warnings = quantize(graph, readout_bound=10.0)
     assert warnings == []
     for f, i, fe, ie in zip(graph.nodes, q.nodes, graph.edges, q.edges, strict=True):
         w_back = ie.weight * ie.input_scale / i.scale
@@ -64,7 +64,7 @@ def test_integer_tables_dequantize_close_to_the_float_ones():
 
 
 def test_readout_scale_keeps_the_calibrated_sum_in_range():
-    q, _, _ = quantize_loihi(_net(), readout_bound=5000.0)
+    q, _, _ = quantize(_net(), readout_bound=5000.0)
     readout = q.readout
     assert 64 * readout.scale * 5000.0 <= 0.5 * (fp.VTH_MAX << fp.VTH_SHIFT) * (1 + 1e-12)
 
@@ -72,12 +72,12 @@ def test_readout_scale_keeps_the_calibrated_sum_in_range():
 def test_bias_out_of_range_names_the_layer_and_value():
     layers = _net(bias_scale=1e4)
     with pytest.raises(RangeError, match=r"layer c: .*bias_mant.*worst"):
-        quantize_loihi(layers, readout_bound=10.0)
+        quantize(layers, readout_bound=10.0)
 
 
 def test_clip_policy_clips_counts_and_warns():
     layers = _net(bias_scale=1e4)
-    q, summary, warnings = quantize_loihi(layers, 10.0, QuantPolicy(on_overflow="clip"))
+    q, summary, warnings = quantize(layers, 10.0, QuantPolicy(on_overflow="clip"))
     assert q.nodes[0].bias_mant.max() <= fp.BIAS_MANT_MAX and q.nodes[0].bias_exp == fp.BIAS_EXP_MAX
     assert summary["layers"]["c"]["clipped"]["bias"] > 0
     assert any("layer c: clipped" in w for w in warnings)
@@ -86,8 +86,8 @@ def test_clip_policy_clips_counts_and_warns():
 def test_weight_percentile_below_100_needs_clipping():
     layers = _net()
     with pytest.raises(RangeError, match="weight value"):
-        quantize_loihi(layers, 10.0, QuantPolicy(weight_percentile=90))
-    _, summary, _ = quantize_loihi(layers, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=90))
+        quantize(layers, 10.0, QuantPolicy(weight_percentile=90))
+    _, summary, _ = quantize(layers, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=90))
     assert summary["layers"]["h"]["clipped"]["weight"] > 0
 
 
@@ -104,7 +104,7 @@ def test_edges_into_one_node_share_its_scale(gain):
     becomes explicit integer weights 2 round(gain S / 2) on the diagonal, zero elsewhere, and the
     tighter of the two edges' ranges sets S."""
     graph = _residual(gain)
-    q, summary, _ = quantize_loihi(graph, readout_bound=10.0)
+    q, summary, _ = quantize(graph, readout_bound=10.0)
     s = q.node("s")
     conv2, shortcut = (next(e for e in q.edges if e.name == n) for n in ("s.conv2", "s.shortcut"))
     diagonal = 2 * round(gain * s.scale / 2)

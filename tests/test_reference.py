@@ -12,7 +12,7 @@ import torch
 from export.fake_quant import run_fake_quant
 from hardware import fixed_point as fp
 from hardware import reference
-from hardware.graph import Geometry, Graph, Input, LoihiEdge, LoihiNode
+from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
 from tests.netgen import random_graph, random_inputs
 
 
@@ -30,13 +30,13 @@ def test_conv2d_int_equals_torch_conv(seed):
 
 
 def _dense(weight, bias_mant=0, bias_exp=0, dv=0, vth=10, readout=False, source="input"
-           ) -> tuple[LoihiEdge, LoihiNode]:
+           ) -> tuple[IntegerEdge, IntegerNode]:
     weight = np.asarray(weight, dtype=np.int64)
     name = "readout" if readout else "h"
-    edge = LoihiEdge(name=name, source=source, target=name,
+    edge = IntegerEdge(name=name, source=source, target=name,
                      geometry=Geometry("dense", (weight.shape[1],), (weight.shape[0],)), weight=weight,
                      weight_exp=0, input_scale=1.0)
-    node = LoihiNode(name=name, shape=(weight.shape[0],), bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
+    node = IntegerNode(name=name, shape=(weight.shape[0],), bias_mant=np.full(weight.shape[0], bias_mant, np.int64),
                      bias_exp=bias_exp, du=fp.DU_NO_MEMORY, dv=dv, vth=vth, scale=1.0, readout=readout)
     return edge, node
 
@@ -88,9 +88,9 @@ def test_saturation_is_counted_not_hidden():
     assert run.spikes["h"].sum() == 2 * (40 // steps_to_clip)
 
     geometry = Geometry("conv", (1, 1, 1), (1, 1, 1))
-    wide = (LoihiEdge(name="c", source="input", target="c", geometry=geometry,
+    wide = (IntegerEdge(name="c", source="input", target="c", geometry=geometry,
                       weight=np.full((1, 1, 1, 1), 254, np.int64), weight_exp=0, input_scale=1.0),
-            LoihiNode(name="c", shape=(1, 1, 1), bias_mant=np.zeros(1, np.int64), bias_exp=0, du=fp.DU_NO_MEMORY,
+            IntegerNode(name="c", shape=(1, 1, 1), bias_mant=np.zeros(1, np.int64), bias_exp=0, du=fp.DU_NO_MEMORY,
                       dv=0, vth=0, scale=1.0))
     readout = _dense([[0]], readout=True, vth=fp.VTH_MAX)
     pixels = np.full((1, 1, 1, 1), 2**16, np.int64)  # 254 * 2^16 > 2^23: wraps to signed 24 bits
@@ -105,9 +105,9 @@ def test_edges_into_one_node_sum_without_a_second_wrap():
     again would give -4. (Lava adds the messages in int32: ``check_lava_limits`` bounds the sum.)"""
     geometry = Geometry("conv", (1, 1, 1), (1, 1, 1))
     weight = np.full((1, 1, 1, 1), 2, np.int64)
-    edges = (LoihiEdge("c1", "input", "readout", geometry, weight, 0, 1.0),
-             LoihiEdge("c2", "input", "readout", geometry, weight, 0, 1.0))
-    nodes = (LoihiNode("readout", (1, 1, 1), np.zeros(1, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0,
+    edges = (IntegerEdge("c1", "input", "readout", geometry, weight, 0, 1.0),
+             IntegerEdge("c2", "input", "readout", geometry, weight, 0, 1.0))
+    nodes = (IntegerNode("readout", (1, 1, 1), np.zeros(1, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0,
                        readout=True),)
     graph = Graph(Input((1, 1, 1), "direct", 1 << 23), nodes, edges)
     x = np.full((1, 1, 1, 1), 2**22 - 1, np.int64)  # 2 x = 2^23 - 2: no wrap on either edge

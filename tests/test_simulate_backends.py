@@ -38,7 +38,7 @@ def test_disagreement_exits_non_zero(default_run, tmp_path, monkeypatch, capsys)
 
     def corrupted(bundle_dir, pixels, **_):
         bundle = read_bundle(bundle_dir)
-        run = reference.run(bundle.loihi_graph, pixels, bundle.timesteps)
+        run = reference.run(bundle.integer_graph, pixels, bundle.timesteps)
         spikes = dict(run.spikes)
         spikes["conv2"] = spikes["conv2"].copy()
         spikes["conv2"][0, 0, 0] ^= True
@@ -66,4 +66,4 @@ def test_missing_lava_environment_says_how_to_create_it(default_run, tmp_path):
 def test_bundle_holds_every_artifact(default_run):
     names = sorted(p.name for p in default_run.bundle.iterdir())
     assert names == ["arrays.npz", "bundle.json", "model.net", "model.nir", "source_model.pt"]
-    assert np.load(default_run.bundle / "arrays.npz")["loihi/edges/conv1/weight"].dtype == np.int64
+    assert np.load(default_run.bundle / "arrays.npz")["integer/edges/conv1/weight"].dtype == np.int64

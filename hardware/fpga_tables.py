@@ -1,0 +1,291 @@
+"""FPGA tables: a bundle's integer network as files a hardware designer loads without our code.
+
+``write_tables(bundle, directory)`` writes, per edge and node field::
+
+    <edge>.weight.mem   $readmemh-ready: one word per line, hex two's complement at the weight
+                        width, a leading // comment; conv (O, C, KH, KW), dense (N, F), row-major
+    <node>.bias.mem     one word per output channel (C of a conv node, N of a dense node)
+    <name>.<field>.csv  the same values in decimal, with their indices
+    network.h           C99: <stdint.h> arrays of every table and #defines of every scalar
+    manifest.json       every width, signedness, rounding and saturation rule; each layer's
+                        shape, stride, padding and memory layout; the graph's edges; the input
+                        encoding; the neuron update as equations and a worked example
+
+``read_tables(directory)`` parses the ``.mem`` files back (and ``parse_header`` the C header), so
+the tests can check that the tables hold exactly the bundle's integers. Numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware.graph import INPUT, BundleError, Graph, per_neuron
+from hardware.profile import Profile
+
+FORMAT_NAME = "lsg-deploy-fpga-tables"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+HEADER_NAME = "network.h"
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Tables read back from a directory: the manifest and every array, in the bundle's shapes."""
+
+    manifest: dict[str, Any]
+    weights: dict[str, np.ndarray]  #: edge -> (O, C, KH, KW) or (N, F) int64
+    biases: dict[str, np.ndarray]  #: node -> (channels,) int64
+
+
+# --- words ----------------------------------------------------------------------------------------
+
+def _bits_signed(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding [lo, hi]."""
+    return max((-int(lo) - 1).bit_length() if lo < 0 else 0, int(hi).bit_length()) + 1
+
+
+def _bits_unsigned(hi: int) -> int:
+    return max(int(hi).bit_length(), 1)
+
+
+def to_words(values: np.ndarray, bits: int) -> list[str]:
+    """Two's-complement hex words of ``bits`` bits (``ff`` is -1 at 8 bits)."""
+    values = np.asarray(values, np.int64).ravel()
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise BundleError(f"values [{values.min()}, {values.max()}] do not fit {bits}-bit two's complement")
+    digits = (bits + 3) // 4
+    return [format(int(v) & ((1 << bits) - 1), f"0{digits}x") for v in values]
+
+
+def from_words(words: list[str], bits: int) -> np.ndarray:
+    """Inverse of :func:`to_words`."""
+    raw = np.array([int(w, 16) for w in words], np.int64)
+    return np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
+
+
+def _c_name(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", name).upper()
+
+
+def _c_type(bits: int) -> str:
+    return f"int{next(b for b in (8, 16, 32, 64) if bits <= b)}_t"
+
+
+# --- the manifest ----------------------------------------------------------------------------------
+
+def profile_manifest(profile: Profile, input_max: int) -> dict[str, Any]:
+    """Every width, signedness and rule of ``profile``, for a reader without our code."""
+    if profile.current_stage or profile.act_shift or profile.vth_shift or profile.bias_exp_max:
+        raise BundleError(f"profile {profile.name} is not an FPGA profile (current stage or shifts)")
+    decay: dict[str, Any] = {"form": profile.decay_form, "code_min": 0, "code_max": profile.decay_max,
+                             "code_bits": _bits_unsigned(profile.decay_max), "no_decay_code": profile.decay_none}
+    if profile.decay_form == "multiply":
+        f = profile.decay_shift
+        decay.update(fraction_bits=f, rounding=profile.decay_rounding,
+                     beta="code / 2^fraction_bits",
+                     equation=f"d = (v * code + 2^{f - 1}) >>> {f}   (round half up; code {profile.decay_none}: d = v)"
+                     if profile.decay_rounding == "half-up" else f"d = (v * code) >>> {f}")
+    else:
+        decay.update(rounding=profile.decay_rounding, beta="1 - 2^-code (code no_decay_code: 1)",
+                     equation=f"d = (code == {profile.decay_none}) ? v : v - (v >>> code)   (>>> arithmetic: floor)")
+    limit = profile.state_limit
+    return {
+        "name": profile.name,
+        "description": profile.description,
+        "weight": {"bits": _bits_signed(profile.weight_min, profile.weight_max), "signed": True,
+                   "min": profile.weight_min, "max": profile.weight_max},
+        "bias": {"bits": _bits_signed(profile.bias_mant_min, profile.bias_mant_max), "signed": True,
+                 "min": profile.bias_mant_min, "max": profile.bias_mant_max, "per": "output channel"},
+        "membrane": {"bits": profile.state_bits, "signed": True, "min": -limit, "max": limit,
+                     "overflow": f"saturate to [-{limit}, {limit}] (symmetric)"},
+        "threshold": {"bits": _bits_unsigned(profile.vth_max), "signed": False, "min": 0, "max": profile.vth_max,
+                      "compare": f"spike when v {profile.threshold} vth"},
+        "decay": decay,
+        "accumulator": {"bits": profile.synapse_bits, "signed": True,
+                        "overflow": "none: the export checks that every node's worst-case sum fits"},
+        "input": {"bits": _bits_unsigned(input_max), "signed": False, "min": 0, "max": int(input_max)},
+    }
+
+
+def update_equations(profile: Profile) -> list[str]:
+    """One neuron update, as the manifest states it."""
+    lim = profile.state_limit
+    return [
+        "per time step t, nodes in the order listed, each reading its sources' outputs of the same step t",
+        "acc[n] = sum over the node's incoming edges of sum_i w[n, i] * x_i   (x: input pixel or 0/1 spike; "
+        "exact, fits the accumulator)",
+        "d = decay(v[n], decay_code)   (profile.decay.equation)",
+        "v_raw = d + acc[n] + bias[channel(n)]   (exact: accumulator bits + 2)",
+        f"v_sat = clamp(v_raw, -{lim}, {lim})",
+        f"spike[n] = v_sat {profile.threshold} vth",
+        "v[n] = spike[n] ? 0 : v_sat",
+        "state starts at 0 for every sample; the readout (last node) never decays, its vth is the maximum, "
+        "and its membrane after step T is the output (argmax = class)",
+    ]
+
+
+def _layout(shape: tuple[int, ...]) -> str:
+    return "C,H,W row-major: index = (c*H + h)*W + w" if len(shape) == 3 else "index n"
+
+
+def _edge_entry(edge, weight_file: str, bits: int) -> dict[str, Any]:
+    g = edge.geometry
+    entry: dict[str, Any] = {
+        "name": edge.name, "source": edge.source, "target": edge.target, "kind": g.kind,
+        "input_shape": list(g.input_shape), "output_shape": list(g.output_shape),
+    }
+    if g.kind == "conv":
+        kh, kw = edge.weight.shape[2:]
+        entry.update(kernel=[int(kh), int(kw)], stride=list(g.stride), padding=list(g.padding),
+                     operation="cross-correlation, zero padding: out[o, y, x] = sum_{c,i,j} w[o,c,i,j] * "
+                               "in[c, y*stride_h + i - pad_h, x*stride_w + j - pad_w]")
+        layout = "O,C,KH,KW row-major: address = ((o*C + c)*KH + i)*KW + j"
+    else:
+        entry.update(operation="out[n] = sum_f w[n, f] * in[f], f over the source in C,H,W row-major order")
+        layout = "N,F row-major: address = n*F + f"
+    entry["weight"] = {"file": weight_file, "csv": weight_file.replace(".mem", ".csv"),
+                       "words": int(edge.weight.size), "bits": bits, "signed": True,
+                       "shape": list(edge.weight.shape), "layout": layout}
+    return entry
+
+
+def _worked_example(graph: Graph, profile: Profile, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One neuron's first update for a stated input: the first hidden node, neuron 0, one
+    source value of 1 at the first nonzero weight of its first incoming edge."""
+    node = graph.hidden[0] if graph.hidden else graph.readout
+    edge = graph.incoming(node.name)[0]
+    w = edge.weight.reshape(edge.weight.shape[0], -1)[0]
+    idx = int(np.flatnonzero(w)[0]) if np.any(w) else 0
+    bias = int(per_neuron(node.shape, node.bias_mant)[0])
+    acc = int(w[idx])
+    d = int(profile.decay(np.array([0]), node.dv)[0])
+    v_raw = d + acc + bias
+    lim = profile.state_limit
+    v_sat = min(max(v_raw, -lim), lim)
+    spike = v_sat >= node.vth if profile.threshold == ">=" else v_sat > node.vth
+    second_d = int(profile.decay(np.array([0 if spike else v_sat]), node.dv)[0])
+    return {
+        "node": node.name, "neuron": 0, "edge": edge.name,
+        "input": f"one source value of 1 at weight index {idx} of output 0 ({edge.name}.weight.mem line {idx + 2}), "
+                 f"all other inputs 0, state 0",
+        "acc": acc, "bias": bias, "decay_code": int(node.dv), "d": d, "v_raw": v_raw, "v_sat": v_sat,
+        "vth": int(node.vth), "spike": bool(spike), "v_after": 0 if spike else v_sat,
+        "next_step_decay_of_v": second_d,
+    }
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path) -> tuple[str, ...]:
+    """Write the tables of an integer ``graph`` in ``profile`` into ``directory``; returns the
+    names written (the manifest last)."""
+    directory = Path(directory)
+    profile.check(graph)
+    spec = profile_manifest(profile, graph.input.input_max)
+    wbits, bbits = spec["weight"]["bits"], spec["bias"]["bits"]
+    names: list[str] = []
+    header = [f"/* {HEADER_NAME}: {profile.name} integer network, written by lsg-deploy. */",
+              "#ifndef LSG_NETWORK_H", "#define LSG_NETWORK_H", "#include <stdint.h>", "",
+              f"#define LSG_TIMESTEPS {timesteps}", f"#define LSG_INPUT_MAX {graph.input.input_max}",
+              f"#define LSG_MEMBRANE_MAX {profile.state_limit}", ""]
+
+    def table(stem: str, what: str, values: np.ndarray, bits: int, indices: list[str], layout: str) -> str:
+        mem, csv = f"{stem}.mem", f"{stem}.csv"
+        flat = np.asarray(values, np.int64).ravel()
+        (directory / mem).write_text(
+            f"// {stem}: {flat.size} words, {bits}-bit two's complement, {layout}\n" + "\n".join(to_words(flat, bits))
+            + "\n")
+        grid = np.indices(values.shape).reshape(values.ndim, -1).T
+        rows = [",".join([*map(str, ix), str(v)]) for ix, v in zip(grid.tolist(), flat.tolist(), strict=True)]
+        (directory / csv).write_text(",".join([*indices, what]) + "\n" + "\n".join(rows) + "\n")
+        cname = _c_name(stem)
+        header.append(f"/* {layout} */")
+        header.append(f"static const {_c_type(bits)} {cname}[{flat.size}] = {{{', '.join(map(str, flat.tolist()))}}};")
+        names.extend([mem, csv])
+        return mem
+
+    nodes, edges = [], []
+    arrays: dict[str, np.ndarray] = {}
+    for e in graph.edges:
+        layout_idx = ["o", "c", "i", "j"] if e.geometry.kind == "conv" else ["n", "f"]
+        stem = f"{e.name}.weight"
+        mem = table(stem, "weight", e.weight, wbits, layout_idx,
+                    "O,C,KH,KW row-major" if e.geometry.kind == "conv" else "N,F row-major")
+        arrays[stem] = e.weight
+        edges.append(_edge_entry(e, mem, wbits))
+    for n in graph.nodes:
+        stem = f"{n.name}.bias"
+        mem = table(stem, "bias", n.bias_mant, bbits, ["channel"], "per output channel")
+        arrays[stem] = n.bias_mant
+        cname = _c_name(n.name)
+        header += [f"#define {cname}_DECAY_CODE {int(n.dv)}", f"#define {cname}_VTH {int(n.vth)}",
+                   f"#define {cname}_NEURONS {n.neurons}", ""]
+        nodes.append({"name": n.name, "shape": list(n.shape), "neurons": n.neurons, "readout": n.readout,
+                      "layout": _layout(n.shape), "decay_code": int(n.dv), "beta": profile.code_to_beta(n.dv),
+                      "vth": int(n.vth), "scale": n.scale, "inputs": [e.source for e in graph.incoming(n.name)],
+                      "bias": {"file": mem, "csv": mem.replace(".mem", ".csv"), "words": int(n.bias_mant.size),
+                               "bits": bbits, "signed": True, "per": "output channel"}})
+    header += ["#endif"]
+    (directory / HEADER_NAME).write_text("\n".join(header) + "\n")
+    names.append(HEADER_NAME)
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "profile": spec,
+        "timesteps": int(timesteps),
+        "input": {"shape": list(graph.input.shape), "neurons": int(np.prod(graph.input.shape)),
+                  "encoding": graph.input.encoding, "max": int(graph.input.input_max),
+                  "bits": spec["input"]["bits"], "layout": _layout(graph.input.shape),
+                  "meaning": "direct: the same integer image every step; event-frames: one 0/1 frame per step"},
+        "update": update_equations(profile),
+        "nodes": nodes,
+        "edges": edges,
+        "source_of_first_edges": INPUT,
+        "header": HEADER_NAME,
+        "worked_example": _worked_example(graph, profile, arrays),
+        "files": {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names},
+    }
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return (*names, MANIFEST_NAME)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+def read_mem(path: Path, bits: int) -> np.ndarray:
+    """The words of a ``.mem`` file (comments and blank lines skipped) as int64."""
+    words = [line.split("//")[0].strip() for line in Path(path).read_text().splitlines()]
+    return from_words([w for w in words if w], bits)
+
+
+def read_tables(directory: Path) -> Tables:
+    """Parse ``manifest.json`` and every ``.mem`` file back into arrays."""
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{directory / MANIFEST_NAME} cannot be read: {exc}") from None
+    if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{directory / MANIFEST_NAME} is not an {FORMAT_NAME} v{FORMAT_VERSION} manifest")
+    weights = {}
+    for e in manifest["edges"]:
+        w = e["weight"]
+        weights[e["name"]] = read_mem(directory / w["file"], w["bits"]).reshape(w["shape"])
+    biases = {n["name"]: read_mem(directory / n["bias"]["file"], n["bias"]["bits"]) for n in manifest["nodes"]}
+    return Tables(manifest=manifest, weights=weights, biases=biases)
+
+
+def parse_header(path: Path) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The arrays and ``#define`` integers of a header written by :func:`write_tables`."""
+    text = Path(path).read_text()
+    arrays = {m.group(1): np.array([int(x) for x in m.group(2).split(",") if x.strip()], np.int64)
+              for m in re.finditer(r"static const int\d+_t (\w+)\[\d+\] = \{([^}]*)\};", text)}
+    defines = {m.group(1): int(m.group(2)) for m in re.finditer(r"#define (\w+) (-?\d+)\s*$", text, re.M)}
+    return arrays, defines
