@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test events lint lava-env check-netx clean
+.PHONY: demo test events rtl synth lint lava-env check-netx clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 
-test: $(VENV)/.installed $(VENV)/.events-installed .venv-lava/.installed
+test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.rtl-installed .venv-lava/.installed
 	$(BIN)/python -m pytest -q
 
 # The events extra (tonic 1.7.0) for --dataset digits-events: its dependencies, librosa and
@@ -22,6 +22,25 @@ events: $(VENV)/.events-installed
 $(VENV)/.events-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[events]"
 	touch $@
+
+# The RTL backend (simulate --backend rtl, tests/test_rtl.py): Icarus Verilog from Debian's
+# packages and the rtl extra (cocotb 2.1.0), which drives it.
+rtl: $(VENV)/.rtl-installed
+$(VENV)/.rtl-installed: $(VENV)/.installed
+	command -v iverilog >/dev/null || apt-get install -y -q iverilog || { apt-get update -q && apt-get install -y -q iverilog; }
+	$(BIN)/pip install -q -e ".[rtl]"
+	touch $@
+
+# Opt-in: the synthesis figures of the README (bench/fpga_synth.py): yosys for iCE40 and Xilinx
+# 7-series, nextpnr-ice40 for Fmax, the RTL's cycle counter for images/s, on the digits network
+# exported with --target fpga. Debian's yosys, nextpnr-ice40 and fpga-icestorm.
+SYNTH_TOOLS := yosys nextpnr-ice40 fpga-icestorm
+synth: $(VENV)/.rtl-installed
+	command -v yosys >/dev/null && command -v nextpnr-ice40 >/dev/null || apt-get install -y -q $(SYNTH_TOOLS) \
+		|| { apt-get update -q && apt-get install -y -q $(SYNTH_TOOLS); }
+	test -f runs/digits/model.pt || $(BIN)/lsg-deploy train --out runs/digits --quiet
+	$(BIN)/lsg-deploy export --target fpga runs/digits/model.pt --out deploy/fpga --quiet
+	$(BIN)/python bench/fpga_synth.py --bundle deploy/fpga --out runs/synth
 
 # Lava (lava-nc 0.10.0) needs Python 3.10 and numpy<2: its own environment, reached as a
 # subprocess by `simulate --backend lava|all` (hardware/lava_subprocess.py).

@@ -22,6 +22,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"{backend}: {info['seconds_per_sample'] * 1e3:.3f} ms/sample"
             f"{f' ({rate:,.0f} samples/s)' if rate else ''}{f' after {setup:.1f} s of set-up' if setup >= 0.05 else ''}"
             f", predictions equal to float on {info['prediction_agreement_with_float'] * 100:.2f}%"
+            + (f", {info['cycles_per_timestep']:,.0f} clock cycles per timestep" if "cycles_per_timestep" in info
+               else "")
         )
     if "exact" in report:
         exact = report["exact"]

@@ -57,6 +57,23 @@ def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Pr
         raise UsageError(exc.summary, detail=exc.detail) from None
 
 
+def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
+    """The RTL design built from the bundle's FPGA tables, simulated by Icarus under cocotb
+    (:mod:`hardware.rtl_backend`); its stats hold the design's clock cycles per timestep."""
+    from hardware.bundle import BundleError
+    from hardware.rtl_backend import RtlEnvironmentError, RtlRunError, run_rtl
+
+    try:
+        run = run_rtl(bundle_dir, inputs)
+    except (RtlEnvironmentError, BundleError) as exc:
+        raise UsageError(str(exc)) from None
+    except RtlRunError as exc:
+        raise UsageError(exc.summary, detail=exc.detail) from None
+    if progress is not None:
+        progress(len(inputs))
+    return run
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -77,11 +94,26 @@ def _lava_refuses(bundle: Bundle) -> str | None:
     return None
 
 
+def _rtl_refuses(bundle: Bundle) -> str | None:
+    from hardware.profile import TARGET_PROFILES
+
+    if bundle.profile not in TARGET_PROFILES["fpga"]:
+        return (f"the RTL design computes the FPGA profiles ({', '.join(TARGET_PROFILES['fpga'])}); this bundle is "
+                f"{bundle.profile} (target {bundle.target}): export it with --target fpga")
+    if not bundle.integer_graph.is_chain:
+        return "the RTL backend runs chains; this network has a node with several inputs or an edge that skips nodes"
+    if "fpga_tables" not in bundle.artifacts or "file" not in bundle.artifacts["fpga_tables"]:
+        return "the bundle has no FPGA tables (manifest.json and .mem files): export it with --target fpga"
+    return None
+
+
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("reference", "the integer reference (hardware/reference.py; its fast path hardware/fast_reference.py)",
             _run_reference, _warm_up_reference),
     Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava,
             refuses=_lava_refuses),
+    Backend("rtl", "the FPGA RTL design (hardware/rtl) built from the FPGA tables, simulated by Icarus Verilog "
+            "under cocotb; reports clock cycles per timestep", _run_rtl, refuses=_rtl_refuses),
 )}
 ALL = "all"  #: every backend, each compared with the reference bit for bit
 REFERENCE = "reference"
@@ -222,6 +254,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
             "samples_per_second": len(test.labels) / seconds if seconds > 0 else None,
             "prediction_agreement_with_float": float((runs[backend].predictions() == float_pred).mean()),
         }
+        report["backends"][backend].update(runs[backend].stats)  # e.g. the RTL's cycles per timestep
     others = [name for name in runs if name != REFERENCE]
     if REFERENCE in runs and others:
         mismatches = {name: exact_agreement(runs[REFERENCE], runs[name]) for name in others}

@@ -6,6 +6,10 @@ and padding; and the graph cases: residual adds with identity (``2 k I`` 1x1 con
 shortcuts, skips over several nodes, several edges into the readout, dense nodes feeding convs,
 edges from the input into deeper nodes, and event-frame (0/1 per step) as well as direct inputs.
 
+:func:`random_fpga_chain` draws chains in the FPGA profiles the same way, at the edges of their
+arithmetic (clamped membranes, saturating readouts, extreme thresholds, decay codes and weights,
+and a regime of membranes of a few units where one unit of rounding decides a spike).
+
 Names are the same scheme for every seed: hidden nodes ``n1, n2, ...`` in topological order, the
 readout ``out``, an edge ``<source>-<target>``; :func:`random_network` keeps the chain names
 ``l0, l1, ...`` (node and edge alike). Only numpy and ``hardware`` are imported (the netx
@@ -20,7 +24,7 @@ import numpy as np
 
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import Profile
+from hardware.profile import FPGA_MUL, Profile
 
 IDENTITY_GAINS = (1, 2, 32, 127)  #: an identity shortcut's weight is 2 k I for one of these k
 
@@ -321,48 +325,96 @@ def placeholder_float(graph: Graph) -> Graph:
 
 # --- FPGA profiles ---------------------------------------------------------------------------------
 
-def random_fpga_network(seed: int, profile: Profile, max_hidden: int = 3) -> Graph:
-    """A random conv/dense chain in an FPGA ``profile`` (nodes and edges ``l0, l1, ...``), drawn at
-    its edges: weights -128/127, biases and thresholds at +-(2^15 - 1) and 0, decay codes 0, the
-    largest shift or multiplier and "no decay", direct (up to 16) or event-frame input. Large
-    biases and fan-ins drive membranes into saturation; negative ones exercise the rounding."""
-    rng = np.random.default_rng(seed)
-    encoding = "event-frames" if rng.random() < 0.4 else "direct"
-    in_shape = (int(rng.integers(1, 4)), int(rng.integers(3, 9)), int(rng.integers(3, 9)))
-    shape: tuple[int, ...] = in_shape
+FPGA_LIMIT = (1 << 15) - 1  #: the FPGA profiles' membrane, bias and threshold limit
+
+
+
+def _fpga_decay_code(rng: np.random.Generator, profile: Profile) -> int:
+    top = profile.decay_max
+    edges = [0, 1, top - 1, top, profile.decay_none]
+    return int(rng.choice(edges)) if rng.random() < 0.6 else int(rng.integers(0, top + 1))
+
+
+def fpga_weights(rng: np.random.Generator, shape: tuple[int, ...], small: bool = False) -> np.ndarray:
+    if small:
+        return rng.integers(-4, 5, size=shape).astype(np.int64)
+    w = rng.integers(-128, 128, size=shape)
+    extremes = rng.random(shape) < 0.1
+    w[extremes] = rng.choice([-128, 127], size=int(extremes.sum()))
+    return w.astype(np.int64)
+
+
+def _fpga_bias(rng: np.random.Generator, n: int, scale: int) -> np.ndarray:
+    b = rng.integers(-scale, scale + 1, size=n)
+    b[rng.random(n) < 0.15] = -FPGA_LIMIT
+    b[rng.random(n) < 0.15] = FPGA_LIMIT
+    return b.astype(np.int64)
+
+
+def _fpga_node(rng: np.random.Generator, profile: Profile, name: str, shape: tuple[int, ...], readout: bool,
+          small: bool) -> IntegerNode:
+    if readout:
+        dv, vth = profile.decay_none, FPGA_LIMIT
+    else:
+        dv = _fpga_decay_code(rng, profile)
+        if small:  # membranes of a few units: one unit of rounding decides a spike
+            vth = int(rng.integers(1, 5))
+        else:
+            vth = int(rng.choice([0, 1, FPGA_LIMIT])) if rng.random() < 0.3 else int(rng.integers(1, 3000))
+    if small:
+        bias = rng.integers(-6, 7, size=shape[0]).astype(np.int64)
+    else:  # membranes should both spike and clamp: biases up to the inputs' sums, and the extremes
+        bias = _fpga_bias(rng, shape[0], int(rng.choice([500, 5000, 30000])))
+    return IntegerNode(name=name, shape=shape, bias_mant=bias, bias_exp=0, du=0, dv=dv, vth=vth, scale=1.0,
+                       readout=readout)
+
+
+def _fpga_conv_geometry(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[Geometry, tuple[int, int]]:
+    """A conv of random kernel (up to 4), stride (up to 3) and padding (up to 2) per axis."""
+    while True:
+        k = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+        stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        out = tuple((n + 2 * p - kk) // s + 1 for n, p, kk, s in zip(shape[1:], padding, k, stride, strict=True))
+        if min(out) >= 1 and all(n + 2 * p >= kk for n, p, kk in zip(shape[1:], padding, k, strict=True)):
+            out_c = int(rng.integers(1, 7))
+            return Geometry("conv", shape, (out_c, *out), stride, padding), k
+
+
+def random_fpga_chain(seed: int, profile: Profile) -> Graph:
+    """A chain input -> 1..3 hidden (conv or dense) -> dense readout, small enough to simulate fast."""
+    rng = np.random.default_rng([seed, 7 if profile is FPGA_MUL else 11])
+    event = rng.random() < 0.3
+    shape: tuple[int, ...] = (int(rng.integers(1, 4)), int(rng.integers(3, 8)), int(rng.integers(3, 8)))
+    spec = Input(shape, "event-frames" if event else "direct", 1 if event else int(rng.choice([1, 15, 16, 255])))
     nodes, edges, source = [], [], INPUT
-    n_hidden = int(rng.integers(1, max_hidden + 1))
-    bmax = profile.bias_mant_max
-    for i in range(n_hidden + 1):
-        readout = i == n_hidden
-        if len(shape) == 3 and not readout and rng.random() < 0.7:
-            k = (int(rng.integers(1, min(4, shape[1]) + 1)), int(rng.integers(1, min(4, shape[2]) + 1)))
-            stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-            padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
-            out_c = int(rng.integers(1, 5))
-            geometry = Geometry("conv", shape, conv_out(shape, out_c, k, stride, padding), stride, padding)
-            wshape: tuple[int, ...] = (out_c, shape[0], *k)
+    hidden = int(rng.integers(1, 4))
+    small = rng.random() < 0.35
+    for i in range(hidden + 1):
+        readout = i == hidden
+        if len(shape) == 3 and not readout and rng.random() < 0.65:
+            geometry, k = _fpga_conv_geometry(rng, shape)
+            weight = fpga_weights(rng, (geometry.output_shape[0], shape[0], *k), small)
         else:
-            geometry = Geometry("dense", (int(np.prod(shape)),), (int(rng.integers(1, 13)),))
-            wshape = (geometry.output_shape[0], geometry.fan_in)
-        weight = rng.integers(profile.weight_min, profile.weight_max + 1, size=wshape)
-        extremes = rng.random(wshape) < 0.1
-        weight[extremes] = rng.choice([profile.weight_min, profile.weight_max], size=int(extremes.sum()))
-        channels = geometry.output_shape[0]
-        bias = rng.integers(-bmax // 8, bmax // 8, size=channels)
-        bias[rng.random(channels) < 0.15] = -bmax
-        bias[rng.random(channels) < 0.15] = bmax
-        if readout:
-            dv, vth = profile.decay_none, profile.vth_max
-        else:
-            dv = _pick(rng, [0, profile.decay_max, profile.decay_none, 1], 0, profile.decay_max)
-            vth = _pick(rng, [0, 1, profile.vth_max], 0, 3000)
-        name = f"l{i}"
-        edges.append(IntegerEdge(name=name, source=source, target=name, geometry=geometry,
-                                 weight=weight.astype(np.int64), weight_exp=0, input_scale=1.0))
-        nodes.append(IntegerNode(name=name, shape=geometry.output_shape, bias_mant=bias.astype(np.int64), bias_exp=0,
-                                 du=0, dv=int(dv), vth=int(vth), scale=1.0, readout=readout))
+            n_out = int(rng.integers(1, 7)) if readout else int(rng.integers(1, 13))
+            geometry = Geometry("dense", (int(np.prod(shape)),), (n_out,))
+            weight = fpga_weights(rng, (n_out, int(np.prod(shape))), small)
+        name = "out" if readout else f"h{i}"
+        nodes.append(_fpga_node(rng, profile, name, geometry.output_shape, readout, small))
+        edges.append(IntegerEdge(name=f"{source}-{name}", source=source, target=name, geometry=geometry,
+                                 weight=weight, weight_exp=0, input_scale=1.0))
         shape, source = geometry.output_shape, name
-    graph = Graph(Input(in_shape, encoding, 1 if encoding == "event-frames" else 16), tuple(nodes), tuple(edges))
+    graph = Graph(spec, tuple(nodes), tuple(edges))
     profile.check(graph)
     return graph
+
+
+def fpga_inputs(seed: int, graph: Graph, timesteps: int, batch: int) -> np.ndarray:
+    """Inputs for :func:`random_fpga_chain`: 0/1 frames, or pixels with a third of them zero."""
+    rng = np.random.default_rng([seed, 99])
+    spec = graph.input
+    if spec.per_step:
+        return (rng.random((batch, timesteps, *spec.shape)) < rng.uniform(0.2, 0.6)).astype(np.int64)
+    x = rng.integers(0, spec.input_max + 1, size=(batch, *spec.shape))
+    x[rng.random(x.shape) < 0.3] = 0  # zero pixels: no events
+    return x.astype(np.int64)

@@ -1,0 +1,133 @@
+// lif_lane: one output channel lane of a lif_layer: its slice of every memory of the layer and
+// its datapaths. The layer's control drives all lanes with the same addresses and enables.
+//
+// Memories (registered reads, block-RAM style; a read returns the word before a same-cycle write):
+//   acc     OUT_WORDS x ACC_BITS   synaptic sums of the current step
+//   weights W_WORDS x W_BITS       ROM, $readmemh(WEIGHT_PREFIX.laneNNN.mem)
+//   bias    OG x BIAS_BITS         ROM, $readmemh(BIAS_PREFIX.laneNNN.mem)
+//   v       OUT_WORDS x V_BITS     membranes
+//   spikes  OUT_WORDS x 1          the step's spikes (SPIKE_BUFFER = 1; not for the readout)
+// Accumulate, stage 2 (b_valid): acc[waddr] <= (fw_hit ? fw_data : acc_q) + w_q * b_val, where
+// fw_data is the sum written in the previous cycle (a read issued in that cycle missed it).
+// Update (upd_valid): the lif_neuron of (first ? 0 : v_q, acc_q, bias_q) writes v and the spike
+// at upd_addr, while the layer clears acc there (acc_we without b_valid writes 0).
+// The memories sit in one clocked block with the enables checked in order (only `en`, then only
+// the accumulation's or only the other enables): synthesis infers each memory by itself, and
+// Icarus, which spends most of its time loading signals, runs an idle lane at one load a cycle.
+`timescale 1ns / 1ps
+`default_nettype none
+
+module lif_lane #(
+    parameter W_BITS = 8,
+    parameter ACC_BITS = 24,
+    parameter V_BITS = 16,
+    parameter BIAS_BITS = 16,
+    parameter DECAY_MULTIPLY = 1,
+    parameter FRAC = 10,
+    parameter HALF_UP = 1,
+    parameter NO_DECAY_CODE = 1024,
+    parameter DECAY_CODE = 1024,
+    parameter VTH = 32767,
+    parameter XB = 1,
+    parameter OUT_WORDS = 1,
+    parameter OUT_AW = 1,
+    parameter W_WORDS = 1,
+    parameter W_AW = 1,
+    parameter OG = 1,
+    parameter B_AW = 1,
+    parameter SPIKE_BUFFER = 1,
+    parameter LANE = 0,
+    parameter WEIGHT_PREFIX = "",  // the weights are WEIGHT_PREFIX.laneNNN.mem, NNN = LANE in 3 digits
+    parameter BIAS_PREFIX = ""
+) (
+    input  wire              clk,
+    input  wire              en,          // any of the enables below may be high
+    // accumulator: stage 1 of the read-modify-write (and the update pass's read), stage 2's write
+    input  wire              acc_re,      // acc_q <= acc[acc_raddr]
+    input  wire [OUT_AW-1:0] acc_raddr,
+    input  wire              acc_we,      // acc[acc_waddr] <= b_valid ? sum : 0 (update pass, clearing)
+    input  wire [OUT_AW-1:0] acc_waddr,
+    input  wire              b_valid,     // stage 2: sum = (fw_hit ? fw_data : acc_q) + w_q * b_val
+    input  wire              fw_hit,      // stage 2's word was written in the previous cycle
+    input  wire [XB-1:0]     b_val,       // the event's value x
+    input  wire              accumulate,  // the layer accumulates (no update-pass or host access)
+    input  wire              issue,       // w_q <= w[w_raddr]
+    input  wire [W_AW-1:0]   w_raddr,
+    // update pass
+    input  wire              upd_re,      // bias_q <= bias[bias_raddr]
+    input  wire [B_AW-1:0]   bias_raddr,
+    input  wire              v_re,        // v_q <= v[v_raddr] (update pass or the host)
+    input  wire [OUT_AW-1:0] v_raddr,
+    input  wire              upd_valid,   // stage 2: write v and the spike at upd_addr
+    input  wire              first,
+    input  wire [OUT_AW-1:0] upd_addr,
+    // spike buffer read port
+    input  wire              spk_re,
+    input  wire [OUT_AW-1:0] spk_raddr,
+    output reg               spk_q,
+    output reg  [V_BITS-1:0] v_q,
+    output wire              spike,
+    output wire              clipped
+);
+    localparam PROD_BITS = W_BITS + XB + 1;
+
+    reg [ACC_BITS-1:0]  acc_mem [0:OUT_WORDS-1];
+    reg [W_BITS-1:0]    w_mem [0:W_WORDS-1];
+    reg [BIAS_BITS-1:0] bias_mem [0:OG-1];
+    reg [V_BITS-1:0]    v_mem [0:OUT_WORDS-1];
+    reg                 spk_mem [0:OUT_WORDS-1];
+    reg [ACC_BITS-1:0]  acc_q, fw_data;
+    reg [W_BITS-1:0]    w_q;
+    reg [BIAS_BITS-1:0] bias_q;
+
+    function [7:0] digit;
+        input integer d;
+        begin
+            digit = 8'd48 + d % 10;
+        end
+    endfunction
+    localparam [8*12-1:0] SUFFIX = {".lane", digit(LANE / 100), digit(LANE / 10), digit(LANE), ".mem"};
+
+    initial begin  // (the guards keep tools that elaborate the default parameters from loading)
+        if (WEIGHT_PREFIX != "") $readmemh({WEIGHT_PREFIX, SUFFIX}, w_mem);
+        if (BIAS_PREFIX != "") $readmemh({BIAS_PREFIX, SUFFIX}, bias_mem);
+    end
+
+    // update: operand isolation keeps the datapath still outside the update pass
+    wire signed [V_BITS-1:0]   v_old = (first || !upd_valid) ? {V_BITS{1'b0}} : v_q;
+    wire signed [ACC_BITS-1:0] acc_in = upd_valid ? acc_q : {ACC_BITS{1'b0}};
+    wire [V_BITS-1:0] v_new;
+    lif_neuron #(.V_BITS(V_BITS), .ACC_BITS(ACC_BITS), .BIAS_BITS(BIAS_BITS), .DECAY_MULTIPLY(DECAY_MULTIPLY),
+                 .FRAC(FRAC), .HALF_UP(HALF_UP), .NO_DECAY_CODE(NO_DECAY_CODE), .DECAY_CODE(DECAY_CODE),
+                 .VTH(VTH)) u_neuron (
+        .v_old(v_old), .acc(acc_in), .bias(bias_q), .v_new(v_new), .spike(spike), .clipped(clipped));
+
+    // accumulate (b_valid): the word as last written (fw_hit: in the previous cycle) plus w * x
+    reg signed [ACC_BITS-1:0]  acc_sum;
+    reg signed [PROD_BITS-1:0] contribution;
+    always @(posedge clk) begin
+        if (en) begin
+            if (b_valid) begin
+                if (XB == 1) contribution = $signed(w_q);  // a spike's x is 1
+                else contribution = $signed(w_q) * $signed({1'b0, b_val});
+                acc_sum = $signed(fw_hit ? fw_data : acc_q) + contribution;
+                fw_data <= acc_sum;
+            end
+            if (acc_we) acc_mem[acc_waddr] <= b_valid ? acc_sum : {ACC_BITS{1'b0}};  // one write port
+            if (acc_re) acc_q <= acc_mem[acc_raddr];
+            if (accumulate) begin  // (the checks below cannot fire while the layer accumulates)
+                if (issue) w_q <= w_mem[w_raddr];
+            end else begin
+                if (upd_valid) begin
+                    v_mem[upd_addr] <= v_new;
+                    if (SPIKE_BUFFER != 0) spk_mem[upd_addr] <= spike;
+                end
+                if (upd_re) bias_q <= bias_mem[bias_raddr];
+                if (v_re) v_q <= v_mem[v_raddr];
+                if (SPIKE_BUFFER != 0 && spk_re) spk_q <= spk_mem[spk_raddr];
+            end
+        end
+    end
+endmodule
+
+`default_nettype wire

@@ -1,0 +1,285 @@
+"""The RTL design (hardware/rtl, simulated by Icarus Verilog under cocotb) against the integer
+reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
+
+(a) Seeded random chains in both FPGA profiles, drawn at the edges of the arithmetic (membranes
+    clamped at +-32767, the readout saturating and resetting, thresholds 0 and 32767, decay codes
+    0, the largest and "none", weights -128 and 127, negative biases, negative membranes under
+    both decays) with every lane organisation from fully serial to all channels at once; a
+    coverage test checks that the seeds do reach those edges.
+(b) The trained digits network, exported with ``lsg-deploy export --target fpga``, on 50 test
+    images.
+
+Icarus and cocotb are required, not optional: without them these tests fail, saying how to
+install them (CI installs both).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hardware import reference
+from hardware.fpga_tables import read_tables, write_tables
+from hardware.graph import INPUT, Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.profile import FPGA_MUL, FPGA_SHIFT, Profile
+from hardware.reference import synaptic_input
+from hardware.rtl.chain import RtlUnsupported, chain_from_tables
+from hardware.rtl_backend import check_tools, run_rtl, simulate
+from tests.netgen import FPGA_LIMIT, fpga_inputs, fpga_weights, random_fpga_chain
+
+PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT)}
+SEEDS = range(20)
+
+
+def _case(seed: int, profile: Profile) -> tuple[Graph, int, np.ndarray, int]:
+    graph = random_fpga_chain(seed, profile)
+    rng = np.random.default_rng([seed, 5])
+    timesteps, batch = int(rng.integers(1, 6)), int(rng.integers(2, 5))
+    lanes = int(rng.choice([1, 2, 3, 4, 32]))
+    return graph, timesteps, fpga_inputs(seed, graph, timesteps, batch), lanes
+
+
+def assert_equal_runs(got: reference.IntegerRun, want: reference.IntegerRun, what: str) -> None:
+    assert got.spikes.keys() == want.spikes.keys(), what
+    for name in want.spikes:
+        bad = np.count_nonzero(got.spikes[name] != want.spikes[name])
+        assert bad == 0, f"{what}: {bad} spikes of {name} differ from the reference"
+    bad = np.count_nonzero(got.readout != want.readout)
+    assert bad == 0, f"{what}: {bad} readout membranes differ from the reference"
+    assert got.saturation == want.saturation, f"{what}: saturation counts {got.saturation} != {want.saturation}"
+
+
+@pytest.fixture(scope="session")
+def rtl_tools() -> None:
+    check_tools()  # RtlEnvironmentError (a failure, not a skip) when Icarus or cocotb is missing
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_random_chains_match_the_reference(profile: str, rtl_tools, tmp_path: Path) -> None:
+    """20 seeded chains per profile, simulated in one run: every layer's spikes, the readout and
+    the saturation counts equal the integer reference's, and every layer's membranes after every
+    step equal a replay of the reference's steps."""
+    arithmetic = PROFILES[profile]
+    cases = [_case(seed, arithmetic) for seed in SEEDS]
+    networks = []
+    for seed, (graph, timesteps, inputs, _) in zip(SEEDS, cases, strict=True):
+        tables = tmp_path / f"seed{seed}"
+        tables.mkdir()
+        write_tables(graph, arithmetic, timesteps, tables)
+        networks.append((tables, inputs))
+    start = time.perf_counter()
+    runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True)
+    print(f"{profile}: {len(cases)} networks simulated in {time.perf_counter() - start:.1f} s")
+    for seed, (graph, timesteps, inputs, lanes), got in zip(SEEDS, cases, runs, strict=True):
+        what = f"{profile} seed {seed} (max lanes {lanes})"
+        assert_equal_runs(got.run, reference.run(graph, inputs, timesteps, arithmetic), what)
+        for name, (_, _, after) in _membranes(graph, inputs, timesteps, arithmetic).items():
+            bad = np.count_nonzero(got.membranes[name] != after)
+            assert bad == 0, f"{what}: {bad} membranes of {name} differ from the reference's"
+        assert got.run.stats["cycles_per_timestep"] > 0
+
+
+def _membranes(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile
+               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per node, (B, T, neurons): the membrane each step's decay finds, the unclamped ``v_raw``
+    and the membrane after the step; a replay of the reference's steps through the profile's own
+    decay and LIF step."""
+    steps = graph.input.steps(inputs, timesteps)
+    b = len(steps)
+    v = {n.name: np.zeros((b, n.neurons), np.int64) for n in graph.nodes}
+    seen: dict[str, list] = {n.name: [] for n in graph.nodes}
+    for t in range(timesteps):
+        out = {INPUT: steps[:, t].reshape(b, -1).astype(np.int64)}
+        for edge, node in graph.chain():
+            a, _ = synaptic_input(edge, out[edge.source], profile)
+            bias = np.repeat(node.bias_mant, node.neurons // node.shape[0])
+            before = v[node.name]
+            raw = profile.decay(before, node.dv) + a + bias
+            fired, _, v[node.name], _ = profile.lif_step(a, 0, before, 0, node.dv, bias, node.vth)
+            seen[node.name].append((before, raw, v[node.name]))
+            out[node.name] = fired.astype(np.int64)
+    return {k: tuple(np.stack([x[i] for x in s], 1) for i in range(3)) for k, s in seen.items()}
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_random_chains_reach_the_edges(profile: str) -> None:
+    """The seeds of the test above do visit what they are meant to (so that it could fail)."""
+    arithmetic = PROFILES[profile]
+    found = dict.fromkeys(["clip+", "clip-", "readout spike", "vth 0", "vth max", "decay 0", "decay max",
+                           "decay none (hidden)", "weight -128", "weight 127", "negative bias",
+                           "negative membrane decayed with rounding", "event frames", "stride > 1", "padding",
+                           "serial (1 lane)", "several lane groups"], False)
+    for seed in SEEDS:
+        graph, timesteps, inputs, lanes = _case(seed, arithmetic)
+        run = reference.run(graph, inputs, timesteps, arithmetic)
+        found["readout spike"] |= run.saturation["out"]["readout_spike"] > 0
+        found["event frames"] |= graph.input.per_step
+        found["serial (1 lane)"] |= lanes == 1
+        used = [max(d for d in range(1, min(n.shape[0], lanes) + 1) if n.shape[0] % d == 0) for n in graph.nodes]
+        found["several lane groups"] |= any(1 < u < n.shape[0] for u, n in zip(used, graph.nodes, strict=True))
+        membranes = _membranes(graph, inputs, timesteps, arithmetic)
+        for (edge, node) in graph.chain():
+            found["weight -128"] |= bool((edge.weight == -128).any())
+            found["weight 127"] |= bool((edge.weight == 127).any())
+            if edge.geometry.kind == "conv":
+                found["stride > 1"] |= max(edge.geometry.stride) > 1
+                found["padding"] |= max(edge.geometry.padding) > 0
+            found["negative bias"] |= bool((node.bias_mant < 0).any())
+            v, raw, _ = membranes[node.name]
+            found["clip+"] |= bool((raw > FPGA_LIMIT).any())
+            found["clip-"] |= bool((raw < -FPGA_LIMIT).any())
+            if not node.readout:
+                found["vth 0"] |= node.vth == 0
+                found["vth max"] |= node.vth == FPGA_LIMIT
+                found["decay 0"] |= node.dv == 0
+                found["decay max"] |= node.dv == arithmetic.decay_max
+                found["decay none (hidden)"] |= node.dv == arithmetic.decay_none
+                if node.dv not in (0, arithmetic.decay_none):  # the shift or the rounding is not exact
+                    neg = v[v < 0]
+                    if arithmetic.decay_form == "shift":
+                        inexact = (neg >> node.dv) != np.trunc(neg / 2.0**node.dv)
+                    else:
+                        inexact = arithmetic.decay(neg, node.dv) != np.trunc(neg * node.dv / 1024)
+                    found["negative membrane decayed with rounding"] |= bool(inexact.any())
+    missing = [k for k, v in found.items() if not v]
+    assert not missing, f"the {profile} seeds never reach: {missing}"
+
+
+# --- refusals and set-up -----------------------------------------------------------------------------
+
+def test_a_residual_graph_is_refused_with_the_reason(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    spec = Input((1, 4, 4), "direct", 15)
+    conv = Geometry("conv", (1, 4, 4), (2, 4, 4), (1, 1), (1, 1))
+    nodes = (IntegerNode("a", (2, 4, 4), np.zeros(2, np.int64), 0, 0, 1024, 100, 1.0),
+             IntegerNode("out", (3,), np.zeros(3, np.int64), 0, 0, 1024, FPGA_LIMIT, 1.0, readout=True))
+    edges = (IntegerEdge("input-a", INPUT, "a", conv, fpga_weights(rng, (2, 1, 3, 3)), 0, 1.0),
+             IntegerEdge("a-out", "a", "out", Geometry("dense", (32,), (3,)), fpga_weights(rng, (3, 32)), 0, 1.0),
+             IntegerEdge("input-out", INPUT, "out", Geometry("dense", (16,), (3,)), fpga_weights(rng, (3, 16)), 0, 1.0))
+    write_tables(Graph(spec, nodes, edges), FPGA_MUL, 2, tmp_path)
+    with pytest.raises(RtlUnsupported, match="RTL backend runs chains"):
+        chain_from_tables(read_tables(tmp_path))
+
+
+def test_lanes_divide_the_channels(tmp_path: Path) -> None:
+    graph = random_fpga_chain(3, FPGA_MUL)
+    write_tables(graph, FPGA_MUL, 2, tmp_path)
+    for max_lanes in (1, 2, 5, 32):
+        chain = chain_from_tables(read_tables(tmp_path), max_lanes)
+        for layer in chain.layers:
+            assert layer.channels % layer.lanes == 0 and 1 <= layer.lanes <= max_lanes
+            assert sorted(layer.neuron_index().ravel()) == list(range(layer.neurons))
+
+
+def test_missing_icarus_is_an_error_that_says_how_to_install_it(monkeypatch) -> None:
+    from hardware import rtl_backend
+
+    monkeypatch.setattr(rtl_backend.shutil, "which", lambda tool: None)
+    with pytest.raises(rtl_backend.RtlEnvironmentError, match="apt-get install iverilog"):
+        rtl_backend.check_tools()
+
+
+def test_missing_cocotb_is_an_error_that_says_how_to_install_it(monkeypatch) -> None:
+    from hardware import rtl_backend
+
+    monkeypatch.setattr(rtl_backend.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(rtl_backend.RtlEnvironmentError, match=r"pip install -e \.\[rtl\]"):
+        rtl_backend.check_tools()
+
+
+# --- the exported digits network -----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def digits_fpga(default_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lsg_deploy.cli import main
+
+    out = tmp_path_factory.mktemp("fpga") / "digits"
+    assert main(["export", "--target", "fpga", str(default_run.model), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_exported_digits_network_matches_the_reference_on_50_images(digits_fpga: Path, rtl_tools) -> None:
+    from hardware.bundle import read_bundle
+    from lsg_deploy import data
+
+    bundle = read_bundle(digits_fpga)
+    _, test, _ = data.load(data.DataSpec.from_dict(bundle.source["data"]), timesteps=bundle.timesteps)
+    inputs = test.pixels[:50]
+    want = reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.arithmetic)
+    start = time.perf_counter()
+    got = run_rtl(digits_fpga, inputs)
+    print(f"digits: 50 images in {time.perf_counter() - start:.1f} s, "
+          f"{got.stats['cycles_per_timestep']:.0f} cycles per timestep")
+    assert_equal_runs(got, want, "digits")
+    assert got.stats["cycles_per_timestep_max"] >= got.stats["cycles_per_timestep"] > 0
+
+
+def test_the_design_is_written_for_a_designer(digits_fpga: Path, tmp_path: Path) -> None:
+    """The written sources are self-contained: the fixed modules, the top, one .mem per lane."""
+    from hardware.rtl.chain import TOP, write_design
+
+    chain = chain_from_tables(read_tables(digits_fpga), max_lanes=1)
+    write_design(chain, digits_fpga, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {f"{TOP}.v", "lif_layer.v", "lif_lane.v", "lif_neuron.v", "sdp_ram.v"} <= names
+    for layer in chain.layers:  # one lane: the export's own .mem files, byte for byte
+        export = digits_fpga / layer.weight_file
+        assert (tmp_path / f"{layer.edge}.weight.lanes1.lane000.mem").read_bytes() == export.read_bytes()
+
+
+def test_simulate_reports_the_rtl_beside_the_reference(digits_fpga: Path, rtl_tools, tmp_path: Path) -> None:
+    """``simulate --backend all`` on an FPGA bundle runs the RTL, compares it with the reference
+    bit for bit and reports the design's cycles per timestep."""
+    import json
+
+    from lsg_deploy.cli import main
+
+    out = tmp_path / "report.json"
+    assert main(["simulate", "--fixed-point", "--backend", "all", str(digits_fpga), "--limit", "5",
+                 "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["backends"]) == {"reference", "rtl"}
+    assert report["exact"]["equal"] is True
+    rtl = report["backends"]["rtl"]
+    assert rtl["cycles_per_timestep_min"] <= rtl["cycles_per_timestep"] <= rtl["cycles_per_timestep_max"]
+    assert set(rtl["cycles_per_layer"]) == {row["name"] for row in report["layers"]}
+
+
+def test_simulate_refuses_the_rtl_for_a_loihi_bundle(default_run, capsys) -> None:
+    from lsg_deploy.cli import main
+
+    assert main(["simulate", "--fixed-point", "--backend", "rtl", str(default_run.bundle), "--limit", "2"]) == 2
+    assert "FPGA profiles" in capsys.readouterr().err
+
+
+def test_yosys_elaborates_the_design_with_its_memories(tmp_path: Path) -> None:
+    """Synthesis reads the same sources: yosys elaborates a random chain's design (Verilog-2005,
+    every lane's $readmemh file found) into memories, one per lane and table."""
+    import subprocess
+
+    if shutil.which("yosys") is None:
+        pytest.skip("yosys is not installed (apt-get install yosys); the simulation tests above do not need it")
+    from hardware.rtl.chain import TOP, write_design
+
+    graph = random_fpga_chain(4, FPGA_SHIFT)
+    tables, design = tmp_path / "tables", tmp_path / "design"
+    tables.mkdir()
+    design.mkdir()
+    write_tables(graph, FPGA_SHIFT, 3, tables)
+    chain = chain_from_tables(read_tables(tables), max_lanes=2)
+    write_design(chain, tables, design)
+    sources = " ".join(p.name for p in sorted(design.glob("*.v")))
+    proc = subprocess.run(["yosys", "-q", "-p", f"read_verilog {sources}; hierarchy -check -top {TOP}; proc; "
+                           "memory -nomap; opt -fast; flatten; tee -o stat.txt stat"], cwd=design,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning" not in (proc.stdout + proc.stderr).lower()
+    memories = re.search(r"\$mem_v2\s+(\d+)", (design / "stat.txt").read_text())
+    # at least the input memory and every lane's accumulator, weights and membranes (yosys folds
+    # one-word tables into registers)
+    assert memories and int(memories.group(1)) >= 1 + 3 * sum(layer.lanes for layer in chain.layers)
