@@ -4,7 +4,8 @@ The design is four fixed modules and one generated top:
 
 * ``sdp_ram.v``     simple dual-port RAM (one write port, one registered read port): the input
   memory;
-* ``lif_neuron.v``  one neuron update of an FPGA profile, combinational (decay by multiplier or
+* ``lif_neuron.v``  one neuron update of an FPGA profile, in three pipeline stages of one
+  multiply or one adder each, a neuron entering every cycle (decay by multiplier or
   by shift, bias, saturation, threshold ``>=``, reset to 0): :meth:`hardware.profile.Profile.lif_step`;
 * ``lif_lane.v``    one output-channel lane of a layer: its slice of the layer's memories
   (accumulator, weights, bias, membranes, spikes), its accumulate adder and its ``lif_neuron``;

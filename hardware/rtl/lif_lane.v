@@ -7,10 +7,14 @@
 //   bias    OG x BIAS_BITS         ROM, $readmemh(BIAS_PREFIX.laneNNN.mem)
 //   v       OUT_WORDS x V_BITS     membranes
 //   spikes  OUT_WORDS x 1          the step's spikes (SPIKE_BUFFER = 1; not for the readout)
-// Accumulate, stage 2 (b_valid): acc[waddr] <= (fw_hit ? fw_data : acc_q) + w_q * b_val, where
-// fw_data is the sum written in the previous cycle (a read issued in that cycle missed it).
-// Update (upd_valid): the lif_neuron of (first ? 0 : v_q, acc_q, bias_q) writes v and the spike
-// at upd_addr, while the layer clears acc there (acc_we without b_valid writes 0).
+// Accumulate, a read-modify-write in three stages, one adder or one multiply deep each:
+//   issue:   w_q <= w[w_raddr]
+//   a_valid: prod <= w_q * a_val (a spike's x is 1: prod <= w_q), and acc_q <= acc[acc_raddr]
+//   b_valid: acc[acc_waddr] <= (fw_hit ? fw_data : acc_q) + prod, where fw_data is the sum
+//            written in the previous cycle (a read issued in that cycle missed it).
+// Update: upd_valid hands (v_q, acc_q, bias_q) to the lif_neuron (stage 1; the layer clears acc
+// there in the same cycle: acc_we without b_valid writes 0), upd_sum is its stage 2, and upd_we
+// writes its v_new and spike at upd_addr two cycles after upd_valid.
 // The memories sit in one clocked block with the enables checked in order (only `en`, then only
 // the accumulation's or only the other enables): synthesis infers each memory by itself, and
 // Icarus, which spends most of its time loading signals, runs an idle lane at one load a cycle.
@@ -42,14 +46,15 @@ module lif_lane #(
 ) (
     input  wire              clk,
     input  wire              en,          // any of the enables below may be high
-    // accumulator: stage 1 of the read-modify-write (and the update pass's read), stage 2's write
+    // accumulator: read in stage a (and the update pass's read), written in stage b
     input  wire              acc_re,      // acc_q <= acc[acc_raddr]
     input  wire [OUT_AW-1:0] acc_raddr,
     input  wire              acc_we,      // acc[acc_waddr] <= b_valid ? sum : 0 (update pass, clearing)
     input  wire [OUT_AW-1:0] acc_waddr,
-    input  wire              b_valid,     // stage 2: sum = (fw_hit ? fw_data : acc_q) + w_q * b_val
-    input  wire              fw_hit,      // stage 2's word was written in the previous cycle
-    input  wire [XB-1:0]     b_val,       // the event's value x
+    input  wire              a_valid,     // stage a: prod <= w_q * a_val
+    input  wire [XB-1:0]     a_val,       // the event's value x
+    input  wire              b_valid,     // stage b: sum = (fw_hit ? fw_data : acc_q) + prod
+    input  wire              fw_hit,      // stage b's word was written in the previous cycle
     input  wire              accumulate,  // the layer accumulates (no update-pass or host access)
     input  wire              issue,       // w_q <= w[w_raddr]
     input  wire [W_AW-1:0]   w_raddr,
@@ -58,8 +63,10 @@ module lif_lane #(
     input  wire [B_AW-1:0]   bias_raddr,
     input  wire              v_re,        // v_q <= v[v_raddr] (update pass or the host)
     input  wire [OUT_AW-1:0] v_raddr,
-    input  wire              upd_valid,   // stage 2: write v and the spike at upd_addr
-    input  wire              first,
+    input  wire              upd_valid,   // neuron stage 1: v_q, acc_q, bias_q hold a word's operands
+    input  wire              first,       // with upd_valid: the membranes start at 0
+    input  wire              upd_sum,     // neuron stage 2
+    input  wire              upd_we,      // write v_new and the spike at upd_addr
     input  wire [OUT_AW-1:0] upd_addr,
     // spike buffer read port
     input  wire              spk_re,
@@ -78,6 +85,7 @@ module lif_lane #(
     reg                 spk_mem [0:OUT_WORDS-1];
     reg [ACC_BITS-1:0]  acc_q, fw_data;
     reg [W_BITS-1:0]    w_q;
+    reg signed [PROD_BITS-1:0] prod;
     reg [BIAS_BITS-1:0] bias_q;
 
     function [7:0] digit;
@@ -93,24 +101,25 @@ module lif_lane #(
         if (BIAS_PREFIX != "") $readmemh({BIAS_PREFIX, SUFFIX}, bias_mem);
     end
 
-    // update: operand isolation keeps the datapath still outside the update pass
-    wire signed [V_BITS-1:0]   v_old = (first || !upd_valid) ? {V_BITS{1'b0}} : v_q;
-    wire signed [ACC_BITS-1:0] acc_in = upd_valid ? acc_q : {ACC_BITS{1'b0}};
+    // update: the neuron's registers load only in its stages, so it stays still outside the pass
     wire [V_BITS-1:0] v_new;
     lif_neuron #(.V_BITS(V_BITS), .ACC_BITS(ACC_BITS), .BIAS_BITS(BIAS_BITS), .DECAY_MULTIPLY(DECAY_MULTIPLY),
                  .FRAC(FRAC), .HALF_UP(HALF_UP), .NO_DECAY_CODE(NO_DECAY_CODE), .DECAY_CODE(DECAY_CODE),
                  .VTH(VTH)) u_neuron (
-        .v_old(v_old), .acc(acc_in), .bias(bias_q), .v_new(v_new), .spike(spike), .clipped(clipped));
+        .clk(clk), .in_valid(upd_valid), .first(first), .v_old(v_q), .acc(acc_q), .bias(bias_q),
+        .sum_valid(upd_sum), .v_new(v_new), .spike(spike), .clipped(clipped));
 
-    // accumulate (b_valid): the word as last written (fw_hit: in the previous cycle) plus w * x
+    // accumulate: stage a multiplies, stage b adds to the word as last written (fw_hit: in the
+    // previous cycle)
     reg signed [ACC_BITS-1:0]  acc_sum;
-    reg signed [PROD_BITS-1:0] contribution;
     always @(posedge clk) begin
         if (en) begin
+            if (a_valid) begin
+                if (XB == 1) prod <= $signed(w_q);  // a spike's x is 1
+                else prod <= $signed(w_q) * $signed({1'b0, a_val});
+            end
             if (b_valid) begin
-                if (XB == 1) contribution = $signed(w_q);  // a spike's x is 1
-                else contribution = $signed(w_q) * $signed({1'b0, b_val});
-                acc_sum = $signed(fw_hit ? fw_data : acc_q) + contribution;
+                acc_sum = $signed(fw_hit ? fw_data : acc_q) + prod;
                 fw_data <= acc_sum;
             end
             if (acc_we) acc_mem[acc_waddr] <= b_valid ? acc_sum : {ACC_BITS{1'b0}};  // one write port
@@ -118,7 +127,7 @@ module lif_lane #(
             if (accumulate) begin  // (the checks below cannot fire while the layer accumulates)
                 if (issue) w_q <= w_mem[w_raddr];
             end else begin
-                if (upd_valid) begin
+                if (upd_we) begin
                     v_mem[upd_addr] <= v_new;
                     if (SPIKE_BUFFER != 0) spk_mem[upd_addr] <= spike;
                 end

@@ -13,10 +13,15 @@
 //      pick unit turns the lowest nonzero lane into the next event (with its first tap), the tap
 //      unit issues one accumulator read-modify-write per cycle and takes the next event in the
 //      cycle of its last tap. So a step's accumulation costs one cycle per tap, plus the fill.
+//      Each tap is a read-modify-write in three stages (lif_lane.v): the weight read, the
+//      product w * x with the accumulator read, the add and write (forwarding the previous
+//      cycle's sum to a read that missed it).
 //   2. update: one pass over the accumulator words through every lane's lif_neuron (decay,
-//      bias, saturation, threshold, reset); it writes membranes and the spike buffer (the next
-//      layer's source) and clears the accumulator for the next step.
-//   `done` pulses when the spike buffer holds the step's spikes.
+//      bias, saturation, threshold, reset), one word a cycle into the neuron's pipeline: read,
+//      stage 1 (ub_*; the accumulator word is cleared for the next step), stage 2 (us_*), write of
+//      membranes and the spike buffer (uw_*; the next layer's source), then the counters (a
+//      popcount stage, an add stage).
+//   `done` pulses when the spike buffer and the counters hold the step's results.
 //
 // Layouts (word address; lane p; LANES divides OC; lane p of group og is channel og*LANES + p):
 //   accumulator, membranes, spikes: conv (og*OH + oy)*OW + ox; dense og
@@ -209,20 +214,23 @@ module lif_layer #(
     wire cw_load = accumulating && cw_mask_next == 0 && nw_valid;
     wire acc_finished = !scan_more && !inflight && !nw_valid && cw_mask == 0 && !en_valid && !t_active;
 
-    // --- stage 2 of the read-modify-write, and the update pass -----------------------------------
-    reg               b_valid, fw_valid, ub_valid;
-    reg  [OUT_AW-1:0] b_addr, fw_addr, u_addr, ub_addr, clr_addr;
-    reg  [XB-1:0]     b_val;
+    // --- stages a and b of the read-modify-write, and the update pass's stages ---------------------
+    localparam PCW = $clog2(LANES + 1);
+    reg               a_valid, b_valid, fw_hit, ub_valid, us_valid, uw_valid, cnt_valid, pop_valid;
+    reg  [OUT_AW-1:0] a_addr, b_addr, u_addr, ub_addr, us_addr, uw_addr, clr_addr;
+    reg  [XB-1:0]     a_val;
     reg  [B_AW-1:0]   u_og;
     reg  [PW_-1:0]    u_pos;
-    wire              fw_hit = fw_valid && fw_addr == b_addr;
+    reg  [LANES-1:0]  spk_hold, clip_hold;
+    reg  [PCW-1:0]    pop_spk, pop_clip;
     wire              clearing = state == S_CLEAR;
     wire              acc_we = b_valid || ub_valid || clearing;
     wire [OUT_AW-1:0] acc_waddr = b_valid ? b_addr : ub_valid ? ub_addr : clr_addr;
-    wire [OUT_AW-1:0] acc_raddr = updating ? u_addr : tap_addr;
+    wire [OUT_AW-1:0] acc_raddr = updating ? u_addr : a_addr;
     wire              lanes_en = (state != S_IDLE) || spk_re || v_re;
-    wire              lanes_accumulate = accumulating || b_valid;
-    wire              acc_re = issue || updating;
+    wire              lanes_accumulate = accumulating || a_valid || b_valid;
+    wire              acc_re = a_valid || updating;
+    wire              upd_busy = ub_valid || us_valid || uw_valid || cnt_valid;  // pop_valid: its last cycle
     wire              lanes_v_re = updating || v_re;
     wire [OUT_AW-1:0] lanes_v_raddr = updating ? u_addr : v_raddr;
     wire [LANES-1:0]  spikes, clipped;
@@ -238,10 +246,10 @@ module lif_layer #(
                        .B_AW(B_AW), .SPIKE_BUFFER(READOUT == 0),
                        .LANE(gp), .WEIGHT_PREFIX(WEIGHT_PREFIX), .BIAS_PREFIX(BIAS_PREFIX)) u_lane (
                 .clk(clk), .en(lanes_en), .acc_re(acc_re), .acc_raddr(acc_raddr), .acc_we(acc_we),
-                .acc_waddr(acc_waddr), .b_valid(b_valid), .fw_hit(fw_hit), .b_val(b_val),
+                .acc_waddr(acc_waddr), .a_valid(a_valid), .a_val(a_val), .b_valid(b_valid), .fw_hit(fw_hit),
                 .accumulate(lanes_accumulate), .issue(issue), .w_raddr(w_raddr),
                 .upd_re(updating), .bias_raddr(u_og), .v_re(lanes_v_re), .v_raddr(lanes_v_raddr),
-                .upd_valid(ub_valid), .first(first_q), .upd_addr(ub_addr),
+                .upd_valid(ub_valid), .first(first_q), .upd_sum(us_valid), .upd_we(uw_valid), .upd_addr(uw_addr),
                 .spk_re(spk_re), .spk_raddr(spk_raddr), .spk_q(spk_rdata[gp]),
                 .v_q(v_q[gp*V_BITS +: V_BITS]), .spike(spikes[gp]), .clipped(clipped[gp]));
         end
@@ -262,9 +270,14 @@ module lif_layer #(
         if (rst) begin
             state <= S_CLEAR;
             clr_addr <= 0;
+            a_valid <= 1'b0;
             b_valid <= 1'b0;
-            fw_valid <= 1'b0;
+            fw_hit <= 1'b0;
             ub_valid <= 1'b0;
+            us_valid <= 1'b0;
+            uw_valid <= 1'b0;
+            cnt_valid <= 1'b0;
+            pop_valid <= 1'b0;
             t_active <= 1'b0;
             en_valid <= 1'b0;
             inflight <= 1'b0;
@@ -275,16 +288,31 @@ module lif_layer #(
             spike_count <= 0;
             clip_count <= 0;
         end else if (state != S_IDLE || go) begin  // idle cycles touch nothing
-            b_valid <= issue;
-            b_addr <= tap_addr;
-            b_val <= ev_val;
-            fw_valid <= b_valid;
-            fw_addr <= b_addr;
+            a_valid <= issue;
+            a_addr <= tap_addr;
+            a_val <= ev_val;
+            b_valid <= a_valid;
+            b_addr <= a_addr;
+            fw_hit <= b_valid && b_addr == a_addr;  // stage b's word is written as stage a reads it
             ub_valid <= updating;
             ub_addr <= u_addr;
-            if (ub_valid) begin
-                spike_count <= spike_count + popcount(spikes);
-                clip_count <= clip_count + popcount(clipped);
+            us_valid <= ub_valid;
+            us_addr <= ub_addr;
+            uw_valid <= us_valid;
+            uw_addr <= us_addr;
+            cnt_valid <= uw_valid;
+            pop_valid <= cnt_valid;
+            if (uw_valid) begin
+                spk_hold <= spikes;
+                clip_hold <= clipped;
+            end
+            if (cnt_valid) begin
+                pop_spk <= popcount(spk_hold);
+                pop_clip <= popcount(clip_hold);
+            end
+            if (pop_valid) begin
+                spike_count <= spike_count + pop_spk;
+                clip_count <= clip_count + pop_clip;
             end
 
             if (accumulating) begin
@@ -399,7 +427,7 @@ module lif_layer #(
                     state <= S_ACC;
                 end
                 S_ACC: if (acc_finished) state <= S_END;
-                S_END: if (!b_valid) begin  // the last accumulator write has landed
+                S_END: if (!a_valid && !b_valid) begin  // the last accumulator write has landed
                     u_addr <= 0;
                     u_og <= 0;
                     u_pos <= 0;
@@ -415,7 +443,7 @@ module lif_layer #(
                     end
                     if (u_addr == OUT_WORDS - 1) state <= S_UPD_END;
                 end
-                S_UPD_END: state <= S_DONE;  // the last word's update is written this cycle
+                S_UPD_END: if (!upd_busy) state <= S_DONE;  // the last count is added this cycle
                 S_DONE: state <= S_IDLE;
                 default: state <= S_IDLE;
             endcase
