@@ -24,10 +24,13 @@ $(VENV)/.events-installed: $(VENV)/.installed
 	touch $@
 
 # The RTL backend (simulate --backend rtl, tests/test_rtl.py): Icarus Verilog from Debian's
-# packages and the rtl extra (cocotb 2.1.0), which drives it.
+# packages and the rtl extra (cocotb 2.1.0), which drives it; yosys, for the test that the
+# design elaborates for synthesis.
+RTL_TOOLS := iverilog yosys
 rtl: $(VENV)/.rtl-installed
 $(VENV)/.rtl-installed: $(VENV)/.installed
-	command -v iverilog >/dev/null || apt-get install -y -q iverilog || { apt-get update -q && apt-get install -y -q iverilog; }
+	command -v iverilog >/dev/null && command -v yosys >/dev/null || apt-get install -y -q $(RTL_TOOLS) \
+		|| { apt-get update -q && apt-get install -y -q $(RTL_TOOLS); }
 	$(BIN)/pip install -q -e ".[rtl]"
 	touch $@
 

@@ -161,10 +161,6 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
         edge_ranges[edge.name] = {"source": edge.source, "input_scale": c, "weight_range_used": r,
                                   "clipped_weight": clipped}
     bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(bias_v, node.name, policy, profile, warnings)
-    if profile.synapse_overflow == "checked" and worst > (1 << (profile.synapse_bits - 1)) - 1:
-        raise RangeError(f"layer {node.name}: worst-case synaptic sum {worst} does not fit the "
-                         f"{profile.synapse_bits}-bit accumulator of profile {profile.name}; lower "
-                         f"--weight-percentile", "accumulator")
     du = profile.decay_max if profile.current_stage else 0  # a current without memory: u = a << act_shift
     record = IntegerNode(name=node.name, shape=node.shape, bias_mant=bias_mant, bias_exp=bias_exp,
                          du=du, dv=dv, vth=vth, scale=float(scale), readout=node.readout)
@@ -207,8 +203,13 @@ def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None = No
         "readout_calibration_bound": readout_bound,
         "layers": ranges,
     }
-    loihi = Graph(graph.input, tuple(nodes), tuple(edges[e.name] for e in graph.edges))
-    return loihi, summary, warnings
+    quantized = Graph(graph.input, tuple(nodes), tuple(edges[e.name] for e in graph.edges))
+    excess = profile.accumulator_excess(quantized, graph.input.input_max)
+    if excess:
+        name, worst = excess[0]
+        raise RangeError(f"layer {name}: worst-case synaptic sum {worst} does not fit the {profile.synapse_bits}-bit "
+                         f"accumulator of profile {profile.name}; lower --weight-percentile", "accumulator")
+    return quantized, summary, warnings
 
 
 def quantized_betas(graph: Graph, profile: Profile = LOIHI2) -> dict[str, float]:

@@ -53,8 +53,6 @@ def as_int64(x: ArrayLike) -> ArrayLike:
     return x if _is_tensor(x) else np.asarray(x, dtype=np.int64)
 
 
-_int64 = as_int64
-
 
 def where(cond: ArrayLike, x: ArrayLike | int, y: ArrayLike | int) -> ArrayLike:
     """``numpy.where`` or ``torch.where``, whichever fits ``cond``."""
@@ -70,13 +68,13 @@ def shift_toward_zero(x: ArrayLike, shift: int) -> ArrayLike:
     infinity): a negative ``x`` gets ``2^shift - 1`` added first (``x >> 63`` is all ones exactly
     when ``x < 0``), the branch-free form of truncating division by ``2^shift``.
     """
-    x = _int64(x)
+    x = as_int64(x)
     return (x + ((x >> 63) & ((1 << shift) - 1))) >> shift
 
 
 def decay(x: ArrayLike, d: int, shift: int = DECAY_SHIFT) -> ArrayLike:
     """``D(x, d)``: multiply by ``(2^shift - d) / 2^shift`` and round toward zero."""
-    return shift_toward_zero(_int64(x) * ((1 << shift) - int(d)), shift)
+    return shift_toward_zero(as_int64(x) * ((1 << shift) - int(d)), shift)
 
 
 def wrap_current(u: ArrayLike, bits: int = STATE_BITS) -> ArrayLike:
@@ -86,19 +84,19 @@ def wrap_current(u: ArrayLike, bits: int = STATE_BITS) -> ArrayLike:
     ``+2^23`` itself is kept, exactly as ``AbstractPyLifModelFixed.subthr_dynamics`` does.
     """
     lim = 1 << (bits - 1)
-    u = _int64(u)
+    u = as_int64(u)
     return where(u > lim, u - 2 * lim, where(u <= -lim, u + 2 * lim, u))
 
 
 def wrap_signed(x: ArrayLike, bits: int) -> ArrayLike:
     """Two's-complement wrap to ``bits`` (Lava's ``conv.utils.signed_clamp``)."""
     base = 1 << bits
-    return (_int64(x) + base // 2) % base - base // 2
+    return (as_int64(x) + base // 2) % base - base // 2
 
 
 def clip_voltage(v: ArrayLike, limit: int = STATE_LIMIT) -> ArrayLike:
     """Saturate the membrane to ``[-limit, limit]`` (Loihi: ``2^23 - 1``)."""
-    v = _int64(v)
+    v = as_int64(v)
     return v.clamp(-limit, limit) if _is_tensor(v) else np.clip(v, -limit, limit)
 
 
@@ -111,37 +109,4 @@ def effective_bias(bias_mant: ArrayLike, bias_exp: int) -> ArrayLike:
     """Bias as added to ``v`` every step: ``bias_mant << bias_exp`` (bias_exp >= 0 here)."""
     if not BIAS_EXP_MIN <= int(bias_exp) <= BIAS_EXP_MAX:
         raise ValueError(f"bias_exp {bias_exp} outside [{BIAS_EXP_MIN}, {BIAS_EXP_MAX}]")
-    return _int64(bias_mant) << int(bias_exp)
-
-
-def beta_to_dv(beta: float) -> int:
-    """Float decay ``beta`` -> Loihi voltage decay code ``dv = round((1 - beta) * 4096)``.
-
-    Clipped to the 12-bit range: ``beta`` below ``1/4096`` maps to ``dv = 4095``.
-    """
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    return int(min(max(round((1.0 - beta) * DECAY_UNITY), 0), DECAY_MAX))
-
-
-def dv_to_beta(dv: int) -> float:
-    """Inverse of :func:`beta_to_dv`: the decay the hardware actually applies."""
-    if not 0 <= dv <= DECAY_MAX:
-        raise ValueError(f"dv must lie in [0, {DECAY_MAX}], got {dv}")
-    return (DECAY_UNITY - dv) / DECAY_UNITY
-
-
-def threshold_level(vth: int) -> int:
-    """Smallest integer membrane that spikes: ``v > vth << 6``  <=>  ``v >= (vth << 6) + 1``."""
-    return (int(vth) << VTH_SHIFT) + 1
-
-
-def scale_for_threshold(vth: int, v_th_float: float) -> float:
-    """Membrane scale that maps the float threshold exactly onto the integer spike level.
-
-    The float model spikes on ``u >= v_th``, Loihi on ``v > vth << 6``. Choosing the layer
-    scale ``S`` with ``64 * S * v_th = (vth << 6) + 1`` puts the integer threshold one below
-    the float one, so a membrane exactly at the float threshold spikes on both.
-    Weights are then ``round(W * S)`` (in ``a`` units) and membranes ``64 * S * u``.
-    """
-    return threshold_level(vth) / ((1 << ACT_SHIFT) * v_th_float)
+    return as_int64(bias_mant) << int(bias_exp)

@@ -157,7 +157,7 @@ def _edge_entry(edge, weight_file: str, bits: int) -> dict[str, Any]:
     return entry
 
 
-def _worked_example(graph: Graph, profile: Profile, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+def _worked_example(graph: Graph, profile: Profile) -> dict[str, Any]:
     """One neuron's first update for a stated input: the first hidden node, neuron 0, one
     source value of 1 at the first nonzero weight of its first incoming edge."""
     node = graph.hidden[0] if graph.hidden else graph.readout
@@ -213,18 +213,15 @@ def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
         return mem
 
     nodes, edges = [], []
-    arrays: dict[str, np.ndarray] = {}
     for e in graph.edges:
         layout_idx = ["o", "c", "i", "j"] if e.geometry.kind == "conv" else ["n", "f"]
         stem = f"{e.name}.weight"
         mem = table(stem, "weight", e.weight, wbits, layout_idx,
                     "O,C,KH,KW row-major" if e.geometry.kind == "conv" else "N,F row-major")
-        arrays[stem] = e.weight
         edges.append(_edge_entry(e, mem, wbits))
     for n in graph.nodes:
         stem = f"{n.name}.bias"
         mem = table(stem, "bias", n.bias_mant, bbits, ["channel"], "per output channel")
-        arrays[stem] = n.bias_mant
         cname = _c_name(n.name)
         header += [f"#define {cname}_DECAY_CODE {int(n.dv)}", f"#define {cname}_VTH {int(n.vth)}",
                    f"#define {cname}_NEURONS {n.neurons}", ""]
@@ -250,7 +247,7 @@ def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
         "edges": edges,
         "source_of_first_edges": INPUT,
         "header": HEADER_NAME,
-        "worked_example": _worked_example(graph, profile, arrays),
+        "worked_example": _worked_example(graph, profile),
         "files": {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names},
     }
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")

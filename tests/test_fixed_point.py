@@ -7,17 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hardware import fixed_point as fp
+from hardware.profile import LOIHI2
 
 
 def test_dv_beta_round_trip_is_exact_on_every_code():
     codes = np.arange(fp.DECAY_MAX + 1)
-    assert all(fp.beta_to_dv(fp.dv_to_beta(int(d))) == d for d in codes)
+    assert all(LOIHI2.beta_to_code(LOIHI2.code_to_beta(int(d))) == d for d in codes)
 
 
 @given(st.floats(min_value=0.0, max_value=1.0))
 def test_beta_dv_round_trip_within_half_a_step(beta):
-    back = fp.dv_to_beta(fp.beta_to_dv(beta))
-    assert abs(back - beta) <= 0.5 / fp.DECAY_UNITY + 1e-12 or fp.beta_to_dv(beta) == fp.DECAY_MAX
+    back = LOIHI2.code_to_beta(LOIHI2.beta_to_code(beta))
+    assert abs(back - beta) <= 0.5 / fp.DECAY_UNITY + 1e-12 or LOIHI2.beta_to_code(beta) == fp.DECAY_MAX
 
 
 @given(st.lists(st.integers(min_value=-(2**40), max_value=2**40), min_size=1, max_size=50),
@@ -53,7 +54,7 @@ def test_clip_voltage():
 @given(st.integers(min_value=0, max_value=fp.VTH_MAX), st.floats(min_value=0.01, max_value=10.0))
 def test_float_threshold_maps_exactly_onto_the_first_spiking_level(vth, v_th):
     """Tie: a float membrane exactly at v_th is the integer level that spikes (v > vth << 6)."""
-    scale = fp.scale_for_threshold(vth, v_th)
-    level = fp.threshold_level(vth)
+    scale = LOIHI2.scale_for_threshold(vth, v_th)
+    level = LOIHI2.spike_level(vth)
     assert round(64 * scale * v_th) == level
     assert level > (vth << fp.VTH_SHIFT) and level - 1 <= (vth << fp.VTH_SHIFT)

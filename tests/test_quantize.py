@@ -8,6 +8,7 @@ import pytest
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware import fixed_point as fp
 from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input
+from hardware.profile import LOIHI2
 
 INPUT = Input((1, 4, 4), "direct", 16)
 
@@ -56,11 +57,11 @@ def test_integer_tables_dequantize_close_to_the_float_ones():
         assert np.abs(ie.weight).max() >= fp.WEIGHT_MAX - fp.WEIGHT_STEP  # the range is used
     assert [e.input_scale for e in q.edges] == [16.0, 1.0, 1.0]
     conv, hidden, readout = q.nodes
-    assert conv.dv == fp.beta_to_dv(0.3) and hidden.dv == fp.beta_to_dv(0.8)
+    assert conv.dv == LOIHI2.beta_to_code(0.3) and hidden.dv == LOIHI2.beta_to_code(0.8)
     assert readout.dv == 0 and readout.vth == fp.VTH_MAX
     for layer in (conv, hidden):  # the float threshold lands exactly on the first spiking level
-        assert 64 * layer.scale * 0.5 == pytest.approx(fp.threshold_level(layer.vth), rel=1e-12)
-    assert summary["layers"]["h"]["beta_quantized"] == fp.dv_to_beta(hidden.dv)
+        assert 64 * layer.scale * 0.5 == pytest.approx(LOIHI2.spike_level(layer.vth), rel=1e-12)
+    assert summary["layers"]["h"]["beta_quantized"] == LOIHI2.code_to_beta(hidden.dv)
 
 
 def test_readout_scale_keeps_the_calibrated_sum_in_range():
@@ -112,6 +113,6 @@ def test_edges_into_one_node_share_its_scale(gain):
     limits = [fp.WEIGHT_MAX / np.abs(e.weight).max() for e in graph.edges if e.target == "s"]
     s_max = min(limits)
     assert s.scale <= s_max * (1 + 1e-12)
-    assert fp.scale_for_threshold(s.vth + 1, 0.5) > s_max  # the largest threshold that fits
+    assert LOIHI2.scale_for_threshold(s.vth + 1, 0.5) > s_max  # the largest threshold that fits
     assert max(np.abs(conv2.weight).max(), np.abs(shortcut.weight).max()) >= fp.WEIGHT_MAX - fp.WEIGHT_STEP
     assert set(summary["layers"]["s"]["edges"]) == {"s.conv2", "s.shortcut"}
