@@ -73,10 +73,13 @@ lint: $(VENV)/.installed
 	$(BIN)/pip install -q ruff
 	$(BIN)/ruff check .
 
-# torch==2.13.0 is the CPU build on this machine's disk; any other torch spec downloads GBs.
+# torch 2.14.1 with torchvision 0.29.1 (CIFAR's datasets and transforms): the pair on this machine's
+# disk (a CUDA build that also runs on CPU, ~5.5 GB); PyPI's torchvision does not import beside the
+# CPU-only torch 2.13.0, and any other torch spec downloads GBs. See the README's "Why torch 2.14.1".
+TORCH := torch==2.14.1 torchvision==0.29.1
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON311) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[train,test]"
 	# SpikingJelly, the second NIR peer: --no-deps, its torchvision/torchaudio pins would replace torch
 	$(BIN)/pip install -q "loguru>=0.7,<1"
