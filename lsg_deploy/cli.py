@@ -13,6 +13,10 @@ from hardware.profile import PROFILES, TARGET_PROFILES
 from lsg_deploy.errors import UsageError
 from lsg_deploy.simulate import ALL, BACKENDS
 
+#: train's flags that override config keys of the same name
+TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
+               "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "device", "precision", "workers")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, like every other bad input
@@ -30,23 +34,51 @@ def build_parser() -> argparse.ArgumentParser:
     from lsg_deploy.data import DATASETS
     from training.models import ARCHITECTURES
 
-    tr = sub.add_parser("train", parents=[common], help="train an LSG spiking network on an embedded dataset")
-    tr.add_argument("--out", type=Path, required=True, help="run directory (model.pt, metrics.csv)")
-    tr.add_argument("--config", type=Path, help="TOML file with a [train] table")
-    tr.add_argument("--dataset", choices=tuple(DATASETS),
-                    help="; ".join(f"{d.name}: {d.description}" for d in DATASETS.values()) + " (default: digits)")
-    tr.add_argument("--arch", choices=tuple(ARCHITECTURES), help="network architecture (default: digits-cnn)")
-    tr.add_argument("--width", type=float, help="multiplies the architecture's channel and hidden counts "
-                    "(default 1; e.g. 0.0625 runs resnet19 on the digits in seconds)")
+    # the settings train and ablate share: what to train on and how
+    setting = _Parser(add_help=False)
+    setting.add_argument("--config", type=Path, help="TOML file with a [train] table (recipes/ holds the paper's)")
+    setting.add_argument("--dataset", choices=tuple(DATASETS), help="; ".join(
+        f"{d.name}: {d.description}" for d in DATASETS.values()) + " (default: digits; cifar10, cifar100 and "
+        "cifar10-dvs bring the paper's recipe as their defaults)")
+    setting.add_argument("--arch", choices=tuple(ARCHITECTURES), help="network architecture (default: digits-cnn)")
+    setting.add_argument("--width", type=float, help="multiplies the architecture's channel and hidden counts "
+                         "(default 1; e.g. 0.0625 runs resnet19 on the digits in seconds)")
+    setting.add_argument("--timesteps", type=int)
+    setting.add_argument("--epochs", type=int)
+    setting.add_argument("--batch-size", type=int)
+    setting.add_argument("--lr", type=float)
+    setting.add_argument("--loss", choices=("ce", "tet"))
+    setting.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam; sgd uses momentum (config key)")
+    setting.add_argument("--weight-decay", type=float)
+    setting.add_argument("--data-dir", help="where the file datasets are (cifar10: DIR/cifar-10-batches-py, "
+                         "cifar100: DIR/cifar-100-python, cifar10-dvs: DIR/CIFAR10DVS)")
+    setting.add_argument("--download", action="store_true",
+                         help="let torchvision / tonic download a missing file dataset into --data-dir "
+                              "(needs internet)")
+    setting.add_argument("--no-verify-data", dest="verify_data", action="store_false", default=None,
+                         help="accept CIFAR files that do not match the published MD5 sums (a subset, another copy)")
+    setting.add_argument("--cutout", type=int, help="CIFAR: Cutout square side in pixels (default 0: none)")
+    setting.add_argument("--device", help="auto (default: CUDA where available), cpu, cuda or cuda:N")
+    setting.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast (default fp32)")
+    setting.add_argument("--workers", type=int, help="DataLoader worker processes for file datasets (default 0)")
+
+    tr = sub.add_parser("train", parents=[common, setting], help="train an LSG spiking network")
+    tr.add_argument("--out", type=Path, required=True,
+                    help="run directory (model.pt, train_state.pt, metrics.csv, diagnostics, plots/, tensorboard/)")
     tr.add_argument("--mode", choices=("lsg", "trainable-decay", "fixed"))
     tr.add_argument("--alpha", type=float, help="surrogate width for fixed / trainable-decay")
-    tr.add_argument("--timesteps", type=int)
-    tr.add_argument("--epochs", type=int)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--loss", choices=("ce", "tet"))
-    tr.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam; sgd uses momentum (config key)")
+    tr.add_argument("--seeds", help="repeat the run per seed in --out/seed-<s> and report mean and std: a count "
+                    "(5: seeds 0-4) or a list (0,1,2); unfinished seeds resume")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its last finished epoch (train_state.pt), with its own "
+                         "config; only --data-dir, --device, --precision, --workers may change")
+
+    ab = sub.add_parser("ablate", parents=[common, setting],
+                        help="rerun the paper's Tables 1 and 2 (decay and width ablations) over seeds")
+    ab.add_argument("--out", type=Path, required=True, help="directory: one folder per row and seed, ablation.md")
+    ab.add_argument("--seeds", default="3", help="a count (3: seeds 0-2, the default) or a list (0,1,2)")
+    ab.add_argument("--tables", default="1,2", help="which tables: 1, 2 or 1,2 (default)")
 
     ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle")
     ex.add_argument("model", type=Path, help="model.pt from lsg-deploy train")
@@ -99,12 +131,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = (lambda *a: None) if args.quiet else print
     try:
         if args.command == "train":
-            overrides = {k: getattr(args, k) for k in ("dataset", "arch", "width", "mode", "alpha", "timesteps",
-                                                       "epochs", "batch_size", "lr", "seed", "loss", "optimizer")}
-            result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet)
+            overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
+            if args.seeds is not None:
+                summary = pipeline.train_seeds(overrides, args.config, args.out, args.seeds, quiet=args.quiet,
+                                               resume=args.resume, download=args.download, say=say)
+                acc = summary["test_accuracy"]
+                say(f"wrote {args.out}/summary.md: test accuracy {acc['mean'] * 100:.2f} +- {acc['std'] * 100:.2f}% "
+                    f"over {acc['n']} seeds")
+                return 0
+            result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet, resume=args.resume,
+                                    download=args.download)
             m = result["metrics"]
-            say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "
-                f"{m['epoch']} epochs ({result['seconds']:.1f} s)")
+            if result["main"]:
+                say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "
+                    f"{m['epoch']} epochs ({result['seconds']:.1f} s on {result['device']}"
+                    f"{' x ' + str(result['world']) + ' processes' if result['world'] > 1 else ''})")
+        elif args.command == "ablate":
+            overrides = {k: getattr(args, k, None) for k in TRAIN_FLAGS if k not in ("mode", "alpha", "seed")}
+            result = pipeline.ablate(overrides, args.config, args.out, args.seeds, args.tables, quiet=args.quiet,
+                                     download=args.download, say=say)
+            say(result["markdown"])
+            say(f"wrote {args.out}/ablation.md")
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,

@@ -82,6 +82,7 @@ class Dataset:
     encoding: str  #: one of ENCODINGS; ``event-frames`` datasets need the timesteps
     description: str
     loader: Loader
+    files: bool = False  #: read from the user's --data-dir for training (training.datasets), not embedded
 
     @property
     def needs_timesteps(self) -> bool:
@@ -182,8 +183,22 @@ def _load_digits_events(spec: DataSpec, timesteps: int | None) -> tuple[EncodedS
     return split(idx_train), split(idx_test), classes
 
 
+def _files_only(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, EncodedSplit, int]:
+    raise DataError(f"dataset {spec.dataset} is read from --data-dir for training only: its float input (normalised "
+                    f"images, resized event counts) has no integer encoding yet, so models trained on it do not "
+                    f"export or simulate in fixed point")
+
+
+def _file_datasets() -> tuple[Dataset, ...]:
+    from training.datasets import FILE_DATASETS
+
+    return tuple(Dataset(d.name, EVENT_FRAMES if d.per_step else DIRECT, d.description, _files_only, files=True)
+                 for d in FILE_DATASETS.values())
+
+
 DATASETS: Mapping[str, Dataset] = MappingProxyType({d.name: d for d in (
     Dataset("digits", DIRECT, "scikit-learn's 8x8 digits, the image at every step", _load_digits),
     Dataset("digits-events", EVENT_FRAMES, "the digits seen by an emulated event camera in three saccades: "
             "T binary ON/OFF frames of 12x12 (needs the events extra, tonic)", _load_digits_events),
+    *_file_datasets(),
 )})

@@ -7,8 +7,6 @@ surfaces as a traceback rather than as a user error.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 import time
@@ -16,27 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from hardware import files
-from lsg_deploy import data
+from lsg_deploy import data, runlog
 from lsg_deploy.errors import UsageError
 from lsg_deploy.outputs import check_bundle_target, check_creatable_dir
 
-CHECKPOINT_NAME, METRICS_NAME = "model.pt", "metrics.csv"
+CHECKPOINT_NAME, RESUME_NAME = "model.pt", "train_state.pt"
 
 
-def _progress(total: int, desc: str, quiet: bool):
+def _progress(total: int, desc: str, quiet: bool, unit: str = "it"):
     from tqdm import tqdm
 
     # disable=None: shown on a terminal only, so logs and error output stay clean
     return tqdm(total=total, desc=desc, disable=True if quiet else None, file=sys.stderr, leave=False,
-                dynamic_ncols=True)
-
-
-def _metrics_csv(rows: list[dict[str, Any]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
+                dynamic_ncols=True, unit=unit, unit_scale=unit != "it")
 
 
 def _physical_memory() -> int | None:
@@ -46,56 +36,165 @@ def _physical_memory() -> int | None:
         return None
 
 
-def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train on the configured embedded dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`;
-    event datasets are framed for the configured timesteps, one input per step); write ``model.pt``
-    and ``metrics.csv`` in ``out``.
+#: settings a resumed run may change: where it runs, not what it trains
+RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data")
 
-    Both are rewritten, complete, at the end of every epoch: a run killed at any point leaves
-    the last finished epoch's checkpoint, loadable.
-    """
-    from training.checkpoint import checkpoint_bytes, checkpoint_document
-    from training.config import TrainConfig
-    from training.loop import Split, TrainingDiverged, fit
-    from training.model import ArchitectureError
 
-    try:
-        base = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
-        config = base.replace(**config_overrides)
-        spec = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
-    except ValueError as exc:  # TrainConfig and DataSpec report bad values as ValueError
-        raise UsageError(str(exc)) from None
-    out = Path(out)
-    check_creatable_dir(out, "--out")
-    for name in (CHECKPOINT_NAME, METRICS_NAME):
-        if (out / name).is_dir():
-            raise UsageError(f"--out {out}: {out / name} is a directory")
+def _training_data(config, spec: data.DataSpec, download: bool):
+    """``(train, test, classes)`` as torch datasets (file datasets) or :class:`training.loop.Split`."""
+    from training import datasets
+    from training.loop import Split
+
+    if data.DATASETS[spec.dataset].files:
+        if not config.data_dir:
+            raise UsageError(f"dataset {spec.dataset} is read from files: give --data-dir (no download happens "
+                             f"without --download)")
+        options = datasets.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
+                                       autoaugment=config.autoaugment, cutout=config.cutout,
+                                       verify=config.verify_data, download=download)
+        try:
+            train_set, test_set = datasets.build(spec.dataset, options)
+        except datasets.DataFilesError as exc:
+            raise UsageError(str(exc)) from None
+        return train_set, test_set, datasets.FILE_DATASETS[spec.dataset].classes
     try:
         train_split, test_split, classes = data.load(spec, timesteps=config.timesteps)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
-    bar = _progress(config.epochs, f"train {config.arch} {config.mode}", quiet)
-    metrics_so_far: list[dict[str, float]] = []
+    return Split(train_split.analog, train_split.labels), Split(test_split.analog, test_split.labels), classes
 
-    def on_epoch(row: dict[str, float], model) -> None:
-        metrics_so_far.append(row)
-        doc = checkpoint_document(model, config, metrics_so_far, classes, spec.to_dict())
+
+def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
+    """The run in ``out`` to continue: its state and its own config, with only the settings of
+    :data:`RESUME_MAY_CHANGE` taken from the command line."""
+    from training.checkpoint import CheckpointError, load_resume
+
+    if config_file is not None:
+        raise UsageError("--resume continues the run with its own config: drop --config")
+    changed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUME_MAY_CHANGE)
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise UsageError(f"--resume continues the run as it was configured; drop {flags}")
+    try:
+        state, config, classes, data_record = load_resume(out / RESUME_NAME)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    config = config.replace(**{k: overrides.get(k) for k in RESUME_MAY_CHANGE})
+    return state, config, classes, data_record
+
+
+def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False,
+          resume: bool = False, download: bool = False) -> dict[str, Any]:
+    """Train on the configured dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`:
+    an embedded one, or a file one read from ``data_dir``); write ``model.pt``, ``train_state.pt``
+    and the logs of :mod:`lsg_deploy.runlog` in ``out``.
+
+    Each is rewritten, complete, at the end of every epoch: a run killed at any point leaves the
+    last finished epoch's checkpoint, loadable, and ``resume`` continues it from there, bit for bit
+    as if it had not stopped. Under torchrun (DDP) only rank 0 writes and prints.
+    """
+    from training.checkpoint import checkpoint_bytes, checkpoint_document, resume_document
+    from training.config import TrainConfig, read_toml
+    from training.distributed import DeviceError, setup, teardown
+    from training.loop import TrainingDiverged, fit
+    from training.model import ArchitectureError
+
+    out = Path(out)
+    state = None
+    try:
+        if resume:
+            state, config, _, _ = _resumed(out, config_overrides, config_file)
+        else:
+            config = TrainConfig.layered(read_toml(config_file) if config_file else {}, config_overrides)
+        spec = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
+    except ValueError as exc:  # TrainConfig and DataSpec report bad values as ValueError
+        raise UsageError(str(exc)) from None
+    check_creatable_dir(out, "--out")
+    for name in (CHECKPOINT_NAME, RESUME_NAME, runlog.METRICS_NAME, runlog.DIAGNOSTICS_NAME, runlog.MEMBRANES_NAME):
+        if (out / name).is_dir():
+            raise UsageError(f"--out {out}: {out / name} is a directory")
+    if state is not None and state.epoch >= config.epochs:
+        raise UsageError(f"--resume: the run in {out} already finished its {config.epochs} epochs")
+    try:
+        ctx = setup(config.device)
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    train_set, test_set, classes = _training_data(config, spec, download)
+    quiet = quiet or not ctx.main
+    log = runlog.RunLog(out, test_set, state.epoch if state else 0) if ctx.main else None
+
+    def on_epoch(epoch) -> None:
+        if not ctx.main:
+            return
+        files.write_bytes(out / RESUME_NAME, checkpoint_bytes(resume_document(epoch.resume(), config, classes,
+                                                                              spec.to_dict())))
+        doc = checkpoint_document(epoch.model, config, epoch.metrics, classes, spec.to_dict())
         files.write_bytes(out / CHECKPOINT_NAME, checkpoint_bytes(doc))
-        files.write_text(out / METRICS_NAME, _metrics_csv(metrics_so_far))
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.3f}")
+        log.epoch(epoch.model, epoch.row, epoch.metrics)
+        if not quiet:
+            row = epoch.row
+            tqdm_write(f"epoch {row['epoch']}/{config.epochs}: loss {row['train_loss']:.4f}, train "
+                       f"{row['train_accuracy'] * 100:.2f}%, test {row['test_accuracy'] * 100:.2f}%, "
+                       f"{row['images_per_s']:,.0f} images/s")
 
     start = time.perf_counter()
+    metrics = None
     try:
-        _, metrics = fit(
-            config, Split(train_split.analog, train_split.labels), Split(test_split.analog, test_split.labels),
-            classes, on_epoch=on_epoch, memory_limit=_physical_memory(),
-        )
+        _, metrics = fit(config, train_set, test_set, classes, on_epoch=on_epoch, memory_limit=_physical_memory(),
+                         ctx=ctx, resume=state, progress=lambda total, desc: _progress(total, desc, quiet, "img"))
     except (ArchitectureError, TrainingDiverged, MemoryError) as exc:
         raise UsageError(str(exc)) from None
     finally:
-        bar.close()
-    return {"checkpoint": str(out / CHECKPOINT_NAME), "metrics": metrics[-1], "seconds": time.perf_counter() - start}
+        teardown()
+        if log is not None:
+            log.close(draw=metrics is not None)  # the figures of a finished run
+    return {"checkpoint": str(out / CHECKPOINT_NAME), "metrics": metrics[-1], "seconds": time.perf_counter() - start,
+            "world": ctx.world, "device": str(ctx.device), "main": ctx.main}
+
+
+def _resolved(overrides: dict[str, Any], config_file: Path | None):
+    from training.config import TrainConfig, read_toml
+
+    try:
+        return TrainConfig.layered(read_toml(config_file) if config_file else {}, overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, quiet: bool = False,
+                resume: bool = False, download: bool = False, say=print) -> dict[str, Any]:
+    """``train`` once per seed of ``seeds`` (:func:`lsg_deploy.ablate.parse_seeds`) in ``out/seed-<s>``;
+    returns and writes the summary (:func:`lsg_deploy.ablate.run_seeds`)."""
+    from lsg_deploy.ablate import parse_seeds, run_seeds
+
+    if overrides.get("seed") is not None:
+        raise UsageError("--seed and --seeds exclude each other")
+    if resume:
+        raise UsageError("--seeds resumes unfinished seeds by itself: drop --resume")
+    config = _resolved(overrides, config_file)
+    check_creatable_dir(Path(out), "--out")
+    return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), config.epochs, quiet, say,
+                     download=download)
+
+
+def ablate(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, tables: str,
+           quiet: bool = False, download: bool = False, say=print) -> dict[str, Any]:
+    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`lsg_deploy.ablate`)."""
+    from lsg_deploy import ablate as ablation
+
+    chosen = [t.strip() for t in tables.split(",") if t.strip()]
+    if not chosen or any(t not in ablation.TABLES for t in chosen):
+        raise UsageError(f"--tables must list tables among {', '.join(ablation.TABLES)}, got {tables!r}")
+    config = _resolved(overrides, config_file)
+    check_creatable_dir(Path(out), "--out")
+    return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
+                           quiet, say, download=download)
+
+
+def tqdm_write(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0,

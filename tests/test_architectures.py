@@ -23,7 +23,8 @@ from training.models.digits_resnet import DigitsResNet
 
 TINY = {"timesteps": 2, "channels": (4, 8), "hidden": 16, "epochs": 1, "width": 1.0}
 #: an input each architecture accepts, and the width that keeps it small
-SMALL = {"digits-cnn": ((1, 8, 8), 1.0), "digits-resnet": ((1, 8, 8), 1.0), "resnet19": ((1, 8, 8), 1 / 16),
+SMALL = {"digits-cnn": ((1, 8, 8), 1.0), "digits-resnet": ((1, 8, 8), 1.0), "digits-plain": ((1, 8, 8), 1.0),
+         "resnet19": ((1, 8, 8), 1 / 16),
          "vggsnn": ((2, 16, 16), 1 / 16)}
 TINY_TOML = "[train]\nepochs = 1\ntimesteps = 2\nchannels = [4, 8]\nhidden = 16\nbatch_size = 256\n"
 
@@ -73,7 +74,7 @@ def test_registry_builds_and_runs_every_architecture(arch):
 def test_registry_is_the_choice_everywhere(capsys, tmp_path):
     assert set(ARCHITECTURES) == set(SMALL)
     assert TrainConfig().arch == "digits-cnn"
-    with pytest.raises(ValueError, match="arch must be one of digits-cnn, digits-resnet, resnet19, vggsnn"):
+    with pytest.raises(ValueError, match="arch must be one of " + ", ".join(ARCHITECTURES)):
         TrainConfig(arch="resnet1000")
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--arch", "resnet1000", "--out", str(tmp_path / "r")])
@@ -312,9 +313,9 @@ def test_width_multiplies_every_count():
         TrainConfig(width=0)
 
 
-@pytest.mark.parametrize("arch", ["resnet19", "vggsnn"])
+@pytest.mark.parametrize("arch", ["resnet19", "vggsnn", "digits-plain"])
 def test_paper_networks_fold_exactly(arch):
-    """Strided residual blocks with projection shortcuts, global pooling, four poolings."""
+    """Strided residual blocks with projection shortcuts, global pooling, four poolings, a plain stack."""
     from export.fold import fold, run_float
     from hardware.graph import Input
 

@@ -158,13 +158,13 @@ def test_missing_tonic_is_a_one_line_data_error(monkeypatch):
 
 
 def test_unknown_dataset_lists_the_registry(capsys, tmp_path):
-    assert set(DATASETS) == {"digits", "digits-events"}
-    with pytest.raises(DataError, match="available: digits, digits-events"):
+    assert list(DATASETS) == ["digits", "digits-events", "cifar10", "cifar100", "cifar10-dvs"]
+    with pytest.raises(DataError, match="available: digits, digits-events, cifar10, cifar100, cifar10-dvs"):
         DataSpec("mnist")
     (tmp_path / "bad.toml").write_text('[train]\ndataset = "mnist"\n')  # a config file is checked the same way
     assert main(["train", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "r")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "unknown dataset 'mnist'; available: digits, digits-events" in line
+    assert "unknown dataset 'mnist'; available: digits, digits-events, cifar10" in line
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--dataset", "mnist", "--out", str(tmp_path / "r")])
     assert exit_info.value.code == 2

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
+from training.loop import Resume
 from training.model import ArchitectureError, SpikingNet
 from training.models import build_model
 
@@ -149,3 +150,98 @@ def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
     model.load_state_dict(doc["state_dict"])
     model.eval()
     return model, doc
+
+
+# --- resuming an interrupted run ------------------------------------------------------------------
+
+RESUME_FORMAT = "lsg-deploy-train-state"
+RESUME_VERSION = 1
+RESUME_FIELDS = ("format", "format_version", "epoch", "model", "optimizer", "scheduler", "metrics", "config",
+                 "classes", "data", "sha256")
+
+
+def _digest_tree(value: Any, digest: Any) -> None:
+    """Feed ``value`` (dicts, lists, tensors, plain values) into ``digest`` in a canonical order."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.view(torch.int16)
+                      .numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}|".encode())
+        for key in sorted(value, key=repr):
+            digest.update(f"{key!r}=".encode())
+            _digest_tree(value[key], digest)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}|".encode())
+        for item in value:
+            _digest_tree(item, digest)
+    else:
+        digest.update(f"V{value!r}|".encode())
+
+
+def resume_document(resume: Resume, config: TrainConfig, classes: int, data: dict[str, Any]) -> dict[str, Any]:
+    """``train_state.pt``: everything ``train --resume`` needs to go on after ``resume.epoch``,
+    sealed with its checksum. Only tensors and plain values: ``weights_only`` opens it."""
+    doc = {
+        "format": RESUME_FORMAT,
+        "format_version": RESUME_VERSION,
+        "epoch": resume.epoch,
+        "model": {k: v.detach().cpu().clone() for k, v in resume.model.items()},
+        "optimizer": _to_cpu(resume.optimizer),
+        "scheduler": resume.scheduler,
+        "metrics": resume.metrics,
+        "config": config.to_dict(),
+        "classes": classes,
+        "data": data,
+    }
+    digest = hashlib.sha256()
+    _digest_tree(doc, digest)
+    doc["sha256"] = digest.hexdigest()
+    return doc
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
+def load_resume(path: Path) -> tuple[Resume, TrainConfig, int, dict[str, Any]]:
+    """``(resume, config, classes, data)`` from ``train_state.pt``; refuses what is not one, or
+    was changed after it was written."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: --resume needs the train_state.pt a run writes after every epoch"
+                              if not path.exists() else f"{path} is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file; all mean the same here
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path} is not a readable training state ({type(exc).__name__}: {first_line})") \
+            from None
+    if not isinstance(doc, dict) or doc.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path} is not an {RESUME_FORMAT} file")
+    if doc.get("format_version") != RESUME_VERSION or set(doc) != set(RESUME_FIELDS):
+        raise CheckpointError(f"{path} has training-state version {doc.get('format_version')} or other fields; "
+                              f"this lsg-deploy reads version {RESUME_VERSION}")
+    digest = hashlib.sha256()
+    try:
+        _digest_tree({k: v for k, v in doc.items() if k != "sha256"}, digest)
+        intact = digest.hexdigest() == doc["sha256"]
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        intact = False
+    if not intact:
+        raise CheckpointError(f"{path} is corrupt or was changed after it was written (its checksum does not match)")
+    try:
+        config = TrainConfig.from_dict(doc["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: config: {exc}") from None
+    resume = Resume(doc["epoch"], doc["model"], doc["optimizer"], doc["scheduler"], doc["metrics"])
+    return resume, config, doc["classes"], doc["data"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import tomllib
 
+from training.distributed import DEVICES, PRECISIONS
 from training.models import ARCHITECTURES
 from training.neuron import MODES
 
@@ -20,8 +21,19 @@ MAX_TIMESTEPS = 1024
 MAX_EPOCHS = 100_000
 MAX_WIDTH = 1 << 16  #: batch size, hidden neurons
 MAX_CHANNELS = 4096
-MAX_CONV_BLOCKS = 8
+MAX_CONV_BLOCKS = 64  #: digits-plain stacks one block per entry
 MAX_SEED = (1 << 32) - 1
+
+_CIFAR = {"arch": "resnet19", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
+          "epochs": 300, "timesteps": 2, "v_th": 0.5, "beta_init": 0.2}
+#: the seed paper's recipe (DESIGN.md section 7), the defaults of ``--dataset`` cifar10, cifar100 and
+#: cifar10-dvs; a config file and the command line override them. T = 2 is the first of the paper's
+#: CIFAR rows (2, 4, 6); the recipes in ``recipes/`` hold every row of its tables.
+DATASET_RECIPES: dict[str, dict[str, Any]] = {
+    "cifar10": _CIFAR,
+    "cifar100": _CIFAR,
+    "cifar10-dvs": {**_CIFAR, "arch": "vggsnn", "weight_decay": 1e-4, "timesteps": 10},
+}
 
 
 def _check_type(key: str, value: Any, type_name: str) -> None:
@@ -31,6 +43,8 @@ def _check_type(key: str, value: Any, type_name: str) -> None:
         ok, want = is_int, "an integer"
     elif type_name == "float":
         ok, want = (is_int or isinstance(value, float)) and math.isfinite(value), "a finite number"
+    elif type_name == "bool":
+        ok, want = isinstance(value, bool), "true or false"
     elif type_name == "str":
         ok, want = isinstance(value, str), "a string"
     elif type_name == "tuple[int, ...]":
@@ -64,7 +78,15 @@ class TrainConfig:
     tet_lambda: float = 1e-3  #: tet only: weight of TET's MSE regulariser pulling every output toward v_th
     #: a name in lsg_deploy.data.DATASETS, checked there (training does not import lsg_deploy)
     dataset: str = "digits"
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  #: the embedded datasets' test share (the file datasets have their own split)
+    data_dir: str = ""  #: where the file datasets (cifar10, cifar100, cifar10-dvs) are; "" for the embedded ones
+    verify_data: bool = True  #: check the file datasets' published MD5 sums (CIFAR)
+    augment: bool = True  #: file datasets: the recipe's training augmentation
+    autoaugment: bool = True  #: CIFAR: AutoAugment's CIFAR10 policy on top of crop and flip
+    cutout: int = 0  #: CIFAR: side of the Cutout square in pixels, 0 for none
+    device: str = "auto"  #: auto (CUDA where available), cpu, cuda or cuda:N
+    precision: str = "fp32"  #: fp32, or bf16 autocast
+    workers: int = 0  #: DataLoader worker processes for the file datasets
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -91,6 +113,11 @@ class TrainConfig:
             (1 <= self.hidden <= MAX_WIDTH, f"hidden must lie in [1, {MAX_WIDTH}], got {self.hidden}"),
             (0 < self.width <= 16, f"width must lie in (0, 16], got {self.width}"),
             (0 < self.test_fraction < 1, f"test_fraction must lie in (0, 1), got {self.test_fraction}"),
+            (0 <= self.cutout <= 32, f"cutout must lie in [0, 32] pixels, got {self.cutout}"),
+            (self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+             f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (0 <= self.workers <= 256, f"workers must lie in [0, 256], got {self.workers}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -115,18 +142,31 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path: Path) -> TrainConfig:
         """Read ``[train]`` (or the top level) of a TOML file."""
-        try:
-            doc = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file {path} not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
-        table = doc.get("train", doc)
-        if not isinstance(table, dict):
-            raise ValueError(f"config file {path}: [train] must be a table of keys, got {table!r}")
-        return cls.from_dict(table)
+        return cls.from_dict(read_toml(path))
+
+    @classmethod
+    def layered(cls, file_values: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+        """The defaults, then the seed paper's recipe for the chosen dataset
+        (:data:`DATASET_RECIPES`), then a config file's values, then the command line's."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        dataset = overrides.get("dataset", file_values.get("dataset", cls.dataset))
+        return cls.from_dict({**DATASET_RECIPES.get(dataset, {}), **file_values, **overrides})
 
     def replace(self, **overrides: Any) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The ``[train]`` table (or the top level) of a TOML file, as a dict."""
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    table = doc.get("train", doc)
+    if not isinstance(table, dict):
+        raise ValueError(f"config file {path}: [train] must be a table of keys, got {table!r}")
+    return table

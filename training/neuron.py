@@ -93,6 +93,9 @@ class LIF(torch.nn.Module):
         self.mode = mode
         self.v_th = float(v_th)
         self.alpha = float(alpha)
+        #: when set, ``probe(self, u)`` receives the membranes (T, B, ...) of every forward
+        #: (before reset; :mod:`training.diagnostics` measures them)
+        self.probe = None
         b = torch.tensor(beta_logit(beta_init))
         if mode == "fixed":
             self.register_buffer("b", b)
@@ -108,17 +111,21 @@ class LIF(torch.nn.Module):
         if self.mode == "lsg":
             alpha = lsg_width(beta, self.v_th)
         else:
-            alpha = torch.tensor(self.alpha, dtype=beta.dtype)
+            alpha = torch.tensor(self.alpha, dtype=beta.dtype, device=beta.device)
         return LIFParams(beta=beta, v_th=self.v_th, alpha=alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the neuron over time: ``x`` is (T, B, ...), returns spikes (T, B, ...)."""
         params = self.params()
         state = initial_state(x[0])
-        spikes = []
+        spikes, membranes = [], []
         for x_t in x:
             o, state = lif_step(x_t, state, params)
             spikes.append(o)
+            if self.probe is not None:
+                membranes.append(state.u.detach())
+        if self.probe is not None:
+            self.probe(self, torch.stack(membranes))
         return torch.stack(spikes)
 
     def extra_repr(self) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from training.model import ArchitectureError, SpikingNet
 from training.models.digits_cnn import SpikingConvNet
+from training.models.digits_plain import DigitsPlain
 from training.models.digits_resnet import DigitsResNet
 from training.models.resnet19 import ResNet19
 from training.models.vggsnn import VGGSNN
@@ -25,6 +26,7 @@ Builder = Callable[["TrainConfig", tuple[int, int, int], int], SpikingNet]
 ARCHITECTURES: Mapping[str, Builder] = MappingProxyType({
     "digits-cnn": SpikingConvNet,
     "digits-resnet": DigitsResNet,
+    "digits-plain": DigitsPlain,
     "resnet19": ResNet19,
     "vggsnn": VGGSNN,
 })

@@ -1,0 +1,151 @@
+"""Repeated runs: ``train --seeds`` and ``ablate``, the seed paper's Tables 1 and 2.
+
+``train --seeds 0,1,2 --out DIR`` trains one run per seed in ``DIR/seed-<s>`` and writes
+``DIR/summary.json`` and ``DIR/summary.md``: the final test accuracy of each seed, their mean and
+sample standard deviation. ``ablate`` does that for every row of the paper's ablations, each in
+``DIR/<row>/seed-<s>``, and writes ``DIR/ablation.md`` and ``DIR/ablation.json``:
+
+* Table 1, the method's parts: no trainable decay and a fixed width (``fixed``, alpha 1), a
+  trainable decay with a fixed width (``trainable-decay``, alpha 1), and LSG;
+* Table 2, fixed widths against LSG: ``trainable-decay`` with alpha 0.5, 1, 2.5, 5 and 10 (the
+  decay stays trainable so a row differs from LSG only in its width rule), and LSG.
+
+Both are resumable: a seed whose run finished is read back, one with a ``train_state.pt`` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hardware import files
+from lsg_deploy.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  #: the run folder
+    label: str  #: the table's words
+    mode: str
+    alpha: float
+
+
+ROWS = {
+    "fixed-a1": Row("fixed-a1", "no trainable decay, fixed width alpha 1", "fixed", 1.0),
+    **{f"decay-a{a:g}": Row(f"decay-a{a:g}", f"trainable decay, fixed width alpha {a:g}", "trainable-decay", a)
+       for a in (0.5, 1.0, 2.5, 5.0, 10.0)},
+    "lsg": Row("lsg", "LSG: trainable decay, alpha = 2 v_th sqrt(1 + beta^2)", "lsg", 1.0),
+}
+TABLES = {
+    "1": ("Table 1: the method's parts", ("fixed-a1", "decay-a1", "lsg")),
+    "2": ("Table 2: fixed widths against LSG",
+          ("decay-a0.5", "decay-a1", "decay-a2.5", "decay-a5", "decay-a10", "lsg")),
+}
+#: the paper's CIFAR-10 ResNet-19 T = 2 numbers (DESIGN.md section 2), shown beside ours for that setting
+PAPER_TABLE2 = {"decay-a0.5": 92.12, "decay-a1": 92.68, "decay-a2.5": 90.68, "decay-a5": 61.54, "decay-a10": 30.82,
+                "lsg": 94.41}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; ``"5"`` -> the first five seeds, [0 .. 4]."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be a count or a comma-separated list of integers, got {text!r}") from None
+    if "," not in text and len(values) == 1:
+        if values[0] < 1:
+            raise UsageError(f"--seeds: a count must be >= 1, got {values[0]}")
+        values = list(range(values[0]))
+    if not values or len(set(values)) != len(values) or min(values) < 0:
+        raise UsageError(f"--seeds must name distinct seeds >= 0, got {text!r}")
+    return values
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values), "values": values}
+
+
+def _finished(run: Path, epochs: int) -> dict[str, Any] | None:
+    """The last metrics row of a run in ``run`` that finished its ``epochs``, or None."""
+    from training.checkpoint import CheckpointError, load_checkpoint
+
+    if not (run / "model.pt").is_file():
+        return None
+    try:
+        _, doc = load_checkpoint(run / "model.pt")
+    except CheckpointError:
+        return None
+    return doc["metrics"][-1] if len(doc["metrics"]) == epochs else None
+
+
+def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], config_file: Path | None, out: Path,
+              seeds: list[int], epochs: int, quiet: bool, say: Callable[[str], None], **train_args: Any
+              ) -> dict[str, Any]:
+    """One run per seed in ``out/seed-<s>`` (finished ones read back, interrupted ones resumed);
+    returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``."""
+    finals: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        run = Path(out) / f"seed-{seed}"
+        row = _finished(run, epochs)
+        if row is None:
+            resume = (run / "train_state.pt").is_file()
+            result = train({**overrides, "seed": seed} if not resume else
+                           {k: overrides.get(k) for k in ("data_dir", "device", "precision", "workers")},
+                           None if resume else config_file, run, quiet=quiet, resume=resume, **train_args)
+            row = result["metrics"]
+            say(f"  seed {seed}: test accuracy {row['test_accuracy'] * 100:.2f}% ({result['seconds']:.0f} s)")
+        else:
+            say(f"  seed {seed}: finished before, test accuracy {row['test_accuracy'] * 100:.2f}%")
+        finals[seed] = row
+    summary = {"seeds": seeds, "test_accuracy": spread([finals[s]["test_accuracy"] for s in seeds]),
+               "final": {str(s): finals[s] for s in seeds}}
+    files.write_text(Path(out) / "summary.json", json.dumps(summary, indent=2) + "\n")
+    acc = summary["test_accuracy"]
+    lines = ["| seed | test accuracy (%) |", "|---:|---:|"]
+    lines += [f"| {s} | {finals[s]['test_accuracy'] * 100:.2f} |" for s in seeds]
+    lines += [f"| mean +- std | {acc['mean'] * 100:.2f} +- {acc['std'] * 100:.2f} |"]
+    files.write_text(Path(out) / "summary.md", "\n".join(lines) + "\n")
+    return summary
+
+
+def _cell(acc: dict[str, Any]) -> str:
+    return (f"{acc['mean'] * 100:.1f} +- {acc['std'] * 100:.1f} "
+            f"({acc['min'] * 100:.1f}-{acc['max'] * 100:.1f})")
+
+
+def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str, Any], config_file: Path | None,
+           out: Path, seeds: list[int], tables: list[str], quiet: bool, say: Callable[[str], None],
+           **train_args: Any) -> dict[str, Any]:
+    """Run every row of ``tables`` over ``seeds``; write ``ablation.md`` and ``ablation.json``.
+    ``base`` is the resolved config (for the heading); ``overrides`` the command line's."""
+    names = list(dict.fromkeys(name for t in tables for name in TABLES[t][1]))
+    results: dict[str, Any] = {}
+    for name in names:
+        row = ROWS[name]
+        say(f"{name}: {row.label}")
+        results[name] = run_seeds(train, {**overrides, "mode": row.mode, "alpha": row.alpha}, config_file,
+                                  Path(out) / name, seeds, base.epochs, quiet, say, **train_args)["test_accuracy"]
+    paper = base.dataset == "cifar10" and base.arch == "resnet19" and base.timesteps == 2
+    lines = [f"# Ablation: {base.arch} on {base.dataset}, T = {base.timesteps}, {base.epochs} epochs, "
+             f"{base.optimizer} lr {base.lr:g}, seeds {', '.join(map(str, seeds))}", "",
+             "Final-epoch test accuracy (%), mean +- sample std over seeds (min-max).", ""]
+    for t in tables:
+        title, rows = TABLES[t]
+        lines += [f"## {title}", "", "| row | accuracy (%) |" + (" paper (%) |" if paper and t == "2" else ""),
+                  "|---|---:|" + ("---:|" if paper and t == "2" else "")]
+        for name in rows:
+            extra = f" {PAPER_TABLE2[name]:.2f} |" if paper and t == "2" else ""
+            lines.append(f"| {ROWS[name].label} | {_cell(results[name])} |{extra}")
+        lines.append("")
+    text = "\n".join(lines)
+    files.write_text(Path(out) / "ablation.md", text)
+    files.write_text(Path(out) / "ablation.json", json.dumps(
+        {"config": base.to_dict(), "seeds": seeds, "tables": {t: TABLES[t][1] for t in tables},
+         "rows": {n: {"label": ROWS[n].label, "mode": ROWS[n].mode, "alpha": ROWS[n].alpha, **results[n]}
+                  for n in names}}, indent=2) + "\n")
+    return {"markdown": text, "rows": results}

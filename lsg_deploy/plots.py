@@ -1,0 +1,116 @@
+"""The seed paper's figures as PNG files, drawn from a run directory's CSV files.
+
+``metrics.csv`` (one row per epoch) and ``diagnostics.csv`` (one row per epoch and LIF layer,
+:mod:`training.diagnostics`) hold the numbers; ``membranes.npz`` the last epoch's membrane
+histograms. :func:`draw` writes, under ``<run>/plots/``:
+
+* ``fig3_membranes.png``: each layer's membrane distribution at the last epoch against Theorem 1's
+  normal density with ``sigma^2 = (1 + beta^2) v_th^2``;
+* ``fig4_accuracy_loss.png``: test accuracy and loss per epoch;
+* ``fig5_in_window.png``: per layer, the fraction of membranes inside the gradient window;
+* ``fig6_alpha.png``, ``fig7_beta.png``: each layer's surrogate width and decay over training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from hardware import files
+
+NAMES = ("fig3_membranes.png", "fig4_accuracy_loss.png", "fig5_in_window.png", "fig6_alpha.png", "fig7_beta.png")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    files.write_bytes(path, buffer.getvalue())
+
+
+def _per_layer(rows: list[dict[str, str]], key: str) -> dict[str, tuple[list[int], list[float]]]:
+    series: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+    for row in rows:
+        epochs, values = series[row["layer"]]
+        epochs.append(int(row["epoch"]))
+        values.append(float(row[key]))
+    return dict(series)
+
+
+def _layer_lines(plt, rows, key: str, ylabel: str, title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series = _per_layer(rows, key)
+    colours = plt.cm.viridis(np.linspace(0, 0.95, max(1, len(series))))
+    for colour, (layer, (epochs, values)) in zip(colours, series.items(), strict=True):
+        ax.plot(epochs, values, color=colour, label=layer, marker="." if len(epochs) < 30 else None)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    if len(series) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def draw(run: Path) -> list[Path]:
+    """Write the five figures of the run in ``run``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run)
+    out = run / "plots"
+    metrics = _read_csv(run / "metrics.csv")
+    diagnostics = _read_csv(run / "diagnostics.csv")
+    paths = [out / name for name in NAMES]
+
+    hist = np.load(run / "membranes.npz")
+    layers = [str(name) for name in hist["layers"]]
+    cols = min(4, len(layers))
+    rows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    v_th = float(hist["v_th"])
+    edges = hist["edges"]
+    centres, widths = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
+    grid = np.linspace(edges[0], edges[-1], 400)
+    for ax, name, counts, beta in zip(axes.flat, layers, hist["counts"], hist["beta"], strict=False):
+        density = counts / max(1, counts.sum()) / widths
+        ax.bar(centres, density, width=widths, color="tab:blue", alpha=0.6, label="measured")
+        sigma = v_th * np.sqrt(1 + beta**2)
+        ax.plot(grid, np.exp(-grid**2 / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi)), color="tab:red",
+                label=f"Theorem 1, sigma {sigma:.3f}")
+        ax.axvline(v_th, color="k", lw=0.8, ls="--")
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(f"membrane potentials at epoch {int(hist['epoch'])} (dashed: v_th)", fontsize=9, y=1.03)
+    _save(fig, paths[0])
+    plt.close(fig)
+
+    epochs = [int(r["epoch"]) for r in metrics]
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    acc.plot(epochs, [100 * float(r["test_accuracy"]) for r in metrics], label="test")
+    acc.plot(epochs, [100 * float(r["train_accuracy"]) for r in metrics], label="train", alpha=0.7)
+    acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    acc.legend()
+    loss.plot(epochs, [float(r["test_loss"]) for r in metrics], label="test")
+    loss.plot(epochs, [float(r["train_loss"]) for r in metrics], label="train", alpha=0.7)
+    loss.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
+    loss.legend()
+    _save(fig, paths[1])
+    plt.close(fig)
+
+    _layer_lines(plt, diagnostics, "in_window", "fraction of membranes", "inside the gradient window |u - v_th| < "
+                 "alpha/2", paths[2])
+    _layer_lines(plt, diagnostics, "alpha", "alpha", "surrogate width per layer", paths[3])
+    _layer_lines(plt, diagnostics, "beta", "beta", "decay per layer", paths[4])
+    return paths

@@ -1,0 +1,93 @@
+"""What a training run writes besides its checkpoints, after every epoch (rank 0 only):
+
+* ``metrics.csv``: one row per epoch (losses, accuracies, lr, seconds, images/s, every beta);
+* ``diagnostics.csv`` and ``membranes.npz``: :mod:`training.diagnostics` on a fixed test batch;
+* ``tensorboard/``: the same numbers as TensorBoard scalars (``tensorboard --logdir runs``);
+* ``plots/``: the paper's figures (:mod:`lsg_deploy.plots`), drawn when the run ends.
+
+Every file is rewritten whole (``hardware.files``), so a killed run leaves them complete up to
+its last finished epoch, and a resumed run carries the earlier epochs' rows on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hardware import files
+
+METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME, TENSORBOARD_DIR = (
+    "metrics.csv", "diagnostics.csv", "membranes.npz", "tensorboard")
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def diagnostic_batch(test, size: int) -> torch.Tensor:
+    """The first ``size`` test inputs, stacked (the same every epoch)."""
+    from training.loop import ArrayDataset, as_dataset
+
+    test = as_dataset(test)
+    n = min(size, len(test))
+    if isinstance(test, ArrayDataset):
+        return test.x[:n]
+    return torch.stack([torch.as_tensor(test[i][0]) for i in range(n)])
+
+
+class RunLog:
+    """The run directory's logs; :meth:`epoch` after every epoch, :meth:`close` at the end."""
+
+    def __init__(self, out: Path, test, resumed_epoch: int = 0, tensorboard: bool = True):
+        from training.diagnostics import BATCH
+
+        self.out = Path(out)
+        self.batch = diagnostic_batch(test, BATCH)
+        self.diagnostics: list[dict[str, Any]] = []
+        if resumed_epoch and (self.out / DIAGNOSTICS_NAME).is_file():
+            with open(self.out / DIAGNOSTICS_NAME, newline="") as f:
+                self.diagnostics = [row for row in csv.DictReader(f) if int(row["epoch"]) <= resumed_epoch]
+        self.tensorboard, self.resumed_epoch, self.writer = tensorboard, resumed_epoch, None
+
+    def epoch(self, model, row: dict[str, float], metrics: list[dict[str, float]]) -> None:
+        from training.diagnostics import EDGES_IN_VTH, measure
+
+        epoch = int(row["epoch"])
+        stats = measure(model, self.batch.to(next(model.parameters()).device))
+        self.diagnostics += [{"epoch": epoch, **s.row()} for s in stats]
+        files.write_text(self.out / METRICS_NAME, csv_text(metrics))
+        files.write_text(self.out / DIAGNOSTICS_NAME, csv_text(self.diagnostics))
+        buffer = io.BytesIO()
+        v_th = model.lif_layers()[stats[0].layer].v_th
+        np.savez(buffer, layers=np.array([s.layer for s in stats]), counts=np.stack([s.counts for s in stats]),
+                 beta=np.array([s.beta for s in stats]), edges=EDGES_IN_VTH * v_th, v_th=v_th, epoch=epoch)
+        files.write_bytes(self.out / MEMBRANES_NAME, buffer.getvalue())
+        if self.tensorboard and self.writer is None:  # made at the first epoch: a run that fails before leaves none
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.out / TENSORBOARD_DIR), purge_step=self.resumed_epoch + 1)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch" and not key.startswith("beta_"):
+                    self.writer.add_scalar(f"train/{key}", value, epoch)
+            for s in stats:
+                for key in ("beta", "alpha", "in_window", "u_std"):
+                    self.writer.add_scalar(f"{key}/{s.layer}", getattr(s, key), epoch)
+            self.writer.flush()
+
+    def close(self, draw: bool) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if draw and (self.out / MEMBRANES_NAME).is_file():
+            from lsg_deploy.plots import draw as draw_plots
+
+            draw_plots(self.out)

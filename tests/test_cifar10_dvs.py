@@ -1,0 +1,248 @@
+"""``cifar10-dvs``: AEDAT4 files written by the tests' own writer (tests/datafiles.py) and read by
+aedat/tonic, and :mod:`training.datasets.cifar10_dvs` on a synthetic tree in the published layout:
+the TET split, tonic's framing, the T-keyed frame cache, the training augmentation, and the errors
+for missing files, all without touching the network."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import aedat
+import numpy as np
+import pytest
+import tonic
+import torch
+from torchvision import transforms
+
+from tests.datafiles import CIFAR10_DVS_CLASSES, EVENT_DTYPE, cifar10_dvs_events, write_aedat4, write_cifar10_dvs
+from training.datasets import DataFilesError, FileOptions
+from training.datasets.cifar10_dvs import EventFrames, cifar10_dvs_datasets, flip_and_roll
+
+T = 3
+PER_CLASS = 100
+SENSOR = tonic.datasets.CIFAR10DVS.sensor_size
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any download or connection fails the test."""
+    def refuse(*args, **kwargs):
+        pytest.fail("the network was used")
+
+    monkeypatch.setattr(tonic.dataset.Dataset, "download", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A 10 x 100 synthetic CIFAR10-DVS; returns the ``--data-dir``."""
+    root = tmp_path_factory.mktemp("cifar10dvs")
+    write_cifar10_dvs(root, per_class=PER_CLASS, seed=0)
+    return root
+
+
+def recording(root: Path, name: str, i: int) -> np.ndarray:
+    """The events of ``<name>/cifar10_<name>_<i>.aedat4``, as tonic's dataset reads them."""
+    events = tonic.io.read_aedat4(str(root / "CIFAR10DVS" / name / f"cifar10_{name}_{i}.aedat4"))
+    events.dtype.names = ["t", "x", "y", "p"]
+    return events
+
+
+def expected_frames(events: np.ndarray, timesteps: int = T) -> torch.Tensor:
+    return transforms.Resize((48, 48), antialias=True)(torch.from_numpy(EventFrames(SENSOR, timesteps).counts(events)
+                                                                         .astype(np.float32)))
+
+
+def test_write_aedat4_round_trips_through_tonic(tmp_path):
+    rng = np.random.default_rng(5)
+    events = np.zeros(1000, EVENT_DTYPE)
+    events["t"] = np.sort(rng.integers(0, 2**40, len(events)))
+    events["x"], events["y"] = rng.integers(0, 128, (2, len(events)))
+    events["x"][:2], events["y"][:2] = (0, 127), (127, 0)
+    events["p"] = rng.random(len(events)) < 0.5
+    path = tmp_path / "sample.aedat4"
+    write_aedat4(path, events, packet_size=300)  # four packets, the last one short
+
+    assert path.read_bytes().startswith(b"#!AER-DAT4.0\r\n")
+    assert aedat.Decoder(str(path)).id_to_stream() == {0: {"type": "events", "width": 128, "height": 128}}
+    back = tonic.io.read_aedat4(str(path))
+    assert len(back) == len(events)
+    for name, written in (("t", "t"), ("x", "x"), ("y", "y"), ("on", "p")):
+        assert (back[name].astype(np.int64) == events[written].astype(np.int64)).all(), name
+
+
+def test_split_is_tets_in_natural_file_order(tree):
+    train, test = cifar10_dvs_datasets(FileOptions(tree, T, augment=False))
+    assert (len(train), len(test)) == (900, 100)
+    assert train.targets == [c for c in range(10) for _ in range(90)]
+    assert test.targets == [c for c in range(10) for _ in range(10)]
+    test_labels = [label for _, label in test]
+    assert test_labels == test.targets and all(type(label) is int for label in test_labels)
+    # samples 0..89 of each class train and 90..99 test, in the order of their numbers (2 before 10)
+    for split, position, name, i in ((train, 2, "airplane", 2), (train, 10, "airplane", 10),
+                                     (train, 89, "airplane", 89), (train, 90, "automobile", 0),
+                                     (test, 0, "airplane", 90), (test, 99, "truck", 99)):
+        x, label = split[position]
+        assert label == CIFAR10_DVS_CLASSES.index(name)
+        assert torch.equal(x, expected_frames(recording(tree, name, i))), (position, name, i)
+
+
+def test_items_are_float_frames_and_test_items_repeat(tree):
+    _, test = cifar10_dvs_datasets(FileOptions(tree, T))
+    x, _ = test[7]
+    assert x.shape == (T, 2, 48, 48) and x.dtype == torch.float32
+    assert x.sum() > 0
+    torch.manual_seed(0)
+    first = test[7][0]
+    torch.manual_seed(1)
+    assert torch.equal(test[7][0], first)  # never augmented, whatever the RNG
+
+
+def test_synthetic_classes_are_separable(tree):
+    """The fixture is worth training on: the class means of 10 training samples each classify the test split."""
+    train, test = cifar10_dvs_datasets(FileOptions(tree, T, augment=False))
+    x_train = torch.stack([train[90 * c + i][0] for c in range(10) for i in range(10)]).flatten(1)
+    means = x_train.view(10, 10, -1).mean(1)
+    x_test = torch.stack([x for x, _ in test]).flatten(1)
+    predicted = torch.cdist(x_test, means).argmin(1)
+    assert (predicted == torch.arange(10).repeat_interleave(10)).float().mean() > 0.9
+
+
+def test_augmentation_is_flip_and_roll_from_torchs_rng(tree):
+    plain, _ = cifar10_dvs_datasets(FileOptions(tree, T, augment=False))
+    train, _ = cifar10_dvs_datasets(FileOptions(tree, T, augment=True))
+    x = plain[3][0]
+    seen = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        augmented = train[3][0]
+        torch.manual_seed(seed)
+        assert torch.equal(train[3][0], augmented)  # reproducible under the same seed
+        torch.manual_seed(seed)
+        assert torch.equal(augmented, flip_and_roll(x))
+        seen.append(augmented)
+    assert any(not torch.equal(a, seen[0]) for a in seen[1:])  # and different under others
+    assert any(not torch.equal(a, x) for a in seen)
+
+
+def test_flip_and_roll_draws():
+    """Each draw is one of the 2 x 11 x 11 flips and rolls; flips about half the time, every shift seen."""
+    x = torch.arange(2 * 12 * 12, dtype=torch.float32).view(1, 2, 12, 12)
+    moves = [(f, dy, dx) for f in (False, True) for dy in range(-5, 6) for dx in range(-5, 6)]
+    images = torch.stack([torch.roll(x.flip(-1) if f else x, (dy, dx), (-2, -1)) for f, dy, dx in moves])
+    torch.manual_seed(0)
+    drawn = []
+    for _ in range(400):
+        match = (images == flip_and_roll(x)).flatten(1).all(1).nonzero().flatten().tolist()
+        assert len(match) == 1
+        drawn.append(moves[match[0]])
+    assert 150 < sum(f for f, _, _ in drawn) < 250
+    assert {dy for _, dy, _ in drawn} == {dx for _, _, dx in drawn} == set(range(-5, 6))
+
+
+def test_counts_are_tonics_time_bins(tree):
+    """Frames count events in T bins of (t_last - t_first) // T us from the first event; the events
+    past T whole bins, the last one among them, are not counted (tonic's SliceByTimeBins)."""
+    events = recording(tree, "bird", 4)
+    counts = EventFrames(SENSOR, T).counts(events)
+    t = events["t"].astype(np.int64)
+    width = (t[-1] - t[0]) // T
+    step = (t - t[0]) // width
+    kept = step < T
+    reference = np.zeros((T, 2, 128, 128), np.int64)
+    np.add.at(reference, (step[kept], events["p"][kept].astype(int), events["y"][kept], events["x"][kept]), 1)
+    assert counts.shape == (T, 2, 128, 128)
+    assert (counts == reference).all()
+    assert not kept[-1] and counts.sum() == kept.sum()
+    _, test = cifar10_dvs_datasets(FileOptions(tree, T))
+    assert torch.equal(test[20][0], expected_frames(recording(tree, "bird", 90)))
+
+
+def test_frames_are_cached_per_timesteps(tree, monkeypatch):
+    cache = tree / "CIFAR10DVS" / "lsg-deploy-cache"
+    _, test = cifar10_dvs_datasets(FileOptions(tree, 2))
+    first = [test[i][0] for i in range(3)]
+    assert first[0].shape == (2, 2, 48, 48)
+    assert {"files.txt", "90_0.hdf5", "91_0.hdf5", "92_0.hdf5"} <= {p.name for p in (cache / "T2-48").iterdir()}
+    assert "cifar10_airplane_0.aedat4" in (cache / "T2-48" / "files.txt").read_text().splitlines()[0]
+
+    def unread(*args):
+        pytest.fail("a cached recording was read again")
+
+    monkeypatch.setattr(tonic.datasets.CIFAR10DVS, "__getitem__", unread)
+    _, again = cifar10_dvs_datasets(FileOptions(tree, 2))
+    assert all(torch.equal(again[i][0], first[i]) for i in range(3))
+
+
+def test_a_changed_file_list_clears_the_cache(tree):
+    cache = tree / "CIFAR10DVS" / "lsg-deploy-cache" / "T4-48"
+    _, test = cifar10_dvs_datasets(FileOptions(tree, 4))
+    test[0]
+    listed = (cache / "files.txt").read_text()
+    (cache / "files.txt").write_text(listed.replace("_0.aedat4", "_100.aedat4", 1))
+    cifar10_dvs_datasets(FileOptions(tree, 4))
+    assert not (cache / "90_0.hdf5").exists()
+    assert (cache / "files.txt").read_text() == listed
+
+
+def test_unwritable_cache_folder_means_no_cache(tmp_path):
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    (tmp_path / "CIFAR10DVS" / "lsg-deploy-cache").write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="no frame cache"):
+        _, test = cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    assert torch.equal(test[0][0], expected_frames(recording(tmp_path, "airplane", 90)))
+
+
+def test_missing_archive_is_reported_not_downloaded(tmp_path):
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    (tmp_path / "CIFAR10DVS" / "CIFAR10DVS.zip").unlink()
+    with pytest.raises(DataFilesError, match=r"CIFAR10DVS\.zip is missing.*cifar10_<class>_<i>\.aedat4"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+
+
+def test_too_few_recordings_are_reported_not_downloaded(tmp_path):
+    write_cifar10_dvs(tmp_path, per_class=99)
+    with pytest.raises(DataFilesError, match=r"990 \.aedat4 files .*airplane 99.*at least 1000"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+
+
+def test_recordings_outside_the_class_folders_are_reported(tmp_path):
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    stray = tmp_path / "CIFAR10DVS" / "extra"
+    stray.mkdir()
+    write_aedat4(stray / "cifar10_extra_0.aedat4", cifar10_dvs_events(0, np.random.default_rng(0), 10))
+    with pytest.raises(DataFilesError, match="'extra'.*not one of the classes"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+
+
+def test_a_corrupt_recording_is_named(tmp_path):
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    path = tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_95.aedat4"
+    path.write_bytes(path.read_bytes()[:-10])
+    _, test = cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    with pytest.raises(DataFilesError, match=r"cifar10_cat_95\.aedat4 failed.*corrupt AEDAT4"):
+        test[35]
+
+
+def test_missing_aedat_names_the_extra(tree, monkeypatch):
+    monkeypatch.setitem(sys.modules, "aedat", None)
+    with pytest.raises(DataFilesError, match=r'aedat does not import: pip install -e "\.\[events\]" aedat'):
+        cifar10_dvs_datasets(FileOptions(tree, T))
+
+
+def test_vggsnn_trains_on_cifar10_dvs_from_the_cli_with_the_papers_recipe(tree, tmp_path):
+    """``--dataset cifar10-dvs`` brings the paper's DVS recipe (vggsnn, SGD lr 0.1, weight decay
+    1e-4); the command line overrides it, and the network sees one frame per step."""
+    from lsg_deploy.cli import main
+    from training.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "cifar10-dvs", "--data-dir", str(tree), "--width", "0.0625", "--timesteps",
+                 str(T), "--epochs", "1", "--batch-size", "50", "--out", str(out), "--quiet"]) == 0
+    model, doc = load_checkpoint(out / "model.pt")
+    config = doc["config"]
+    assert (config["arch"], config["optimizer"], config["lr"], config["weight_decay"]) == ("vggsnn", "sgd", 0.1, 1e-4)
+    assert model.input_shape == (2, 48, 48) and model.timesteps == T
+    assert np.isfinite(doc["metrics"][0]["train_loss"])

@@ -1,0 +1,163 @@
+"""Running training as researchers do: resume after a kill (bit for bit), DDP over two gloo
+processes under torchrun, bf16 autocast, and the device choice."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsg_deploy.cli import main
+from lsg_deploy.data import DataSpec, load
+from training.checkpoint import load_checkpoint, load_resume
+from training.config import TrainConfig
+from training.distributed import PRECISIONS, Context, autocast
+from training.loop import ArrayDataset, Split, evaluate, fit
+
+TINY = ["--timesteps", "2", "--batch-size", "128", "--seed", "3"]
+TINY_TOML = "[train]\nchannels = [4, 8]\nhidden = 16\n"
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Split, Split, int]:
+    train, test, classes = load(DataSpec())
+    return Split(train.analog, train.labels), Split(test.analog, test.labels), classes
+
+
+@pytest.fixture(scope="module")
+def tiny_toml(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _learned(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """A metrics row without its timings, which differ between runs."""
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in rows]
+
+
+def test_resumed_fit_continues_bit_for_bit(digits):
+    train, test, classes = digits
+    config = TrainConfig(timesteps=2, channels=(4, 8), hidden=16, epochs=3, batch_size=128, optimizer="sgd", lr=0.05)
+    whole, whole_rows = fit(config, train, test, classes)
+    saved = []
+    fit(config.replace(epochs=3), train, test, classes,
+        on_epoch=lambda e: saved.append(e.resume()) if e.row["epoch"] == 1 else None)
+    resumed, rows = fit(config, train, test, classes, resume=saved[0])
+    assert _same_state(whole.state_dict(), resumed.state_dict())
+    assert _learned(rows) == _learned(whole_rows)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lsg_deploy.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_run_killed_with_sigkill_resumes_and_ends_where_the_whole_run_ends(tmp_path, tiny_toml):
+    args = ["train", "--config", str(tiny_toml), "--epochs", "4", *TINY, "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    killed = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-m", "lsg_deploy.cli", *args, "--out", str(killed)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not ((killed / "metrics.csv").exists() and len(_rows(killed / "metrics.csv")) >= 2):
+        assert child.poll() is None, child.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)  # in epoch 3 or later: epochs 1-2 are on disk
+    child.wait()
+    state, _, _, _ = load_resume(killed / "train_state.pt")
+    assert state.epoch >= 2
+    done = _cli("train", "--out", str(killed), "--resume", "--quiet")
+    assert done.returncode == 0, done.stderr
+    whole_model, whole_doc = load_checkpoint(tmp_path / "whole" / "model.pt")
+    model, doc = load_checkpoint(killed / "model.pt")
+    assert _same_state(whole_model.state_dict(), model.state_dict())
+    assert _learned(doc["metrics"]) == _learned(whole_doc["metrics"])
+    assert len(_rows(killed / "metrics.csv")) == 4
+    # the diagnostics of the epochs before the kill are kept, those of the lost epoch redone once
+    assert [int(r["epoch"]) for r in _rows(killed / "diagnostics.csv")] == [e for e in (1, 2, 3, 4) for _ in range(3)]
+
+
+def test_resume_refuses_a_changed_config_a_tampered_state_and_a_finished_run(tmp_path, tiny_toml, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_toml), "--epochs", "1", *TINY, "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 2
+    assert "drop --lr" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    assert "already finished its 1 epochs" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "train_state.pt" in capsys.readouterr().err
+    state = out / "train_state.pt"
+    doc = torch.load(state, weights_only=True)
+    doc["metrics"][0]["test_accuracy"] = 1.0
+    torch.save(doc, state)
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    assert "checksum does not match" in capsys.readouterr().err
+    assert not (tmp_path / "empty").exists()
+
+
+def test_ddp_on_two_gloo_processes(tmp_path, tiny_toml, digits):
+    """torchrun, 2 CPU processes: one rank writes, the shards cover the data, and the test
+    accuracy the ranks computed together is the loaded model's own."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "lsg_deploy.cli", "train", "--config", str(tiny_toml), "--epochs", "2", *TINY,
+                          "--device", "cpu", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("wrote ") == 1 and "x 2 processes" in run.stdout  # rank 0 alone reports
+    assert sorted(p.name for p in out.iterdir()) == ["diagnostics.csv", "membranes.npz", "metrics.csv", "model.pt",
+                                                     "plots", "tensorboard", "train_state.pt"]
+    assert len(list((out / "tensorboard").iterdir())) == 1  # one event file: rank 0's
+    model, doc = load_checkpoint(out / "model.pt")
+    assert [row["epoch"] for row in doc["metrics"]] == [1, 2]
+    _, test, _ = digits
+    _, own = evaluate(model, ArrayDataset(test), 256, Context(torch.device("cpu")))
+    assert doc["metrics"][-1]["test_accuracy"] == own
+
+
+def test_bf16_autocast_trains_on_cpu(digits):
+    """bf16 autocast really computes in bfloat16, keeps float32 weights, and learns as fp32 does."""
+    train, test, classes = digits
+    accuracy = {}
+    for precision in PRECISIONS:
+        config = TrainConfig(timesteps=2, channels=(4, 8), hidden=16, epochs=3, batch_size=64, lr=5e-3,
+                             precision=precision)
+        model, rows = fit(config, train, test, classes)
+        accuracy[precision] = rows[-1]["test_accuracy"]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    with autocast(torch.device("cpu"), "bf16"):
+        assert model(torch.as_tensor(test.x[:4])).logits.dtype == torch.bfloat16
+    assert accuracy["bf16"] > 0.6 and abs(accuracy["bf16"] - accuracy["fp32"]) < 0.1, accuracy
+
+
+def test_device_choice(tmp_path, capsys):
+    """A device this machine lacks is one line and exit 2, before any work."""
+    if torch.cuda.is_available():
+        missing, message = f"cuda:{torch.cuda.device_count()}", "CUDA device(s) here"
+    else:
+        missing, message = "cuda", "sees no CUDA device"
+    assert main(["train", "--device", missing, "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["train", "--device", "tpu", "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "device must be one of auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,93 @@
+"""Datasets read from a user's files (``--data-dir``), as torch datasets for training.
+
+The embedded datasets (digits, digits-events) live in :mod:`lsg_deploy.data`, as integer arrays
+every stage shares. These are the paper-scale ones, which no machine here downloads:
+
+* ``cifar10``, ``cifar100``: torchvision's own dataset classes and transforms
+  (:mod:`training.datasets.cifar`);
+* ``cifar10-dvs``: tonic's own dataset class and transforms, framed to T x 2 x 48 x 48
+  (:mod:`training.datasets.cifar10_dvs`).
+
+Each entry of :data:`FILE_DATASETS` builds ``(train, test)``: map-style datasets whose items are
+``(x, label)`` with ``x`` a float tensor (C, H, W), the same at every step, or (T, C, H, W), a
+different input at every step. Missing or corrupt files raise :class:`DataFilesError` with what
+was expected where; nothing is downloaded unless ``download`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from torch.utils.data import Dataset
+
+
+class DataFilesError(ValueError):
+    """A dataset's files are missing, corrupt, or not the published ones (and not accepted)."""
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """What a file dataset's builder needs besides its name."""
+
+    root: Path  #: the user's ``--data-dir``
+    timesteps: int  #: the network's T (event datasets make one frame per step)
+    augment: bool = True  #: the recipe's training augmentation (never applied to the test split)
+    autoaugment: bool = True  #: CIFAR: AutoAugment's CIFAR10 policy on top of crop and flip
+    cutout: int = 0  #: CIFAR: side of the Cutout square in pixels (DeVries & Taylor 2017), 0 for none
+    verify: bool = True  #: check the published MD5 sums (CIFAR); False accepts other files of the format
+    download: bool = False  #: let the underlying library download what is missing
+
+
+Builder = Callable[[FileOptions], "tuple[Dataset, Dataset]"]
+
+
+@dataclass(frozen=True)
+class FileDataset:
+    name: str
+    classes: int
+    input_shape: tuple[int, int, int]  #: (C, H, W) of one step's input
+    per_step: bool  #: True: items are (T, C, H, W), one frame per step
+    description: str
+    build: Builder
+
+
+def _cifar10(options: FileOptions) -> tuple[Dataset, Dataset]:
+    from training.datasets.cifar import cifar_datasets
+
+    return cifar_datasets("cifar10", options)
+
+
+def _cifar100(options: FileOptions) -> tuple[Dataset, Dataset]:
+    from training.datasets.cifar import cifar_datasets
+
+    return cifar_datasets("cifar100", options)
+
+
+def _cifar10_dvs(options: FileOptions) -> tuple[Dataset, Dataset]:
+    from training.datasets.cifar10_dvs import cifar10_dvs_datasets
+
+    return cifar10_dvs_datasets(options)
+
+
+FILE_DATASETS: Mapping[str, FileDataset] = MappingProxyType({d.name: d for d in (
+    FileDataset("cifar10", 10, (3, 32, 32), False,
+                "CIFAR-10 from --data-dir (torchvision's cifar-10-batches-py)", _cifar10),
+    FileDataset("cifar100", 100, (3, 32, 32), False,
+                "CIFAR-100 from --data-dir (torchvision's cifar-100-python)", _cifar100),
+    FileDataset("cifar10-dvs", 10, (2, 48, 48), True,
+                "CIFAR10-DVS from --data-dir (tonic's CIFAR10DVS/*.aedat4), T frames of 2x48x48; needs the "
+                "events extra", _cifar10_dvs),
+)})
+
+
+def build(name: str, options: FileOptions) -> tuple[Dataset, Dataset]:
+    """``(train, test)`` of the file dataset ``name``."""
+    if name not in FILE_DATASETS:
+        raise DataFilesError(f"unknown file dataset {name!r}; available: {', '.join(FILE_DATASETS)}")
+    if not options.download and not options.root.is_dir():
+        raise DataFilesError(f"--data-dir {options.root} is not a directory" if options.root.exists()
+                             else f"--data-dir {options.root} does not exist")
+    return FILE_DATASETS[name].build(options)
