@@ -32,7 +32,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def _save(fig, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100)
     files.write_bytes(path, buffer.getvalue())
 
 
@@ -75,14 +75,14 @@ def draw(run: Path) -> list[Path]:
     layers = [str(name) for name in hist["layers"]]
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows + 0.4), squeeze=False)
     v_th = float(hist["v_th"])
     edges = hist["edges"]
-    centres, widths = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
+    widths = np.diff(edges)
     grid = np.linspace(edges[0], edges[-1], 400)
     for ax, name, counts, beta in zip(axes.flat, layers, hist["counts"], hist["beta"], strict=False):
         density = counts / max(1, counts.sum()) / widths
-        ax.bar(centres, density, width=widths, color="tab:blue", alpha=0.6, label="measured")
+        ax.stairs(density, edges, fill=True, color="tab:blue", alpha=0.6, label="measured")
         sigma = v_th * np.sqrt(1 + beta**2)
         ax.plot(grid, np.exp(-grid**2 / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi)), color="tab:red",
                 label=f"Theorem 1, sigma {sigma:.3f}")
@@ -92,7 +92,8 @@ def draw(run: Path) -> list[Path]:
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    fig.suptitle(f"membrane potentials at epoch {int(hist['epoch'])} (dashed: v_th)", fontsize=9, y=1.03)
+    fig.suptitle(f"membrane potentials at epoch {int(hist['epoch'])} (dashed: v_th)", fontsize=9)
+    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.3 / fig.get_figheight(), hspace=0.5, wspace=0.3)
     _save(fig, paths[0])
     plt.close(fig)
 

@@ -228,7 +228,7 @@ def test_a_corrupt_recording_is_named(tmp_path):
 
 def test_missing_aedat_names_the_extra(tree, monkeypatch):
     monkeypatch.setitem(sys.modules, "aedat", None)
-    with pytest.raises(DataFilesError, match=r'aedat does not import: pip install -e "\.\[events\]" aedat'):
+    with pytest.raises(DataFilesError, match=r'aedat does not import: pip install -e "\.\[events\]"$'):
         cifar10_dvs_datasets(FileOptions(tree, T))
 
 

@@ -100,10 +100,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
+    """The seed of the weight initialisation (and of anything drawing from numpy before training)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def loss_fn(out: Forward, y: torch.Tensor, kind: str, tet_lambda: float = 0.0, v_th: float = 0.5) -> torch.Tensor:
@@ -140,11 +140,6 @@ def predict(model: SpikingNet, x: np.ndarray, batch_size: int = 512, record: boo
         outputs=torch.cat([p.outputs for p in parts], dim=1),
         spikes={k: torch.cat([p.spikes[k] for p in parts], dim=1) for k in parts[0].spikes},
     )
-
-
-def accuracy(model: SpikingNet, split: Split) -> float:
-    logits = predict(model, split.x).logits
-    return float((logits.argmax(1).numpy() == split.y).mean())
 
 
 @torch.no_grad()

@@ -61,8 +61,9 @@ def _import_tonic():
         import aedat  # noqa: F401  (imported by tonic.io.read_aedat4 at every read)
         import tonic
     except ImportError as exc:
-        raise DataFilesError(f"CIFAR10-DVS needs tonic (the events extra) and aedat to read its AEDAT4 files, and "
-                             f"{exc.name or exc} does not import: pip install -e \".[events]\" aedat") from exc
+        raise DataFilesError(f"CIFAR10-DVS needs tonic and aedat (both in the events extra) to read its AEDAT4 files, "
+                             f"and "
+                             f"{exc.name or exc} does not import: pip install -e \".[events]\"") from exc
     return tonic
 
 
