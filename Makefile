@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test events rtl synth lint lava-env check-netx clean
+.PHONY: demo test events onnx rtl synth lint lava-env check-netx clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 
-test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.rtl-installed .venv-lava/.installed
+test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed .venv-lava/.installed
 	$(BIN)/python -m pytest -q
 
 # The events extra (tonic 1.7.0) for --dataset digits-events: its dependencies, librosa and
@@ -21,6 +21,13 @@ test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.rtl-installed .venv-
 events: $(VENV)/.events-installed
 $(VENV)/.events-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[events]"
+	touch $@
+
+# The onnx extra (onnx 1.23.2 builds model.onnx, onnxruntime 1.31.1 runs it) for export --target onnx
+# and tests/test_onnx.py: the tests install it, `make demo` does not.
+onnx: $(VENV)/.onnx-installed
+$(VENV)/.onnx-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[onnx]"
 	touch $@
 
 # The RTL backend (simulate --backend rtl, tests/test_rtl.py): Icarus Verilog from Debian's

@@ -1,1 +1,1 @@
-"""Torch in, bundle out: folding, quantization, fake-quant evaluation, NIR export."""
+"""Torch in, bundle out: folding, quantization, fake-quant evaluation, NIR and ONNX export."""

@@ -44,12 +44,13 @@ def prepare(checkpoint: Path, calibration_inputs: np.ndarray, spec: Input) -> Pr
     return Prepared(doc, float_graph, model.timesteps, readout_bound(float_graph, calib, model.timesteps))
 
 
-def source_record(checkpoint: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    """The bundle's provenance: the checkpoint, its digest, data, config, final metrics, versions."""
+def source_record(checkpoint: Path, doc: dict[str, Any], copy: str | None = SOURCE_MODEL) -> dict[str, Any]:
+    """An export's provenance: the checkpoint, its digest, data, config, final metrics, versions,
+    and the name of its copy in the export (``copy``; None where the export holds none)."""
     return {
         "checkpoint": str(Path(checkpoint).resolve()),
         "checkpoint_sha256": sha256_file(checkpoint),
-        "copy": SOURCE_MODEL,
+        **({"copy": copy} if copy is not None else {}),
         "data": doc["data"],
         "train_config": doc["config"],
         "final_metrics": doc["metrics"][-1] if doc["metrics"] else {},

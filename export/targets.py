@@ -1,9 +1,17 @@
 """The export targets: one registry, read by the CLI (choices, help) and the pipeline.
 
-An entry names the function that writes a bundle for the target, as ``module:function``, so
-that listing the targets (``lsg-deploy export --help``) imports no torch. Adding a target is one
-module and one entry here; the integer profiles a target offers (``--profile``) are listed in
-``hardware.profile.TARGET_PROFILES``.
+An entry names the function that writes the target's output, as ``module:function``, so that
+listing the targets (``lsg-deploy export --help``) imports no torch. Adding a target is one
+module and one entry here. Two kinds exist:
+
+* quantized targets (``loihi``, ``fpga``) write a bundle in one of their integer profiles
+  (``--profile``; ``hardware.profile.TARGET_PROFILES`` lists them), with the signature of
+  ``export.loihi.export_loihi``;
+* float targets (``onnx``) write the folded float network; they have no profile, no bundle and
+  no quantization options, and their exporter has the signature of ``export.onnx_export.export_onnx``.
+
+``requires`` names the packages a target imports beyond the base install, and ``extra`` the
+pyproject extra that brings them, so a missing one is one line that says what to install.
 """
 
 from __future__ import annotations
@@ -17,7 +25,19 @@ from dataclasses import dataclass
 class Target:
     name: str
     description: str
-    exporter: str  #: ``module:function`` with the signature of ``export.loihi.export_loihi``
+    exporter: str  #: ``module:function``, with the signature of its kind (module docstring)
+    quantized: bool = True  #: writes an integer bundle (else the float network)
+    requires: tuple[str, ...] = ()  #: importable packages the exporter needs beyond the base install
+    extra: str | None = None  #: the pyproject extra that installs ``requires``
+
+    def missing(self) -> str | None:
+        """The first package of ``requires`` that cannot be imported, or None."""
+        for package in self.requires:
+            try:
+                importlib.import_module(package)
+            except ImportError:
+                return package
+        return None
 
     def load(self) -> Callable:
         module, function = self.exporter.split(":")
@@ -29,4 +49,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "export.loihi:export_loihi"),
     Target("fpga", "an FPGA integer datapath (bundle, $readmemh/CSV/C tables and manifest.json, model.nir)",
            "export.fpga:export_fpga"),
+    Target("onnx", "the folded float network as ONNX, one step with explicit LIF state (model.onnx, onnx.json; "
+           "--unrolled adds all T steps, model.unrolled.onnx); no quantization",
+           "export.onnx_export:export_onnx", quantized=False, requires=("onnx",), extra="onnx"),
 )}

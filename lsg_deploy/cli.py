@@ -80,20 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seeds", default="3", help="a count (3: seeds 0-2, the default) or a list (0,1,2)")
     ab.add_argument("--tables", default="1,2", help="which tables: 1, 2 or 1,2 (default)")
 
-    ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle")
+    ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle "
+                        "(or, --target onnx, the folded float network as ONNX)")
     ex.add_argument("model", type=Path, help="model.pt from lsg-deploy train")
     ex.add_argument("--target", required=True,
                     help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
     ex.add_argument("--out", type=Path, required=True,
-                    help="bundle directory; it may hold an earlier bundle, which is replaced atomically, but "
-                         "nothing else (see --force)")
+                    help="output directory; it may hold an earlier export (a bundle or an ONNX export), which is "
+                         "replaced atomically, but nothing else (see --force)")
+    ex.add_argument("--unrolled", action="store_true",
+                    help="target onnx only: also write model.unrolled.onnx, all T steps from the input to the logits")
     ex.add_argument("--force", action="store_true",
                     help="replace whatever is at --out, except the checkpoint's own directory, the current "
                          "directory and their parents")
     ex.add_argument("--clip", action="store_true",
                     help="clip values outside the target's integer ranges (counted, with a warning) "
                          "instead of failing")
-    ex.add_argument("--weight-percentile", type=float, default=100.0,
+    ex.add_argument("--weight-percentile", type=float,
                     help="percentile of |W| mapped to the largest integer weight (default 100)")
     ex.add_argument("--profile", choices=tuple(PROFILES),
                     help="the target's integer arithmetic (default: the target's first): " + "; ".join(
@@ -106,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--backend", choices=(*BACKENDS, ALL), default="reference",
                     help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
                          + f"; {ALL}: every one, compared with the reference bit for bit (default: reference)")
-    si.add_argument("--json", type=Path, help="also write the report as JSON")
+    si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
+                    "figure of the per-layer spike agreement and firing rates")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
     return parser
 
@@ -155,18 +159,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,
-                                     profile=args.profile)
-            say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
-                f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
+                                     profile=args.profile, unrolled=args.unrolled)
+            if "bundle" in result:
+                say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
+                    f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
+            else:
+                say(f"wrote ONNX model {result['model']} ({result['lif_layers']} LIF layers, {result['timesteps']} "
+                    f"steps){'; unrolled: ' + result['unrolled'] if result['unrolled'] else ''}")
         elif args.command == "simulate":
-            from lsg_deploy.report import format_report
+            from lsg_deploy.report import figure_png, format_report
 
+            figure = args.json.with_suffix(".png") if args.json else None
             if args.json:
+                if figure == args.json:
+                    raise UsageError(f"--json {args.json}: the figure is written beside it as {figure.name}; give "
+                                     f"the report another suffix (e.g. .json)")
                 check_file_target(args.json, "--json", not_inside=args.bundle)
+                check_file_target(figure, "--json's figure", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
                                        quiet=args.quiet)
             if args.json:
+                png = figure_png(report)  # drawn first: a figure that fails leaves neither file
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")
+                files.write_bytes(figure, png)
             say(format_report(report))
             if not report.get("exact", {}).get("equal", True):
                 print(f"lsg-deploy: {report['exact']['pair']} do not agree bit for bit: "

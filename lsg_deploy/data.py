@@ -83,6 +83,9 @@ class Dataset:
     description: str
     loader: Loader
     files: bool = False  #: read from the user's --data-dir for training (training.datasets), not embedded
+    #: full scale of the integer encoding (the float input is ``pixels / input_max``); None: the
+    #: dataset has none (the file datasets: their float input is only what training saw)
+    input_max: int | None = None
 
     @property
     def needs_timesteps(self) -> bool:
@@ -197,8 +200,9 @@ def _file_datasets() -> tuple[Dataset, ...]:
 
 
 DATASETS: Mapping[str, Dataset] = MappingProxyType({d.name: d for d in (
-    Dataset("digits", DIRECT, "scikit-learn's 8x8 digits, the image at every step", _load_digits),
+    Dataset("digits", DIRECT, "scikit-learn's 8x8 digits, the image at every step", _load_digits,
+            input_max=DIGITS_MAX),
     Dataset("digits-events", EVENT_FRAMES, "the digits seen by an emulated event camera in three saccades: "
-            "T binary ON/OFF frames of 12x12 (needs the events extra, tonic)", _load_digits_events),
+            "T binary ON/OFF frames of 12x12 (needs the events extra, tonic)", _load_digits_events, input_max=1),
     *_file_datasets(),
 )})

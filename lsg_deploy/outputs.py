@@ -3,7 +3,8 @@
 The rules (the mechanics of writing safely are in :mod:`hardware.files`):
 
 * ``export --out PATH`` replaces only what is ours: nothing, an empty directory, or an earlier
-  bundle holding nothing but its own files. Anything else is an error naming it, unless the
+  export holding nothing but its own files (a bundle, or an ONNX export, recognised by its
+  manifest ``onnx.json``). Anything else is an error naming it, unless the
   user passes ``--force``; even then never the checkpoint, the directory holding it or one of
   its ancestors, the current directory or one of its ancestors, nor the home directory.
 * ``train --out DIR`` must be a directory or creatable as one; only ``model.pt`` and
@@ -57,7 +58,8 @@ def _is_within(inner: Path, outer: Path) -> bool:
 
 
 def check_bundle_target(out: Path, checkpoint: Path, force: bool) -> None:
-    """May a new bundle be written at ``out``? (See the module docstring.)"""
+    """May a new export (a bundle or an ONNX export) be written at ``out``? (See the module docstring.)"""
+    from export import onnx_format
     from hardware.bundle import replace_refusal
 
     out = Path(out)
@@ -72,8 +74,10 @@ def check_bundle_target(out: Path, checkpoint: Path, force: bool) -> None:
         pass
     for inside, what in protected:
         if _is_within(inside, real):
-            raise UsageError(f"--out {out} is {what}; choose a new directory for the bundle")
+            raise UsageError(f"--out {out} is {what}; choose a new directory for the export")
     refusal = replace_refusal(out)
+    if refusal and not out.is_symlink() and onnx_format.is_onnx_export(out):
+        refusal = onnx_format.replace_refusal(out)
     if refusal and not force:
         raise UsageError(f"--out: {refusal}; choose another path, or pass --force to replace it")
     check_creatable_dir(out.parent, "--out")

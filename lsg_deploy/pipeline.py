@@ -197,13 +197,16 @@ def tqdm_write(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float = 100.0,
-           force: bool = False, profile: str | None = None) -> dict[str, Any]:
-    """Fold and quantize ``checkpoint`` for ``target`` in its integer ``profile`` (default: the
-    target's first, :data:`hardware.profile.TARGET_PROFILES`); write the bundle directory ``out``.
+def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
+           force: bool = False, profile: str | None = None, unrolled: bool = False) -> dict[str, Any]:
+    """Write ``checkpoint`` for ``target`` (:data:`export.targets.TARGETS`) in the directory ``out``.
 
-    ``out`` may hold an earlier bundle (replaced atomically); anything else there is refused
-    unless ``force`` (see :mod:`lsg_deploy.outputs`).
+    A quantized target folds and quantizes it in its integer ``profile`` (default: the target's
+    first, :data:`hardware.profile.TARGET_PROFILES`; ``clip`` and ``weight_percentile``, default
+    100, set the quantization) and writes a bundle; a float target (onnx) writes the folded float
+    network (:func:`_export_float`; ``unrolled``: also all T steps) and refuses the quantization
+    options. ``out`` may hold an earlier export (replaced atomically); anything else there is
+    refused unless ``force`` (see :mod:`lsg_deploy.outputs`).
     """
     from export.fold import FoldError
     from export.netx import NetxError
@@ -216,11 +219,22 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
 
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if not TARGETS[target].quantized:
+        given = [flag for flag, value in (("--profile", profile is not None), ("--clip", clip),
+                                          ("--weight-percentile", weight_percentile is not None)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)}: target {target} writes the float network, which has no integer "
+                             f"profile nor quantization; drop {'them' if len(given) > 1 else 'it'}")
+        return _export_float(checkpoint, target, out, force, unrolled)
+    if unrolled:
+        floats = ", ".join(name for name, t in TARGETS.items() if not t.quantized)
+        raise UsageError(f"--unrolled: target {target} writes a bundle; only target {floats} writes an unrolled model")
     profile = profile or TARGET_PROFILES[target][0]
     if profile not in TARGET_PROFILES[target]:
         raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGET_PROFILES[target])}")
     try:
-        policy = QuantPolicy(on_overflow="clip" if clip else "error", weight_percentile=weight_percentile)
+        policy = QuantPolicy(on_overflow="clip" if clip else "error",
+                             weight_percentile=100.0 if weight_percentile is None else weight_percentile)
     except ValueError as exc:  # QuantPolicy's range checks
         raise UsageError(f"--weight-percentile: {exc}") from None
     check_bundle_target(out, checkpoint, force)
@@ -240,6 +254,31 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
             "layers": result.bundle.quantization["layers"]}
 
 
+def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolled: bool) -> dict[str, Any]:
+    """The float target ``target``: no calibration data is read, only the checkpoint's data record
+    for the input's encoding (so networks trained on the file datasets export too)."""
+    from export.fold import FoldError
+    from export.targets import TARGETS
+    from hardware.graph import BundleError, Input
+    from training.checkpoint import CheckpointError, load_checkpoint
+
+    chosen = TARGETS[target]
+    missing = chosen.missing()
+    if missing:
+        raise UsageError(f"target {target} needs the {missing} package: pip install -e \".[{chosen.extra}]\"")
+    check_bundle_target(out, checkpoint, force)
+    try:
+        model, doc = load_checkpoint(checkpoint)
+        dataset = data.DATASETS[data.DataSpec.from_dict(doc["data"]).dataset]
+        # the float graph never reads input_max; a dataset without an integer encoding records 1
+        spec = Input(tuple(model.input_shape), dataset.encoding, dataset.input_max or 1)
+        result = chosen.load()(checkpoint, out, spec, unrolled=unrolled, input_max=dataset.input_max)
+    except (CheckpointError, data.DataError, FoldError, BundleError) as exc:
+        raise UsageError(str(exc)) from None
+    return {"model": str(Path(out) / result.model), "unrolled": str(Path(out) / result.unrolled) if result.unrolled
+            else None, "files": list(result.files), "lif_layers": result.lif_layers, "timesteps": result.timesteps}
+
+
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False) -> dict[str, Any]:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
@@ -248,8 +287,13 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
+    from export.onnx_format import MANIFEST_NAME, STEP_NAME, is_onnx_export
     from lsg_deploy.simulate import ALL, BACKENDS, backends_for, build_report, load_for_report
 
+    if is_onnx_export(Path(bundle_dir)):
+        raise UsageError(f"{bundle_dir} is an ONNX export, not a bundle: run {STEP_NAME} with onnxruntime "
+                         f"({MANIFEST_NAME} names its inputs, state and outputs); simulate reads the bundles of "
+                         f"the quantized targets")
     if fixed_point and backend not in (*BACKENDS, ALL):
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*BACKENDS, ALL])}")
     if limit is not None and limit < 1:

@@ -1,8 +1,59 @@
-"""The simulate report as text (the numbers come from :mod:`lsg_deploy.simulate`)."""
+"""The simulate report as text and as one figure (the numbers come from :mod:`lsg_deploy.simulate`)."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
+
+import numpy as np
+
+CLASSES_PER_ROW = 10  #: per-class accuracy table: classes per block of lines
+
+
+def _energy(pj: float) -> str:
+    for unit, scale in (("uJ", 1e6), ("nJ", 1e3)):
+        if pj >= scale:
+            return f"{pj / scale:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
+def _cost_lines(report: dict[str, Any], suffix: str) -> list[str]:
+    """Per-layer ACs and MACs of the float run and the ``suffix`` run, totals, and the energy."""
+    costs = report["costs"]
+    runs = [key for key in ("float", suffix) if key in costs]
+    head = "".join(f" {'ACs ' + key:>14} {'MACs ' + key:>14}" for key in runs)
+    lines = ["synaptic operations per inference (ACs: accumulates driven by events; MACs: multiply-accumulates "
+             "on the analog input):", f"  {'layer':<12} {'synapses':>12}{head}"]
+    for row in report["layers"]:
+        ops = row["synops"]
+        lines.append(f"  {row['name']:<12} {ops['synapses']:>12,}"
+                     + "".join(f" {ops[key]['ac']:>14,.0f} {ops[key]['mac']:>14,.0f}" for key in runs))
+    lines.append(f"  {'total':<12} {costs['synapses']:>12,}"
+                 + "".join(f" {costs[key]['ac']:>14,.0f} {costs[key]['mac']:>14,.0f}" for key in runs))
+    snn = ", ".join(f"SNN {key} {_energy(costs[key]['energy_pj'])} ({costs[key]['energy_vs_ann']:.3f} x the ANN's)"
+                    for key in runs)
+    lines += [f"energy per inference: {snn}; the same network as an ANN (every synapse one MAC, once) "
+              f"{_energy(costs['ann']['energy_pj'])}",
+              f"  {costs['basis']}",
+              f"  per operation: AC {costs['pj_per_ac']} pJ, MAC {costs['pj_per_mac']} pJ ({costs['energy_source']})"]
+    return lines
+
+
+def _per_class_lines(per_class: dict[str, Any]) -> list[str]:
+    """Per-class accuracy of every model, ten classes per block; '-' for a class without samples."""
+    counts = per_class["samples"]
+    models = [key for key in per_class if key != "samples"]
+    classes = list(counts)
+    lines = ["per-class accuracy (%):"]
+    for start in range(0, len(classes), CLASSES_PER_ROW):
+        chunk = classes[start:start + CLASSES_PER_ROW]
+        lines.append(f"  {'class':<12}" + "".join(f" {c:>6}" for c in chunk))
+        lines.append(f"  {'samples':<12}" + "".join(f" {counts[c]:>6}" for c in chunk))
+        for model in models:
+            values = per_class[model]
+            lines.append(f"  {model:<12}" + "".join(
+                f" {'-':>6}" if values[c] is None else f" {values[c] * 100:6.1f}" for c in chunk))
+    return lines
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -46,4 +97,61 @@ def format_report(report: dict[str, Any]) -> str:
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}
     if clipped:
         lines.append(f"export clipped values (see bundle.json): {clipped}")
+    if "costs" in report:
+        lines += _cost_lines(report, suffix)
+    if "per_class" in report:
+        lines += _per_class_lines(report["per_class"])
     return "\n".join(lines)
+
+
+def figure_png(report: dict[str, Any]) -> bytes:
+    """One PNG figure of the report's hidden layers: spike agreement with the float run per
+    fixed-point backend (left) and firing rates, float and fixed-point (right).
+
+    Drawn on matplotlib's Agg canvas without pyplot (no global state, no backend switch) and
+    saved without a tight bounding box or layout engine, which keeps it fast."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [row for row in report["layers"] if not row["readout"]]
+    names = [row["name"] for row in rows]
+    runs = ["float", *("fixed" if b == "reference" else b for b in report["backends"])]
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(8.0, 0.6 * len(rows) + 4), 4.2))
+    FigureCanvasAgg(fig)
+    agree_ax, rate_ax = fig.subplots(1, 2)
+    fixed = runs[1:]
+    width = 0.8 / max(1, len(fixed))
+    lowest = 1.0
+    for i, key in enumerate(fixed):
+        values = np.array([row[f"spike_agreement_{key}"] for row in rows]) * 100
+        lowest = min(lowest, float(values.min(initial=100)) / 100)
+        bars = agree_ax.bar(x + (i - (len(fixed) - 1) / 2) * width, values, width, label=key)
+        if len(rows) * len(fixed) <= 8:  # room for the values on the bars
+            agree_ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    if fixed:
+        bottom = max(0.0, lowest * 100 - 5)
+        agree_ax.set_ylim(bottom, 100.5)
+        if bottom > 0:
+            agree_ax.set_xlabel(f"(the axis starts at {bottom:.0f}%)", fontsize=7)
+        if len(fixed) > 1:
+            agree_ax.legend(fontsize=7, loc="lower right")
+    else:
+        agree_ax.set_axis_off()
+        agree_ax.text(0.5, 0.5, "no fixed-point run\n(simulate --fixed-point)", ha="center", va="center",
+                      transform=agree_ax.transAxes)
+    agree_ax.set(ylabel="spikes equal to float (%)", title="spike agreement, fixed point vs float")
+    width = 0.8 / len(runs)
+    for i, key in enumerate(runs):
+        values = [row[f"firing_rate_{key}"] * 100 for row in rows]
+        rate_ax.bar(x + (i - (len(runs) - 1) / 2) * width, values, width, label=key)
+    rate_ax.set(ylabel="firing rate (% of neurons per step)", title="firing rate per layer")
+    rate_ax.legend(fontsize=7)
+    rotate = len(rows) > 6
+    for ax in (agree_ax, rate_ax) if fixed else (rate_ax,):
+        ax.set_xticks(x, names, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
+    fig.suptitle(f"{report['bundle']}: {report['samples']} samples, {report['timesteps']} steps", fontsize=9)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.28 if rotate else 0.12, wspace=0.25)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()

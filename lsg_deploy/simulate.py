@@ -1,6 +1,7 @@
 """``simulate``: run a bundle's float and fixed-point networks and gather the report's numbers
-(accuracies of every model variant, per-layer agreement and health, bit-exact agreement between
-the fixed-point backends). Formatting them is :mod:`lsg_deploy.report`'s job.
+(accuracies of every model variant, overall and per class, per-layer agreement and health,
+synaptic operations per inference and their energy estimate (:mod:`hardware.costs`), bit-exact
+agreement between the fixed-point backends). Formatting them is :mod:`lsg_deploy.report`'s job.
 
 Fixed-point backends live in one registry, ``BACKENDS``: a name, what it is, and how it runs
 a bundle's integer network on encoded inputs. ``all`` runs every registered backend and compares
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hardware.bundle import Bundle
+from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
 from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
@@ -204,6 +206,60 @@ def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
     return counts
 
 
+def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, float | None]:
+    """Accuracy on the samples of each class ``0 .. classes-1`` (keys are the class as text, as
+    JSON has them); None for a class without samples. Weighted by the class counts, the values
+    average to the overall accuracy."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    return {str(c): float((predictions[labels == c] == c).mean()) if np.any(labels == c) else None
+            for c in range(classes)}
+
+
+def _suffix(backend: str) -> str:
+    """A backend's name in per-layer keys: ``fixed`` for the reference, else the backend's."""
+    return "fixed" if backend == REFERENCE else backend
+
+
+def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray], runs: dict[str, IntegerRun],
+                   inputs: np.ndarray) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Synaptic operations per inference per node, from the float run's and every fixed-point
+    run's spikes, and the totals with the energy estimate (:mod:`hardware.costs`, which has the
+    formulas and the source of the per-operation energies). Returns ``(per node, totals)``:
+    per node ``{"synapses": N, "float": {"ac", "mac"}, "fixed": {...}, <backend>: {...}}``;
+    the totals add the ANN comparison (every synapse one MAC per inference: T = 1)."""
+    from hardware import costs
+
+    graph, t = bundle.integer_graph, bundle.timesteps
+    spike_sets = {"float": float_spikes, **{_suffix(name): run.spikes for name, run in runs.items()}}
+    ops = {key: costs.synaptic_operations(graph, spikes, inputs, t) for key, spikes in spike_sets.items()}
+    nodes: dict[str, dict[str, Any]] = {n.name: {"synapses": 0} for n in graph.nodes}
+    for op in ops["float"]:
+        nodes[op.target]["synapses"] += op.synapses
+    for key, edge_ops in ops.items():
+        for name, sums in costs.per_node(graph, edge_ops).items():
+            nodes[name][key] = sums
+    total_synapses = sum(row["synapses"] for row in nodes.values())
+    ann_pj = costs.energy_pj(0.0, float(total_synapses))
+    totals: dict[str, Any] = {
+        "basis": costs.ESTIMATE_BASIS,
+        "energy_source": costs.ENERGY_SOURCE,
+        "pj_per_ac": costs.PJ_PER_AC,
+        "pj_per_mac": costs.PJ_PER_MAC,
+        "fan_out": "structural: every connection counts, zero weights included; padding is no connection",
+        "input": ("direct: MACs, every synapse every step" if bundle.input.encoding == DIRECT else
+                  "event frames: ACs, a value n counting as n events"),
+        "synapses": total_synapses,
+        "ann": {"mac": total_synapses, "energy_pj": ann_pj},
+    }
+    for key, edge_ops in ops.items():
+        acs = sum(op.operations for op in edge_ops if op.kind == costs.AC)
+        macs = sum(op.operations for op in edge_ops if op.kind == costs.MAC)
+        energy = costs.energy_pj(acs, macs)
+        totals[key] = {"ac": acs, "mac": macs, "synops": acs + macs, "energy_pj": energy,
+                       "energy_vs_ann": energy / ann_pj}
+    return nodes, totals
+
+
 def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
                  progress: Callable[[int, str], Any] | None = None) -> dict[str, Any]:
     """``model``: the bundle's source model (see :func:`load_for_report`); ``backends``:
@@ -262,16 +318,25 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         report["exact"] = {"pair": " == ".join([REFERENCE, *others]),
                            "mismatches": mismatches[others[0]] if len(others) == 1 else mismatches,
                            "equal": not any(v for counts in mismatches.values() for v in counts.values())}
+    classes = bundle.integer_graph.readout.neurons
+    report["per_class"] = {
+        "samples": {str(c): int(np.count_nonzero(test.labels == c)) for c in range(classes)},
+        "float": per_class_accuracy(float_pred, test.labels, classes),
+        **{"fixed_point" if name == REFERENCE else name: per_class_accuracy(run.predictions(), test.labels, classes)
+           for name, run in runs.items()},
+    }
+    synops, report["costs"] = synaptic_costs(bundle, float_spikes, runs, test.pixels)
     for layer in bundle.integer_graph.nodes:
         row: dict[str, Any] = {"name": layer.name, "neurons": layer.neurons, "readout": layer.readout,
-                               "inputs": [e.source for e in bundle.integer_graph.incoming(layer.name)]}
+                               "inputs": [e.source for e in bundle.integer_graph.incoming(layer.name)],
+                               "synops": synops[layer.name]}
         if not layer.readout:
             row["firing_rate_float"] = float(float_spikes[layer.name].mean())
         for backend, run in runs.items():
             if backend == REFERENCE:
                 row["saturation"] = run.saturation[layer.name]
             if not layer.readout:
-                suffix = "fixed" if backend == REFERENCE else backend
+                suffix = _suffix(backend)
                 row[f"firing_rate_{suffix}"] = float(run.spikes[layer.name].mean())
                 row[f"spike_agreement_{suffix}"] = float((run.spikes[layer.name] == float_spikes[layer.name]).mean())
         if REFERENCE in runs:

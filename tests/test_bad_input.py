@@ -189,12 +189,19 @@ def toml(text: str | None = None, **bad: str) -> Callable:
 
 
 def export(*extra: str, edit: Callable | None = None, raw: Callable | None = None, model: str | None = None,
-           out: str = "bundle", setup: Callable[[Sandbox], Any] = lambda sb: None) -> Callable:
+           out: str = "bundle", setup: Callable[[Sandbox], Any] = lambda sb: None, target: str = "loihi") -> Callable:
     def build(sb: Sandbox) -> list[str]:
         ckpt = sb.checkpoint(edit, raw)
         setup(sb)
-        return ["export", "--target", "loihi", model or ckpt, "--out", out, "--quiet", *extra]
+        return ["export", "--target", target, model or ckpt, "--out", out, "--quiet", *extra]
     return build
+
+
+def onnx_export(sb: Sandbox) -> list[str]:
+    """``simulate`` on an ONNX export (written here, before the snapshot) instead of a bundle."""
+    ckpt = sb.checkpoint()
+    assert main(["export", "--target", "onnx", str(sb.root / ckpt), "--out", str(sb.root / "onnx"), "--quiet"]) == 0
+    return ["simulate", "onnx", "--quiet"]
 
 
 def simulate(*extra: str, bundle: str | None = None, env: dict[str, str] | None = None, json_out: str = "report.json",
@@ -362,6 +369,13 @@ CASES = [
     Case("export-weight-percentile-nan", export("--weight-percentile", "nan"), ("percentile",)),
     Case("export-weight-percentile-over-100", export("--weight-percentile", "150"), ("percentile",)),
     Case("export-weight-percentile-not-number", export("--weight-percentile", "max"), ("percentile",)),
+    # export: options of the other kind of target (onnx: float, no profile; loihi, fpga: no unrolled model)
+    Case("export-onnx-profile", export("--profile", "fpga-mul", target="onnx"), ("--profile", "onnx")),
+    Case("export-onnx-clip-percentile", export("--clip", "--weight-percentile", "90", target="onnx"),
+         ("--clip", "--weight-percentile")),
+    Case("export-loihi-unrolled", export("--unrolled"), ("--unrolled", "loihi")),
+    Case("export-onnx-out-nonempty-directory", export(target="onnx", out="work",
+                                                      setup=lambda sb: sb.write("work/thesis.tex")), ("work",)),
     # export: --out must never destroy anything
     Case("export-out-is-file", export(out="notes.txt", setup=lambda sb: sb.write("notes.txt")), ("notes.txt",)),
     Case("export-out-nonempty-directory", export(out="work", setup=lambda sb: sb.write("work/thesis.tex")),
@@ -375,6 +389,7 @@ CASES = [
     Case("export-out-under-file", export(out="notes.txt/b", setup=lambda sb: sb.write("notes.txt")),
          ("notes.txt",)),
     # simulate: the bundle directory and its files
+    Case("simulate-onnx-export", onnx_export, ("onnx", "ONNX export, not a bundle")),
     Case("simulate-bundle-missing", simulate(bundle="nobundle"), ("nobundle",)),
     Case("simulate-bundle-is-file", simulate(bundle="notes.txt", setup=lambda sb: sb.write("notes.txt")),
          ("notes.txt",)),
