@@ -5,18 +5,28 @@ matmuls, exact for integers below 2^53); the neuron is the profile's one integer
 (:meth:`hardware.profile.Profile.lif_step`), run on int64 tensors. The tests compare the two
 paths with ``==``; Lava is the independent oracle for the step itself. Being torch, this path
 is what quantization-aware fine-tuning will build on.
+
+The network runs node by node, each node over all ``T`` steps (:func:`run_node`): the graph's
+edges all go forward and every node reads its sources' values of the same step, so this order
+computes exactly what the step-by-step schedule of :mod:`hardware.graph` computes, and it lets a
+caller run one node on inputs of its choosing (``simulate --explain`` feeds a node the float
+network's spikes, :mod:`lsg_deploy.explain`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, Graph, IntegerEdge, per_neuron
+from hardware.graph import INPUT, Graph, IntegerEdge, IntegerNode, per_neuron
 from hardware.profile import LOIHI2, Profile
 
 
-def _synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile) -> torch.Tensor:
+def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile = LOIHI2) -> torch.Tensor:
+    """One edge's integer activation ``a`` (N, neurons) int64 for source values ``s`` (N, ...):
+    conv ``W * s`` brought to the profile's synapse width, dense ``(W s) << weight_exp``."""
     g = edge.geometry
     w = torch.as_tensor(edge.weight, dtype=torch.float64)
     x = s.to(torch.float64)
@@ -29,29 +39,48 @@ def _synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile) -> torch.Ten
 
 
 @torch.no_grad()
+def run_node(node: IntegerNode, edges: Sequence[IntegerEdge], sources: Mapping[str, torch.Tensor],
+             profile: Profile = LOIHI2) -> tuple[torch.Tensor, torch.Tensor]:
+    """One integer node over all steps from zero state. ``edges``: its incoming edges;
+    ``sources``: each edge's source values (B, T, neurons) integers (spikes, or the encoded
+    input). Returns ``(spikes (B, T, neurons) bool, membranes v after each step (B, T, neurons)
+    int64)``; the readout's membranes are its output."""
+    any_source = sources[edges[0].source]
+    b, t = any_source.shape[:2]
+    a = torch.zeros(b * t, node.neurons, dtype=torch.int64)
+    for edge in edges:
+        a = a + synaptic(edge, sources[edge.source].reshape(b * t, -1), profile)
+    a = a.reshape(b, t, -1)
+    bias = torch.as_tensor(fp.effective_bias(per_neuron(node.shape, node.bias_mant), node.bias_exp))
+    u = v = torch.zeros(b, node.neurons, dtype=torch.int64)
+    spikes, membranes = [], []
+    for step in range(t):
+        fired, u, v, _ = profile.lif_step(a[:, step], u, v, node.du, node.dv, bias, node.vth)
+        spikes.append(fired)
+        membranes.append(v)
+    return torch.stack(spikes, dim=1), torch.stack(membranes, dim=1)
+
+
+def encoded_steps(graph: Graph, inputs: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Encoded inputs ((B, C, H, W) direct, (B, T, C, H, W) event frames) as (B, T, neurons) int64."""
+    inputs = torch.as_tensor(inputs).to(torch.int64)
+    b = inputs.shape[0]
+    if graph.input.per_step:
+        return inputs.reshape(b, timesteps, -1)
+    return inputs.reshape(b, 1, -1).expand(b, timesteps, -1)
+
+
+@torch.no_grad()
 def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: Profile = LOIHI2
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Encoded ``inputs`` ((B, C, H, W) direct, (B, T, C, H, W) event frames) -> spikes
     {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64."""
-    inputs = torch.as_tensor(inputs)
-    per_step = graph.input.per_step
-    b = inputs.shape[0]
-    state = {n.name: [torch.zeros(b, n.neurons, dtype=torch.int64)] * 2 for n in graph.nodes}
-    spikes: dict[str, list[torch.Tensor]] = {n.name: [] for n in graph.hidden}
-    readout = []
-    biases = {n.name: torch.as_tensor(fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp))
-              for n in graph.nodes}
-    incoming = {n.name: graph.incoming(n.name) for n in graph.nodes}
-    for t in range(timesteps):
-        out = {INPUT: (inputs[:, t] if per_step else inputs).to(torch.int64).reshape(b, -1)}
-        for node in graph.nodes:
-            a = sum(_synaptic(e, out[e.source], profile) for e in incoming[node.name])
-            u, v = state[node.name]
-            fired, u, v, _ = profile.lif_step(a, u, v, node.du, node.dv, biases[node.name], node.vth)
-            state[node.name] = [u, v]
-            if node.readout:
-                readout.append(v)
-            else:
-                spikes[node.name].append(fired)
-                out[node.name] = fired.to(torch.int64)
-    return {k: torch.stack(v, dim=1) for k, v in spikes.items()}, torch.stack(readout, dim=1)
+    out = {INPUT: encoded_steps(graph, inputs, timesteps)}
+    spikes: dict[str, torch.Tensor] = {}
+    for node in graph.nodes:
+        fired, v = run_node(node, graph.incoming(node.name), out, profile)
+        if node.readout:
+            return spikes, v
+        spikes[node.name] = fired
+        out[node.name] = fired.to(torch.int64)
+    raise ValueError("the graph has no readout")  # Graph guarantees one; kept for type checkers

@@ -215,3 +215,62 @@ def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None = No
 def quantized_betas(graph: Graph, profile: Profile = LOIHI2) -> dict[str, float]:
     """The decays the hardware applies, per hidden node (for the float-with-quantized-beta run)."""
     return {node.name: profile.code_to_beta(node.dv) for node in graph.hidden}
+
+
+# --- the inverse: what an integer record stands for in the float network -----------------------
+# Each undoes one step of the module docstring at the node's scale S, so that the float network
+# run with all of them (and the quantized decays) computes the integer membrane divided by
+# 2^act_shift S: it differs from the integer network only by the integer state's rounding and
+# overflow (:mod:`lsg_deploy.explain` measures how little that is).
+
+def dequantized_weight(edge: IntegerEdge, target: IntegerNode) -> np.ndarray:
+    """Float weights of an integer edge into ``target``: ``W_int 2^weight_exp input_scale / S``.
+
+    The inverse of step 3 (``W_int = step round(W S / (step input_scale))``, ``weight_exp = 0``):
+    a source value ``x`` (a spike, or a pixel over ``input_max``) reaches the integer node as
+    ``input_scale x`` and adds ``W_int 2^weight_exp input_scale x`` to the activation, which is
+    ``2^act_shift S`` times the float current it stands for once shifted into the membrane. A
+    negative ``weight_exp`` (never written by :func:`quantize`) floors the sum in the integer
+    network; its dequantized weight is the exact quotient."""
+    return edge.weight.astype(np.float64) * 2.0 ** int(edge.weight_exp) * edge.input_scale / target.scale
+
+
+def dequantized_bias(node: IntegerNode, profile: Profile = LOIHI2) -> np.ndarray:
+    """Float bias per channel of an integer node: ``bias_mant 2^bias_exp / (2^act_shift S)``, the
+    inverse of step 4 (``bias_mant << bias_exp = round(2^act_shift S b)``)."""
+    return node.bias_mant.astype(np.float64) * 2.0 ** int(node.bias_exp) / ((1 << profile.act_shift) * node.scale)
+
+
+#: membrane units a threshold that decides as the integer network does is moved past a rounding
+#: boundary: far above float64's rounding of a membrane, far below one integer unit
+TIE_MARGIN = 2.0**-10
+
+
+def decay_rounding_offset(profile: Profile) -> tuple[float, bool]:
+    """``(r, closed)``: a decayed membrane ``y >= 0`` (``x`` times the decay, before rounding)
+    plus an integer ``k`` reaches an integer level ``L`` after the profile's rounding exactly when
+    ``y + k >= L - r`` (``closed``) or ``y + k > L - r``: floor and toward-zero (on ``y >= 0``)
+    keep ``y``'s integer part (r = 0); half-up adds 1/2 first (r = 1/2); the shift form
+    ``x - (x >> code)`` rounds the decayed value up (r = 1, open)."""
+    if profile.decay_form == "shift":
+        return 1.0, False
+    return (0.5, True) if profile.decay_rounding == "half-up" else (0.0, True)
+
+
+def dequantized_threshold(node: IntegerNode, profile: Profile = LOIHI2, decide_as_integer: bool = False) -> float:
+    """The float threshold an integer node applies: its smallest spiking membrane over the scale,
+    ``spike_level(vth) / (2^act_shift S)`` (Loihi: ``((vth << 6) + 1) / (64 S)``). Step 2 picks
+    ``S`` from ``vth`` so that this is the float ``v_th`` again, up to float rounding.
+
+    ``decide_as_integer``: ``(spike_level(vth) - r -+ TIE_MARGIN) / (2^act_shift S)`` instead
+    (:func:`decay_rounding_offset`; minus the margin for a closed bound, plus for an open one).
+    To an integer membrane every threshold in ``(level - 1, level]`` is the same, but a float
+    membrane standing for one (the integer network's state divided by its scale) differs from it
+    by the decay's rounding, and by float rounding at an exact tie, frequent when the integers
+    are small. This threshold spikes exactly when the integer membrane would after one rounded
+    decay from the same state, and breaks ties as the integer comparison does."""
+    level = float(profile.spike_level(node.vth))
+    if decide_as_integer:
+        offset, closed = decay_rounding_offset(profile)
+        level = level - offset + (-TIE_MARGIN if closed else TIE_MARGIN)
+    return level / ((1 << profile.act_shift) * node.scale)

@@ -46,12 +46,12 @@ class Tables:
 
 # --- words ----------------------------------------------------------------------------------------
 
-def _bits_signed(lo: int, hi: int) -> int:
+def bits_signed(lo: int, hi: int) -> int:
     """Smallest two's-complement width holding [lo, hi]."""
     return max((-int(lo) - 1).bit_length() if lo < 0 else 0, int(hi).bit_length()) + 1
 
 
-def _bits_unsigned(hi: int) -> int:
+def bits_unsigned(hi: int) -> int:
     return max(int(hi).bit_length(), 1)
 
 
@@ -86,7 +86,7 @@ def profile_manifest(profile: Profile, input_max: int) -> dict[str, Any]:
     if profile.current_stage or profile.act_shift or profile.vth_shift or profile.bias_exp_max:
         raise BundleError(f"profile {profile.name} is not an FPGA profile (current stage or shifts)")
     decay: dict[str, Any] = {"form": profile.decay_form, "code_min": 0, "code_max": profile.decay_max,
-                             "code_bits": _bits_unsigned(profile.decay_max), "no_decay_code": profile.decay_none}
+                             "code_bits": bits_unsigned(profile.decay_max), "no_decay_code": profile.decay_none}
     if profile.decay_form == "multiply":
         f = profile.decay_shift
         decay.update(fraction_bits=f, rounding=profile.decay_rounding,
@@ -100,18 +100,18 @@ def profile_manifest(profile: Profile, input_max: int) -> dict[str, Any]:
     return {
         "name": profile.name,
         "description": profile.description,
-        "weight": {"bits": _bits_signed(profile.weight_min, profile.weight_max), "signed": True,
+        "weight": {"bits": bits_signed(profile.weight_min, profile.weight_max), "signed": True,
                    "min": profile.weight_min, "max": profile.weight_max},
-        "bias": {"bits": _bits_signed(profile.bias_mant_min, profile.bias_mant_max), "signed": True,
+        "bias": {"bits": bits_signed(profile.bias_mant_min, profile.bias_mant_max), "signed": True,
                  "min": profile.bias_mant_min, "max": profile.bias_mant_max, "per": "output channel"},
         "membrane": {"bits": profile.state_bits, "signed": True, "min": -limit, "max": limit,
                      "overflow": f"saturate to [-{limit}, {limit}] (symmetric)"},
-        "threshold": {"bits": _bits_unsigned(profile.vth_max), "signed": False, "min": 0, "max": profile.vth_max,
+        "threshold": {"bits": bits_unsigned(profile.vth_max), "signed": False, "min": 0, "max": profile.vth_max,
                       "compare": f"spike when v {profile.threshold} vth"},
         "decay": decay,
         "accumulator": {"bits": profile.synapse_bits, "signed": True,
                         "overflow": "none: the export checks that every node's worst-case sum fits"},
-        "input": {"bits": _bits_unsigned(input_max), "signed": False, "min": 0, "max": int(input_max)},
+        "input": {"bits": bits_unsigned(input_max), "signed": False, "min": 0, "max": int(input_max)},
     }
 
 

@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
+    si.add_argument("--explain", action="store_true",
+                    help="with --fixed-point: attribute each layer's disagreement to its causes (the float network "
+                         "rerun with only the decays, weights, biases or thresholds quantized; each layer run alone "
+                         "on the float network's spikes: its own error vs what it inherits)")
     return parser
 
 
@@ -177,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_file_target(args.json, "--json", not_inside=args.bundle)
                 check_file_target(figure, "--json's figure", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
-                                       quiet=args.quiet)
+                                       quiet=args.quiet, explain=args.explain)
             if args.json:
                 png = figure_png(report)  # drawn first: a figure that fails leaves neither file
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")

@@ -280,10 +280,12 @@ def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolle
 
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
-             quiet: bool = False) -> dict[str, Any]:
+             quiet: bool = False, explain: bool = False) -> dict[str, Any]:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
+    ``explain`` (needs ``fixed_point``) attributes each layer's disagreement to its causes
+    (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
@@ -294,6 +296,9 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"{bundle_dir} is an ONNX export, not a bundle: run {STEP_NAME} with onnxruntime "
                          f"({MANIFEST_NAME} names its inputs, state and outputs); simulate reads the bundles of "
                          f"the quantized targets")
+    if explain and not fixed_point:
+        raise UsageError("--explain explains the fixed-point network's disagreement with the float one: add "
+                         "--fixed-point")
     if fixed_point and backend not in (*BACKENDS, ALL):
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*BACKENDS, ALL])}")
     if limit is not None and limit < 1:
@@ -305,4 +310,4 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     except data.DataError as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
     return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends,
-                        progress=lambda total, name: _progress(total, f"simulate {name}", quiet))
+                        progress=lambda total, name: _progress(total, f"simulate {name}", quiet), explain=explain)

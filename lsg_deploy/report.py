@@ -56,6 +56,48 @@ def _per_class_lines(per_class: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _explain_lines(explain: dict[str, Any]) -> list[str]:
+    """The ``explain`` block (:mod:`lsg_deploy.explain`): per layer the spike agreement with the
+    float network of the fixed-point network, of the layer alone on float inputs ("own"), and of
+    the float network with one ingredient quantized; the accuracies; one verdict line per layer."""
+    ingredients = {k: v for k, v in explain["ingredients"].items() if "skipped" not in v}
+    columns = [*ingredients, "all"]
+    runs = {**ingredients, "all": explain["all"]}
+    lines = ["explain: spike agreement with the float network per layer: the fixed-point network (fixed), the layer "
+             "alone on the float network's spikes (own), the float network with one ingredient quantized (decay, "
+             "weights, biases, thresholds) and with all of them (all)",
+             f"  {'layer':<12} {'fixed':>8} {'own':>8} {'inherited':>9}" + "".join(f" {c:>8}" for c in columns)]
+    for row in explain["layers"]:
+        share = row["inherited_share"]
+        lines.append(f"  {row['name']:<12} {row['agreement_fixed'] * 100:7.3f}% {row['agreement_own'] * 100:7.3f}% "
+                     f"{'-' if share is None else f'{share * 100:.0f}%':>9}"
+                     + "".join(f" {runs[c]['agreement'][row['name']] * 100:7.3f}%" for c in columns))
+    acc = explain["accuracy"]
+    lines.append(f"  {'accuracy':<12} {acc['fixed'] * 100:7.2f}% {acc['readout_own'] * 100:7.2f}% {'':>9}"
+                 + "".join(f" {runs[c]['accuracy'] * 100:7.2f}%" for c in columns)
+                 + f"   (float {acc['float'] * 100:.2f}%; own: the readout alone on float spikes)")
+    for row in explain["layers"]:
+        loss, share = 1.0 - row["agreement_fixed"], row["inherited_share"]
+        if loss == 0.0:
+            lines.append(f"  {row['name']}: agrees with the float network exactly")
+            continue
+        origin = (f"{share * 100:.0f}% inherited from its inputs, {(1 - share) * 100:.0f}% its own" if share >= 0
+                  else "its own; its inputs' errors partly cancel it")
+        cause = (f"alone, the {row['dominant']} cost most ({row['dominant_loss'] * 100:.3g}% of its spikes)"
+                 if row["dominant"] else "no ingredient alone changes a spike")
+        lines.append(f"  {row['name']}: {loss * 100:.3g}% of spikes differ, {origin}; {cause}")
+    for name, entry in explain["ingredients"].items():
+        if "skipped" in entry:
+            lines.append(f"  {name}: skipped, {entry['skipped']} (largest relative difference "
+                         f"{entry['largest_relative_difference']:.1e})")
+    every = explain["all"]
+    lines.append(f"  check: with every ingredient dequantized the float network equals the fixed-point one on "
+                 f"{every['agreement_with_fixed_overall'] * 100:.3f}% of spikes and "
+                 f"{every['prediction_agreement_with_fixed'] * 100:.2f}% of predictions (the rest: integer state "
+                 f"rounding and overflow)")
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"bundle {report['bundle']} (target {report['target']}, profile {report['profile']}): "
@@ -99,8 +141,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"export clipped values (see bundle.json): {clipped}")
     if "costs" in report:
         lines += _cost_lines(report, suffix)
+    if "resources" in report:
+        from hardware.resources import format_resources
+
+        lines += ["resources on the target:", *("  " + line for line in format_resources(report["resources"])
+                                                .splitlines())]
     if "per_class" in report:
         lines += _per_class_lines(report["per_class"])
+    if "explain" in report:
+        lines += _explain_lines(report["explain"])
     return "\n".join(lines)
 
 

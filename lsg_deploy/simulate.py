@@ -1,7 +1,9 @@
 """``simulate``: run a bundle's float and fixed-point networks and gather the report's numbers
 (accuracies of every model variant, overall and per class, per-layer agreement and health,
-synaptic operations per inference and their energy estimate (:mod:`hardware.costs`), bit-exact
-agreement between the fixed-point backends). Formatting them is :mod:`lsg_deploy.report`'s job.
+synaptic operations per inference and their energy estimate (:mod:`hardware.costs`), the
+resources the network needs on its target (:mod:`hardware.resources`), bit-exact
+agreement between the fixed-point backends) and, asked for, where each layer's disagreement comes
+from (:mod:`lsg_deploy.explain`). Formatting them is :mod:`lsg_deploy.report`'s job.
 
 Fixed-point backends live in one registry, ``BACKENDS``: a name, what it is, and how it runs
 a bundle's integer network on encoded inputs. ``all`` runs every registered backend and compares
@@ -22,6 +24,7 @@ import numpy as np
 from hardware.bundle import Bundle
 from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
+from hardware.resources import resources
 from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
 
@@ -261,10 +264,12 @@ def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray], runs: di
 
 
 def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
-                 progress: Callable[[int, str], Any] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int, str], Any] | None = None, explain: bool = False) -> dict[str, Any]:
     """``model``: the bundle's source model (see :func:`load_for_report`); ``backends``:
     fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
-    name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run."""
+    name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run.
+    ``explain``: add the ``explain`` block, where each layer's disagreement comes from
+    (:mod:`lsg_deploy.explain`)."""
     import torch
 
     from export.fold import run_float
@@ -326,6 +331,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
            for name, run in runs.items()},
     }
     synops, report["costs"] = synaptic_costs(bundle, float_spikes, runs, test.pixels)
+    report["resources"] = resources(bundle)  # what the network needs on its target (hardware.resources)
     for layer in bundle.integer_graph.nodes:
         row: dict[str, Any] = {"name": layer.name, "neurons": layer.neurons, "readout": layer.readout,
                                "inputs": [e.source for e in bundle.integer_graph.incoming(layer.name)],
@@ -343,4 +349,8 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
             for name in others:
                 row[f"{name}_reference_mismatches"] = mismatches[name][layer.name]
         report["layers"].append(row)
+    if explain:
+        from lsg_deploy.explain import explain as explain_block
+
+        report["explain"] = explain_block(bundle, test, float_spikes, progress)
     return report

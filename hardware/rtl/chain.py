@@ -129,7 +129,7 @@ class Chain:
         return math.prod(self.input_shape)
 
 
-def _lanes(channels: int, max_lanes: int) -> int:
+def lanes_for(channels: int, max_lanes: int) -> int:
     """The most output channels per word: the largest divisor of ``channels`` up to ``max_lanes``."""
     return max(d for d in range(1, min(channels, max_lanes) + 1) if channels % d == 0)
 
@@ -199,7 +199,7 @@ def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES) -> Cha
                                  f"as its input; {source_name} is {source_shape}")
         if dense and len(shape) != 1:
             raise RtlUnsupported(f"edge {e['name']}: a dense edge's node must be (N,), got {shape}")
-        lanes = _lanes(shape[0], max_lanes)
+        lanes = lanes_for(shape[0], max_lanes)
         layers.append(Layer(
             name=node["name"], edge=e["name"], readout=bool(node["readout"]), shape=shape, dense=dense,
             kernel=tuple(e.get("kernel", (1, 1))), stride=tuple(e.get("stride", (1, 1))),
