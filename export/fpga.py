@@ -1,10 +1,11 @@
 """``lsg-deploy export --target fpga``: checkpoint in, bundle and FPGA tables out.
 
 The network is quantized to an FPGA profile (:data:`hardware.profile.TARGET_PROFILES` lists them:
-a decay multiplier, or a multiplier-free shift); the bundle holds it for our own backends (the
-integer reference, the RTL simulation), and the tables (:mod:`hardware.fpga_tables`) hold it for a
-hardware designer: ``$readmemh`` files, CSV, a C header and a manifest that states every width and
-rule. The folded float graph is written as NIR too, as for every target.
+a decay multiplier with 8-bit or 4-bit weights, or a multiplier-free shift); the bundle holds it
+for our own backends (the integer reference, the RTL simulation), and the tables
+(:mod:`hardware.fpga_tables`) hold it for a hardware designer: ``$readmemh`` files, CSV, a C
+header and a manifest that states every width and rule. The folded float graph is written as NIR
+too, as for every target.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ with float threshold ``v_th`` (Loihi's numbers in brackets: ``w_max = 254``, ``2
    v_th)`` is at most ``S_max`` (:meth:`hardware.profile.Profile.scale_for_threshold`), so that a
    float membrane exactly at ``v_th`` is exactly the smallest integer membrane that spikes
    [Loihi spikes on ``v > vth << 6``: ``S = ((vth << 6) + 1) / (64 v_th)``];
-3. weights ``step * round(W_e S / (step input_scale_e))`` (Loihi: mixed-sign 8-bit, even),
-   ``weight_exp = 0``;
+3. weights ``step * round(W_e S / (step input_scale_e))`` (Loihi: mixed-sign 8-bit, even; FPGA:
+   two's complement at the profile's width, 8 or 4 bits), ``weight_exp = 0``; with ``p = 100``
+   no weight goes past ``+-w_max``, so a two's-complement ``w_min = -w_max - 1`` is reached only
+   by clipping (``p < 100`` needs the ``clip`` policy for the weights beyond ``r_e``);
 4. bias ``2^act_shift S b`` as ``bias_mant << bias_exp`` with the smallest exponent that fits, or
    with the policy's fixed ``bias_exp`` (6 makes a Loihi bundle exactly representable in lava-dl's
    netx HDF5, which fixes ``bias_exp = 6``: see ``export.netx``);

@@ -3,10 +3,13 @@
 ``write_tables(bundle, directory)`` writes, per edge and node field::
 
     <edge>.weight.mem   $readmemh-ready: one word per line, hex two's complement at the weight
-                        width, a leading // comment; conv (O, C, KH, KW), dense (N, F), row-major
+                        width (ceil(bits / 4) digits: two for 8-bit weights, one for 4-bit),
+                        a leading // comment; conv (O, C, KH, KW), dense (N, F), row-major
     <node>.bias.mem     one word per output channel (C of a conv node, N of a dense node)
     <name>.<field>.csv  the same values in decimal, with their indices
-    network.h           C99: <stdint.h> arrays of every table and #defines of every scalar
+    network.h           C99: <stdint.h> arrays of every table and #defines of every scalar, each
+                        table in the smallest type that holds its width (4-bit weights: int8_t,
+                        sign-extended; the manifest's ``c_type`` says which)
     manifest.json       every width, signedness, rounding and saturation rule; each layer's
                         shape, stride, padding and memory layout; the graph's edges; the input
                         encoding; the neuron update as equations and a worked example
@@ -56,7 +59,8 @@ def bits_unsigned(hi: int) -> int:
 
 
 def to_words(values: np.ndarray, bits: int) -> list[str]:
-    """Two's-complement hex words of ``bits`` bits (``ff`` is -1 at 8 bits)."""
+    """Two's-complement hex words of ``bits`` bits, ``ceil(bits / 4)`` digits each (-1 is ``ff``
+    at 8 bits, ``f`` at 4)."""
     values = np.asarray(values, np.int64).ravel()
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if values.size and (values.min() < lo or values.max() > hi):
@@ -66,8 +70,16 @@ def to_words(values: np.ndarray, bits: int) -> list[str]:
 
 
 def from_words(words: list[str], bits: int) -> np.ndarray:
-    """Inverse of :func:`to_words`."""
-    raw = np.array([int(w, 16) for w in words], np.int64)
+    """Inverse of :func:`to_words`. A word that is not hex, or whose value does not fit ``bits``
+    bits (an 8-bit table read at 4 bits), is an error rather than a silently wrong number."""
+    try:
+        raw = np.array([int(w, 16) for w in words], np.int64)
+    except ValueError as exc:
+        raise BundleError(f"a .mem word is not hexadecimal: {exc}") from None
+    bad = (raw < 0) | (raw >= 1 << bits)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BundleError(f"word {i} ({words[i]!r}) does not fit {bits} bits: the table's width is not {bits}")
     return np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
 
 
@@ -75,11 +87,29 @@ def _c_name(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z_]", "_", name).upper()
 
 
+def _c_width(bits: int) -> int:
+    """Width of the smallest signed ``<stdint.h>`` type holding ``bits``-bit values (4 bits: 8)."""
+    return next(b for b in (8, 16, 32, 64) if bits <= b)
+
+
 def _c_type(bits: int) -> str:
-    return f"int{next(b for b in (8, 16, 32, 64) if bits <= b)}_t"
+    return f"int{_c_width(bits)}_t"
+
+
+def _c_storage(bits: int) -> str:
+    """How the C header stores a ``bits``-bit table, for the manifest and the header's comments."""
+    if bits == _c_width(bits):
+        return f"{_c_type(bits)}, exactly the width"
+    return f"{_c_type(bits)}: {bits}-bit values sign-extended into the smallest <stdint.h> type (range unchanged)"
 
 
 # --- the manifest ----------------------------------------------------------------------------------
+
+def _word_spec(bits: int, lo: int, hi: int) -> dict[str, Any]:
+    """A signed table's width as the manifest states it: the ``.mem`` word and the C type."""
+    return {"bits": bits, "signed": True, "min": lo, "max": hi, "hex_digits": (bits + 3) // 4,
+            "c_type": _c_type(bits), "c_storage": _c_storage(bits)}
+
 
 def profile_manifest(profile: Profile, input_max: int) -> dict[str, Any]:
     """Every width, signedness and rule of ``profile``, for a reader without our code."""
@@ -100,10 +130,10 @@ def profile_manifest(profile: Profile, input_max: int) -> dict[str, Any]:
     return {
         "name": profile.name,
         "description": profile.description,
-        "weight": {"bits": bits_signed(profile.weight_min, profile.weight_max), "signed": True,
-                   "min": profile.weight_min, "max": profile.weight_max},
-        "bias": {"bits": bits_signed(profile.bias_mant_min, profile.bias_mant_max), "signed": True,
-                 "min": profile.bias_mant_min, "max": profile.bias_mant_max, "per": "output channel"},
+        "weight": _word_spec(bits_signed(profile.weight_min, profile.weight_max), profile.weight_min,
+                             profile.weight_max),
+        "bias": {**_word_spec(bits_signed(profile.bias_mant_min, profile.bias_mant_max), profile.bias_mant_min,
+                              profile.bias_mant_max), "per": "output channel"},
         "membrane": {"bits": profile.state_bits, "signed": True, "min": -limit, "max": limit,
                      "overflow": f"saturate to [-{limit}, {limit}] (symmetric)"},
         "threshold": {"bits": bits_unsigned(profile.vth_max), "signed": False, "min": 0, "max": profile.vth_max,
@@ -207,7 +237,7 @@ def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
         rows = [",".join([*map(str, ix), str(v)]) for ix, v in zip(grid.tolist(), flat.tolist(), strict=True)]
         (directory / csv).write_text(",".join([*indices, what]) + "\n" + "\n".join(rows) + "\n")
         cname = _c_name(stem)
-        header.append(f"/* {layout} */")
+        header.append(f"/* {layout}; {_c_storage(bits)} */")
         header.append(f"static const {_c_type(bits)} {cname}[{flat.size}] = {{{', '.join(map(str, flat.tolist()))}}};")
         names.extend([mem, csv])
         return mem

@@ -47,8 +47,9 @@ neuron microcode and synapse-memory packing are not counted (their sizes are not
 the memory term is a lower bound. Lava's compiler also gives every layer its own cores (its tables
 put a 10-neuron layer on a core of its own), so small layers are not packed together here either.
 
-**FPGA** (profiles ``FPGA_MUL``, ``FPGA_SHIFT``): the memories ``lif_lane.v`` declares, at the
-widths of the tables' manifest (:func:`hardware.fpga_tables.profile_manifest`): weights (8 bits),
+**FPGA** (profiles ``FPGA_MUL``, ``FPGA_SHIFT``, ``FPGA_MUL4``): the memories ``lif_lane.v`` declares,
+at the widths of the tables' manifest (:func:`hardware.fpga_tables.profile_manifest`): weights (the
+profile's width: 8 bits, 4 in ``FPGA_MUL4``),
 one bias per output channel (16), per neuron the accumulator (24: the synaptic sum is stored per
 neuron between the accumulate and the update pass), the membrane (16) and a 1-bit spike buffer
 (not for the readout), and the top's input memory (one pixel per word at the input width). The

@@ -24,7 +24,7 @@ import numpy as np
 
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import FPGA_MUL, Profile
+from hardware.profile import Profile
 
 IDENTITY_GAINS = (1, 2, 32, 127)  #: an identity shortcut's weight is 2 k I for one of these k
 
@@ -335,12 +335,15 @@ def _fpga_decay_code(rng: np.random.Generator, profile: Profile) -> int:
     return int(rng.choice(edges)) if rng.random() < 0.6 else int(rng.integers(0, top + 1))
 
 
-def fpga_weights(rng: np.random.Generator, shape: tuple[int, ...], small: bool = False) -> np.ndarray:
+def fpga_weights(rng: np.random.Generator, shape: tuple[int, ...], small: bool = False, lo: int = -128,
+                 hi: int = 127) -> np.ndarray:
+    """Weights in ``[lo, hi]`` (a profile's range), a tenth of them at the two ends; ``small``:
+    in ``[-4, 4]``, which every FPGA profile holds."""
     if small:
         return rng.integers(-4, 5, size=shape).astype(np.int64)
-    w = rng.integers(-128, 128, size=shape)
+    w = rng.integers(lo, hi + 1, size=shape)
     extremes = rng.random(shape) < 0.1
-    w[extremes] = rng.choice([-128, 127], size=int(extremes.sum()))
+    w[extremes] = rng.choice([lo, hi], size=int(extremes.sum()))
     return w.astype(np.int64)
 
 
@@ -381,9 +384,15 @@ def _fpga_conv_geometry(rng: np.random.Generator, shape: tuple[int, int, int]) -
             return Geometry("conv", shape, (out_c, *out), stride, padding), k
 
 
+#: each FPGA profile's random stream (a profile added later gets its own, leaving the others' chains as they were)
+FPGA_STREAMS = {"fpga-mul": 7, "fpga-shift": 11, "fpga-mul4": 13}
+
+
 def random_fpga_chain(seed: int, profile: Profile) -> Graph:
-    """A chain input -> 1..3 hidden (conv or dense) -> dense readout, small enough to simulate fast."""
-    rng = np.random.default_rng([seed, 7 if profile is FPGA_MUL else 11])
+    """A chain input -> 1..3 hidden (conv or dense) -> dense readout, small enough to simulate
+    fast, its weights over the profile's whole range."""
+    rng = np.random.default_rng([seed, FPGA_STREAMS[profile.name]])
+    w_range = {"lo": profile.weight_min, "hi": profile.weight_max}
     event = rng.random() < 0.3
     shape: tuple[int, ...] = (int(rng.integers(1, 4)), int(rng.integers(3, 8)), int(rng.integers(3, 8)))
     spec = Input(shape, "event-frames" if event else "direct", 1 if event else int(rng.choice([1, 15, 16, 255])))
@@ -394,11 +403,11 @@ def random_fpga_chain(seed: int, profile: Profile) -> Graph:
         readout = i == hidden
         if len(shape) == 3 and not readout and rng.random() < 0.65:
             geometry, k = _fpga_conv_geometry(rng, shape)
-            weight = fpga_weights(rng, (geometry.output_shape[0], shape[0], *k), small)
+            weight = fpga_weights(rng, (geometry.output_shape[0], shape[0], *k), small, **w_range)
         else:
             n_out = int(rng.integers(1, 7)) if readout else int(rng.integers(1, 13))
             geometry = Geometry("dense", (int(np.prod(shape)),), (n_out,))
-            weight = fpga_weights(rng, (n_out, int(np.prod(shape))), small)
+            weight = fpga_weights(rng, (n_out, int(np.prod(shape))), small, **w_range)
         name = "out" if readout else f"h{i}"
         nodes.append(_fpga_node(rng, profile, name, geometry.output_shape, readout, small))
         edges.append(IntegerEdge(name=f"{source}-{name}", source=source, target=name, geometry=geometry,

@@ -1,6 +1,6 @@
 """``simulate --fixed-point --explain`` (lsg_deploy/explain.py) on tiny trained models (2 epochs,
-T = 2): digits to loihi, digits-events (event frames) to fpga-mul and fpga-shift, digits-resnet
-(residual) to loihi:
+T = 2): digits to loihi and to fpga-mul4 (4-bit weights), digits-events (event frames) to fpga-mul
+and fpga-shift, digits-resnet (residual) to loihi:
 
 * the dequantization formulas are the integer record's meaning: re-quantized they give back the
   integers, and the float network run with all of them reproduces the integer reference's spikes
@@ -40,14 +40,16 @@ TINY = ["--epochs", "2", "--timesteps", "2", "--batch-size", "128", "--lr", "0.0
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny networks: a digits-cnn exported to loihi, a digits-cnn on digits-events (event-frame
-    input) to fpga (fpga-mul and fpga-shift), a digits-resnet (residual) to loihi."""
+    """Tiny networks: a digits-cnn exported to loihi and to fpga-mul4, a digits-cnn on
+    digits-events (event-frame input) to fpga (fpga-mul and fpga-shift), a digits-resnet
+    (residual) to loihi."""
     root = tmp_path_factory.mktemp("explain")
     assert main(["train", *TINY, "--out", str(root / "cnn"), "--quiet"]) == 0
     assert main(["train", "--dataset", "digits-events", *TINY, "--out", str(root / "events"), "--quiet"]) == 0
     assert main(["train", "--arch", "digits-resnet", *TINY, "--out", str(root / "resnet"), "--quiet"]) == 0
     exports = {"loihi": ("cnn", ["--target", "loihi"]), "fpga": ("events", ["--target", "fpga"]),
                "fpga-shift": ("events", ["--target", "fpga", "--profile", "fpga-shift"]),
+               "fpga-mul4": ("cnn", ["--target", "fpga", "--profile", "fpga-mul4"]),
                "resnet": ("resnet", ["--target", "loihi"])}
     out = {key: root / f"{run}-{key}" for key, (run, _) in exports.items()}
     for key, (run, flags) in exports.items():
@@ -82,7 +84,7 @@ def _float_spikes(graph: Graph, test: EncodedSplit, t: int) -> tuple[np.ndarray,
 def test_dequantized_records_requantize_to_the_integers(tiny):
     """Each formula inverts its quantization step: weights ``step round(W S / (step c))``, biases
     ``round(2^act_shift S b / 2^bias_exp)``, and the threshold is the float ``v_th`` again."""
-    for key in ("loihi", "fpga", "fpga-shift", "resnet"):
+    for key in ("loihi", "fpga", "fpga-shift", "fpga-mul4", "resnet"):
         bundle = read_bundle(tiny[key])
         profile, graph = bundle.arithmetic, bundle.integer_graph
         for edge in graph.edges:
@@ -101,7 +103,7 @@ def test_dequantized_records_requantize_to_the_integers(tiny):
         assert threshold_difference(bundle.float_graph, graph, profile) <= THRESHOLD_TOLERANCE
 
 
-@pytest.mark.parametrize("key", ["loihi", "fpga", "fpga-shift", "resnet"])
+@pytest.mark.parametrize("key", ["loihi", "fpga", "fpga-shift", "fpga-mul4", "resnet"])
 def test_all_dequantized_reproduces_the_integer_reference(tiny, key):
     """Measured: the fraction of (sample, step, neuron) spike values of every hidden layer on
     which the float network with every ingredient dequantized equals ``hardware.reference.run``
@@ -116,7 +118,7 @@ def test_all_dequantized_reproduces_the_integer_reference(tiny, key):
     assert equal / sum(v.size for v in ref.spikes.values()) >= 0.99
 
 
-@pytest.mark.parametrize("key", ["fpga", "fpga-shift"])
+@pytest.mark.parametrize("key", ["fpga", "fpga-shift", "fpga-mul4"])
 def test_all_dequantized_is_exact_after_one_rounded_decay(tiny, key):
     """T = 2: one decay step, from a state both networks hold exactly (the first step's integer
     sum). The thresholds that decide as the integer network does after one rounded decay (half up
@@ -124,7 +126,7 @@ def test_all_dequantized_is_exact_after_one_rounded_decay(tiny, key):
     in the readout's units exactly its membranes: the formulas are the integer record's meaning."""
     bundle = read_bundle(tiny[key])
     profile, graph = bundle.arithmetic, bundle.integer_graph
-    assert bundle.timesteps == 2 and profile.name == {"fpga": "fpga-mul", "fpga-shift": "fpga-shift"}[key]
+    assert bundle.timesteps == 2 and profile.name == {"fpga": "fpga-mul"}.get(key, key)
     test = _test_split(bundle)
     deq = dequantized_graph(bundle.float_graph, graph, profile, INGREDIENTS, decide_as_integer=True)
     logits, spikes = _float_spikes(deq, test, bundle.timesteps)
@@ -205,6 +207,23 @@ def test_report_on_an_fpga_event_frame_export_and_a_residual_one(tiny, tmp_path,
     assert rows["res1"]["inputs"] == ["res1.conv1", "stem"]  # two incoming edges, both fed float spikes
     verdicts = [line.strip().split(":")[0] for line in text[text.index("explain:"):].splitlines()[1:]]
     assert set(rows) <= set(verdicts)  # one verdict line per layer
+
+
+def test_report_on_a_4_bit_export(tiny, tmp_path, capsys):
+    """The digits network with 4-bit weights (exported through the CLI with ``--profile
+    fpga-mul4``): its weights use the 4-bit grid, within [-7, 7] (at percentile 100 the largest
+    |W| maps to 7; -8 only comes of clipping), the report's blocks hold, and the weights are an
+    ingredient that costs agreement (at 4 bits they are no longer the float ones)."""
+    bundle = read_bundle(tiny["fpga-mul4"])
+    assert bundle.profile == "fpga-mul4"
+    weights = np.concatenate([e.weight.ravel() for e in bundle.integer_graph.edges])
+    assert weights.min() >= -7 and weights.max() <= 7 and len(np.unique(weights)) >= 13
+    doc, text = _simulate(tiny["fpga-mul4"], tmp_path, capsys)
+    assert doc["profile"] == "fpga-mul4"
+    _check_block(doc)
+    weights = doc["explain"]["ingredients"]["weights"]["agreement"]
+    assert min(weights.values()) < 1.0
+    assert "explain:" in text
 
 
 def test_thresholds_that_differ_from_the_float_ones_are_an_ingredient(tiny):

@@ -2,8 +2,9 @@
 
 The RTL design's equality with the integer reference is tested in ``tests/test_rtl.py``; here the
 profiles' arithmetic is pinned by hand-computed values, the three software executors (reference,
-its fast path, torch fake-quant) are compared with ``==`` on random FPGA networks, and the tables
-are parsed back and compared with the bundle's integers.
+its fast path, torch fake-quant) are compared with ``==`` on random FPGA networks of every profile
+(8-bit and 4-bit weights), and the tables are parsed back and compared with the bundle's integers,
+at each profile's word width.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from export.fake_quant import run_fake_quant
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware import fast_reference, reference
 from hardware.bundle import read_bundle
-from hardware.fpga_tables import from_words, parse_header, read_tables, to_words
-from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input
-from hardware.profile import FPGA_MUL, FPGA_SHIFT, LOIHI2, PROFILES, TARGET_PROFILES
+from hardware.fpga_tables import from_words, parse_header, read_mem, read_tables, to_words
+from hardware.graph import BundleError, FloatEdge, FloatNode, Geometry, Graph, Input
+from hardware.profile import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT, LOIHI2, PROFILES, TARGET_PROFILES, Profile
 from lsg_deploy.cli import main
 from tests.netgen import fpga_inputs, random_fpga_chain
 
 ROOT = Path(__file__).resolve().parents[1]
-FPGA = (FPGA_MUL, FPGA_SHIFT)
+FPGA = (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)
 
 
 # --- the profiles' arithmetic ----------------------------------------------------------------------
@@ -101,8 +102,23 @@ def test_the_threshold_mapping_puts_the_float_threshold_on_the_integer_one():
 
 
 def test_targets_list_their_profiles():
-    assert TARGET_PROFILES == {"loihi": (LOIHI2.name,), "fpga": ("fpga-mul", "fpga-shift")}
+    assert TARGET_PROFILES == {"loihi": (LOIHI2.name,), "fpga": ("fpga-mul", "fpga-shift", "fpga-mul4")}
     assert all(name in PROFILES for names in TARGET_PROFILES.values() for name in names)
+
+
+def test_the_4_bit_profile_is_fpga_mul_but_for_its_weights():
+    differ = [f.name for f in dataclasses.fields(Profile) if getattr(FPGA_MUL, f.name) != getattr(FPGA_MUL4, f.name)]
+    assert differ == ["name", "description", "weight_min", "weight_max"]
+    assert FPGA_MUL4.ranges()["weight"] == (-8, 7) and FPGA_MUL.ranges()["weight"] == (-128, 127)
+
+
+def test_export_help_lists_the_4_bit_profile_after_the_default(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "10000")  # no line wrapping
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    out = capsys.readouterr().out
+    assert f"fpga-mul4 (target fpga): {FPGA_MUL4.description}" in out and "4-bit weights [-8, 7]" in out
+    assert out.index("fpga-mul (target fpga, default)") < out.index("fpga-mul4 (target fpga)")
 
 
 # --- three executors, one arithmetic ------------------------------------------------------------------
@@ -139,9 +155,28 @@ def test_quantization_to_an_fpga_profile(profile):
     assert warnings == [] and summary["profile"] == profile.name
     assert h.du == 0 and h.bias_exp == 0 and h.dv == profile.beta_to_code(0.3)
     assert r.dv == profile.decay_none and r.vth == profile.vth_max
-    assert np.abs(q.edges[0].weight).max() == 127  # the largest weight takes the largest integer
+    assert np.abs(q.edges[0].weight).max() == profile.weight_max  # the largest weight takes the largest integer
     assert h.scale == pytest.approx(h.vth / 0.5) and h.bias_mant[0] == round(0.05 * h.scale)
     profile.check(q)
+
+
+def test_4_bit_weights_reach_minus_8_only_by_clipping_an_outlier():
+    """At percentile 100 the largest |W| maps to +7, so the grid is symmetric ([-7, 7]); below it a
+    negative outlier is an error, or with ``clip`` it takes the extra level -8 and is counted."""
+    net = _dense_net(8, 0.2)
+    weight = np.full((4, 8), 0.2)
+    weight[0, :3] = (-1.0, -0.1, 0.05)
+    net = Graph(net.input, net.nodes, (dataclasses.replace(net.edges[0], weight=weight), net.edges[1]))
+    q, _, _ = quantize(net, 10.0, profile=FPGA_MUL4)
+    w = q.edges[0].weight
+    assert w.min() == -7 and w[1].tolist() == [1] * 8  # 0.2 of a largest 1.0: 7 * 0.2 = 1.4 -> 1
+    with pytest.raises(RangeError, match=r"layer h: 1 weight value\(s\) outside \[-8, 7\] \(worst -35\)"):
+        quantize(net, 10.0, QuantPolicy(weight_percentile=50), FPGA_MUL4)
+    q, summary, warnings = quantize(net, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=50), FPGA_MUL4)
+    w = q.edges[0].weight
+    assert w[0, :3].tolist() == [-8, -4, 2] and w[1].tolist() == [7] * 8  # the percentile's 0.2 maps to 7
+    assert summary["layers"]["h"]["edges"]["h"]["clipped_weight"] == 1 and "clipped 1 weight" in warnings[0]
+    FPGA_MUL4.check(q)
 
 
 def test_an_accumulator_that_could_overflow_is_an_error_naming_the_layer():
@@ -184,6 +219,9 @@ def test_tables_parse_back_to_the_bundles_integers(fpga_bundles):
             assert np.array_equal(tables.biases[n.name], n.bias_mant)
             assert np.array_equal(arrays[f"{n.name}_BIAS".upper()], n.bias_mant)
             assert defines[f"{n.name.upper()}_VTH"] == n.vth and defines[f"{n.name.upper()}_DECAY_CODE"] == n.dv
+        digits = len(to_words(np.array([0]), tables.manifest["profile"]["weight"]["bits"])[0])
+        words = (path / "conv1.weight.mem").read_text().splitlines()[1:]
+        assert {len(w) for w in words} == {digits} and digits == {"fpga-mul4": 1}.get(name, 2)
         csv = (path / "conv1.weight.csv").read_text().splitlines()
         assert csv[0] == "o,c,i,j,weight" and csv[1] == f"0,0,0,0,{graph.edges[0].weight[0, 0, 0, 0]}"
         assert len(csv) == graph.edges[0].weight.size + 1
@@ -193,13 +231,61 @@ def test_mem_words_are_twos_complement_at_the_declared_width():
     assert to_words(np.array([-1, 127, -128, 0]), 8) == ["ff", "7f", "80", "00"]
     assert to_words(np.array([-32767, 5]), 16) == ["8001", "0005"]
     assert from_words(["ff", "80", "7f"], 8).tolist() == [-1, -128, 127]
+    assert to_words(np.array([-1, 7, -8, 0, -3]), 4) == ["f", "7", "8", "0", "d"]  # one digit per 4-bit word
+    assert from_words(["f", "7", "8", "0", "d"], 4).tolist() == [-1, 7, -8, 0, -3]
+    with pytest.raises(BundleError, match="do not fit 4-bit"):
+        to_words(np.array([8]), 4)
+    with pytest.raises(BundleError, match=r"word 1 \('ff'\) does not fit 4 bits"):  # an 8-bit table read at 4 bits
+        from_words(["7", "ff"], 4)
+    with pytest.raises(BundleError, match="not hexadecimal"):
+        from_words(["g"], 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_mem_words_round_trip_at_every_width(data):
+    bits = data.draw(st.sampled_from([2, 3, 4, 5, 8, 12, 16, 24]))
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    values = np.array(data.draw(st.lists(st.integers(lo, hi), min_size=1, max_size=40)), np.int64)
+    words = to_words(values, bits)
+    assert {len(w) for w in words} == {(bits + 3) // 4}
+    assert from_words(words, bits).tolist() == values.tolist()
+
+
+def test_a_4_bit_table_round_trips_through_the_mem_file_and_the_header(tmp_path):
+    """Random 4-bit chains, negative weights and -8 included: the .mem words (one hex digit) and
+    the header's int8_t arrays parse back to exactly the integers."""
+    from hardware.fpga_tables import write_tables
+
+    for seed in range(3):
+        graph = random_fpga_chain(seed, FPGA_MUL4)
+        out = tmp_path / str(seed)
+        out.mkdir()
+        write_tables(graph, FPGA_MUL4, 2, out)
+        tables = read_tables(out)
+        arrays, _ = parse_header(out / "network.h")
+        header = (out / "network.h").read_text()
+        for e in graph.edges:
+            assert np.array_equal(tables.weights[e.name], e.weight), e.name
+            assert np.array_equal(arrays[f"{e.name}_WEIGHT".replace("-", "_").upper()], e.weight.ravel())
+        entry = tables.manifest["profile"]["weight"]
+        assert entry["bits"] == 4 and entry["hex_digits"] == 1 and entry["c_type"] == "int8_t"
+        assert "4-bit values sign-extended" in entry["c_storage"] and "4-bit values sign-extended" in header
+    every = np.concatenate([e.weight.ravel() for s in range(3) for e in random_fpga_chain(s, FPGA_MUL4).edges])
+    assert every.min() == -8 and every.max() == 7 and (every < 0).any()
+    assert read_mem(out / f"{graph.edges[0].name}.weight.mem", 4).tolist() == graph.edges[0].weight.ravel().tolist()
 
 
 def test_manifest_states_the_arithmetic_and_a_worked_example(fpga_bundles):
     for name, path in fpga_bundles.items():
         m = json.loads((path / "manifest.json").read_text())
         profile = PROFILES[name]
-        assert m["profile"]["weight"] == {"bits": 8, "signed": True, "min": -128, "max": 127}
+        bits = {"fpga-mul4": 4}.get(name, 8)
+        assert m["profile"]["weight"] == {"bits": bits, "signed": True, "min": profile.weight_min,
+                                          "max": profile.weight_max, "hex_digits": bits // 4, "c_type": "int8_t",
+                                          "c_storage": m["profile"]["weight"]["c_storage"]}
+        assert m["profile"]["weight"]["c_storage"].startswith("int8_t" + (", exactly" if bits == 8 else ":"))
+        assert all(e["weight"]["bits"] == bits for e in m["edges"])
         assert m["profile"]["membrane"]["bits"] == 16 and m["profile"]["threshold"]["compare"] == "spike when v >= vth"
         assert m["profile"]["decay"]["form"] == profile.decay_form and m["input"]["encoding"] == "direct"
         assert [e["name"] for e in m["edges"]] == ["conv1", "conv2", "fc1", "readout"]

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware import fixed_point as fp
-from hardware.profile import LOIHI2, PROFILES, Profile, ProfileError
+from hardware.profile import (
+    FPGA_MUL,
+    FPGA_MUL4,
+    FPGA_SHIFT,
+    LOIHI2,
+    PROFILES,
+    Profile,
+    ProfileError,
+    twos_complement_weights,
+)
 
 STATE = st.integers(min_value=-(2**23) - 5, max_value=2**23 + 5)
 
@@ -65,3 +74,11 @@ def test_profile_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         LOIHI2.act_shift = 5  # type: ignore[misc]
     assert isinstance(LOIHI2, Profile)
+
+
+def test_fpga_weights_span_their_whole_twos_complement_word():
+    assert twos_complement_weights(8) == {"weight_min": -128, "weight_max": 127}
+    assert twos_complement_weights(4) == {"weight_min": -8, "weight_max": 7}
+    assert [p.ranges()["weight"] for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)] == [(-128, 127)] * 2 + [(-8, 7)]
+    with pytest.raises(ProfileError, match="weights of 1 bits"):
+        twos_complement_weights(1)

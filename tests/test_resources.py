@@ -19,7 +19,7 @@ import pytest
 from hardware.bundle import read_bundle
 from hardware.fpga_tables import read_mem
 from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import FPGA_MUL, FPGA_SHIFT, LOIHI2
+from hardware.profile import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT, LOIHI2
 from hardware.resources import (
     ICE40_UP5K,
     LOIHI2_LAVA_LIF_LIMITS,
@@ -73,14 +73,14 @@ def test_a_dense_layer_stores_its_whole_matrix_in_both_targets():
     assert loihi["weight_bits"] == n * f * 8  # 8-bit mantissa: Loihi's mixed-sign step of 2 drops a bit
     assert loihi["state_bits"] == n * 48 and loihi["bias_bits"] == n * 16 and loihi["parameter_bits"] == 41
     assert loihi["memory_bits"] == n * f * 8 + n * LOIHI_NEURON_BITS + LOIHI_NODE_BITS
-    for profile in (FPGA_MUL, FPGA_SHIFT):
+    for profile, wb in ((FPGA_MUL, 8), (FPGA_SHIFT, 8), (FPGA_MUL4, 4)):
         hidden, readout = resources(dense_net(f, n), profile)["layers"]
-        assert hidden["stored_weights"] == n * f and hidden["weight_bits"] == n * f * 8
+        assert hidden["stored_weights"] == n * f and hidden["weight_bits"] == n * f * wb
         # bias per output channel (16), accumulator (24), membrane (16), spike (1) per neuron
-        assert hidden["breakdown"] == {"weights": n * f * 8, "bias": n * 16, "accumulator": n * 24,
+        assert hidden["breakdown"] == {"weights": n * f * wb, "bias": n * 16, "accumulator": n * 24,
                                        "membrane": n * 16, "spikes": n}
         assert readout["breakdown"]["spikes"] == 0  # the readout has no spike buffer
-        assert hidden["memory_bits"] == n * f * 8 + n * (16 + 24 + 16 + 1)
+        assert hidden["memory_bits"] == n * f * wb + n * (16 + 24 + 16 + 1)
 
 
 @pytest.mark.parametrize("padding, synapses", [(0, 4 * 9 * 2 * 9), (1, 4 * 2 * 13 * 13)])
@@ -172,13 +172,16 @@ def test_the_module_imports_without_torch():
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> dict[str, Path]:
-    """The default digits-cnn (one short epoch: the shapes are the default's) exported to both targets."""
+    """The default digits-cnn (one short epoch: the shapes are the default's) exported to both
+    targets, and to the FPGA's 4-bit profile."""
     root = tmp_path_factory.mktemp("resources")
     assert main(["train", "--epochs", "1", "--timesteps", "2", "--batch-size", "256", "--out", str(root / "run"),
                  "--quiet"]) == 0
-    out = {"loihi": root / "loihi", "fpga": root / "fpga"}
-    for target, path in out.items():
-        assert main(["export", "--target", target, str(root / "run" / "model.pt"), "--out", str(path), "--quiet"]) == 0
+    flags = {"loihi": ["--target", "loihi"], "fpga": ["--target", "fpga"],
+             "fpga-mul4": ["--target", "fpga", "--profile", "fpga-mul4"]}
+    out = {key: root / key for key in flags}
+    for key, path in out.items():
+        assert main(["export", *flags[key], str(root / "run" / "model.pt"), "--out", str(path), "--quiet"]) == 0
     return out
 
 
@@ -202,6 +205,21 @@ def test_digits_fpga_weight_bits_are_the_mem_words(digits):
     assert four["total"]["bram_estimate"] == 241 and four["total"]["memory_bits"] == res["total"]["memory_bits"]
     text = format_resources(res)
     assert "BRAM est." in text and "85,392" in text and "SPRAM is not initialised" in text
+
+
+def test_digits_fpga_mul4_halves_the_weight_memory(digits):
+    """The same network with 4-bit weights: the .mem words, read at the manifest's 4 bits, are the
+    stored weights; weight bits halve, everything else stays; per lane the weights take the 1024x4
+    block RAM shape: by hand, one lane: conv1 1+1+6+4+1, conv2 18+1+3+2+1, fc1 64+1+2+1+1, readout
+    2+1+2+1, input 1."""
+    res, wide = resources(read_bundle(digits["fpga-mul4"])), resources(read_bundle(digits["fpga"]))
+    manifest = json.loads((digits["fpga-mul4"] / "manifest.json").read_text())
+    assert manifest["profile"]["weight"]["bits"] == 4
+    words = {e["target"]: len(read_mem(digits["fpga-mul4"] / e["weight"]["file"], 4)) for e in manifest["edges"]}
+    assert [layer["stored_weights"] for layer in res["layers"]] == [words[layer["name"]] for layer in res["layers"]]
+    assert res["total"]["weight_bits"] == 85_392 * 4
+    assert wide["total"]["memory_bits"] - res["total"]["memory_bits"] == 85_392 * 4
+    assert [x["bram_estimate"] for x in res["layers"]] == [13, 25, 69, 6] and res["total"]["bram_estimate"] == 114
 
 
 def test_digits_on_loihi(digits):

@@ -1,11 +1,12 @@
 """The RTL design (hardware/rtl, simulated by Icarus Verilog under cocotb) against the integer
 reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
 
-(a) Seeded random chains in both FPGA profiles, drawn at the edges of the arithmetic (membranes
+(a) Seeded random chains in every FPGA profile, drawn at the edges of the arithmetic (membranes
     clamped at +-32767, the readout saturating and resetting, thresholds 0 and 32767, decay codes
-    0, the largest and "none", weights -128 and 127, negative biases, negative membranes under
-    both decays) with every lane organisation from fully serial to all channels at once; a
-    coverage test checks that the seeds do reach those edges.
+    0, the largest and "none", weights at both ends of the profile's width: -128 and 127, or -8
+    and 7 in fpga-mul4, whose one-digit words the lanes sign-extend; negative biases, negative
+    membranes under both decays) with every lane organisation from fully serial to all channels
+    at once; a coverage test checks that the seeds do reach those edges.
 (b) The trained digits network, exported with ``lsg-deploy export --target fpga``, on 50 test
     images.
 
@@ -26,13 +27,13 @@ import pytest
 from hardware import reference
 from hardware.fpga_tables import read_tables, write_tables
 from hardware.graph import INPUT, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import FPGA_MUL, FPGA_SHIFT, Profile
+from hardware.profile import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT, Profile
 from hardware.reference import synaptic_input
 from hardware.rtl.chain import RtlUnsupported, chain_from_tables
 from hardware.rtl_backend import check_tools, run_rtl, simulate
 from tests.netgen import FPGA_LIMIT, fpga_inputs, fpga_weights, random_fpga_chain
 
-PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT)}
+PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
 SEEDS = range(20)
 
 
@@ -110,8 +111,9 @@ def _membranes(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profil
 def test_random_chains_reach_the_edges(profile: str) -> None:
     """The seeds of the test above do visit what they are meant to (so that it could fail)."""
     arithmetic = PROFILES[profile]
+    w_min, w_max = f"weight {arithmetic.weight_min}", f"weight {arithmetic.weight_max}"
     found = dict.fromkeys(["clip+", "clip-", "readout spike", "vth 0", "vth max", "decay 0", "decay max",
-                           "decay none (hidden)", "weight -128", "weight 127", "negative bias",
+                           "decay none (hidden)", w_min, w_max, "negative bias",
                            "negative membrane decayed with rounding", "event frames", "stride > 1", "padding",
                            "serial (1 lane)", "several lane groups"], False)
     for seed in SEEDS:
@@ -124,8 +126,8 @@ def test_random_chains_reach_the_edges(profile: str) -> None:
         found["several lane groups"] |= any(1 < u < n.shape[0] for u, n in zip(used, graph.nodes, strict=True))
         membranes = _membranes(graph, inputs, timesteps, arithmetic)
         for (edge, node) in graph.chain():
-            found["weight -128"] |= bool((edge.weight == -128).any())
-            found["weight 127"] |= bool((edge.weight == 127).any())
+            found[w_min] |= bool((edge.weight == arithmetic.weight_min).any())
+            found[w_max] |= bool((edge.weight == arithmetic.weight_max).any())
             if edge.geometry.kind == "conv":
                 found["stride > 1"] |= max(edge.geometry.stride) > 1
                 found["padding"] |= max(edge.geometry.padding) > 0
@@ -144,7 +146,7 @@ def test_random_chains_reach_the_edges(profile: str) -> None:
                     if arithmetic.decay_form == "shift":
                         inexact = (neg >> node.dv) != np.trunc(neg / 2.0**node.dv)
                     else:
-                        inexact = arithmetic.decay(neg, node.dv) != np.trunc(neg * node.dv / 1024)
+                        inexact = arithmetic.decay(neg, node.dv) != np.trunc(neg * node.dv / 2**arithmetic.decay_shift)
                     found["negative membrane decayed with rounding"] |= bool(inexact.any())
     missing = [k for k, v in found.items() if not v]
     assert not missing, f"the {profile} seeds never reach: {missing}"
@@ -257,19 +259,21 @@ def test_simulate_refuses_the_rtl_for_a_loihi_bundle(default_run, capsys) -> Non
     assert "FPGA profiles" in capsys.readouterr().err
 
 
-def test_yosys_elaborates_the_design_with_its_memories(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arithmetic", [FPGA_SHIFT, FPGA_MUL4], ids=lambda p: p.name)
+def test_yosys_elaborates_the_design_with_its_memories(arithmetic: Profile, tmp_path: Path) -> None:
     """Synthesis reads the same sources: yosys elaborates a random chain's design (Verilog-2005,
-    every lane's $readmemh file found) into memories, one per lane and table."""
+    every lane's $readmemh file found, 4-bit weight words of one hex digit included) into
+    memories, one per lane and table."""
     import subprocess
 
     assert shutil.which("yosys") is not None, "yosys is not installed: apt-get install yosys (make test does)"
     from hardware.rtl.chain import TOP, write_design
 
-    graph = random_fpga_chain(4, FPGA_SHIFT)
+    graph = random_fpga_chain(4, arithmetic)
     tables, design = tmp_path / "tables", tmp_path / "design"
     tables.mkdir()
     design.mkdir()
-    write_tables(graph, FPGA_SHIFT, 3, tables)
+    write_tables(graph, arithmetic, 3, tables)
     chain = chain_from_tables(read_tables(tables), max_lanes=2)
     write_design(chain, tables, design)
     sources = " ".join(p.name for p in sorted(design.glob("*.v")))

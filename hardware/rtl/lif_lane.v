@@ -9,7 +9,9 @@
 //   spikes  OUT_WORDS x 1          the step's spikes (SPIKE_BUFFER = 1; not for the readout)
 // Accumulate, a read-modify-write in three stages, one adder or one multiply deep each:
 //   issue:   w_q <= w[w_raddr]
-//   a_valid: prod <= w_q * a_val (a spike's x is 1: prod <= w_q), and acc_q <= acc[acc_raddr]
+//   a_valid: prod <= w_q * a_val (a spike's x is 1: prod <= w_q), and acc_q <= acc[acc_raddr];
+//            w_q is a W_BITS two's-complement word (8, or 4 in fpga-mul4), sign-extended by
+//            $signed into the W_BITS + XB + 1 bits of prod, which hold every w * x
 //   b_valid: acc[acc_waddr] <= (fw_hit ? fw_data : acc_q) + prod, where fw_data is the sum
 //            written in the previous cycle (a read issued in that cycle missed it).
 // Update: upd_valid hands (v_q, acc_q, bias_q) to the lif_neuron (stage 1; the layer clears acc
