@@ -88,6 +88,8 @@ def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], c
               ) -> dict[str, Any]:
     """One run per seed in ``out/seed-<s>`` (finished ones read back, interrupted ones resumed);
     returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``."""
+    from lsg_deploy.pipeline import RESUME_MAY_CHANGE  # what a resumed run may take from the command line
+
     finals: dict[int, dict[str, Any]] = {}
     for seed in seeds:
         run = Path(out) / f"seed-{seed}"
@@ -95,7 +97,7 @@ def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], c
         if row is None:
             resume = (run / "train_state.pt").is_file()
             result = train({**overrides, "seed": seed} if not resume else
-                           {k: overrides.get(k) for k in ("data_dir", "device", "precision", "workers")},
+                           {k: overrides.get(k) for k in RESUME_MAY_CHANGE},
                            None if resume else config_file, run, quiet=quiet, resume=resume, **train_args)
             row = result["metrics"]
             say(f"  seed {seed}: test accuracy {row['test_accuracy'] * 100:.2f}% ({result['seconds']:.0f} s)")

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(5: seeds 0-4) or a list (0,1,2); unfinished seeds resume")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its last finished epoch (train_state.pt), with its own "
-                         "config; only --data-dir, --device, --precision, --workers may change")
+                         "config; only --data-dir, --no-verify-data, --device, --precision, --workers may change")
 
     ab = sub.add_parser("ablate", parents=[common, setting],
                         help="rerun the paper's Tables 1 and 2 (decay and width ablations) over seeds")

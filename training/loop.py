@@ -85,8 +85,7 @@ def loader(dataset: Dataset, batch_size: int, sampler=None, workers: int = 0, ge
     in_memory = isinstance(dataset, ArrayDataset)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0 if in_memory else workers,
                       collate_fn=_keep if in_memory else None, generator=generator,
-                      worker_init_fn=_seed_worker if workers and not in_memory else None,
-                      persistent_workers=False)
+                      worker_init_fn=_seed_worker if workers and not in_memory else None)
 
 
 def _seed_worker(worker_id: int) -> None:
