@@ -18,6 +18,8 @@ process and each node onto a LIF process. A chain of blocks folds into a chain g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -30,13 +32,28 @@ class FoldError(ValueError):
     """A network this exporter cannot fold into synaptic edges."""
 
 
-def _pool_compose(weight: np.ndarray, p: int) -> np.ndarray:
+def _pool_compose(weight: torch.Tensor, p: int) -> torch.Tensor:
     """Weights (O, C, kh, kw) of a conv preceded by ``p x p`` average pooling."""
-    return np.repeat(np.repeat(weight, p, axis=2), p, axis=3) / (p * p)
+    return weight.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3) / (p * p)
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().double().numpy()
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    """A parameter (or a value computed from parameters in their own dtype) as float64, keeping
+    its gradient: the folding arithmetic itself is float64."""
+    return t.double()
+
+
+@dataclass(frozen=True)
+class FoldedTensors:
+    """A folded network as torch values that keep their gradient to the model's parameters:
+    what :func:`fold` computes before it detaches them into a :class:`~hardware.graph.Graph`.
+    Quantization-aware fine-tuning (:mod:`export.finetune`) runs on these, so the values it
+    trains with are, bit for bit, the ones an export of the same model folds."""
+
+    graph: Graph  #: the folded float graph (detached numpy copies)
+    weights: dict[str, torch.Tensor]  #: edge name -> float64 weights
+    biases: dict[str, torch.Tensor]  #: node name -> float64 bias per channel
+    betas: dict[str, torch.Tensor]  #: hidden node name -> its LIF's decay (the model's dtype)
 
 
 class _Folder:
@@ -45,24 +62,25 @@ class _Folder:
     def __init__(self, model: SpikingNet):
         self.source, self.shape = INPUT, tuple(model.input_shape)
         self.pool, self.flat = 1, False
-        self.nodes: list[FloatNode] = []
-        self.edges: list[FloatEdge] = []
+        self.nodes: list[tuple[str, tuple[int, ...], torch.Tensor, torch.Tensor | None, float, bool]] = []
+        self.edges: list[tuple[str, str, str, Geometry, torch.Tensor]] = []
 
     def conv_edge(self, name: str, target: str, unit: ConvBN | None, channels: int | None = None
-                  ) -> tuple[FloatEdge, np.ndarray]:
+                  ) -> tuple[tuple[str, str, str, Geometry, torch.Tensor], torch.Tensor]:
         """Edge from the current source through ``unit`` (conv + tdBN), or the identity if
         ``unit`` is None; returns it and its per-channel offset."""
         if unit is None:
-            weight, offset = np.eye(channels)[:, :, None, None], np.zeros(channels)
+            weight = torch.eye(channels, dtype=torch.float64)[:, :, None, None]
+            offset = torch.zeros(channels, dtype=torch.float64)
             stride, padding = (1, 1), (0, 0)
         else:
             conv = unit.conv
             if conv.dilation != (1, 1) or conv.groups != 1:
                 raise FoldError(f"{name}: dilated or grouped convolutions are not supported")
-            scale, offset = (_numpy(t) for t in unit.bn.fold_factors())
-            weight = _numpy(conv.weight) * scale[:, None, None, None]
+            scale, offset = (_float64(t) for t in unit.bn.fold_factors())
+            weight = _float64(conv.weight) * scale[:, None, None, None]
             if conv.bias is not None:
-                offset = offset + scale * _numpy(conv.bias)
+                offset = offset + scale * _float64(conv.bias)
             stride, padding = conv.stride, conv.padding
         p = self.pool
         weight = _pool_compose(weight, p)
@@ -71,10 +89,10 @@ class _Folder:
         out = (weight.shape[0], (self.shape[1] + 2 * padding[0] - kh) // stride[0] + 1,
                (self.shape[2] + 2 * padding[1] - kw) // stride[1] + 1)
         geometry = Geometry("conv", self.shape, out, stride, padding)
-        return FloatEdge(name, self.source, target, geometry, weight), offset
+        return (name, self.source, target, geometry, weight), offset
 
-    def lif_node(self, name: str, shape: tuple[int, ...], bias: np.ndarray, lif) -> None:
-        self.nodes.append(FloatNode(name, shape, bias, lif.beta.item(), lif.v_th))
+    def lif_node(self, name: str, shape: tuple[int, ...], bias: torch.Tensor, lif) -> None:
+        self.nodes.append((name, shape, bias, lif.beta, lif.v_th, False))
 
     def advance(self, source: str, shape: tuple[int, ...]) -> None:
         self.source, self.shape, self.pool = source, shape, 1
@@ -90,8 +108,8 @@ class _Folder:
         elif isinstance(block, ConvBlock):
             edge, offset = self.conv_edge(name, name, block)
             self.edges.append(edge)
-            self.lif_node(name, edge.geometry.output_shape, offset, block.lif)
-            self.advance(name, edge.geometry.output_shape)
+            self.lif_node(name, edge[3].output_shape, offset, block.lif)
+            self.advance(name, edge[3].output_shape)
         elif isinstance(block, ResidualBlock):
             self.residual(name, block)
         elif isinstance(block, (DenseBlock, Readout)):
@@ -104,22 +122,22 @@ class _Folder:
         first, inner_offset = self.conv_edge(inner, inner, block.conv1)
         shortcut, short_offset = self.conv_edge(f"{name}.shortcut", name, block.shortcut,
                                                 channels=self.shape[0])
-        inner_shape = first.geometry.output_shape
+        inner_shape = first[3].output_shape
         self.edges.append(first)
         self.lif_node(inner, inner_shape, inner_offset, block.conv1.lif)
         self.advance(inner, inner_shape)
         second, second_offset = self.conv_edge(f"{name}.conv2", name, block.conv2)
-        if second.geometry.output_shape != shortcut.geometry.output_shape:
-            raise FoldError(f"{name}: the shortcut gives {shortcut.geometry.output_shape}, the main branch "
-                            f"{second.geometry.output_shape}; they cannot be added")
+        if second[3].output_shape != shortcut[3].output_shape:
+            raise FoldError(f"{name}: the shortcut gives {shortcut[3].output_shape}, the main branch "
+                            f"{second[3].output_shape}; they cannot be added")
         self.edges += [second, shortcut]
-        self.lif_node(name, second.geometry.output_shape, second_offset + short_offset, block.lif)
-        self.advance(name, second.geometry.output_shape)
+        self.lif_node(name, second[3].output_shape, second_offset + short_offset, block.lif)
+        self.advance(name, second[3].output_shape)
 
     def dense(self, name: str, block: DenseBlock | Readout) -> None:
         if not self.flat:
             raise FoldError(f"{name}: a linear layer must follow a flatten")
-        weight = _numpy(block.linear.weight)
+        weight = _float64(block.linear.weight)
         out = weight.shape[0]
         if len(self.shape) == 3:  # first linear layer after the conv stack: undo flatten, compose pool
             c, h, w = self.shape
@@ -127,28 +145,47 @@ class _Folder:
             weight = _pool_compose(weight.reshape(out, c, h // p, w // p), p).reshape(out, -1)
         geometry = Geometry("dense", (weight.shape[1],), (out,))
         if isinstance(block, DenseBlock):
-            scale, offset = (_numpy(t) for t in block.bn.fold_factors())
-            self.edges.append(FloatEdge(name, self.source, name, geometry, weight * scale[:, None]))
+            scale, offset = (_float64(t) for t in block.bn.fold_factors())
+            self.edges.append((name, self.source, name, geometry, weight * scale[:, None]))
             self.lif_node(name, (out,), offset, block.lif)
         else:
-            self.edges.append(FloatEdge(name, self.source, name, geometry, weight))
-            v_th = self.nodes[-1].v_th if self.nodes else 0.5
-            self.nodes.append(FloatNode(name, (out,), _numpy(block.linear.bias), 1.0, v_th, readout=True))
+            self.edges.append((name, self.source, name, geometry, weight))
+            v_th = self.nodes[-1][4] if self.nodes else 0.5
+            self.nodes.append((name, (out,), _float64(block.linear.bias), None, v_th, True))
         self.advance(name, (out,))
 
 
-def fold(model: SpikingNet, spec: Input) -> Graph:
-    """Fold tdBN, pooling and residual blocks into a float64 graph; the model is not modified.
-    ``spec``: the input node (shape, encoding, input_max) the network is deployed with."""
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy().copy()
+
+
+def fold_tensors(model: SpikingNet, spec: Input) -> FoldedTensors:
+    """Fold tdBN, pooling and residual blocks into float64 values that keep their gradient to the
+    model's parameters, with the graph they make; the model is not modified. ``spec``: the input
+    node (shape, encoding, input_max) the network is deployed with."""
     if tuple(spec.shape) != tuple(model.input_shape):
         raise FoldError(f"the input {tuple(spec.shape)} is not the model's {tuple(model.input_shape)}")
     folder = _Folder(model)
     for name, block in model.blocks.items():
         folder.block(name, block)
+    nodes = tuple(FloatNode(name, shape, _numpy(bias), 1.0 if beta is None else beta.item(), v_th, readout=readout)
+                  for name, shape, bias, beta, v_th, readout in folder.nodes)
+    edges = tuple(FloatEdge(name, source, target, geometry, _numpy(weight))
+                  for name, source, target, geometry, weight in folder.edges)
     try:
-        return Graph(spec, tuple(folder.nodes), tuple(folder.edges))
+        graph = Graph(spec, nodes, edges)
     except ValueError as exc:
         raise FoldError(f"the folded network does not form a graph: {exc}") from None
+    return FoldedTensors(graph, weights={e[0]: e[4] for e in folder.edges},
+                         biases={n[0]: n[2] for n in folder.nodes},
+                         betas={n[0]: n[3] for n in folder.nodes if n[3] is not None})
+
+
+def fold(model: SpikingNet, spec: Input) -> Graph:
+    """Fold tdBN, pooling and residual blocks into a float64 graph; the model is not modified.
+    ``spec``: the input node (shape, encoding, input_max) the network is deployed with."""
+    with torch.no_grad():
+        return fold_tensors(model, spec).graph
 
 
 def synaptic_float(edge: FloatEdge, x: torch.Tensor) -> torch.Tensor:

@@ -10,33 +10,59 @@ too, as for every target.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from export.calibrate import calibrate
 from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_record
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, quantize
 from hardware.bundle import Bundle, BundleError, write_bundle
 from hardware.files import staged_directory
 from hardware.fpga_tables import MANIFEST_NAME, write_tables
-from hardware.graph import Input
+from hardware.graph import Graph, Input
 from hardware.profile import PROFILES, TARGET_PROFILES
 
 TARGET = "fpga"
+
+
+def _arithmetic(profile: str):
+    if profile not in TARGET_PROFILES[TARGET]:
+        raise BundleError(f"target fpga has no profile {profile!r}; choose one of {', '.join(TARGET_PROFILES[TARGET])}")
+    return PROFILES[profile]
+
+
+def quantize_graph(graph: Graph, bound: float, policy: QuantPolicy, profile: str = TARGET_PROFILES[TARGET][0],
+                   calibration: tuple[np.ndarray, int] | None = None) -> tuple[Graph, dict, list[str]]:
+    """The integer graph :func:`export_fpga` writes for a folded graph (the target registry's
+    ``quantizer``): ``(graph, ranges, warnings)``; with ``policy.calibrate``, the hidden scales
+    come from ``calibration`` = (encoded training inputs, timesteps) (:mod:`export.calibrate`,
+    its record in ``ranges["calibration"]``)."""
+    arithmetic, record = _arithmetic(profile), None
+    if policy.calibrate:
+        if calibration is None:
+            raise ValueError("calibration needs the calibration inputs and timesteps")
+        pins, record = calibrate(graph, *calibration, policy, arithmetic)
+        policy = dataclasses.replace(policy, on_overflow="clip", pins=pins)
+    integer_graph, ranges, warnings = quantize(graph, bound, policy, arithmetic)
+    if record is not None:
+        ranges["calibration"] = record
+    return integer_graph, ranges, warnings
 
 
 def export_fpga(checkpoint: Path, out: Path, calibration_inputs: np.ndarray, spec: Input,
                 policy: QuantPolicy | None = None, profile: str = TARGET_PROFILES[TARGET][0]) -> ExportResult:
     """Fold, calibrate, quantize to ``profile`` and write ``out``: the bundle, its tables,
     ``model.nir`` and the checkpoint, whole or not at all (see :func:`export.loihi.export_loihi`)."""
-    if profile not in TARGET_PROFILES[TARGET]:
-        raise BundleError(f"target fpga has no profile {profile!r}; choose one of {', '.join(TARGET_PROFILES[TARGET])}")
-    arithmetic = PROFILES[profile]
-    policy = policy or QuantPolicy()
+    arithmetic = _arithmetic(profile)
     prepared = prepare(checkpoint, calibration_inputs, spec)
-    integer_graph, quantization, warnings = quantize(prepared.float_graph, prepared.bound, policy, arithmetic)
+    calibration = (calibration_inputs, prepared.timesteps)
+    policy = policy or QuantPolicy()
+    integer_graph, quantization, warnings = quantize_graph(prepared.float_graph, prepared.bound, policy, profile,
+                                                           calibration)
     bundle = Bundle(
         target=TARGET,
         timesteps=prepared.timesteps,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.calibrate import calibrate
 from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_record
 from export.netx import NETX_BIAS_EXP, NETX_NAME, skip_reason, write_netx
 from export.nir_export import write_nir
@@ -24,8 +25,14 @@ LOIHI_BIAS_EXP = NETX_BIAS_EXP
 def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, dict, list[str], str | None]:
     """Quantize on netx's bias grid (``bias_exp = 6``) where netx can hold the network, so that
     ``model.net`` is exact; else, or where a bias does not fit that grid, with each node's
-    smallest exponent that fits. Returns the graph, its ranges, warnings and why netx is skipped."""
+    smallest exponent that fits. A pinned bias exponent (``policy.pins``: fine-tuning,
+    calibration) is kept as it is; netx is skipped where one is not 6. Returns the graph, its
+    ranges, warnings and why netx is skipped."""
     reason = skip_reason(graph)
+    pinned = {name for name, pin in (policy.pins or {}).items() if pin.bias_exp is not None}
+    off_grid = sorted(name for name in pinned if policy.pins[name].bias_exp != LOIHI_BIAS_EXP)
+    if reason is None and off_grid:
+        reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}; the pinned biases of {', '.join(off_grid)} use another"
     if reason is None:
         try:
             on_grid = quantize(graph, bound, dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP))
@@ -33,12 +40,40 @@ def _quantize(graph: Graph, bound: float, policy: QuantPolicy) -> tuple[Graph, d
             if exc.field != "bias_mant":
                 raise
             reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}, where {str(exc).split(';')[0]}"
-        else:
-            clipped = [name for name, r in on_grid[1]["layers"].items() if r["clipped"]["bias"]]
+        else:  # a pinned bias was clipped on this grid when it was chosen: netx holds it as it is
+            clipped = [name for name, r in on_grid[1]["layers"].items() if r["clipped"]["bias"] and name not in pinned]
             if not clipped:
                 return (*on_grid, None)
             reason = f"netx fixes bias_exp = {LOIHI_BIAS_EXP}, where the biases of {', '.join(clipped)} do not fit"
     return (*quantize(graph, bound, dataclasses.replace(policy, bias_exp=None)), reason)
+
+
+def quantize_graph(graph: Graph, bound: float, policy: QuantPolicy, profile: str = LOIHI2.name,
+                   calibration: tuple[np.ndarray, int] | None = None) -> tuple[Graph, dict, list[str]]:
+    """The integer graph :func:`export_loihi` writes for a folded graph (the target registry's
+    ``quantizer``): ``(graph, ranges, warnings)``; with ``policy.calibrate``, the hidden scales
+    come from ``calibration`` = (encoded training inputs, timesteps) (:mod:`export.calibrate`,
+    its record in ``ranges["calibration"]``)."""
+    return _quantize_calibrated(graph, bound, policy, profile, calibration)[:3]
+
+
+def _quantize_calibrated(graph: Graph, bound: float, policy: QuantPolicy, profile: str,
+                         calibration: tuple[np.ndarray, int] | None) -> tuple[Graph, dict, list[str], str | None]:
+    if profile != LOIHI2.name:
+        raise BundleError(f"target loihi has one profile, {LOIHI2.name}; got {profile!r}")
+    record = None
+    if policy.calibrate:
+        if calibration is None:
+            raise ValueError("calibration needs the calibration inputs and timesteps")
+        # tried on netx's bias grid where netx can hold the network, as _quantize applies it, so
+        # that the chosen pins carry the exponent the export uses
+        trial = dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP) if skip_reason(graph) is None else policy
+        pins, record = calibrate(graph, *calibration, trial, LOIHI2)
+        policy = dataclasses.replace(policy, on_overflow="clip", pins=pins)
+    integer_graph, ranges, warnings, reason = _quantize(graph, bound, policy)
+    if record is not None:
+        ranges["calibration"] = record
+    return integer_graph, ranges, warnings, reason
 
 
 def export_loihi(checkpoint: Path, out: Path, calibration_inputs: np.ndarray, spec: Input,
@@ -54,9 +89,10 @@ def export_loihi(checkpoint: Path, out: Path, calibration_inputs: np.ndarray, sp
     """
     if profile != LOIHI2.name:
         raise BundleError(f"target loihi has one profile, {LOIHI2.name}; got {profile!r}")
-    policy = policy or QuantPolicy()
     prepared = prepare(checkpoint, calibration_inputs, spec)
-    integer_graph, quantization, warnings, netx_skipped = _quantize(prepared.float_graph, prepared.bound, policy)
+    calibration = (calibration_inputs, prepared.timesteps)
+    integer_graph, quantization, warnings, netx_skipped = _quantize_calibrated(
+        prepared.float_graph, prepared.bound, policy or QuantPolicy(), profile, calibration)
     artifacts = {"nir": {"file": NIR_NAME}, "source_model": {"file": SOURCE_MODEL},
                  "netx": {"skipped": netx_skipped} if netx_skipped else {"file": NETX_NAME}}
     bundle = Bundle(

@@ -31,11 +31,19 @@ the accumulator), a node whose worst-case sum does not fit is an error naming it
 
 A value outside its integer range is an error naming the layer and the value, unless the policy
 says ``clip``: then it is clipped, counted in the record and reported as a warning.
+
+Steps 1-2 and the exponent of step 4 may instead be *pinned* per node (:class:`Pin`, in the
+policy's ``pins``): a node's ``vth``, scale and bias exponent chosen beforehand. Quantization-aware
+fine-tuning (:mod:`export.finetune`) trains at fixed pins and records them in its checkpoint, so
+that exporting it quantizes with exactly the scales it was trained at; steps 3-5 are unchanged.
+The rounding of steps 3 and 4 is written once, array-generic (:func:`weight_levels`,
+:func:`bias_levels`), for numpy here and for torch in the fine-tuning forward.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +65,58 @@ class RangeError(ValueError):
 
 
 @dataclass(frozen=True)
+class Pin:
+    """A node's quantization chosen beforehand instead of from its weight range: its integer
+    threshold, its membrane scale ``S`` (for a hidden node, :meth:`~hardware.profile.Profile.
+    scale_for_threshold` of ``vth``) and its bias exponent (None: the policy's rule; fine-tuning
+    always pins it, calibration never does)."""
+
+    vth: int
+    scale: float
+    bias_exp: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vth": self.vth, "scale": self.scale, "bias_exp": self.bias_exp}
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str) -> Pin:
+        """A pin from its dict, refusing anything but the three fields with their types."""
+        if not isinstance(values, dict) or set(values) != {"vth", "scale", "bias_exp"}:
+            raise ValueError(f"{where}: a pin holds vth, scale and bias_exp, got {values!r}")
+        vth, scale, bias_exp = values["vth"], values["scale"], values["bias_exp"]
+        if not (isinstance(vth, int) and isinstance(bias_exp, int) and isinstance(scale, float)
+                and math.isfinite(scale) and scale > 0 and vth >= 0 and bias_exp >= 0):
+            raise ValueError(f"{where}: vth and bias_exp must be integers >= 0 and scale a positive float, "
+                             f"got {values!r}")
+        return cls(vth, scale, bias_exp)
+
+
+def pins_of(graph: Graph) -> dict[str, Pin]:
+    """The pins that reproduce an integer graph's scales (:func:`quantize` with them gives it back
+    from the same float graph)."""
+    return {n.name: Pin(int(n.vth), float(n.scale), int(n.bias_exp)) for n in graph.nodes}
+
+
+def weight_levels(weight, scale: float, input_scale: float, step: int):
+    """Step 3 before rounding: float weights (numpy or torch) in units of the weight grid's step,
+    ``W S / (step input_scale)``; the integer weight is ``step`` times it, rounded."""
+    return weight * scale / (input_scale * step)
+
+
+def bias_levels(bias, scale: float, act_shift: int, bias_exp: int):
+    """Step 4 before rounding: float biases (numpy or torch) in units of ``2^bias_exp``,
+    ``2^act_shift S b / 2^bias_exp``; ``bias_mant`` is it, rounded."""
+    return bias * scale * (1 << act_shift) / (1 << bias_exp)
+
+
+@dataclass(frozen=True)
 class QuantPolicy:
     on_overflow: str = "error"  #: error | clip
     weight_percentile: float = 100.0  #: range of |W| mapped onto the full weight range
     readout_headroom: float = 0.5  #: fraction of the readout's range the calibration may use
     bias_exp: int | None = None  #: fixed bias exponent (Loihi 6: netx-exact); None: smallest that fits
+    pins: Mapping[str, Pin] | None = None  #: nodes whose vth, scale and bias exponent are given (module doc)
+    calibrate: bool = False  #: the exporters pin hidden scales from activation statistics (export.calibrate)
 
     def __post_init__(self) -> None:
         if self.on_overflow not in ON_OVERFLOW:
@@ -98,20 +153,21 @@ def _fit(values: np.ndarray, lo: int, hi: int, field: str, layer: str, policy: Q
     return np.clip(values, lo, hi), n
 
 
-def _bias_to_mant_exp(bias_v: np.ndarray, layer: str, policy: QuantPolicy, profile: Profile,
-                      warnings: list[str]) -> tuple[np.ndarray, int, int]:
-    """Membrane-unit bias -> (bias_mant, bias_exp, clipped count), smallest exponent that fits."""
+def _bias_to_mant_exp(bias: np.ndarray, scale: float, layer: str, policy: QuantPolicy, profile: Profile,
+                      warnings: list[str], fixed_exp: int | None) -> tuple[np.ndarray, int, int]:
+    """Float bias -> (bias_mant, bias_exp, clipped count): at ``fixed_exp`` if given, else at the
+    smallest exponent that fits."""
     lo, hi = profile.bias_mant_min, profile.bias_mant_max
-    if policy.bias_exp is not None:
-        exp = policy.bias_exp
+    if fixed_exp is not None:
+        exp = fixed_exp
         if not profile.bias_exp_min <= exp <= profile.bias_exp_max:
             raise ValueError(f"bias_exp {exp} outside [{profile.bias_exp_min}, {profile.bias_exp_max}] "
                              f"of profile {profile.name}")
-        mant = _to_int(bias_v / (1 << exp))
+        mant = _to_int(bias_levels(bias, scale, profile.act_shift, exp))
         mant, n = _fit(mant, lo, hi, "bias_mant", layer, policy, warnings, f"at bias_exp={exp}")
         return mant, exp, n
     for exp in range(profile.bias_exp_min, profile.bias_exp_max + 1):
-        mant = _to_int(bias_v / (1 << exp))
+        mant = _to_int(bias_levels(bias, scale, profile.act_shift, exp))
         if mant.size == 0 or (mant.min() >= lo and mant.max() <= hi):
             return mant, exp, 0
     mant, n = _fit(mant, lo, hi, "bias_mant", layer, policy, warnings, f"at bias_exp={exp}")
@@ -121,7 +177,7 @@ def _bias_to_mant_exp(bias_v: np.ndarray, layer: str, policy: QuantPolicy, profi
 def _edge_weights(edge: FloatEdge, scale: float, input_scale: float, policy: QuantPolicy, profile: Profile,
                   warnings: list[str]) -> tuple[IntegerEdge, int]:
     step = profile.weight_step
-    weight_f = step * np.rint(edge.weight * scale / (input_scale * step))
+    weight_f = step * np.rint(weight_levels(edge.weight, scale, input_scale, step))
     if not np.all(np.isfinite(weight_f)):  # never let NaN or infinity become an integer
         raise RangeError(f"edge {edge.name}: weight is not finite at scale {scale:g}; it cannot be quantized")
     weight, clipped = _fit(_to_int(weight_f), profile.weight_min, profile.weight_max, "weight", edge.name, policy,
@@ -141,7 +197,11 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
                    for e in edges]
     s_max = min((profile.weight_max * c / r for c, r in zip(input_scales, ranges_used, strict=True) if r > 0),
                 default=math.inf)
-    if node.readout:
+    pin = (policy.pins or {}).get(node.name)
+    if pin is not None:
+        scale = pin.scale
+        vth, dv = (profile.vth_max, profile.decay_none) if node.readout else (pin.vth, profile.beta_to_code(node.beta))
+    elif node.readout:
         scale = min(s_max, readout_limit if readout_limit is not None else math.inf)
         if not math.isfinite(scale):
             scale = 1.0
@@ -162,12 +222,15 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
         worst += int(record.worst_sums(int(c)).max(initial=0))
         edge_ranges[edge.name] = {"source": edge.source, "input_scale": c, "weight_range_used": r,
                                   "clipped_weight": clipped}
-    bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(bias_v, node.name, policy, profile, warnings)
+    bias_mant, bias_exp, b_clipped = _bias_to_mant_exp(node.bias, scale, node.name, policy, profile, warnings,
+                                                       policy.bias_exp if pin is None or pin.bias_exp is None
+                                                       else pin.bias_exp)
     du = profile.decay_max if profile.current_stage else 0  # a current without memory: u = a << act_shift
     record = IntegerNode(name=node.name, shape=node.shape, bias_mant=bias_mant, bias_exp=bias_exp,
                          du=du, dv=dv, vth=vth, scale=float(scale), readout=node.readout)
     ranges = {
         "scale": float(scale),
+        "pinned": pin is not None,
         "weight_percentile": policy.weight_percentile,
         "edges": edge_ranges,
         "vth": vth,
@@ -186,6 +249,9 @@ def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None = No
     """Quantize a folded graph to ``profile``. ``readout_bound``: the calibration's largest
     ``|sum_t I_t|``."""
     policy = policy or QuantPolicy()
+    unknown = sorted(set(policy.pins or {}) - {n.name for n in graph.nodes})
+    if unknown:
+        raise ValueError(f"pins name node(s) the graph does not have: {', '.join(unknown)}")
     readout_limit = None
     if readout_bound > 0:
         readout_limit = (policy.readout_headroom * (profile.vth_max << profile.vth_shift)
@@ -201,7 +267,8 @@ def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None = No
     summary = {
         "profile": profile.name,
         "policy": {"on_overflow": policy.on_overflow, "weight_percentile": policy.weight_percentile,
-                   "readout_headroom": policy.readout_headroom, "bias_exp": policy.bias_exp},
+                   "readout_headroom": policy.readout_headroom, "bias_exp": policy.bias_exp,
+                   "pinned": sorted(policy.pins or {}), "calibrate": policy.calibrate},
         "readout_calibration_bound": readout_bound,
         "layers": ranges,
     }

@@ -26,6 +26,10 @@ class Target:
     name: str
     description: str
     exporter: str  #: ``module:function``, with the signature of its kind (module docstring)
+    #: quantized targets: ``module:function`` giving the integer graph the exporter writes for a folded
+    #: graph, ``(graph, bound, policy, profile, calibration) -> (graph, ranges, warnings)`` (fine-tuning
+    #: trains at it; ``calibration``: (encoded training inputs, timesteps) for ``policy.calibrate``)
+    quantizer: str | None = None
     quantized: bool = True  #: writes an integer bundle (else the float network)
     requires: tuple[str, ...] = ()  #: importable packages the exporter needs beyond the base install
     extra: str | None = None  #: the pyproject extra that installs ``requires``
@@ -40,15 +44,24 @@ class Target:
         return None
 
     def load(self) -> Callable:
-        module, function = self.exporter.split(":")
-        return getattr(importlib.import_module(module), function)
+        return _function(self.exporter)
+
+    def load_quantizer(self) -> Callable:
+        if self.quantizer is None:
+            raise ValueError(f"target {self.name} does not quantize")
+        return _function(self.quantizer)
+
+
+def _function(path: str) -> Callable:
+    module, function = path.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("loihi", "Loihi 2 as Lava 0.10 computes it (bundle, model.nir, lava-dl netx model.net)",
-           "export.loihi:export_loihi"),
+           "export.loihi:export_loihi", quantizer="export.loihi:quantize_graph"),
     Target("fpga", "an FPGA integer datapath (bundle, $readmemh/CSV/C tables and manifest.json, model.nir)",
-           "export.fpga:export_fpga"),
+           "export.fpga:export_fpga", quantizer="export.fpga:quantize_graph"),
     Target("onnx", "the folded float network as ONNX, one step with explicit LIF state (model.onnx, onnx.json; "
            "--unrolled adds all T steps, model.unrolled.onnx); no quantization",
            "export.onnx_export:export_onnx", quantized=False, requires=("onnx",), extra="onnx"),

@@ -222,10 +222,10 @@ class Profile:
         """A conv layer's exact integer output brought to the synapse width."""
         return self._overflow(raw, self.synapse_overflow, self.synapse_bits)
 
-    def lif_step(self, a: ArrayLike, u: ArrayLike, v: ArrayLike, du: int, dv: int, bias: ArrayLike, vth: int
-                 ) -> tuple[ArrayLike, ArrayLike, ArrayLike, dict[str, int]]:
-        """One step for int64 arrays or tensors (any shape, ``bias`` broadcast); returns
-        ``(spikes, u, v, counts)`` with how many currents overflowed and membranes saturated."""
+    def integrate(self, a: ArrayLike, u: ArrayLike, v: ArrayLike, du: int, dv: int, bias: ArrayLike
+                  ) -> tuple[ArrayLike, ArrayLike, dict[str, int]]:
+        """The step up to the threshold: ``(u, v before the threshold, counts)`` for int64 arrays or
+        tensors, with how many currents overflowed (``u_wrap``) and membranes saturated (``v_clip``)."""
         a = fp.as_int64(a)
         if self.current_stage:
             u_raw = self.decay(u, du + 1) + (a << self.act_shift)
@@ -235,9 +235,19 @@ class Profile:
             u, u_wrap = a << self.act_shift, 0
         v_raw = self.decay(v, dv) + u + bias
         v = self._overflow(v_raw, self.voltage_overflow, self.state_bits)
-        counts = {"u_wrap": u_wrap, "v_clip": fp.count(v != v_raw)}
+        return u, v, {"u_wrap": u_wrap, "v_clip": fp.count(v != v_raw)}
+
+    def fires(self, v: ArrayLike, vth: int) -> ArrayLike:
+        """Which membranes ``v`` (before the reset) spike at threshold ``vth``."""
         level = int(vth) << self.vth_shift
-        spikes = v > level if self.threshold == ">" else v >= level
+        return v > level if self.threshold == ">" else v >= level
+
+    def lif_step(self, a: ArrayLike, u: ArrayLike, v: ArrayLike, du: int, dv: int, bias: ArrayLike, vth: int
+                 ) -> tuple[ArrayLike, ArrayLike, ArrayLike, dict[str, int]]:
+        """One step for int64 arrays or tensors (any shape, ``bias`` broadcast): :meth:`integrate`,
+        :meth:`fires`, and the reset to 0; returns ``(spikes, u, v, counts)``."""
+        u, v, counts = self.integrate(a, u, v, du, dv, bias)
+        spikes = self.fires(v, vth)
         return spikes, u, fp.where(spikes, 0, v), counts
 
     # --- what a graph of this profile must satisfy ------------------------------------------------

@@ -98,10 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
                          "instead of failing")
     ex.add_argument("--weight-percentile", type=float,
                     help="percentile of |W| mapped to the largest integer weight (default 100)")
+    ex.add_argument("--calibrate", action="store_true",
+                    help="choose each hidden layer's scale from activation statistics on training data: the weight "
+                         "percentile (100 down to 90, weights beyond it clipped) whose integer layer, fed the float "
+                         "network's spikes, agrees best with the float layer; the bundle and report show each choice")
     ex.add_argument("--profile", choices=tuple(PROFILES),
                     help="the target's integer arithmetic (default: the target's first): " + "; ".join(
                         f"{name} (target {t}{', default' if i == 0 else ''}): {PROFILES[name].description}"
                         for t, names in TARGET_PROFILES.items() for i, name in enumerate(names)))
+
+    quantized = tuple(name for name, t in TARGETS.items() if t.quantized)
+    fi = sub.add_parser("finetune", parents=[common],
+                        help="fine-tune a checkpoint with a target's exact integer forward in the loop "
+                             "(straight-through rounding, the surrogate at the integer threshold, decays on the "
+                             "target's grid); its export is bit-exact with the network it trained")
+    fi.add_argument("model", type=Path, help="model.pt from lsg-deploy train (or an earlier finetune)")
+    fi.add_argument("--target", required=True, choices=quantized, help="the target whose integer network to train")
+    fi.add_argument("--profile", choices=tuple(PROFILES), help="the target's integer arithmetic (default: its first)")
+    fi.add_argument("--out", type=Path, required=True,
+                    help="directory for the fine-tuned model.pt (rewritten after every epoch)")
+    fi.add_argument("--epochs", type=int, default=5, help="default 5")
+    fi.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    fi.add_argument("--batch-size", type=int, default=64, help="default 64")
+    fi.add_argument("--seed", type=int, default=0, help="sample order (default 0)")
+    fi.add_argument("--weight-percentile", type=float,
+                    help="the starting scales, as export's option (default 100); fine-tuning keeps them")
+    fi.add_argument("--clip", action="store_true", help="let the starting scales clip values, as export's option")
+    fi.add_argument("--calibrate", action="store_true", help="the starting scales from activation statistics, as "
+                    "export's option")
 
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path)
@@ -163,13 +187,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,
-                                     profile=args.profile, unrolled=args.unrolled)
+                                     profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate)
             if "bundle" in result:
                 say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
                     f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
             else:
                 say(f"wrote ONNX model {result['model']} ({result['lif_layers']} LIF layers, {result['timesteps']} "
                     f"steps){'; unrolled: ' + result['unrolled'] if result['unrolled'] else ''}")
+        elif args.command == "finetune":
+            result = pipeline.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
+                                       weight_percentile=args.weight_percentile, epochs=args.epochs, lr=args.lr,
+                                       batch_size=args.batch_size, seed=args.seed, quiet=args.quiet, say=say,
+                                       calibrate=args.calibrate)
+            say(f"wrote {result['checkpoint']}: {result['target']} ({result['profile']}) fixed point "
+                f"{result['fixed_before'] * 100:.2f}% -> {result['fixed_after'] * 100:.2f}%, float "
+                f"{result['float_before'] * 100:.2f}% -> {result['float_after'] * 100:.2f}% "
+                f"({result['seconds']:.0f} s); "
+                f"export it with: lsg-deploy export --target {result['target']} {result['checkpoint']} --out DIR")
         elif args.command == "simulate":
             from lsg_deploy.report import figure_png, format_report
 

@@ -198,12 +198,14 @@ def tqdm_write(line: str) -> None:
 
 
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
-           force: bool = False, profile: str | None = None, unrolled: bool = False) -> dict[str, Any]:
+           force: bool = False, profile: str | None = None, unrolled: bool = False,
+           calibrate: bool = False) -> dict[str, Any]:
     """Write ``checkpoint`` for ``target`` (:data:`export.targets.TARGETS`) in the directory ``out``.
 
     A quantized target folds and quantizes it in its integer ``profile`` (default: the target's
     first, :data:`hardware.profile.TARGET_PROFILES`; ``clip`` and ``weight_percentile``, default
-    100, set the quantization) and writes a bundle; a float target (onnx) writes the folded float
+    100, set the quantization; ``calibrate``: hidden scales from activation statistics,
+    :mod:`export.calibrate`) and writes a bundle; a float target (onnx) writes the folded float
     network (:func:`_export_float`; ``unrolled``: also all T steps) and refuses the quantization
     options. ``out`` may hold an earlier export (replaced atomically); anything else there is
     refused unless ``force`` (see :mod:`lsg_deploy.outputs`).
@@ -221,7 +223,8 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     if not TARGETS[target].quantized:
         given = [flag for flag, value in (("--profile", profile is not None), ("--clip", clip),
-                                          ("--weight-percentile", weight_percentile is not None)) if value]
+                                          ("--weight-percentile", weight_percentile is not None),
+                                          ("--calibrate", calibrate)) if value]
         if given:
             raise UsageError(f"{', '.join(given)}: target {target} writes the float network, which has no integer "
                              f"profile nor quantization; drop {'them' if len(given) > 1 else 'it'}")
@@ -229,19 +232,35 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     if unrolled:
         floats = ", ".join(name for name, t in TARGETS.items() if not t.quantized)
         raise UsageError(f"--unrolled: target {target} writes a bundle; only target {floats} writes an unrolled model")
-    profile = profile or TARGET_PROFILES[target][0]
+    try:
+        model, doc = load_checkpoint(checkpoint)
+        record = _finetuned(doc, checkpoint)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    pinned = record is not None and record.target == target and profile in (None, record.profile)
+    profile = profile or (record.profile if pinned else TARGET_PROFILES[target][0])
     if profile not in TARGET_PROFILES[target]:
         raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGET_PROFILES[target])}")
+    if pinned and (weight_percentile is not None or calibrate):
+        flag = "--weight-percentile" if weight_percentile is not None else "--calibrate"
+        raise UsageError(f"{flag}: {checkpoint} was fine-tuned at its own scales for {record.profile}, "
+                         f"which its export keeps; drop {flag}")
+    if calibrate and weight_percentile is not None:
+        raise UsageError("--calibrate chooses each layer's weight percentile itself: drop --weight-percentile")
+    if record is not None and not pinned:
+        print(f"WARNING: {checkpoint} was fine-tuned for {record.target} ({record.profile}); quantizing it afresh "
+              f"for {target} ({profile})", file=sys.stderr)
     try:
-        policy = QuantPolicy(on_overflow="clip" if clip else "error",
-                             weight_percentile=100.0 if weight_percentile is None else weight_percentile)
+        # a fine-tuned network clipped what its scales could not hold while it trained: its export does too
+        policy = QuantPolicy(on_overflow="clip" if clip or pinned else "error",
+                             weight_percentile=100.0 if weight_percentile is None else weight_percentile,
+                             pins=record.pins if pinned else None, calibrate=calibrate)
     except ValueError as exc:  # QuantPolicy's range checks
         raise UsageError(f"--weight-percentile: {exc}") from None
     check_bundle_target(out, checkpoint, force)
     try:
-        model, doc = load_checkpoint(checkpoint)
         train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps)
-    except (CheckpointError, data.DataError) as exc:
+    except data.DataError as exc:
         raise UsageError(str(exc)) from None
     try:
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
@@ -251,7 +270,133 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     for warning in result.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     return {"bundle": str(out), "profile": profile, "warnings": result.warnings,
-            "layers": result.bundle.quantization["layers"]}
+            "layers": result.bundle.quantization["layers"],
+            "calibration": result.bundle.quantization.get("calibration")}
+
+
+def _finetuned(doc: dict[str, Any], checkpoint: Path):
+    """The checkpoint's fine-tuning record (:class:`export.finetune.QuantizationRecord`) or None."""
+    from export.finetune import FinetuneError, QuantizationRecord
+
+    try:
+        return QuantizationRecord.from_checkpoint(doc)
+    except FinetuneError as exc:
+        raise UsageError(f"{checkpoint}: {exc}") from None
+
+
+def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = None, clip: bool = False,
+             weight_percentile: float | None = None, epochs: int = 5, lr: float = 3e-4, batch_size: int = 64,
+             seed: int = 0, quiet: bool = False, say=print, calibrate: bool = False) -> dict[str, Any]:
+    """Fine-tune ``checkpoint`` with ``target``'s integer forward in the loop (:mod:`export.finetune`)
+    and write ``out/model.pt`` after every epoch, each proven to export to the integer network it
+    trained. The starting scales are the export's (``clip``, ``weight_percentile``, ``calibrate``); a
+    checkpoint fine-tuned before for the same target and profile goes on at its own."""
+    import copy
+
+    from export import finetune as ft
+    from export.common import prepare
+    from export.fold import fold
+    from export.quantize import QuantPolicy, RangeError, pins_of
+    from export.targets import TARGETS
+    from hardware.bundle import BundleError, sha256_file
+    from hardware.graph import Input
+    from hardware.profile import PROFILES, TARGET_PROFILES
+    from training.checkpoint import CheckpointError, checkpoint_bytes, checkpoint_document, load_checkpoint
+    from training.config import TrainConfig
+    from training.loop import predict
+
+    if target not in TARGETS or not TARGETS[target].quantized:
+        quantized = ", ".join(name for name, t in TARGETS.items() if t.quantized)
+        raise UsageError(f"--target {target}: fine-tuning needs a quantized target ({quantized})")
+    profile = profile or TARGET_PROFILES[target][0]
+    if profile not in TARGET_PROFILES[target]:
+        raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGET_PROFILES[target])}")
+    try:
+        config = ft.FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+        policy = QuantPolicy(on_overflow="clip" if clip else "error",
+                             weight_percentile=100.0 if weight_percentile is None else weight_percentile,
+                             calibrate=calibrate)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if calibrate and weight_percentile is not None:
+        raise UsageError("--calibrate chooses each layer's weight percentile itself: drop --weight-percentile")
+    out = Path(out)
+    target_file = out / CHECKPOINT_NAME
+    check_creatable_dir(out, "--out")
+    if target_file.is_dir():
+        raise UsageError(f"--out {out}: {target_file} is a directory")
+    if target_file.resolve() == Path(checkpoint).resolve():
+        raise UsageError(f"--out {out} would overwrite the checkpoint being fine-tuned; choose another directory")
+    try:
+        model, doc = load_checkpoint(checkpoint)
+        record = _finetuned(doc, checkpoint)
+        train_split, test_split, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps)
+    except (CheckpointError, data.DataError) as exc:
+        raise UsageError(str(exc)) from None
+    arithmetic = PROFILES[profile]
+    spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
+    quantizer = TARGETS[target].load_quantizer()
+    try:
+        prepared = prepare(Path(checkpoint), train_split.pixels, spec)
+        if record is not None and (record.target, record.profile) == (target, profile):
+            pins = record.pins  # going on from an earlier fine-tuning, at its scales
+            policy = QuantPolicy(on_overflow="clip", pins=pins)
+            start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile)
+        else:
+            start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile,
+                                    (train_split.pixels, model.timesteps))
+            pins = pins_of(start)
+        forward = ft.IntegerForward(model, spec, arithmetic, pins)
+    except (RangeError, BundleError, ft.FinetuneError) as exc:
+        raise UsageError(str(exc)) from None
+    differ = ft.graphs_equal(forward.integer_graph(), start)
+    if differ:  # the forward must start from exactly what export writes
+        raise ft.FinetuneError(f"the fine-tuning forward is not the export's network: {'; '.join(differ[:3])}")
+    timesteps = model.timesteps
+    train_data = (train_split.pixels, train_split.labels)
+    test_data = (test_split.pixels, test_split.labels)
+    float_before = float((predict(model, test_split.analog).logits.argmax(1).numpy() == test_split.labels).mean())
+    fixed_before = ft.evaluate(forward, *test_data, timesteps)
+    say(f"{checkpoint}: {target} ({profile}) fixed point {fixed_before * 100:.2f}%, float {float_before * 100:.2f}% "
+        f"on {len(test_split.labels)} test samples; fine-tuning {epochs} epochs")
+    pinned_policy = QuantPolicy(on_overflow="clip", pins=pins)
+    history: dict[str, Any] = {"fixed_before": fixed_before, "float_before": float_before, "epochs": [],
+                               "config": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed},
+                               "source_sha256": sha256_file(checkpoint)}
+
+    def write(rows) -> dict[str, Any]:
+        """Snap a copy's decays to the grid, write it with its record, prove its export."""
+        final = copy.deepcopy(model)
+        ft.snap_decays(final, arithmetic)
+        trained = ft.IntegerForward(final, spec, arithmetic, pins).integer_graph()
+        float_after = float((predict(final, test_split.analog).logits.argmax(1).numpy() == test_split.labels).mean())
+        history.update(epochs=rows, fixed_after=rows[-1]["test_accuracy"], float_after=float_after)
+        rec = ft.QuantizationRecord(target, profile, pins, policy.weight_percentile, dict(history))
+        new_doc = checkpoint_document(final, TrainConfig.from_dict(doc["config"]), doc["metrics"], doc["classes"],
+                                      doc["data"], quantization=rec.to_dict())
+        files.write_bytes(target_file, checkpoint_bytes(new_doc))
+        exported, _, _ = quantizer(fold(load_checkpoint(target_file)[0], spec), 0.0, pinned_policy, profile)
+        differ = ft.graphs_equal(exported, trained)
+        if differ:
+            target_file.unlink()
+            raise ft.FinetuneError(f"the export of the fine-tuned checkpoint is not the network it trained: "
+                                   f"{'; '.join(differ[:3])}")
+        return history
+
+    def on_epoch(row) -> None:
+        write(history["epochs"] + [row])
+        if not quiet:
+            tqdm_write(f"finetune epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train "
+                       f"{row['train_accuracy'] * 100:.2f}%, fixed-point test {row['test_accuracy'] * 100:.2f}%")
+
+    start_time = time.perf_counter()
+    try:
+        ft.train_epochs(forward, config, train_data, test_data, timesteps, on_epoch=on_epoch,
+                        progress=lambda total, desc: _progress(total, desc, quiet, "img"))
+    except ft.FinetuneError as exc:
+        raise UsageError(str(exc)) from None
+    return {"checkpoint": str(target_file), "target": target, "profile": profile, **history,
+            "seconds": time.perf_counter() - start_time}
 
 
 def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolled: bool) -> dict[str, Any]:

@@ -98,6 +98,27 @@ def _explain_lines(explain: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _scale_lines(scales: dict[str, Any] | None) -> list[str]:
+    """How the scales were chosen; for a calibrated export, each layer's choice and what it bought."""
+    if not scales:
+        return []
+    if scales["rule"] == "fine-tuned":
+        return ["scales: pinned by quantization-aware fine-tuning (lsg-deploy finetune)"]
+    if scales["rule"] != "calibrated":
+        return [f"scales: from the weight ranges (percentile {scales.get('weight_percentile')})"]
+    lines = [f"scales: calibrated on {scales['samples']} training samples (own agreement: the integer layer alone "
+             f"on the float network's spikes, vs the float layer)",
+             f"  {'layer':<12} {'chosen':>8} {'scale':>8} {'clipped':>8}  own agreement: weight range -> chosen"]
+    for name, layer in scales["layers"].items():
+        chosen = next(c for c in layer["candidates"] if c["weight_percentile"] == layer["chosen"])
+        full = next((c for c in layer["candidates"] if c["weight_percentile"] == 100.0), None)
+        ratio = f"{chosen['scale'] / full['scale']:.2f}x" if full else "-"
+        before = f"{full['own_agreement'] * 100:.2f}%" if full else "-"
+        lines.append(f"  {name:<12} {'p' + format(layer['chosen'], 'g'):>8} {ratio:>8} {chosen['clipped_weights']:>8}  "
+                     f"{before} -> {chosen['own_agreement'] * 100:.2f}%")
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"bundle {report['bundle']} (target {report['target']}, profile {report['profile']}): "
@@ -136,6 +157,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"  {row['name']:<12} {row['neurons']:>7} {pct(row, 'firing_rate_float')} "
             f"{pct(row, 'firing_rate_' + suffix)} {pct(row, 'spike_agreement_' + suffix)}  {sat_text}"
         )
+    lines += _scale_lines(report.get("scales"))
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}
     if clipped:
         lines.append(f"export clipped values (see bundle.json): {clipped}")

@@ -209,6 +209,17 @@ def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
     return counts
 
 
+def _scales(quantization: dict[str, Any]) -> dict[str, Any]:
+    """How the export chose its scales: from the weight ranges, calibrated (with every candidate's
+    own agreement, :mod:`export.calibrate`) or pinned by fine-tuning."""
+    layers = quantization.get("layers", {})
+    if "calibration" in quantization:
+        return {"rule": "calibrated", **quantization["calibration"]}
+    if layers and all(r.get("pinned") for r in layers.values() if isinstance(r, dict)):
+        return {"rule": "fine-tuned"}
+    return {"rule": "weight range", "weight_percentile": quantization.get("policy", {}).get("weight_percentile")}
+
+
 def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, float | None]:
     """Accuracy on the samples of each class ``0 .. classes-1`` (keys are the class as text, as
     JSON has them); None for a class without samples. Weighted by the class counts, the values
@@ -298,6 +309,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         },
         "export_clipped": {name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
                            if isinstance(rng, dict)},
+        "scales": _scales(bundle.quantization),
         "backends": {},
         "layers": [],
     }

@@ -94,6 +94,6 @@ def test_pooling_then_conv_is_one_strided_conv(kernel, stride, pool, padding, se
     x = torch.as_tensor(rng.standard_normal((2, 3, size, size)))
     w = torch.as_tensor(rng.standard_normal((4, 3, kernel, kernel)))
     direct = torch.nn.functional.conv2d(torch.nn.functional.avg_pool2d(x, pool), w, stride=stride, padding=padding)
-    composed = torch.nn.functional.conv2d(x, torch.as_tensor(_pool_compose(w.numpy(), pool)),
+    composed = torch.nn.functional.conv2d(x, _pool_compose(w, pool),
                                           stride=stride * pool, padding=padding * pool)
     assert torch.allclose(direct, composed, atol=1e-12)

@@ -182,6 +182,18 @@ def random_job(seed: int) -> LavaJob:
     return LavaJob(graph, netgen.random_inputs(seed, graph, timesteps, batch=4), timesteps)
 
 
+def paper_job(arch: str) -> LavaJob:
+    """The paper's networks at 1/16 width, untrained (they fire: :mod:`tests.papernets`), folded and
+    quantized to Loihi by the exporter's own code: ResNet-19 on a direct 3x8x8 input (19 nodes,
+    strided 1x1 projection shortcuts, identity shortcuts), VGGSNN on 2x16x16 event frames (four
+    average poolings folded into strided convolutions)."""
+    from tests.papernets import loihi_graph, untrained
+
+    net = untrained(arch, *{"resnet19": ((3, 8, 8), "direct", 16), "vggsnn": ((2, 16, 16), "event-frames", 1)}[arch],
+                    width=1 / 16, timesteps=3, batch=6, seed=5)
+    return LavaJob(loihi_graph(net), net.pixels.numpy(), net.timesteps)
+
+
 # --- helpers and fixtures ------------------------------------------------------------------------
 
 
@@ -220,6 +232,7 @@ def runs() -> Runs:
         "resnet": [resnet_job("direct"), resnet_job("event-frames")],
         "unpadded": [resnet_job("direct", pad_delays=False)],
         "random": [random_job(seed) for seed in RANDOM_SEEDS],
+        "paper": [paper_job("resnet19"), paper_job("vggsnn")],
     }
     flat = [job for jobs in groups.values() for job in jobs]
     results = iter(_lava(run_lava_jobs, flat))
@@ -288,6 +301,25 @@ def test_unpadded_shortcuts_do_not_match(runs):
     for name in ("stem", "res1.conv1"):
         assert np.array_equal(lava.spikes[name], ref.spikes[name]), name
     assert not np.array_equal(lava.spikes["res1"], ref.spikes["res1"])
+
+
+@pytest.mark.parametrize("index, arch", [(0, "resnet19"), (1, "vggsnn")])
+def test_the_papers_networks_match_bit_for_bit(runs, index, arch):
+    """ResNet-19 and VGGSNN at 1/16 width: Lava == the integer reference == torch fake-quant on
+    every layer, and the layers fire (a test of something)."""
+    import torch
+
+    from export.fake_quant import run_fake_quant
+
+    job, ref, lava = runs.jobs["paper"][index], runs.refs["paper"][index], runs.lava["paper"][index]
+    assert len(job.graph.nodes) == (19 if arch == "resnet19" else 9)
+    assert_same(ref, lava, arch)
+    spikes, membranes = run_fake_quant(job.graph, torch.as_tensor(job.inputs), job.timesteps)
+    assert np.array_equal(membranes.numpy(), ref.readout)
+    for name, fired in spikes.items():
+        assert np.array_equal(fired.numpy(), ref.spikes[name]), name
+    rates = [float(s.mean()) for s in ref.spikes.values()]
+    assert all(0 < r < 1 for r in rates), rates
 
 
 def test_random_graphs_match_bit_for_bit(runs):

@@ -132,6 +132,25 @@ def test_fake_quant_equals_reference_on_random_graphs(seed):
     assert np.array_equal(readout.numpy(), ref.readout)
 
 
+@pytest.mark.parametrize("arch, shape, encoding, input_max", [("resnet19", (3, 32, 32), "direct", 255),
+                                                               ("vggsnn", (2, 48, 48), "event-frames", 1)])
+def test_fake_quant_equals_reference_on_the_papers_networks_at_full_width(arch, shape, encoding, input_max):
+    """ResNet-19 on 32x32 RGB bytes and VGGSNN on 48x48 event frames at full width (19 and 9
+    nodes; untrained, firing), T = 2, four samples: the integer reference == torch fake-quant
+    (about 1 s each on 2 cores)."""
+    from tests.papernets import loihi_graph, untrained
+
+    net = untrained(arch, shape, encoding, input_max, timesteps=2, batch=4)
+    graph = loihi_graph(net)
+    ref = reference.run(graph, net.pixels.numpy(), net.timesteps)
+    spikes, readout = run_fake_quant(graph, net.pixels, net.timesteps)
+    assert len(graph.nodes) == (19 if arch == "resnet19" else 9)
+    for name in ref.spikes:
+        assert np.array_equal(spikes[name].numpy(), ref.spikes[name]), name
+        assert 0 < ref.spikes[name].mean() < 1, name
+    assert np.array_equal(readout.numpy(), ref.readout)
+
+
 def test_reference_rejects_float_inputs():
     graph = random_graph(0)
     with pytest.raises(ValueError, match="integers"):

@@ -29,6 +29,9 @@ FORMAT_NAME = "lsg-deploy-checkpoint"
 FORMAT_VERSION = 2  #: 2: content checksum (``sha256``)
 FIELDS = ("format", "format_version", "state_dict", "config", "input_shape", "classes", "metrics", "seed",
           "data", "versions", "sha256")
+#: fields only some checkpoints hold: ``quantization``, written by ``lsg-deploy finetune``, the
+#: target, profile and per-node scales the network was fine-tuned at (``export.finetune`` reads it)
+OPTIONAL_FIELDS = ("quantization",)
 
 
 class CheckpointError(ValueError):
@@ -53,8 +56,9 @@ def content_digest(doc: dict[str, Any]) -> str:
 
 
 def checkpoint_document(model: SpikingNet, config: TrainConfig, metrics: list[dict[str, float]], classes: int,
-                        data: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint as a dict of plain values and tensors, sealed with its checksum."""
+                        data: dict[str, Any], quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint as a dict of plain values and tensors, sealed with its checksum;
+    ``quantization``: see :data:`OPTIONAL_FIELDS`."""
     doc = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -66,6 +70,7 @@ def checkpoint_document(model: SpikingNet, config: TrainConfig, metrics: list[di
         "seed": config.seed,
         "data": data,
         "versions": package_versions(),
+        **({"quantization": quantization} if quantization is not None else {}),
     }
     doc["sha256"] = content_digest(doc)
     return doc
@@ -124,7 +129,7 @@ def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
     if doc.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint version {doc.get('format_version')}, this lsg-deploy reads "
                               f"version {FORMAT_VERSION}: train it again with this version")
-    missing, extra = sorted(set(FIELDS) - set(doc)), sorted(set(doc) - set(FIELDS))
+    missing, extra = sorted(set(FIELDS) - set(doc)), sorted(set(doc) - set(FIELDS) - set(OPTIONAL_FIELDS))
     if missing or extra:
         raise CheckpointError(f"{path}: " + "; ".join(([f"missing field(s) {', '.join(missing)}"] if missing else [])
                                                       + ([f"unknown field(s) {', '.join(extra)}"] if extra else [])))
@@ -141,6 +146,8 @@ def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
         raise CheckpointError(f"{path}: classes must be an integer >= 2 and metrics a list")
     if not isinstance(doc["data"], dict):
         raise CheckpointError(f"{path}: data must be a table")
+    if not isinstance(doc.get("quantization", {}), dict):
+        raise CheckpointError(f"{path}: quantization must be a table")
     try:
         config = TrainConfig.from_dict(doc["config"])
         model = build_model(config, tuple(shape), doc["classes"])
