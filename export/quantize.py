@@ -9,7 +9,11 @@ with float threshold ``v_th`` (Loihi's numbers in brackets: ``w_max = 254``, ``2
 1. each incoming edge ``e``'s weight range, ``r_e = percentile(|W_e|, p)`` (``p = 100``: its
    largest weight), bounds the scale at which its weights still fit; the node takes the
    tightest: ``S_max = min_e w_max * input_scale_e / r_e`` (``input_scale_e``: ``input_max`` for
-   an edge from the direct-encoded input, 1 for spikes);
+   an edge from the direct-encoded input, 1 for spikes); the node's largest bias bounds it too,
+   ``2^act_shift S |b| <= bias_mant_max << bias_exp_max``: with a wide input (CIFAR's bytes,
+   ``input_max`` 255) the weights alone would pick a scale whose biases Loihi's 13-bit mantissa
+   cannot hold, and a coarser weight grid is a smaller loss than a clipped bias (a bias too large
+   even for the smallest threshold's scale is still an error, or clipped);
 2. the largest integer threshold ``vth`` whose exact scale ``S = spike_level(vth) / (2^act_shift
    v_th)`` is at most ``S_max`` (:meth:`hardware.profile.Profile.scale_for_threshold`), so that a
    float membrane exactly at ``v_th`` is exactly the smallest integer membrane that spikes
@@ -197,6 +201,11 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
                    for e in edges]
     s_max = min((profile.weight_max * c / r for c, r in zip(input_scales, ranges_used, strict=True) if r > 0),
                 default=math.inf)
+    bias_range = float(np.abs(node.bias).max(initial=0.0))
+    s_bias = ((profile.bias_mant_max << profile.bias_exp_max) / ((1 << profile.act_shift) * bias_range)
+              if bias_range > 0 else math.inf)
+    bound = "weights" if s_max <= s_bias else "biases"
+    s_max = min(s_max, s_bias)
     pin = (policy.pins or {}).get(node.name)
     if pin is not None:
         scale = pin.scale
@@ -230,6 +239,7 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
                          du=du, dv=dv, vth=vth, scale=float(scale), readout=node.readout)
     ranges = {
         "scale": float(scale),
+        "scale_bound": "pinned" if pin is not None else "readout range" if node.readout and scale < s_max else bound,
         "pinned": pin is not None,
         "weight_percentile": policy.weight_percentile,
         "edges": edge_ranges,

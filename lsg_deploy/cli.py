@@ -15,7 +15,11 @@ from lsg_deploy.simulate import ALL, BACKENDS
 
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
-               "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "device", "precision", "workers")
+               "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "normalize", "device", "precision",
+               "workers")
+
+
+DATA_DIR_HELP = "where a file dataset's files are now, if not where the model was trained on them"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--no-verify-data", dest="verify_data", action="store_false", default=None,
                          help="accept CIFAR files that do not match the published MD5 sums (a subset, another copy)")
     setting.add_argument("--cutout", type=int, help="CIFAR: Cutout square side in pixels (default 0: none)")
+    setting.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
+                         help="CIFAR: train on pixels / 255 without the per-channel normalisation, so that the network "
+                              "deploys to the integer targets (its input is then the image's bytes)")
     setting.add_argument("--device", help="auto (default: CUDA where available), cpu, cuda or cuda:N")
     setting.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast (default fp32)")
     setting.add_argument("--workers", type=int, help="DataLoader worker processes for file datasets (default 0)")
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, required=True,
                     help="output directory; it may hold an earlier export (a bundle or an ONNX export), which is "
                          "replaced atomically, but nothing else (see --force)")
+    ex.add_argument("--data-dir", help=DATA_DIR_HELP)
     ex.add_argument("--unrolled", action="store_true",
                     help="target onnx only: also write model.unrolled.onnx, all T steps from the input to the logits")
     ex.add_argument("--force", action="store_true",
@@ -123,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--seed", type=int, default=0, help="sample order (default 0)")
     fi.add_argument("--weight-percentile", type=float,
                     help="the starting scales, as export's option (default 100); fine-tuning keeps them")
+    fi.add_argument("--data-dir", help=DATA_DIR_HELP)
     fi.add_argument("--clip", action="store_true", help="let the starting scales clip values, as export's option")
     fi.add_argument("--calibrate", action="store_true", help="the starting scales from activation statistics, as "
                     "export's option")
@@ -136,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
+    si.add_argument("--data-dir", help=DATA_DIR_HELP)
     si.add_argument("--explain", action="store_true",
                     help="with --fixed-point: attribute each layer's disagreement to its causes (the float network "
                          "rerun with only the decays, weights, biases or thresholds quantized; each layer run alone "
@@ -187,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,
-                                     profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate)
+                                     profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
+                                     data_dir=args.data_dir)
             if "bundle" in result:
                 say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
                     f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
@@ -198,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = pipeline.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
                                        weight_percentile=args.weight_percentile, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, seed=args.seed, quiet=args.quiet, say=say,
-                                       calibrate=args.calibrate)
+                                       calibrate=args.calibrate, data_dir=args.data_dir)
             say(f"wrote {result['checkpoint']}: {result['target']} ({result['profile']}) fixed point "
                 f"{result['fixed_before'] * 100:.2f}% -> {result['fixed_after'] * 100:.2f}%, float "
                 f"{result['float_before'] * 100:.2f}% -> {result['float_after'] * 100:.2f}% "
@@ -215,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_file_target(args.json, "--json", not_inside=args.bundle)
                 check_file_target(figure, "--json's figure", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
-                                       quiet=args.quiet, explain=args.explain)
+                                       quiet=args.quiet, explain=args.explain, data_dir=args.data_dir)
             if args.json:
                 png = figure_png(report)  # drawn first: a figure that fails leaves neither file
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")

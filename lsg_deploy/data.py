@@ -71,12 +71,28 @@ class EncodedSplit:
         return self if n is None else EncodedSplit(self.pixels[:n], self.labels[:n], self.input_max, self.encoding)
 
 
-Loader = Callable[["DataSpec", "int | None"], tuple[EncodedSplit, EncodedSplit, int]]
+@dataclass(frozen=True)
+class FileSource:
+    """Where a file dataset's files are, and how the network was trained on them: what loading its
+    integer encoding needs beyond the :class:`DataSpec` (from the checkpoint's config)."""
+
+    data_dir: str = ""
+    verify: bool = True
+    normalize: bool = True
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], data_dir: str | None = None) -> FileSource:
+        """From a checkpoint's ``config`` record; ``data_dir`` (a ``--data-dir``) overrides its own."""
+        return cls(str(data_dir or config.get("data_dir", "")), bool(config.get("verify_data", True)),
+                   bool(config.get("normalize", True)))
+
+
+Loader = Callable[["DataSpec", "int | None", "FileSource | None"], tuple[EncodedSplit, EncodedSplit, int]]
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A registry entry: ``loader(spec, timesteps)`` returns ``(train, test, classes)``."""
+    """A registry entry: ``loader(spec, timesteps, files)`` returns ``(train, test, classes)``."""
 
     name: str
     encoding: str  #: one of ENCODINGS; ``event-frames`` datasets need the timesteps
@@ -84,7 +100,7 @@ class Dataset:
     loader: Loader
     files: bool = False  #: read from the user's --data-dir for training (training.datasets), not embedded
     #: full scale of the integer encoding (the float input is ``pixels / input_max``); None: the
-    #: dataset has none (the file datasets: their float input is only what training saw)
+    #: dataset has none of its own (the file datasets: it depends on how the network was trained)
     input_max: int | None = None
 
     @property
@@ -120,18 +136,22 @@ class DataSpec:
         return cls(**values)
 
 
-def load(spec: DataSpec, timesteps: int | None = None) -> tuple[EncodedSplit, EncodedSplit, int]:
+def load(spec: DataSpec, timesteps: int | None = None, files: FileSource | None = None
+         ) -> tuple[EncodedSplit, EncodedSplit, int]:
     """Return ``(train, test, classes)`` of ``spec``'s dataset.
 
     ``timesteps``, the network's T, is required for ``event-frames`` datasets (their samples
-    are (T, C, H, W)) and ignored for ``direct`` ones. Raises :class:`DataError` on a missing
-    or bad T, and when the ``events`` extra (tonic) an event dataset needs is not installed."""
+    are (T, C, H, W)) and ignored for ``direct`` ones; ``files``: where a file dataset is and how
+    the network was trained on it (its integer encoding depends on it). Raises
+    :class:`DataError` on a missing or bad T, a file dataset without an integer encoding or
+    without its files, and when the ``events`` extra (tonic) an event dataset needs is not
+    installed."""
     dataset = DATASETS[spec.dataset]
     if dataset.needs_timesteps and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
         what = "no timesteps" if timesteps is None else f"timesteps {timesteps!r}"
         raise DataError(f"dataset {spec.dataset} has one frame per timestep: load it with the network's timesteps "
                         f"(a positive integer), got {what}")
-    return dataset.loader(spec, timesteps)
+    return dataset.loader(spec, timesteps, files)
 
 
 def _digits(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -156,7 +176,8 @@ def _digits(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 DIGITS_MAX = 16  #: scikit-learn's digits are 0..16
 
 
-def _load_digits(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, EncodedSplit, int]:
+def _load_digits(spec: DataSpec, timesteps: int | None, files: FileSource | None = None
+                 ) -> tuple[EncodedSplit, EncodedSplit, int]:
     images, labels, idx_train, idx_test, classes = _digits(spec)
     pixels = images[:, None]  # (1797, 1, 8, 8)
     return (
@@ -166,7 +187,8 @@ def _load_digits(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, E
     )
 
 
-def _load_digits_events(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, EncodedSplit, int]:
+def _load_digits_events(spec: DataSpec, timesteps: int | None, files: FileSource | None = None
+                        ) -> tuple[EncodedSplit, EncodedSplit, int]:
     from lsg_deploy.events import EventsExtraMissing, SaccadeSensor, spike_frames, tonic_to_frame
 
     try:
@@ -186,16 +208,36 @@ def _load_digits_events(spec: DataSpec, timesteps: int | None) -> tuple[EncodedS
     return split(idx_train), split(idx_test), classes
 
 
-def _files_only(spec: DataSpec, timesteps: int | None) -> tuple[EncodedSplit, EncodedSplit, int]:
-    raise DataError(f"dataset {spec.dataset} is read from --data-dir for training only: its float input (normalised "
-                    f"images, resized event counts) has no integer encoding yet, so models trained on it do not "
-                    f"export or simulate in fixed point")
+def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
+                ) -> tuple[EncodedSplit, EncodedSplit, int]:
+    """A file dataset's integer encoding (:attr:`training.datasets.FileDataset.integer`), for a
+    network trained as ``files`` says; read from the user's files."""
+    from pathlib import Path
+
+    from training.datasets import FILE_DATASETS, DataFilesError, FileOptions
+
+    entry = FILE_DATASETS[spec.dataset]
+    if entry.integer is None or files is None or files.normalize:
+        raise DataError(f"dataset {spec.dataset}: {entry.no_integer}")
+    if not files.data_dir:
+        raise DataError(f"dataset {spec.dataset} is read from files: give --data-dir")
+    options = FileOptions(Path(files.data_dir), timesteps or 1, augment=False, verify=files.verify, normalize=False)
+    if not options.root.is_dir():
+        raise DataError(f"dataset {spec.dataset}: --data-dir {options.root} is not a directory (the network was "
+                        f"trained on files there; give --data-dir where they are now)")
+    try:
+        splits = [entry.integer(options, train) for train in (True, False)]
+    except DataFilesError as exc:
+        raise DataError(str(exc)) from None
+    (train, train_labels, input_max), (test, test_labels, _) = splits
+    return (EncodedSplit(train, train_labels, input_max), EncodedSplit(test, test_labels, input_max),
+            entry.classes)
 
 
 def _file_datasets() -> tuple[Dataset, ...]:
     from training.datasets import FILE_DATASETS
 
-    return tuple(Dataset(d.name, EVENT_FRAMES if d.per_step else DIRECT, d.description, _files_only, files=True)
+    return tuple(Dataset(d.name, EVENT_FRAMES if d.per_step else DIRECT, d.description, _load_files, files=True)
                  for d in FILE_DATASETS.values())
 
 

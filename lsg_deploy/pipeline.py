@@ -36,6 +36,12 @@ def _physical_memory() -> int | None:
         return None
 
 
+#: the datasets whose images training normalises per channel (``normalize = false`` leaves it out)
+NORMALIZED_DATASETS = ("cifar10", "cifar100")
+#: the training samples an export calibrates on at most (the readout's range, --calibrate): all of
+#: the digits' 1,437, the first 2,048 of CIFAR's 50,000
+CALIBRATION_SAMPLES = 2048
+
 #: settings a resumed run may change: where it runs, not what it trains
 RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data")
 
@@ -45,13 +51,16 @@ def _training_data(config, spec: data.DataSpec, download: bool):
     from training import datasets
     from training.loop import Split
 
+    if not config.normalize and spec.dataset not in NORMALIZED_DATASETS:
+        raise UsageError(f"normalize = false: dataset {spec.dataset} has no normalisation to leave out (only "
+                         f"{', '.join(NORMALIZED_DATASETS)} do)")
     if data.DATASETS[spec.dataset].files:
         if not config.data_dir:
             raise UsageError(f"dataset {spec.dataset} is read from files: give --data-dir (no download happens "
                              f"without --download)")
         options = datasets.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
                                        autoaugment=config.autoaugment, cutout=config.cutout,
-                                       verify=config.verify_data, download=download)
+                                       verify=config.verify_data, download=download, normalize=config.normalize)
         try:
             train_set, test_set = datasets.build(spec.dataset, options)
         except datasets.DataFilesError as exc:
@@ -199,7 +208,7 @@ def tqdm_write(line: str) -> None:
 
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
            force: bool = False, profile: str | None = None, unrolled: bool = False,
-           calibrate: bool = False) -> dict[str, Any]:
+           calibrate: bool = False, data_dir: str | None = None) -> dict[str, Any]:
     """Write ``checkpoint`` for ``target`` (:data:`export.targets.TARGETS`) in the directory ``out``.
 
     A quantized target folds and quantizes it in its integer ``profile`` (default: the target's
@@ -259,16 +268,20 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(f"--weight-percentile: {exc}") from None
     check_bundle_target(out, checkpoint, force)
     try:
-        train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps)
+        train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps,
+                                      files=data.FileSource.from_config(doc["config"], data_dir))
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
     try:
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
-        result = TARGETS[target].load()(checkpoint, out, train_split.pixels, spec, policy, profile)
+        result = TARGETS[target].load()(checkpoint, out, train_split.pixels[:CALIBRATION_SAMPLES], spec, policy,
+                                        profile)
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
+        # a fine-tuned network was trained with its clipped values clipped: they are no loss
+        note = " (as it was fine-tuned)" if pinned and "clipped" in warning else ""
+        print(f"WARNING: {warning}{note}", file=sys.stderr)
     return {"bundle": str(out), "profile": profile, "warnings": result.warnings,
             "layers": result.bundle.quantization["layers"],
             "calibration": result.bundle.quantization.get("calibration")}
@@ -286,7 +299,8 @@ def _finetuned(doc: dict[str, Any], checkpoint: Path):
 
 def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = None, clip: bool = False,
              weight_percentile: float | None = None, epochs: int = 5, lr: float = 3e-4, batch_size: int = 64,
-             seed: int = 0, quiet: bool = False, say=print, calibrate: bool = False) -> dict[str, Any]:
+             seed: int = 0, quiet: bool = False, say=print, calibrate: bool = False,
+             data_dir: str | None = None) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` with ``target``'s integer forward in the loop (:mod:`export.finetune`)
     and write ``out/model.pt`` after every epoch, each proven to export to the integer network it
     trained. The starting scales are the export's (``clip``, ``weight_percentile``, ``calibrate``); a
@@ -330,21 +344,23 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
     try:
         model, doc = load_checkpoint(checkpoint)
         record = _finetuned(doc, checkpoint)
-        train_split, test_split, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps)
+        train_split, test_split, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps,
+                                               files=data.FileSource.from_config(doc["config"], data_dir))
     except (CheckpointError, data.DataError) as exc:
         raise UsageError(str(exc)) from None
     arithmetic = PROFILES[profile]
     spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
     quantizer = TARGETS[target].load_quantizer()
     try:
-        prepared = prepare(Path(checkpoint), train_split.pixels, spec)
+        calibration = train_split.pixels[:CALIBRATION_SAMPLES]
+        prepared = prepare(Path(checkpoint), calibration, spec)
         if record is not None and (record.target, record.profile) == (target, profile):
             pins = record.pins  # going on from an earlier fine-tuning, at its scales
             policy = QuantPolicy(on_overflow="clip", pins=pins)
             start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile)
         else:
             start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile,
-                                    (train_split.pixels, model.timesteps))
+                                    (calibration, model.timesteps))
             pins = pins_of(start)
         forward = ft.IntegerForward(model, spec, arithmetic, pins)
     except (RangeError, BundleError, ft.FinetuneError) as exc:
@@ -425,7 +441,7 @@ def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolle
 
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
-             quiet: bool = False, explain: bool = False) -> dict[str, Any]:
+             quiet: bool = False, explain: bool = False, data_dir: str | None = None) -> dict[str, Any]:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -451,7 +467,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     bundle, model, spec = load_for_report(Path(bundle_dir))
     backends = backends_for(backend, bundle) if fixed_point else ()
     try:
-        _, test, _ = data.load(spec, timesteps=model.timesteps)
+        _, test, _ = data.load(spec, timesteps=model.timesteps,
+                               files=data.FileSource.from_config(bundle.source.get("train_config", {}), data_dir))
     except data.DataError as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
     return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends,

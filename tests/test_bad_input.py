@@ -346,7 +346,7 @@ CASES = [
     Case("export-inf-running-var", export(edit=tensor(RV2, INF)), ("conv2",)),
     Case("export-negative-running-var", export(edit=tensor(RV2, -1.0)), ("conv2",)),
     Case("export-nan-lif-b", export(edit=tensor(B3, NAN)), ("fc1",)),
-    Case("export-bias-out-of-range", export(edit=tensor("blocks.conv2.bn.shift", 1e4)), ("conv2",)),
+    Case("export-bias-out-of-range", export(edit=tensor("blocks.conv2.bn.shift", 1e7)), ("conv2",)),
     Case("export-clip-nan-weight", export("--clip", edit=tensor(W1, NAN)), ("conv1",)),
     # export: the checkpoint's structure
     Case("export-state-missing-key", export(edit=lambda d: d["state_dict"].pop("blocks.conv2.bn.norm.running_mean")),

@@ -1,6 +1,7 @@
 """CIFAR-10 and CIFAR-100 through torchvision, on tiny files in torchvision's real layout: the
 files are read as written, augmentation is the recipe's and repeats under a seed, bad files are
-one line, and resnet19 and vggsnn train on them from the CLI."""
+one line, resnet19 and vggsnn train on them from the CLI, and a network trained without the
+normalisation deploys to Loihi with the image's bytes as its integer input."""
 
 from __future__ import annotations
 
@@ -84,20 +85,54 @@ def test_cli_needs_a_data_dir_for_a_file_dataset(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("dataset, arch, width", [("cifar10", "resnet19", 1 / 32), ("cifar100", "vggsnn", 1 / 16)])
-def test_resnet19_and_vggsnn_train_on_cifar_from_the_cli(tmp_path, cifar_root, capsys, dataset, arch, width):
-    out = tmp_path / "run"
+@pytest.mark.parametrize("dataset, arch, width, normalize", [("cifar10", "resnet19", 1 / 32, False),
+                                                             ("cifar100", "vggsnn", 1 / 16, True)])
+def test_resnet19_and_vggsnn_train_on_cifar_from_the_cli(tmp_path, cifar_root, capsys, dataset, arch, width,
+                                                         normalize):
+    """Both train from the CLI with the recipe's options. The vggsnn, trained on normalised images,
+    has no integer input: export says so in one line. The resnet19, trained with
+    ``--no-normalize`` (the input is pixels / 255, so the integer input is the image's bytes,
+    input_max 255), exports to Loihi at 1/32 width, Lava equals the integer reference on all 19
+    layers, and the float model run on the integer encoding is the model training evaluated
+    through torchvision's transforms."""
+    import json
+
+    out, bundle, report = tmp_path / "run", tmp_path / "bundle", tmp_path / "report.json"
     assert main(["train", "--dataset", dataset, "--data-dir", str(cifar_root), "--no-verify-data", "--arch", arch,
                  "--width", str(width), "--timesteps", "2", "--epochs", "2", "--batch-size", "16", "--optimizer",
-                 "sgd", "--lr", "0.05", "--cutout", "8", "--out", str(out), "--quiet"]) == 0
+                 "sgd", "--lr", "0.05", "--cutout", "8", *([] if normalize else ["--no-normalize"]), "--out", str(out),
+                 "--quiet"]) == 0
     model, doc = load_checkpoint(out / "model.pt")
     assert doc["data"]["dataset"] == dataset and doc["config"]["data_dir"] == str(cifar_root)
     assert model.input_shape == (3, 32, 32) and doc["classes"] == FILE_DATASETS[dataset].classes
-    assert all(np.isfinite(row["train_loss"]) for row in doc["metrics"])
-    # export needs an integer encoding of the input, which the file datasets do not have yet: one line
-    assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(tmp_path / "bundle")]) == 2
-    assert "has no integer encoding yet" in capsys.readouterr().err
-    assert not (tmp_path / "bundle").exists()
+    assert all(np.isfinite(row["train_loss"]) for row in doc["metrics"]) and doc["config"]["normalize"] is normalize
+    if normalize:  # export needs an integer encoding of the input, which normalised images do not have
+        assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle)]) == 2
+        assert "trained on normalised images, which have no integer encoding: train with normalize = false" in \
+            capsys.readouterr().err
+        assert not bundle.exists()
+        return
+    assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle), "--quiet"]) == 0
+    assert main(["simulate", "--fixed-point", str(bundle), "--backend", "all", "--limit", "4", "--json", str(report),
+                 "--quiet"]) == 0
+    result = json.loads(report.read_text())
+    assert result["exact"]["equal"] is True and len(result["exact"]["mismatches"]) == 19
+    assert main(["simulate", str(bundle), "--json", str(report), "--quiet"]) == 0
+    assert json.loads(report.read_text())["accuracy"]["float"] == doc["metrics"][-1]["test_accuracy"]
+    # the files moved: one line, and --data-dir says where they are now
+    moved = tmp_path / "moved"
+    cifar_root.rename(moved)
+    try:
+        assert main(["simulate", str(bundle), "--quiet"]) == 2
+        assert "give --data-dir where they are now" in capsys.readouterr().err
+        assert main(["simulate", str(bundle), "--data-dir", str(moved), "--limit", "2", "--quiet"]) == 0
+    finally:
+        moved.rename(cifar_root)
+
+
+def test_normalize_false_is_for_cifar_only(tmp_path, capsys):
+    assert main(["train", "--no-normalize", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "dataset digits has no normalisation to leave out" in capsys.readouterr().err
 
 
 def test_every_recipe_loads_and_states_the_papers_number():

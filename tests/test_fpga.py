@@ -185,9 +185,13 @@ def test_an_accumulator_that_could_overflow_is_an_error_naming_the_layer():
 
 
 def test_a_bias_out_of_range_is_an_error_or_clipped_and_counted():
-    with pytest.raises(RangeError, match=r"layer h: 4 bias_mant .*outside \[-32767, 32767\] \(worst 327670\)"):
-        quantize(_dense_net(8, 1e-4, bias=5.0), 10.0, profile=FPGA_SHIFT)
-    q, summary, warnings = quantize(_dense_net(8, 1e-4, bias=5.0), 10.0, QuantPolicy(on_overflow="clip"), FPGA_SHIFT)
+    """A bias the weights' scale cannot hold lowers the scale; one too large even for the smallest
+    (vth 1 under >=: S = 1 / v_th = 2) is an error, or clipped."""
+    q, summary, _ = quantize(_dense_net(8, 1e-4, bias=5.0), 10.0, profile=FPGA_SHIFT)
+    assert summary["layers"]["h"]["scale_bound"] == "biases" and summary["layers"]["h"]["clipped"]["bias"] == 0
+    with pytest.raises(RangeError, match=r"layer h: 4 bias_mant .*outside \[-32767, 32767\] \(worst 200000\)"):
+        quantize(_dense_net(8, 1e-4, bias=1e5), 10.0, profile=FPGA_SHIFT)
+    q, summary, warnings = quantize(_dense_net(8, 1e-4, bias=1e5), 10.0, QuantPolicy(on_overflow="clip"), FPGA_SHIFT)
     assert summary["layers"]["h"]["clipped"]["bias"] == 4 and q.nodes[0].bias_mant.max() == 32767
     assert "clipped 4 bias_mant" in warnings[0]
 

@@ -124,7 +124,7 @@ def test_bundle_of_another_version(default_run, tmp_path):
 
 def _huge_bias_checkpoint(default_run, tmp_path) -> Path:
     doc = torch.load(default_run.model, weights_only=True)
-    doc["state_dict"]["blocks.conv2.bn.shift"][3] = 1e4
+    doc["state_dict"]["blocks.conv2.bn.shift"][3] = 1e7  # beyond even the smallest threshold's scale
     doc["sha256"] = content_digest(doc)  # a valid checkpoint, only with a bias out of range
     path = tmp_path / "model.pt"
     torch.save(doc, path)

@@ -70,14 +70,27 @@ def test_readout_scale_keeps_the_calibrated_sum_in_range():
     assert 64 * readout.scale * 5000.0 <= 0.5 * (fp.VTH_MAX << fp.VTH_SHIFT) * (1 + 1e-12)
 
 
+def test_a_bias_too_large_for_the_weights_scale_lowers_the_scale():
+    """The biases bound the scale as the weights do: with biases 1e4 times larger, layer c takes a
+    smaller scale (a coarser weight grid) and its biases fit, unclipped."""
+    small, _, _ = quantize(_net(bias_scale=0.1), readout_bound=10.0)
+    large, summary, warnings = quantize(_net(bias_scale=1e3), readout_bound=10.0)
+    assert summary["layers"]["c"]["scale_bound"] == "biases" and not warnings
+    assert summary["layers"]["h"]["scale_bound"] == "biases"
+    assert large.nodes[0].scale < small.nodes[0].scale
+    assert summary["layers"]["c"]["clipped"] == {"weight": 0, "bias": 0}
+    assert quantize(_net(bias_scale=0.1), 10.0)[1]["layers"]["c"]["scale_bound"] == "weights"
+
+
 def test_bias_out_of_range_names_the_layer_and_value():
-    layers = _net(bias_scale=1e4)
+    """Too large even for the smallest threshold's scale (vth 0: S = 1 / (64 v_th))."""
+    layers = _net(bias_scale=1e7)
     with pytest.raises(RangeError, match=r"layer c: .*bias_mant.*worst"):
         quantize(layers, readout_bound=10.0)
 
 
 def test_clip_policy_clips_counts_and_warns():
-    layers = _net(bias_scale=1e4)
+    layers = _net(bias_scale=1e7)
     q, summary, warnings = quantize(layers, 10.0, QuantPolicy(on_overflow="clip"))
     assert q.nodes[0].bias_mant.max() <= fp.BIAS_MANT_MAX and q.nodes[0].bias_exp == fp.BIAS_EXP_MAX
     assert summary["layers"]["c"]["clipped"]["bias"] > 0

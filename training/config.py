@@ -84,6 +84,9 @@ class TrainConfig:
     augment: bool = True  #: file datasets: the recipe's training augmentation
     autoaugment: bool = True  #: CIFAR: AutoAugment's CIFAR10 policy on top of crop and flip
     cutout: int = 0  #: CIFAR: side of the Cutout square in pixels, 0 for none
+    #: CIFAR: per-channel normalisation of the input; false trains on pixels / 255, which an integer
+    #: target receives exactly as the image's bytes (tdBN after the first conv normalises anyway)
+    normalize: bool = True
     device: str = "auto"  #: auto (CUDA where available), cpu, cuda or cuda:N
     precision: str = "fp32"  #: fp32, or bf16 autocast
     workers: int = 0  #: DataLoader worker processes for the file datasets

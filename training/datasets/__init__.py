@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 from torch.utils.data import Dataset
 
 
@@ -39,6 +40,7 @@ class FileOptions:
     cutout: int = 0  #: CIFAR: side of the Cutout square in pixels (DeVries & Taylor 2017), 0 for none
     verify: bool = True  #: check the published MD5 sums (CIFAR); False accepts other files of the format
     download: bool = False  #: let the underlying library download what is missing
+    normalize: bool = True  #: CIFAR: per-channel normalisation (False: pixels / 255, the integer encoding's)
 
 
 Builder = Callable[[FileOptions], "tuple[Dataset, Dataset]"]
@@ -52,6 +54,10 @@ class FileDataset:
     per_step: bool  #: True: items are (T, C, H, W), one frame per step
     description: str
     build: Builder
+    #: the integer encoding of a network trained on the files, ``(options, train) -> (pixels, labels,
+    #: input_max)`` with ``pixels`` an integer array of the float input times ``input_max``; None: none
+    integer: Callable[[FileOptions, bool], tuple[np.ndarray, np.ndarray, int]] | None = None
+    no_integer: str = ""  #: why there is no integer encoding (or when there is none for a training)
 
 
 def _cifar10(options: FileOptions) -> tuple[Dataset, Dataset]:
@@ -66,20 +72,36 @@ def _cifar100(options: FileOptions) -> tuple[Dataset, Dataset]:
     return cifar_datasets("cifar100", options)
 
 
+def _cifar_integer(name: str):
+    def integer(options: FileOptions, train: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        from training.datasets.cifar import integer_split
+
+        return integer_split(name, options, train)
+
+    return integer
+
+
 def _cifar10_dvs(options: FileOptions) -> tuple[Dataset, Dataset]:
     from training.datasets.cifar10_dvs import cifar10_dvs_datasets
 
     return cifar10_dvs_datasets(options)
 
 
+_NORMALISED = ("it was trained on normalised images, which have no integer encoding: train with normalize = false "
+               "(--no-normalize) to deploy to an integer target (the input is then the image's bytes, 0..255)")
+
 FILE_DATASETS: Mapping[str, FileDataset] = MappingProxyType({d.name: d for d in (
     FileDataset("cifar10", 10, (3, 32, 32), False,
-                "CIFAR-10 from --data-dir (torchvision's cifar-10-batches-py)", _cifar10),
+                "CIFAR-10 from --data-dir (torchvision's cifar-10-batches-py)", _cifar10, _cifar_integer("cifar10"),
+                no_integer=_NORMALISED),
     FileDataset("cifar100", 100, (3, 32, 32), False,
-                "CIFAR-100 from --data-dir (torchvision's cifar-100-python)", _cifar100),
+                "CIFAR-100 from --data-dir (torchvision's cifar-100-python)", _cifar100, _cifar_integer("cifar100"),
+                no_integer=_NORMALISED),
     FileDataset("cifar10-dvs", 10, (2, 48, 48), True,
                 "CIFAR10-DVS from --data-dir (tonic's CIFAR10DVS/*.aedat4), T frames of 2x48x48; needs the "
-                "events extra", _cifar10_dvs),
+                "events extra", _cifar10_dvs,
+                no_integer="its input, event counts resized to 48x48 with bilinear interpolation, has no integer "
+                           "encoding yet, so models trained on it deploy as ONNX only"),
 )})
 
 

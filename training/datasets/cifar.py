@@ -11,6 +11,9 @@ padding 4), horizontal flip, AutoAugment's CIFAR10 policy (optional), normalisat
 per-channel statistics, then Cutout (optional; DeVries & Taylor 2017: one square of zeros at a
 uniformly drawn centre, clipped at the border). The test split is only normalised. Every random
 choice comes from torch's global RNG, which the training loop seeds per epoch.
+
+``normalize = false`` leaves the normalisation out: the input is ``pixels / 255``, and
+:func:`integer_split` gives a deployment the same images as integers (the files' bytes).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -59,7 +63,7 @@ def transforms_for(name: str, options: FileOptions, train: bool):
         steps += [T.RandomCrop(SIDE, padding=PADDING), T.RandomHorizontalFlip()]
         if options.autoaugment:
             steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
-    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    steps += [T.ToTensor(), *([T.Normalize(mean, std)] if options.normalize else [])]
     if train and options.augment and options.cutout:
         steps.append(Cutout(options.cutout))
     return T.Compose(steps)
@@ -113,3 +117,26 @@ def cifar_datasets(name: str, options: FileOptions) -> tuple[Dataset, Dataset]:
                              f"({type(exc).__name__}: {exc})") from None
     except RuntimeError as exc:  # torchvision: not found or corrupted (after a download attempt)
         raise DataFilesError(f"{name}: {exc}") from None
+
+
+#: a CIFAR image's integer encoding: its bytes, the float input times 255 (``normalize = false``)
+PIXEL_MAX = 255
+
+
+def integer_split(name: str, options: FileOptions, train: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """The integer encoding of one split of ``cifar10`` or ``cifar100`` for a network trained with
+    ``normalize = false``: ``(pixels (N, 3, 32, 32) uint8, labels (N,) int64, 255)``, the files'
+    bytes in torchvision's order (the float model's test input is exactly ``pixels / 255``)."""
+    cls = _classes(name)
+    _check_files(name, cls, options)
+    if not options.verify:
+        cls = _unverified(cls)
+    try:
+        split = cls(os.fspath(options.root), train=train, download=False)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise DataFilesError(f"{name}: the files under {options.root / cls.base_folder} are not CIFAR pickles "
+                             f"({type(exc).__name__}: {exc})") from None
+    except RuntimeError as exc:
+        raise DataFilesError(f"{name}: {exc}") from None
+    return (np.ascontiguousarray(split.data.transpose(0, 3, 1, 2)), np.asarray(split.targets, dtype=np.int64),
+            PIXEL_MAX)
