@@ -131,6 +131,10 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
     train_set, test_set, classes = _training_data(config, spec, download)
     quiet = quiet or not ctx.main
     log = runlog.RunLog(out, test_set, state.epoch if state else 0) if ctx.main else None
+    if log is not None and state is not None and not log.has_diagnostics(state.epoch):
+        # killed between train_state.pt and the logs of its epoch: the resumed weights are that
+        # epoch's model, so its diagnostics are measured now rather than lost
+        log.epoch(_restored(config, state, train_set, classes), state.metrics[-1], state.metrics)
 
     def on_epoch(epoch) -> None:
         if not ctx.main:
@@ -159,6 +163,16 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
             log.close(draw=metrics is not None)  # the figures of a finished run
     return {"checkpoint": str(out / CHECKPOINT_NAME), "metrics": metrics[-1], "seconds": time.perf_counter() - start,
             "world": ctx.world, "device": str(ctx.device), "main": ctx.main}
+
+
+def _restored(config, state, train_set, classes: int):
+    """The network of a resumed run's state (the model at the end of its last finished epoch)."""
+    from training.loop import as_dataset, input_shape_of
+    from training.models import build_model
+
+    model = build_model(config, input_shape_of(as_dataset(train_set)), classes)
+    model.load_state_dict(state.model)
+    return model
 
 
 def _resolved(overrides: dict[str, Any], config_file: Path | None):

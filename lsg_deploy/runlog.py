@@ -58,6 +58,10 @@ class RunLog:
                 self.diagnostics = [row for row in csv.DictReader(f) if int(row["epoch"]) <= resumed_epoch]
         self.tensorboard, self.resumed_epoch, self.writer = tensorboard, resumed_epoch, None
 
+    def has_diagnostics(self, epoch: int) -> bool:
+        """Whether the diagnostics of ``epoch`` are in the log."""
+        return any(int(row["epoch"]) == epoch for row in self.diagnostics)
+
     def epoch(self, model, row: dict[str, float], metrics: list[dict[str, float]]) -> None:
         from training.diagnostics import EDGES_IN_VTH, measure
 

@@ -95,6 +95,32 @@ def test_a_run_killed_with_sigkill_resumes_and_ends_where_the_whole_run_ends(tmp
     assert [int(r["epoch"]) for r in _rows(killed / "diagnostics.csv")] == [e for e in (1, 2, 3, 4) for _ in range(3)]
 
 
+def test_a_run_stopped_between_its_state_and_its_logs_measures_the_lost_diagnostics(tmp_path, tiny_toml,
+                                                                                       monkeypatch):
+    """The window the SIGKILL test can hit: epoch 2's train_state.pt is written, its logs are not.
+    The resumed run measures epoch 2's diagnostics from the resumed weights (that epoch's model),
+    so every epoch has its rows once."""
+    from lsg_deploy import runlog
+
+    out = tmp_path / "run"
+    real = runlog.RunLog.epoch
+
+    def stop_at_two(self, model, row, metrics):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt  # as a kill right after train_state.pt
+        real(self, model, row, metrics)
+
+    monkeypatch.setattr(runlog.RunLog, "epoch", stop_at_two)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "--config", str(tiny_toml), "--epochs", "3", *TINY, "--out", str(out), "--quiet"])
+    assert load_resume(out / "train_state.pt")[0].epoch == 2
+    assert {int(r["epoch"]) for r in _rows(out / "diagnostics.csv")} == {1}
+    monkeypatch.setattr(runlog.RunLog, "epoch", real)
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert [int(r["epoch"]) for r in _rows(out / "diagnostics.csv")] == [e for e in (1, 2, 3) for _ in range(3)]
+    assert [int(r["epoch"]) for r in _rows(out / "metrics.csv")] == [1, 2, 3]
+
+
 def test_resume_refuses_a_changed_config_a_tampered_state_and_a_finished_run(tmp_path, tiny_toml, capsys):
     out = tmp_path / "run"
     assert main(["train", "--config", str(tiny_toml), "--epochs", "1", *TINY, "--out", str(out), "--quiet"]) == 0
