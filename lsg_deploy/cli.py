@@ -16,7 +16,7 @@ from lsg_deploy.simulate import ALL, BACKENDS
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
                "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "normalize", "device", "precision",
-               "workers")
+               "workers", "neuron_impl")
 
 
 DATA_DIR_HELP = "where a file dataset's files are now, if not where the model was trained on them"
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--device", help="auto (default: CUDA where available), cpu, cuda or cuda:N")
     setting.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast (default fp32)")
     setting.add_argument("--workers", type=int, help="DataLoader worker processes for file datasets (default 0)")
+    setting.add_argument("--neuron-impl", choices=("auto", "torch", "fused"),
+                         help="how a LIF layer runs its T steps: the torch step function, or one fused Triton kernel "
+                              "per layer, forward and backward (default auto: fused on CUDA)")
 
     tr = sub.add_parser("train", parents=[common, setting], help="train an LSG spiking network")
     tr.add_argument("--out", type=Path, required=True,
@@ -79,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(5: seeds 0-4) or a list (0,1,2); unfinished seeds resume")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its last finished epoch (train_state.pt), with its own "
-                         "config; only --data-dir, --no-verify-data, --device, --precision, --workers may change")
+                         "config; only --data-dir, --no-verify-data, --device, --precision, --workers, --neuron-impl "
+                         "may change")
 
     ab = sub.add_parser("ablate", parents=[common, setting],
                         help="rerun the paper's Tables 1 and 2 (decay and width ablations) over seeds")

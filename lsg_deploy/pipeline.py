@@ -43,7 +43,7 @@ NORMALIZED_DATASETS = ("cifar10", "cifar100")
 CALIBRATION_SAMPLES = 2048
 
 #: settings a resumed run may change: where it runs, not what it trains
-RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data")
+RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data", "neuron_impl")
 
 
 def _training_data(config, spec: data.DataSpec, download: bool):
@@ -107,6 +107,7 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
     from training.distributed import DeviceError, setup, teardown
     from training.loop import TrainingDiverged, fit
     from training.model import ArchitectureError
+    from training.neuron import resolve_impl
 
     out = Path(out)
     state = None
@@ -128,6 +129,11 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
         ctx = setup(config.device)
     except DeviceError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        resolve_impl(config.neuron_impl, ctx.device)  # an explicit fused kernel where it cannot run: one line
+    except ValueError as exc:
+        teardown()
+        raise UsageError(f"--neuron-impl: {exc}") from None
     train_set, test_set, classes = _training_data(config, spec, download)
     quiet = quiet or not ctx.main
     log = runlog.RunLog(out, test_set, state.epoch if state else 0) if ctx.main else None

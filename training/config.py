@@ -12,7 +12,7 @@ import tomllib
 
 from training.distributed import DEVICES, PRECISIONS
 from training.models import ARCHITECTURES
-from training.neuron import MODES
+from training.neuron import MODES, NEURON_IMPLS
 
 LOSSES = ("ce", "tet")
 OPTIMIZERS = ("adam", "sgd")
@@ -90,6 +90,7 @@ class TrainConfig:
     device: str = "auto"  #: auto (CUDA where available), cpu, cuda or cuda:N
     precision: str = "fp32"  #: fp32, or bf16 autocast
     workers: int = 0  #: DataLoader worker processes for the file datasets
+    neuron_impl: str = "auto"  #: auto (the fused kernel on CUDA), torch (the step function) or fused
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -121,6 +122,8 @@ class TrainConfig:
              f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (0 <= self.workers <= 256, f"workers must lie in [0, 256], got {self.workers}"),
+            (self.neuron_impl in NEURON_IMPLS,
+             f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {self.neuron_impl!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -203,6 +203,12 @@ class _NoBar:
     def close(self) -> None: ...
 
 
+def set_neuron_impl(model: SpikingNet, impl: str) -> None:
+    """Run every LIF layer of ``model`` with ``impl`` (:data:`training.neuron.NEURON_IMPLS`)."""
+    for lif in model.lif_layers().values():
+        lif.impl = impl
+
+
 def fit(
     config: TrainConfig,
     train: Split | Dataset,
@@ -234,6 +240,7 @@ def fit(
                           f"{need / 2**30:,.1f} GiB for activations, more than the {memory_limit / 2**30:,.1f} GiB "
                           f"this machine has; lower them")
     model.to(ctx.device)
+    set_neuron_impl(model, config.neuron_impl)
     optimizer = make_optimizer(config, model)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     metrics: list[dict[str, float]] = []

@@ -27,6 +27,42 @@ from typing import NamedTuple
 import torch
 
 MODES = ("lsg", "trainable-decay", "fixed")
+#: how a layer runs its T steps: ``torch`` (the step function, step by step), ``fused`` (one Triton
+#: kernel per layer, :mod:`training.fused`), ``auto`` (fused on CUDA where Triton is, else torch)
+NEURON_IMPLS = ("auto", "torch", "fused")
+
+
+def _triton_missing() -> str | None:
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """The implementation ``impl`` (:data:`NEURON_IMPLS`) means on ``device``: ``torch`` or
+    ``fused``. Explicit ``fused`` where it cannot run (no Triton; not CUDA, unless the kernels were
+    built for Triton's interpreter, :data:`training.fused.INTERPRETED`) is a :class:`ValueError`
+    that says so."""
+    if impl not in NEURON_IMPLS:
+        raise ValueError(f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {impl!r}")
+    cuda = torch.device(device).type == "cuda"
+    if impl == "torch" or (impl == "auto" and not cuda):
+        return "torch"
+    missing = _triton_missing()
+    if missing:
+        if impl == "auto":
+            return "torch"
+        raise ValueError(f"the fused LIF kernel needs Triton ({missing})")
+    if not cuda:
+        from training import fused
+
+        if not fused.INTERPRETED:
+            raise ValueError(f"the fused LIF kernel runs on CUDA (or in Triton's interpreter: TRITON_INTERPRET=1 "
+                             f"when it is first imported), not on {torch.device(device).type}: use neuron_impl auto "
+                             f"or torch here")
+    return "fused"
 
 
 class RectSpike(torch.autograd.Function):
@@ -96,6 +132,9 @@ class LIF(torch.nn.Module):
         #: when set, ``probe(self, u)`` receives the membranes (T, B, ...) of every forward
         #: (before reset; :mod:`training.diagnostics` measures them)
         self.probe = None
+        #: :data:`NEURON_IMPLS`: how forward runs the steps (an execution choice, not saved; the
+        #: training loop sets it from the config, ``training.loop.set_neuron_impl``)
+        self.impl = "auto"
         b = torch.tensor(beta_logit(beta_init))
         if mode == "fixed":
             self.register_buffer("b", b)
@@ -117,6 +156,13 @@ class LIF(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the neuron over time: ``x`` is (T, B, ...), returns spikes (T, B, ...)."""
         params = self.params()
+        if resolve_impl(self.impl, x.device) == "fused":
+            from training.fused import fused_lif
+
+            spikes, u = fused_lif(x, params.beta, params.v_th, params.alpha)
+            if self.probe is not None:
+                self.probe(self, u.detach())
+            return spikes
         state = initial_state(x[0])
         spikes, membranes = [], []
         for x_t in x:
