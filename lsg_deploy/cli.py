@@ -16,7 +16,7 @@ from lsg_deploy.simulate import ALL, BACKENDS
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
                "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "normalize", "device", "precision",
-               "workers", "neuron_impl")
+               "workers", "neuron_impl", "dvs_frames")
 
 
 DATA_DIR_HELP = "where a file dataset's files are now, if not where the model was trained on them"
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--no-verify-data", dest="verify_data", action="store_false", default=None,
                          help="accept CIFAR files that do not match the published MD5 sums (a subset, another copy)")
     setting.add_argument("--cutout", type=int, help="CIFAR: Cutout square side in pixels (default 0: none)")
+    setting.add_argument("--dvs-frames", choices=("counts", "spikes"),
+                         help="CIFAR10-DVS: counts (default, TET's event counts resized to 48x48) or spikes (binary "
+                              "frames from events binned onto 48x48 by their coordinates, which the integer targets "
+                              "receive)")
     setting.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                          help="CIFAR: train on pixels / 255 without the per-channel normalisation, so that the network "
                               "deploys to the integer targets (its input is then the image's bytes)")

@@ -79,12 +79,13 @@ class FileSource:
     data_dir: str = ""
     verify: bool = True
     normalize: bool = True
+    dvs_frames: str = "counts"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], data_dir: str | None = None) -> FileSource:
         """From a checkpoint's ``config`` record; ``data_dir`` (a ``--data-dir``) overrides its own."""
         return cls(str(data_dir or config.get("data_dir", "")), bool(config.get("verify_data", True)),
-                   bool(config.get("normalize", True)))
+                   bool(config.get("normalize", True)), str(config.get("dvs_frames", "counts")))
 
 
 Loader = Callable[["DataSpec", "int | None", "FileSource | None"], tuple[EncodedSplit, EncodedSplit, int]]
@@ -217,11 +218,12 @@ def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
     from training.datasets import FILE_DATASETS, DataFilesError, FileOptions
 
     entry = FILE_DATASETS[spec.dataset]
-    if entry.integer is None or files is None or files.normalize:
+    if entry.integer is None or files is None:
         raise DataError(f"dataset {spec.dataset}: {entry.no_integer}")
     if not files.data_dir:
         raise DataError(f"dataset {spec.dataset} is read from files: give --data-dir")
-    options = FileOptions(Path(files.data_dir), timesteps or 1, augment=False, verify=files.verify, normalize=False)
+    options = FileOptions(Path(files.data_dir), timesteps or 1, augment=False, verify=files.verify,
+                          normalize=files.normalize, dvs_frames=files.dvs_frames)
     if not options.root.is_dir():
         raise DataError(f"dataset {spec.dataset}: --data-dir {options.root} is not a directory (the network was "
                         f"trained on files there; give --data-dir where they are now)")
@@ -230,8 +232,9 @@ def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
     except DataFilesError as exc:
         raise DataError(str(exc)) from None
     (train, train_labels, input_max), (test, test_labels, _) = splits
-    return (EncodedSplit(train, train_labels, input_max), EncodedSplit(test, test_labels, input_max),
-            entry.classes)
+    encoding = EVENT_FRAMES if entry.per_step else DIRECT
+    return (EncodedSplit(train, train_labels, input_max, encoding),
+            EncodedSplit(test, test_labels, input_max, encoding), entry.classes)
 
 
 def _file_datasets() -> tuple[Dataset, ...]:

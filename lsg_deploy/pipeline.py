@@ -54,13 +54,16 @@ def _training_data(config, spec: data.DataSpec, download: bool):
     if not config.normalize and spec.dataset not in NORMALIZED_DATASETS:
         raise UsageError(f"normalize = false: dataset {spec.dataset} has no normalisation to leave out (only "
                          f"{', '.join(NORMALIZED_DATASETS)} do)")
+    if config.dvs_frames != "counts" and spec.dataset != "cifar10-dvs":
+        raise UsageError(f"dvs_frames = {config.dvs_frames}: dataset {spec.dataset} is not cifar10-dvs")
     if data.DATASETS[spec.dataset].files:
         if not config.data_dir:
             raise UsageError(f"dataset {spec.dataset} is read from files: give --data-dir (no download happens "
                              f"without --download)")
         options = datasets.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
                                        autoaugment=config.autoaugment, cutout=config.cutout,
-                                       verify=config.verify_data, download=download, normalize=config.normalize)
+                                       verify=config.verify_data, download=download, normalize=config.normalize,
+                                       dvs_frames=config.dvs_frames)
         try:
             train_set, test_set = datasets.build(spec.dataset, options)
         except datasets.DataFilesError as exc:

@@ -232,17 +232,56 @@ def test_missing_aedat_names_the_extra(tree, monkeypatch):
         cifar10_dvs_datasets(FileOptions(tree, T))
 
 
-def test_vggsnn_trains_on_cifar10_dvs_from_the_cli_with_the_papers_recipe(tree, tmp_path):
+def test_spike_frames_are_the_events_binned_onto_48x48(tree):
+    """``dvs_frames = "spikes"``: an independent count of each recording's events by time bin
+    (tonic's bins: width (t_last - t_first) // T from t_first, the rest dropped), polarity and
+    coordinates floored onto 48x48, is 1 exactly where the item is."""
+    train, test = cifar10_dvs_datasets(FileOptions(tree, T, augment=False, dvs_frames="spikes"))
+    for split, position, name, i in ((train, 0, "airplane", 0), (test, 99, "truck", 99)):
+        events = recording(tree, name, i)
+        width = (int(events["t"][-1]) - int(events["t"][0])) // T
+        step = (events["t"].astype(np.int64) - int(events["t"][0])) // width
+        keep = step < T
+        want = np.zeros((T, 2, 48, 48), np.float32)
+        want[step[keep], events["p"][keep].astype(int), events["y"][keep].astype(int) * 48 // SENSOR[1],
+             events["x"][keep].astype(int) * 48 // SENSOR[0]] = 1
+        x, _ = split[position]
+        assert torch.equal(x, torch.from_numpy(want)), (name, i)
+        assert 0 < float(x.mean()) < 1
+
+
+def test_counts_frames_have_no_integer_encoding(tree):
+    from lsg_deploy.data import DataError, DataSpec, FileSource, load
+
+    with pytest.raises(DataError, match='resized with bilinear interpolation.*dvs_frames = "spikes"'):
+        load(DataSpec("cifar10-dvs"), T, FileSource(str(tree)))
+
+
+def test_vggsnn_trains_on_cifar10_dvs_from_the_cli_and_deploys_to_loihi(tree, tmp_path):
     """``--dataset cifar10-dvs`` brings the paper's DVS recipe (vggsnn, SGD lr 0.1, weight decay
-    1e-4); the command line overrides it, and the network sees one frame per step."""
+    1e-4); the command line overrides it, and the network sees one frame per step. Trained on
+    spike frames (``--dvs-frames spikes``) it exports to Loihi: Lava equals the integer reference
+    on every layer, and the float model run on the integer frames is the model training
+    evaluated."""
+    import json
+
     from lsg_deploy.cli import main
     from training.checkpoint import load_checkpoint
 
-    out = tmp_path / "run"
-    assert main(["train", "--dataset", "cifar10-dvs", "--data-dir", str(tree), "--width", "0.0625", "--timesteps",
-                 str(T), "--epochs", "1", "--batch-size", "50", "--out", str(out), "--quiet"]) == 0
+    out, bundle, report = tmp_path / "run", tmp_path / "bundle", tmp_path / "report.json"
+    assert main(["train", "--dataset", "cifar10-dvs", "--data-dir", str(tree), "--dvs-frames", "spikes", "--width",
+                 "0.0625", "--timesteps", str(T), "--epochs", "1", "--batch-size", "50", "--out", str(out),
+                 "--quiet"]) == 0
     model, doc = load_checkpoint(out / "model.pt")
     config = doc["config"]
     assert (config["arch"], config["optimizer"], config["lr"], config["weight_decay"]) == ("vggsnn", "sgd", 0.1, 1e-4)
-    assert model.input_shape == (2, 48, 48) and model.timesteps == T
+    assert model.input_shape == (2, 48, 48) and model.timesteps == T and config["dvs_frames"] == "spikes"
     assert np.isfinite(doc["metrics"][0]["train_loss"])
+    assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle), "--quiet"]) == 0
+    assert main(["simulate", "--fixed-point", str(bundle), "--backend", "all", "--limit", "3", "--json", str(report),
+                 "--quiet"]) == 0
+    result = json.loads(report.read_text())
+    assert result["exact"]["equal"] is True and len(result["exact"]["mismatches"]) == 9
+    assert result["input_encoding"] == "event-frames"
+    assert main(["simulate", str(bundle), "--json", str(report), "--quiet"]) == 0
+    assert json.loads(report.read_text())["accuracy"]["float"] == doc["metrics"][-1]["test_accuracy"]

@@ -87,6 +87,10 @@ class TrainConfig:
     #: CIFAR: per-channel normalisation of the input; false trains on pixels / 255, which an integer
     #: target receives exactly as the image's bytes (tdBN after the first conv normalises anyway)
     normalize: bool = True
+    #: CIFAR10-DVS: "counts" (TET: event counts per bin on the 128x128 sensor, resized to 48x48 with
+    #: bilinear interpolation) or "spikes" (events binned by their coordinates onto 48x48, 1 where a
+    #: pixel had an event in the step: the binary input an integer target receives)
+    dvs_frames: str = "counts"
     device: str = "auto"  #: auto (CUDA where available), cpu, cuda or cuda:N
     precision: str = "fp32"  #: fp32, or bf16 autocast
     workers: int = 0  #: DataLoader worker processes for the file datasets
@@ -122,6 +126,7 @@ class TrainConfig:
              f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (0 <= self.workers <= 256, f"workers must lie in [0, 256], got {self.workers}"),
+            (self.dvs_frames in ("counts", "spikes"), f"dvs_frames must be counts or spikes, got {self.dvs_frames!r}"),
             (self.neuron_impl in NEURON_IMPLS,
              f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {self.neuron_impl!r}"),
         ]

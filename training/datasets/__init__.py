@@ -41,6 +41,7 @@ class FileOptions:
     verify: bool = True  #: check the published MD5 sums (CIFAR); False accepts other files of the format
     download: bool = False  #: let the underlying library download what is missing
     normalize: bool = True  #: CIFAR: per-channel normalisation (False: pixels / 255, the integer encoding's)
+    dvs_frames: str = "counts"  #: CIFAR10-DVS: "counts" (TET's resized event counts) or "spikes" (binary, integer)
 
 
 Builder = Callable[[FileOptions], "tuple[Dataset, Dataset]"]
@@ -87,8 +88,20 @@ def _cifar10_dvs(options: FileOptions) -> tuple[Dataset, Dataset]:
     return cifar10_dvs_datasets(options)
 
 
+def _cifar10_dvs_integer(options: FileOptions, train: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    from training.datasets.cifar10_dvs import integer_split
+
+    return integer_split(options, train)
+
+
 _NORMALISED = ("it was trained on normalised images, which have no integer encoding: train with normalize = false "
                "(--no-normalize) to deploy to an integer target (the input is then the image's bytes, 0..255)")
+
+_RESIZED = ("it was trained on event counts resized with bilinear interpolation, which have no integer encoding: "
+            "train with dvs_frames = \"spikes\" (--dvs-frames spikes) to deploy to an integer target (the input is "
+            "then binary spike frames)")
+#: the file datasets whose integer encoding depends on how the network was trained
+DVS_FRAMES = ("counts", "spikes")
 
 FILE_DATASETS: Mapping[str, FileDataset] = MappingProxyType({d.name: d for d in (
     FileDataset("cifar10", 10, (3, 32, 32), False,
@@ -99,9 +112,7 @@ FILE_DATASETS: Mapping[str, FileDataset] = MappingProxyType({d.name: d for d in 
                 no_integer=_NORMALISED),
     FileDataset("cifar10-dvs", 10, (2, 48, 48), True,
                 "CIFAR10-DVS from --data-dir (tonic's CIFAR10DVS/*.aedat4), T frames of 2x48x48; needs the "
-                "events extra", _cifar10_dvs,
-                no_integer="its input, event counts resized to 48x48 with bilinear interpolation, has no integer "
-                           "encoding yet, so models trained on it deploy as ONNX only"),
+                "events extra", _cifar10_dvs, _cifar10_dvs_integer, no_integer=_RESIZED),
 )})
 
 

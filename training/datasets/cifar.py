@@ -127,6 +127,10 @@ def integer_split(name: str, options: FileOptions, train: bool) -> tuple[np.ndar
     """The integer encoding of one split of ``cifar10`` or ``cifar100`` for a network trained with
     ``normalize = false``: ``(pixels (N, 3, 32, 32) uint8, labels (N,) int64, 255)``, the files'
     bytes in torchvision's order (the float model's test input is exactly ``pixels / 255``)."""
+    from training.datasets import _NORMALISED
+
+    if options.normalize:
+        raise DataFilesError(f"{name}: {_NORMALISED}")
     cls = _classes(name)
     _check_files(name, cls, options)
     if not options.verify:

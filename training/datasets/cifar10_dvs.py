@@ -1,8 +1,9 @@
 """CIFAR10-DVS (Li et al. 2017) from a user's files: tonic's dataset, framed and split as in TET.
 
 :func:`cifar10_dvs_datasets` gives ``(train, test)`` with items ``(frames, label)``: ``frames``
-float32 (T, 2, 48, 48), each step's event counts per polarity, resized; ``label`` 0..9 in tonic's
-class order (airplane, automobile, ..., truck). Facts it rests on, and their sources:
+float32 (T, 2, 48, 48), each step's event counts per polarity, resized (or binary spike frames,
+``dvs_frames = "spikes"``, whose integers :func:`integer_split` gives a deployment); ``label``
+0..9 in tonic's class order (airplane, automobile, ..., truck). Facts it rests on, and their sources:
 
 * **Files.** tonic 1.7's ``tonic.datasets.CIFAR10DVS(save_to)`` reads
   ``save_to/CIFAR10DVS/<class>/*.aedat4`` (published as ``cifar10_<class>_<i>.aedat4``,
@@ -13,11 +14,13 @@ class order (airplane, automobile, ..., truck). Facts it rests on, and their sou
 * **Split** (TET, Deng et al. ICLR 2022, and the LSG paper's lineage after it): per class, the
   files in the order of the number ending their names; the first 9/10 train, the last 1/10 test
   (samples 0-899 and 900-999 of the published data).
-* **Frames.** ``tonic.transforms.ToFrame(n_time_bins=T)`` counts events in bins of
+* **Frames** (``dvs_frames = "counts"``, the default). ``tonic.transforms.ToFrame(n_time_bins=T)``
+  counts events in bins of
   ``w = (t_last - t_first) // T`` microseconds, ``[t_first + k w, t_first + (k + 1) w)``
   (tonic's ``SliceByTimeBins``): events from ``t_first + T w`` on, the last event always among
   them, are not counted. Then ``torchvision.transforms.Resize((48, 48), antialias=True)``
-  (bilinear), as TET resizes its frames.
+  (bilinear), as TET resizes its frames. ``dvs_frames = "spikes"`` gives binary frames with an
+  integer encoding instead (:class:`SpikeFrames`), cached apart (``T{T}-48-spikes/``).
 * **Cache.** Framing a recording takes far longer than a training step needs, so the resized
   frames are cached with ``tonic.DiskCachedDataset`` in ``CIFAR10DVS/lsg-deploy-cache/T{T}-48/``,
   one HDF5 file per recording (``<index>_0.hdf5``, ``index`` in the split order above). tonic
@@ -34,7 +37,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +124,28 @@ class EventFrames:
         return transforms.Resize((FRAME_SIDE, FRAME_SIDE), antialias=True)(counts).numpy()
 
 
+@dataclass(frozen=True)
+class SpikeFrames:
+    """Events -> T binary frames on 48x48 (``dvs_frames = "spikes"``): each event's coordinates
+    scaled to the 48x48 grid by integer floor (``x * 48 // W``, ``y * 48 // H``: how an event
+    sensor's output is downsampled without interpolation), tonic's ``ToFrame`` on that grid with
+    the same time bins as :class:`EventFrames`, then 1 where a pixel had at least one event of
+    that polarity in the step. Integers from the start, so a deployment receives exactly these."""
+
+    sensor_size: tuple[int, int, int]  #: tonic's (W, H, P) of the recordings
+    timesteps: int
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        from tonic.transforms import ToFrame
+
+        width, height, polarities = self.sensor_size
+        moved = events.copy()
+        moved["x"] = (events["x"].astype(np.int64) * FRAME_SIDE // width).astype(events["x"].dtype)
+        moved["y"] = (events["y"].astype(np.int64) * FRAME_SIDE // height).astype(events["y"].dtype)
+        counts = ToFrame(sensor_size=(FRAME_SIDE, FRAME_SIDE, polarities), n_time_bins=self.timesteps)(moved)
+        return (counts > 0).astype(np.float32)
+
+
 class _Recordings(Dataset):
     """tonic's dataset in the split order, a corrupt file named in a :class:`DataFilesError`."""
 
@@ -190,7 +215,9 @@ def cifar10_dvs_datasets(options: FileOptions) -> tuple[Dataset, Dataset]:
     folder = options.root / FOLDER
     if not options.download:
         _check_files(folder, classes)
-    to_frames = EventFrames(tonic.datasets.CIFAR10DVS.sensor_size, options.timesteps)
+    sensor = tonic.datasets.CIFAR10DVS.sensor_size
+    spikes = options.dvs_frames == "spikes"
+    to_frames = SpikeFrames(sensor, options.timesteps) if spikes else EventFrames(sensor, options.timesteps)
     try:
         dataset = tonic.datasets.CIFAR10DVS(save_to=str(options.root), transform=to_frames)
     except KeyError as exc:  # tonic labels a file by its folder's name
@@ -198,7 +225,21 @@ def cifar10_dvs_datasets(options: FileOptions) -> tuple[Dataset, Dataset]:
                              f"classes {', '.join(classes)}") from exc
     order, train, test = _split_order(dataset.data, dataset.targets, classes)
     manifest = "".join(f"{os.path.relpath(dataset.data[i], dataset.location_on_system)}\n" for i in order)
-    cache = folder / CACHE_FOLDER / f"T{options.timesteps}-{FRAME_SIDE}"
+    cache = folder / CACHE_FOLDER / f"T{options.timesteps}-{FRAME_SIDE}{'-spikes' if spikes else ''}"
     frames = _cached(tonic, _Recordings(dataset, order), cache, manifest)
     labels = [dataset.targets[i] for i in order]
     return _Split(frames, train, labels, options.augment), _Split(frames, test, labels, False)
+
+
+def integer_split(options: FileOptions, train: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """The integer encoding of one split for a network trained with ``dvs_frames = "spikes"``:
+    ``(frames (N, T, 2, 48, 48) uint8 in {0, 1}, labels (N,) int64, 1)``, the training input
+    itself (unaugmented); counts resized with interpolation have none (:class:`DataFilesError`)."""
+    from training.datasets import _RESIZED
+
+    if options.dvs_frames != "spikes":
+        raise DataFilesError(f"cifar10-dvs: {_RESIZED}")
+    train_set, test_set = cifar10_dvs_datasets(replace(options, augment=False))
+    split = train_set if train else test_set
+    frames = np.stack([split[i][0].numpy().astype(np.uint8) for i in range(len(split))])
+    return frames, np.asarray(split.targets, dtype=np.int64), 1
