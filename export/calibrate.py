@@ -79,3 +79,17 @@ def calibrate(graph: Graph, pixels: np.ndarray, timesteps: int, policy: QuantPol
         pins[node.name] = Pin(best["vth"], best["scale"], best["bias_exp"])
         record["layers"][node.name] = {"chosen": best["weight_percentile"], "candidates": tried}
     return pins, record
+
+
+def calibrated(graph: Graph, calibration: tuple[np.ndarray, int] | None, policy: QuantPolicy, profile: Profile,
+               trial: QuantPolicy | None = None) -> tuple[QuantPolicy, dict[str, Any] | None]:
+    """What a target's quantizer does first: with ``policy.calibrate``, ``policy`` with the pins
+    :func:`calibrate` chooses on ``calibration`` = (encoded training inputs, timesteps), candidates
+    tried under ``trial`` (default ``policy``; Loihi's fixes netx's bias grid), and the record;
+    without it, ``(policy, None)``."""
+    if not policy.calibrate:
+        return policy, None
+    if calibration is None:
+        raise ValueError("calibration needs the calibration inputs and timesteps")
+    pins, record = calibrate(graph, *calibration, trial or policy, profile)
+    return dataclasses.replace(policy, on_overflow="clip", pins=pins), record

@@ -3,8 +3,9 @@
 The synapses are computed independently of ``hardware.reference`` (torch float64 convolutions and
 matmuls, exact for integers below 2^53); the neuron is the profile's one integer step
 (:meth:`hardware.profile.Profile.lif_step`), run on int64 tensors. The tests compare the two
-paths with ``==``; Lava is the independent oracle for the step itself. Being torch, this path
-is what quantization-aware fine-tuning will build on.
+paths with ``==``; Lava is the independent oracle for the step itself. Quantization-aware
+fine-tuning (:mod:`export.finetune`) is this path made differentiable, sharing its synapse sums
+(:func:`weighted_sum`).
 
 The network runs node by node, each node over all ``T`` steps (:func:`run_node`): the graph's
 edges all go forward and every node reads its sources' values of the same step, so this order
@@ -20,20 +21,29 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from hardware import fixed_point as fp
-from hardware.graph import INPUT, Graph, IntegerEdge, IntegerNode, per_neuron
+from hardware.graph import INPUT, Geometry, Graph, IntegerEdge, IntegerNode, per_neuron
 from hardware.profile import LOIHI2, Profile
+
+
+def weighted_sum(geometry: Geometry, weight: torch.Tensor, x: torch.Tensor, profile: Profile = LOIHI2
+                 ) -> torch.Tensor:
+    """``W x`` (N, neurons) float64 for integer weights and source values held in float64 (exact
+    below 2^53), a conv's sums brought to the profile's synapse width. Differentiable where
+    ``weight`` or ``x`` carry gradients: the width's wrap passes the gradient straight through
+    (fine-tuning, :mod:`export.finetune`)."""
+    if geometry.kind == "conv":
+        a = torch.nn.functional.conv2d(x.reshape(-1, *geometry.input_shape), weight, stride=geometry.stride,
+                                       padding=geometry.padding).flatten(1)
+        wrapped = profile.synapse(torch.round(a.detach()).to(torch.int64)).to(a.dtype)
+        return a + (wrapped - a).detach()
+    return x.flatten(1) @ weight.T
 
 
 def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile = LOIHI2) -> torch.Tensor:
     """One edge's integer activation ``a`` (N, neurons) int64 for source values ``s`` (N, ...):
     conv ``W * s`` brought to the profile's synapse width, dense ``(W s) << weight_exp``."""
-    g = edge.geometry
     w = torch.as_tensor(edge.weight, dtype=torch.float64)
-    x = s.to(torch.float64)
-    if g.kind == "conv":
-        a = torch.nn.functional.conv2d(x.reshape(-1, *g.input_shape), w, stride=g.stride, padding=g.padding)
-        return profile.synapse(torch.round(a).to(torch.int64).flatten(1))
-    a = torch.round(x.flatten(1) @ w.T).to(torch.int64)
+    a = torch.round(weighted_sum(edge.geometry, w, s.to(torch.float64), profile)).to(torch.int64)
     exp = int(edge.weight_exp)
     return a << exp if exp > 0 else a >> -exp
 

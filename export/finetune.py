@@ -25,9 +25,9 @@ differentiable:
 
 The decay stays on the target's grid: the forward uses the code nearest the trained ``beta``,
 and the checkpoint written at the end holds the grid value itself. The checkpoint records the
-pins (its ``quantization`` field, :func:`quantization_record`); ``export`` quantizes with them, and
-:func:`finetune` proves before it returns that the export of the file it wrote is, array for
-array, the integer network it trained (:func:`integer_graph`).
+pins (its ``quantization`` field, :class:`QuantizationRecord`); ``export`` quantizes with them, and
+:func:`lsg_deploy.pipeline.finetune` proves, before it keeps a file, that the export of it is,
+array for array, the integer network it trained (:meth:`IntegerForward.integer_graph`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from export.fake_quant import weighted_sum
 from export.fold import fold_tensors
 from export.quantize import Pin, bias_levels, weight_levels
 from hardware.graph import INPUT, Graph, Input, IntegerEdge, IntegerNode
@@ -143,16 +144,6 @@ def integer_bias(bias: torch.Tensor, pin: Pin, profile: Profile) -> torch.Tensor
     return mant * float(1 << pin.bias_exp)
 
 
-def _synaptic(geometry, weight: torch.Tensor, x: torch.Tensor, profile: Profile) -> torch.Tensor:
-    """:func:`export.fake_quant.synaptic` with gradients: the exact integer sums (float64 holds them
-    exactly), a conv's brought to the profile's synapse width."""
-    if geometry.kind == "conv":
-        a = torch.nn.functional.conv2d(x.reshape(-1, *geometry.input_shape), weight, stride=geometry.stride,
-                                       padding=geometry.padding).flatten(1)
-        return _straight_through(a, profile.synapse(torch.round(a.detach()).to(torch.int64)))
-    return x.flatten(1) @ weight.T  # quantize writes weight_exp = 0 for every dense edge
-
-
 @dataclass
 class Output:
     logits: torch.Tensor  #: (B, classes): the readout's final integer membrane over 2^act_shift S T
@@ -199,7 +190,8 @@ class IntegerForward:
                 scale_in = float(graph.input.input_max) if edge.source == INPUT else 1.0
                 weight = integer_weight(folded.weights[edge.name], pin, scale_in, profile)
                 src = out[edge.source]
-                a = a + _synaptic(edge.geometry, weight, src.reshape(-1, src.shape[-1]), profile).reshape(
+                # quantize writes weight_exp = 0 for every dense edge: the sum is the activation
+                a = a + weighted_sum(edge.geometry, weight, src.reshape(-1, src.shape[-1]), profile).reshape(
                     b, src.shape[1], -1)
             a = a.expand(b, timesteps, a.shape[-1])  # a direct input's current is the same every step
             bias = integer_bias(folded.biases[node.name], pin, profile)

@@ -10,13 +10,12 @@ too, as for every target.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from export.calibrate import calibrate
+from export.calibrate import calibrated
 from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_record
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, quantize
@@ -41,12 +40,8 @@ def quantize_graph(graph: Graph, bound: float, policy: QuantPolicy, profile: str
     ``quantizer``): ``(graph, ranges, warnings)``; with ``policy.calibrate``, the hidden scales
     come from ``calibration`` = (encoded training inputs, timesteps) (:mod:`export.calibrate`,
     its record in ``ranges["calibration"]``)."""
-    arithmetic, record = _arithmetic(profile), None
-    if policy.calibrate:
-        if calibration is None:
-            raise ValueError("calibration needs the calibration inputs and timesteps")
-        pins, record = calibrate(graph, *calibration, policy, arithmetic)
-        policy = dataclasses.replace(policy, on_overflow="clip", pins=pins)
+    arithmetic = _arithmetic(profile)
+    policy, record = calibrated(graph, calibration, policy, arithmetic)
     integer_graph, ranges, warnings = quantize(graph, bound, policy, arithmetic)
     if record is not None:
         ranges["calibration"] = record

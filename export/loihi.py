@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.calibrate import calibrate
+from export.calibrate import calibrated
 from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_record
 from export.netx import NETX_BIAS_EXP, NETX_NAME, skip_reason, write_netx
 from export.nir_export import write_nir
@@ -61,15 +61,10 @@ def _quantize_calibrated(graph: Graph, bound: float, policy: QuantPolicy, profil
                          calibration: tuple[np.ndarray, int] | None) -> tuple[Graph, dict, list[str], str | None]:
     if profile != LOIHI2.name:
         raise BundleError(f"target loihi has one profile, {LOIHI2.name}; got {profile!r}")
-    record = None
-    if policy.calibrate:
-        if calibration is None:
-            raise ValueError("calibration needs the calibration inputs and timesteps")
-        # tried on netx's bias grid where netx can hold the network, as _quantize applies it, so
-        # that the chosen pins carry the exponent the export uses
-        trial = dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP) if skip_reason(graph) is None else policy
-        pins, record = calibrate(graph, *calibration, trial, LOIHI2)
-        policy = dataclasses.replace(policy, on_overflow="clip", pins=pins)
+    # candidates tried on netx's bias grid where netx can hold the network, as _quantize applies
+    # it, so that the chosen pins carry the exponent the export uses
+    trial = dataclasses.replace(policy, bias_exp=LOIHI_BIAS_EXP) if skip_reason(graph) is None else policy
+    policy, record = calibrated(graph, calibration, policy, LOIHI2, trial)
     integer_graph, ranges, warnings, reason = _quantize(graph, bound, policy)
     if record is not None:
         ranges["calibration"] = record

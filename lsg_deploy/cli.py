@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     from lsg_deploy.data import DATASETS
+    from training.datasets import DVS_FRAMES
     from training.models import ARCHITECTURES
 
     # the settings train and ablate share: what to train on and how
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--no-verify-data", dest="verify_data", action="store_false", default=None,
                          help="accept CIFAR files that do not match the published MD5 sums (a subset, another copy)")
     setting.add_argument("--cutout", type=int, help="CIFAR: Cutout square side in pixels (default 0: none)")
-    setting.add_argument("--dvs-frames", choices=("counts", "spikes"),
+    setting.add_argument("--dvs-frames", choices=DVS_FRAMES,
                          help="CIFAR10-DVS: counts (default, TET's event counts resized to 48x48) or spikes (binary "
                               "frames from events binned onto 48x48 by their coordinates, which the integer targets "
                               "receive)")

@@ -379,7 +379,7 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
         prepared = prepare(Path(checkpoint), calibration, spec)
         if record is not None and (record.target, record.profile) == (target, profile):
             pins = record.pins  # going on from an earlier fine-tuning, at its scales
-            policy = QuantPolicy(on_overflow="clip", pins=pins)
+            policy = QuantPolicy(on_overflow="clip", weight_percentile=record.weight_percentile, pins=pins)
             start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile)
         else:
             start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile,
@@ -403,7 +403,7 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
                                "config": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed},
                                "source_sha256": sha256_file(checkpoint)}
 
-    def write(rows) -> dict[str, Any]:
+    def write(rows) -> None:
         """Snap a copy's decays to the grid, write it with its record, prove its export."""
         final = copy.deepcopy(model)
         ft.snap_decays(final, arithmetic)
@@ -420,7 +420,6 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
             target_file.unlink()
             raise ft.FinetuneError(f"the export of the fine-tuned checkpoint is not the network it trained: "
                                    f"{'; '.join(differ[:3])}")
-        return history
 
     def on_epoch(row) -> None:
         write(history["epochs"] + [row])

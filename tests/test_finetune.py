@@ -22,7 +22,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -218,4 +217,5 @@ def test_a_record_of_another_version_is_refused():
     with pytest.raises(ft.FinetuneError, match="positive float"):
         ft.QuantizationRecord.from_checkpoint({"quantization": good})
     assert ft.QuantizationRecord.from_checkpoint({}) is None
-    assert np.isfinite(ft.FinetuneConfig().lr)
+    with pytest.raises(ValueError, match="learning rate must be positive"):
+        ft.FinetuneConfig(lr=float("nan"))

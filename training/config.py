@@ -10,6 +10,7 @@ from typing import Any
 
 import tomllib
 
+from training.datasets import DVS_FRAMES
 from training.distributed import DEVICES, PRECISIONS
 from training.models import ARCHITECTURES
 from training.neuron import MODES, NEURON_IMPLS
@@ -126,7 +127,8 @@ class TrainConfig:
              f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (0 <= self.workers <= 256, f"workers must lie in [0, 256], got {self.workers}"),
-            (self.dvs_frames in ("counts", "spikes"), f"dvs_frames must be counts or spikes, got {self.dvs_frames!r}"),
+            (self.dvs_frames in DVS_FRAMES,
+             f"dvs_frames must be one of {', '.join(DVS_FRAMES)}, got {self.dvs_frames!r}"),
             (self.neuron_impl in NEURON_IMPLS,
              f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {self.neuron_impl!r}"),
         ]

@@ -21,6 +21,7 @@ times sigmoid'(b), never through d alpha / d beta. ``tests/test_neuron.py`` chec
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ MODES = ("lsg", "trainable-decay", "fixed")
 NEURON_IMPLS = ("auto", "torch", "fused")
 
 
+@functools.cache  # LIF.forward asks on every call
 def _triton_missing() -> str | None:
     try:
         import triton  # noqa: F401

@@ -100,7 +100,7 @@ _NORMALISED = ("it was trained on normalised images, which have no integer encod
 _RESIZED = ("it was trained on event counts resized with bilinear interpolation, which have no integer encoding: "
             "train with dvs_frames = \"spikes\" (--dvs-frames spikes) to deploy to an integer target (the input is "
             "then binary spike frames)")
-#: the file datasets whose integer encoding depends on how the network was trained
+#: CIFAR10-DVS's frame kinds (``dvs_frames``): TET's resized counts, or binary spikes (integer)
 DVS_FRAMES = ("counts", "spikes")
 
 FILE_DATASETS: Mapping[str, FileDataset] = MappingProxyType({d.name: d for d in (
