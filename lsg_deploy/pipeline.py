@@ -378,6 +378,9 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
         calibration = train_split.pixels[:CALIBRATION_SAMPLES]
         prepared = prepare(Path(checkpoint), calibration, spec)
         if record is not None and (record.target, record.profile) == (target, profile):
+            if calibrate or weight_percentile is not None or clip:
+                raise UsageError(f"{checkpoint} was fine-tuned for {profile} at its own scales, which a further "
+                                 f"fine-tuning keeps; drop --calibrate, --weight-percentile and --clip")
             pins = record.pins  # going on from an earlier fine-tuning, at its scales
             policy = QuantPolicy(on_overflow="clip", weight_percentile=record.weight_percentile, pins=pins)
             start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile)

@@ -156,6 +156,10 @@ def test_finetune_goes_on_at_its_pins_and_export_keeps_them(finetuned, tmp_path,
     assert main(["finetune", str(checkpoint), "--target", "loihi", "--out", str(again), "--epochs", "1",
                  "--quiet"]) == 0
     assert ft.QuantizationRecord.from_checkpoint(load_checkpoint(again / "model.pt")[1]).pins == pins
+    capsys.readouterr()
+    assert main(["finetune", str(checkpoint), "--target", "loihi", "--calibrate", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert "fine-tuned for loihi2-lava-0.10-fixed_pt at its own scales" in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["export", "--target", "loihi", str(checkpoint), "--out", str(tmp_path / "b"),
