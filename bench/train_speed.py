@@ -6,8 +6,10 @@ with the peers' LIF neurons, in one process and one run.
 The network is ``digits-cnn`` (conv-tdBN-LIF x2, pooling, linear-tdBN-LIF, readout); only the
 neuron modules differ:
 
-* ``lsg-deploy``: our :class:`training.neuron.LIF` in ``lsg`` mode (trainable decay, width
-  ``alpha = 2 v_th sqrt(1 + beta^2)``), the per-step torch loop that is the specification;
+* ``lsg-deploy torch`` and ``lsg-deploy fused``: our :class:`training.neuron.LIF` in ``lsg`` mode
+  (trainable decay, width ``alpha = 2 v_th sqrt(1 + beta^2)``), as the per-step torch loop that is
+  the specification and as the fused kernel (:mod:`training.fused`: numba on the CPU, what
+  ``--neuron-impl fused`` runs here);
 * SpikingJelly 2.0 ``neuron.LIFNode`` (fixed decay) and ``neuron.ParametricLIFNode`` (trainable
   decay, PLIF), multi-step mode (2.0 has no backend switch on these classes: torch on CPU),
   ``decay_input=False``, hard reset to 0, threshold 0.5;
@@ -15,8 +17,10 @@ neuron modules differ:
 
 Each configuration trains ``--steps`` Adam steps on batches of the embedded digits (forward,
 cross-entropy, backward, step; the same batches for all) after a few warm-up steps, and the
-bench prints images per second (the best of ``--rounds`` interleaved rounds) and the ratio to
-the fastest peer. Peers
+bench prints images per second (the best of ``--rounds`` interleaved rounds), the activation
+memory a training step holds for its backward (:func:`saved_mib`: every tensor autograd saves,
+counted once per storage, parameters excluded; the same count on any device) and both as ratios
+to the fastest peer. Peers
 are imported only here (they are test dependencies, never runtime ones). Not a test: numbers
 depend on the machine and its load.
 """
@@ -37,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 from lsg_deploy.data import DataSpec, load  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
+from training.loop import set_neuron_impl  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.neuron import LIF  # noqa: E402
 
@@ -79,10 +84,33 @@ class SnnTorchNeuron(nn.Module):
         return torch.stack(out)
 
 
+def saved_mib(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> float:
+    """MiB of the tensors autograd keeps from one training forward for its backward (each storage
+    once; the parameters, which are kept anyway, excluded): a step's activation memory, the part
+    of peak memory that the neuron's implementation decides."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = nn.functional.cross_entropy(model(x).logits.float(), y)
+    del loss
+    return sum(saved.values()) / 2**20
+
+
 def _network(neuron: str, config: TrainConfig) -> nn.Module:
     torch.manual_seed(0)
     model = build_model(config, (1, 8, 8), 10)
-    if neuron != "lsg-deploy":
+    if neuron.startswith("lsg-deploy"):
+        set_neuron_impl(model, neuron.split()[-1])
+    else:
         for block in model.blocks.values():
             if isinstance(getattr(block, "lif", None), LIF):
                 block.lif = {"spikingjelly LIFNode": lambda: SpikingJellyNeuron(False),
@@ -132,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"digits-cnn, batch {args.batch_size}, T={args.timesteps}, {args.steps} Adam steps x {args.rounds} rounds, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     models = {}
-    for neuron in ("lsg-deploy", "spikingjelly LIFNode", "spikingjelly PLIF", "snntorch Leaky"):
+    for neuron in ("lsg-deploy torch", "lsg-deploy fused", "spikingjelly LIFNode", "spikingjelly PLIF",
+                   "snntorch Leaky"):
         try:
             models[neuron] = _network(neuron, config)
         except ImportError as exc:
@@ -141,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):  # interleaved rounds, best of each: load changes hit every one alike
         for neuron, model in models.items():
             results[neuron] = max(results.get(neuron, 0.0), _images_per_second(model, batches))
+    memory = {neuron: saved_mib(model, *batches[0]) for neuron, model in models.items()}
+    peers = [k for k in results if not k.startswith("lsg-deploy")]
+    best = max(peers, key=results.get) if peers else None
+    print(f"  {'neuron':22s} {'images/s':>9s} {'saved MiB':>10s}" + (f"   ratios to {best}" if best else ""))
     for neuron, rate in results.items():
-        print(f"  {neuron:22s} {rate:9,.0f} images/s")
-    peers = {k: v for k, v in results.items() if k != "lsg-deploy"}
-    if "lsg-deploy" in results and peers:
-        best = max(peers, key=peers.get)
-        print(f"  lsg-deploy / fastest peer ({best}): {results['lsg-deploy'] / peers[best]:.2f}x")
+        ratios = f"   {rate / results[best]:.2f}x speed, {memory[neuron] / memory[best]:.2f}x memory" if best else ""
+        print(f"  {neuron:22s} {rate:9,.0f} {memory[neuron]:10.2f}{ratios}")
     return 0
 
 

@@ -5,6 +5,7 @@ one run.
 
     .venv/bin/python bench/train_speed_gpu.py [--timesteps 2 6] [--batch-size 128] [--steps 30]
                                               [--only NAME ...] [--device cuda] [--width 1.0]
+                                              [--memory-only]
 
 The network is ``resnet19`` on 3x32x32 inputs (CIFAR-10's shape; random images and labels, since
 only the speed is measured), SGD with momentum, one full training step per iteration (forward,
@@ -12,18 +13,23 @@ cross-entropy on the time-averaged readout, backward, step); only the neuron mod
 (the peers' adapters are ``bench/train_speed.py``'s). Each configuration runs a few warm-up
 steps (compilation, autotuning), then ``--steps`` timed steps between CUDA synchronisations,
 and reports images per second, peak allocated memory (``torch.cuda.max_memory_allocated`` over
-the timed steps) and both as ratios to the fastest peer configuration. SpikingJelly picks its
+the timed steps), the activation memory a step keeps for its backward (``train_speed.saved_mib``:
+what autograd saves, counted per storage, the same on any device) and the ratios to the fastest
+peer configuration. SpikingJelly picks its
 CUDA implementation itself; the bench prints which (``neuron_implementation``).
 
-``--device cpu --width 0.0625 --batch-size 4 --steps 1`` runs every configuration on the CPU in
-seconds (the fused kernel through Triton's interpreter, ``TRITON_INTERPRET=1``): a smoke test of
-the script, not a measurement. Peers are imported only here, never at run time.
+``--device cpu --width 0.0625 --batch-size 4 --steps 1`` runs every configuration on the CPU (the
+fused kernel is numba's there; Triton's own run in its interpreter when ``TRITON_INTERPRET=1`` is
+set from the start): a smoke test of the script, not a measurement. ``--memory-only`` measures
+only the activation memory, one forward per configuration (no compiled ones), which on the CPU
+gives the paper-size network's count without a GPU; SpikingJelly's count there is its Torch
+reference's (its CUDA kernels save other tensors), as the implementation lines say. Peers are
+imported only here, never at run time.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +43,7 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from train_speed import SnnTorchNeuron, SpikingJellyNeuron  # noqa: E402
+from train_speed import SnnTorchNeuron, SpikingJellyNeuron, saved_mib  # noqa: E402
 
 from training.config import TrainConfig  # noqa: E402
 from training.loop import set_neuron_impl  # noqa: E402
@@ -56,7 +62,7 @@ def configurations() -> list[tuple[str, str, str, bool]]:
     ours = [(f"lsg-deploy {impl} {precision}{' compile' if compiled else ''}", impl, precision, compiled)
             for impl in ("torch", "fused") for precision in ("fp32", "bf16") for compiled in (False, True)]
     peers = [(f"{peer} {precision}", peer, precision, False) for peer in PEERS for precision in ("fp32", "bf16")]
-    return ours + peers
+    return peers + ours  # the peers first: each of ours is printed with its ratios as soon as it is measured
 
 
 def _model(neuron: str, timesteps: int, width: float, device: torch.device) -> nn.Module:
@@ -73,8 +79,8 @@ def _model(neuron: str, timesteps: int, width: float, device: torch.device) -> n
 
 
 def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str, compiled: bool, steps: int,
-             warm_up: int) -> tuple[float, float]:
-    """``(images/s, peak MiB)`` over ``steps`` training steps after ``warm_up`` untimed ones."""
+             warm_up: int) -> tuple[float, float, float]:
+    """``(images/s, peak MiB, saved MiB)`` over ``steps`` training steps after ``warm_up`` untimed ones."""
     device = x.device
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     forward = torch.compile(model, dynamic=False) if compiled else model
@@ -99,7 +105,7 @@ def _measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str,
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-    return steps * len(y) / seconds, peak
+    return steps * len(y) / seconds, peak, saved_mib(model, x, y, precision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=1.0, help="resnet19's width multiplier (default 1: the paper's)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--only", nargs="+", help="run only the configurations whose names contain one of these")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only the activation memory of one forward per configuration, no timing, no compile")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("no CUDA device here; --device cpu --width 0.0625 --batch-size 4 --steps 1 smoke-tests the script")
-    if device.type == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # the fused kernel runs in Triton's interpreter
-    chosen = [c for c in configurations() if not args.only or any(o in c[0] for o in args.only)]
+    chosen = [c for c in configurations() if (not args.only or any(o in c[0] for o in args.only))
+              and not (args.memory_only and c[3])]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"resnet19 (width {args.width}), 3x32x32, batch {args.batch_size}, SGD, {args.steps} timed steps, "
           f"{name}, torch {torch.__version__}")
@@ -132,24 +139,33 @@ def main(argv: list[str] | None = None) -> int:
     for timesteps in args.timesteps:
         x = torch.rand(args.batch_size, 3, 32, 32, generator=gen).to(device)
         y = torch.randint(0, 10, (args.batch_size,), generator=gen).to(device)
-        results: dict[str, tuple[float, float]] = {}
+        results: dict[str, tuple[float, float, float]] = {}
         for config_name, neuron, precision, compiled in chosen:
             try:
                 model = _model(neuron, timesteps, args.width, device)
+                if args.memory_only:
+                    results[config_name] = (float("nan"), float("nan"), saved_mib(model, x, y, precision))
+                    continue
                 results[config_name] = _measure(model, x, y, precision, compiled, args.steps, args.warm_up)
+                rate, peak, saved = results[config_name]
+                print(f"  T={timesteps} {config_name:36s} {rate:10,.0f} images/s {peak:10,.0f} MiB peak "
+                      f"{saved:10,.1f} MiB saved", flush=True)  # as it comes: a run cut short keeps its rows
             except Exception as exc:  # a configuration that cannot run here is reported, not fatal
                 print(f"  T={timesteps} {config_name:36s} failed: {type(exc).__name__}: {str(exc)[:120]}")
             finally:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         peers = {k: v for k, v in results.items() if not k.startswith("lsg-deploy")}
-        best = max(peers, key=lambda k: peers[k][0]) if peers else None
-        print(f"\nT = {timesteps}" + (f" (fastest peer: {best})" if best else ""))
-        print(f"  {'configuration':36s} {'images/s':>10s} {'peak MiB':>10s} {'speed x':>8s} {'memory x':>9s}")
-        for config_name, (rate, peak) in results.items():
+        best = max(peers, key=lambda k: peers[k][0] if not args.memory_only else -peers[k][2]) if peers else None
+        label = "leanest peer" if args.memory_only else "fastest peer"
+        print(f"\nT = {timesteps}" + (f" ({label}: {best})" if best else ""))
+        print(f"  {'configuration':36s} {'images/s':>10s} {'peak MiB':>10s} {'saved MiB':>10s} {'speed x':>8s} "
+              f"{'peak x':>7s} {'saved x':>8s}")
+        for config_name, (rate, peak, saved) in results.items():
             speed = f"{rate / peers[best][0]:.2f}" if best else "-"
             memory = f"{peak / peers[best][1]:.2f}" if best and peers[best][1] == peers[best][1] else "-"
-            print(f"  {config_name:36s} {rate:10,.0f} {peak:10,.0f} {speed:>8s} {memory:>9s}")
+            kept = f"{saved / peers[best][2]:.2f}" if best else "-"
+            print(f"  {config_name:36s} {rate:10,.0f} {peak:10,.0f} {saved:10,.1f} {speed:>8s} {memory:>7s} {kept:>8s}")
     return 0
 
 

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast (default fp32)")
     setting.add_argument("--workers", type=int, help="DataLoader worker processes for file datasets (default 0)")
     setting.add_argument("--neuron-impl", choices=("auto", "torch", "fused"),
-                         help="how a LIF layer runs its T steps: the torch step function, or one fused Triton kernel "
-                              "per layer, forward and backward (default auto: fused on CUDA)")
+                         help="how a LIF layer runs its T steps: the torch step function, or one fused kernel per "
+                              "layer each way (Triton on CUDA, numba on the CPU: faster there too); default auto: "
+                              "fused on CUDA")
 
     tr = sub.add_parser("train", parents=[common, setting], help="train an LSG spiking network")
     tr.add_argument("--out", type=Path, required=True,

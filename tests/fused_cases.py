@@ -1,10 +1,10 @@
-"""The cases of tests/test_fused.py, which runs them in a fresh interpreter (Triton's interpreter
-mode must be chosen before triton is first imported): the fused LSG neuron (training/fused.py)
-against the torch step function, its specification, on the CPU through Triton's interpreter
-(``TRITON_INTERPRET=1``; on a GPU session the same checks run on CUDA): spikes equal, gradients to
-float tolerance, for the three neuron modes, float32 and bfloat16 inputs, odd sizes (masked
-tails of the neuron blocks), and through a whole network's training step; and
-``--neuron-impl``'s choice and refusals."""
+"""The cases of tests/test_fused.py, which runs them in a fresh interpreter once per set of kernels
+(``LSG_FUSED_BACKEND``): ``numba``, the CPU's, and ``triton``, on CUDA on a GPU session and
+otherwise in Triton's interpreter on the CPU (``TRITON_INTERPRET=1``, which must be chosen
+before triton is first imported). The fused LSG neuron (training/fused.py) against the torch
+step function, its specification: spikes equal, gradients to float tolerance, for the three
+neuron modes, float32 and bfloat16 inputs, odd sizes (masked tails of the neuron blocks), and
+through a whole network's training step; and ``--neuron-impl``'s choice and refusals."""
 
 from __future__ import annotations
 
@@ -16,18 +16,19 @@ import torch
 from training.config import TrainConfig
 from training.neuron import LIF, MODES, resolve_impl
 
+BACKEND = os.environ.get("LSG_FUSED_BACKEND", "")  #: the kernels under test: numba or triton
+DEVICE = "cuda" if BACKEND == "triton" and torch.cuda.is_available() else "cpu"
+
 
 @pytest.fixture(scope="module", autouse=True)
 def kernels():
-    """The kernels, built for Triton's interpreter where there is no GPU."""
-    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.fail("without a GPU these cases need TRITON_INTERPRET=1 from the start: run tests/test_fused.py")
+    """training.fused, checked to run the kernels this process was started for."""
     from training import fused
 
+    if BACKEND not in ("numba", "triton"):
+        pytest.fail("these cases run through tests/test_fused.py, which sets LSG_FUSED_BACKEND")
+    assert fused.backend(torch.device(DEVICE)) == BACKEND, "the cases would test other kernels than asked"
     return fused
-
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _run(lif: LIF, x: torch.Tensor, impl: str, weights: torch.Tensor, out_dtype: torch.dtype | None = None):
@@ -103,19 +104,50 @@ def test_a_training_step_is_the_same_with_either_neuron():
         assert torch.allclose(grads_f[name], grad, rtol=1e-4, atol=1e-6), name
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's choices; on a GPU session auto is fused")
 def test_neuron_impl_is_chosen_and_refused_clearly(kernels, monkeypatch, tmp_path, capsys):
     from lsg_deploy.cli import main
 
-    assert resolve_impl("torch", torch.device("cpu")) == "torch"
-    assert resolve_impl("auto", torch.device("cpu")) == "torch"  # auto: fused on CUDA only
-    assert resolve_impl("fused", torch.device("cpu")) == "fused"  # here: Triton's interpreter
-    monkeypatch.setattr(kernels, "INTERPRETED", False)
-    with pytest.raises(ValueError, match="runs on CUDA"):
-        resolve_impl("fused", torch.device("cpu"))
-    assert main(["train", "--neuron-impl", "fused", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--neuron-impl: the fused LIF kernel runs on CUDA" in err[0]
-    assert not (tmp_path / "run" / "model.pt").exists()
+    assert resolve_impl("torch", torch.device(DEVICE)) == "torch"
+    assert resolve_impl("fused", torch.device(DEVICE)) == "fused"
+    assert resolve_impl("auto", torch.device(DEVICE)) == ("fused" if DEVICE == "cuda" else "torch")
+    if BACKEND == "numba":  # without numba the CPU has no fused kernel: fused is refused in one line
+        monkeypatch.setattr(kernels, "_missing", lambda package: "No module named 'numba'" * (package == "numba"))
+        with pytest.raises(ValueError, match="needs numba on the CPU"):
+            kernels.backend(torch.device("cpu"))
+        with pytest.raises(ValueError, match="needs numba on the CPU"):
+            resolve_impl("fused", torch.device("cpu"))
+        assert main(["train", "--neuron-impl", "fused", "--epochs", "1", "--out", str(tmp_path / "run"),
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--neuron-impl: the fused LIF kernel needs numba on the CPU" in err[0]
+        assert not (tmp_path / "run" / "model.pt").exists()
+    with pytest.raises(ValueError, match="runs on CUDA and the CPU, not on meta"):
+        kernels.backend(torch.device("meta"))
     with pytest.raises(ValueError, match="neuron_impl must be one of"):
         TrainConfig(neuron_impl="cuda")
+
+
+def test_torch_compile_traces_the_fused_layers_in_one_graph():
+    """The kernels are torch operators with fake versions: dynamo traces a residual net through its
+    LIF layers without a break, and the step compiled through AOTAutograd (the fake operators and
+    their autograd) equals the eager one."""
+    from training.loop import set_neuron_impl
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(arch="digits-resnet", timesteps=2), (1, 8, 8), 10).to(DEVICE)
+    set_neuron_impl(model, "fused")
+    x = torch.rand(8, 1, 8, 8, device=DEVICE)
+    y = torch.randint(0, 10, (8,), device=DEVICE)
+    explained = torch._dynamo.explain(model)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    losses, grads = [], []
+    for forward in (model, torch.compile(model, backend="aot_eager", dynamic=False)):  # fakes + autograd, no codegen
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(forward(x).logits, y)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert torch.allclose(losses[0], losses[1], rtol=1e-6)
+    for name, grad in grads[0].items():
+        assert torch.allclose(grads[1][name], grad, rtol=1e-4, atol=1e-6), name

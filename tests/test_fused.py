@@ -1,8 +1,8 @@
 """The fused LSG neuron (training/fused.py): the cases in tests/fused_cases.py, run in a fresh
-Python. Without a GPU the kernels run in Triton's interpreter, which must be chosen before triton
-is first imported (the language's own helpers are compiled then, and other tests import triton
-through torch and SpikingJelly), so the cases get a process of their own with
-``TRITON_INTERPRET=1``; on a GPU session they run on CUDA."""
+Python for each set of kernels. numba's run on the CPU. Triton's run on CUDA on a GPU session;
+without a GPU they run in Triton's interpreter, which must be chosen before triton is first
+imported (the language's own helpers are compiled then, and other tests import triton through
+torch and SpikingJelly), so the cases get a process of their own with ``TRITON_INTERPRET=1``."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 CASES = Path(__file__).with_name("fused_cases.py")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_fused_neuron_matches_the_step_function(tmp_path):
-    env = dict(os.environ)
-    if not torch.cuda.is_available():
+@pytest.mark.parametrize("backend", ["numba", "triton"])
+def test_the_fused_neuron_matches_the_step_function(backend, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["LSG_FUSED_BACKEND"] = backend
+    if backend == "triton" and not torch.cuda.is_available():
         env["TRITON_INTERPRET"] = "1"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
                            str(tmp_path / "cases"), str(CASES)], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -27,5 +30,4 @@ def test_the_fused_neuron_matches_the_step_function(tmp_path):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary, summary
-    if not torch.cuda.is_available():  # on the CPU every case runs (on CUDA, the CPU's choices are skipped)
-        assert "skipped" not in summary, summary
+    assert "skipped" not in summary, summary

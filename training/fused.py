@@ -1,7 +1,8 @@
 """The LSG neuron's T steps as one fused kernel: forward and backward over all steps of a layer in
-one launch each, every neuron in parallel (Triton, for CUDA; Triton's interpreter runs the same
-kernels on the CPU when ``TRITON_INTERPRET=1`` is set before this module is imported, which is
-how the tests check them without a GPU).
+one call each, every neuron in parallel. Two sets of kernels run the same algorithm:
+:mod:`training.fused_triton` on CUDA (Triton) and :mod:`training.fused_numba` on the CPU (numba).
+Triton's interpreter runs the Triton kernels on the CPU instead when ``TRITON_INTERPRET=1`` is set
+from the start (:data:`TRITON_INTERPRETED`), which is how the tests check them without a GPU.
 
 The step it fuses is :func:`training.neuron.lif_step`, the specification, with the rectangular
 surrogate of :class:`training.neuron.RectSpike`::
@@ -17,101 +18,111 @@ too)::
     dL/dbeta  = sum over t and neurons of d[t] u[t-1] (1 - o[t-1])
 
 The forward saves only the membranes ``u`` (T x neurons, float32): the spikes are ``u >= v_th``
-again. The decay's gradient is reduced per block of neurons in the kernel and summed in torch
-(deterministic, no atomics). Inputs may be float32 or bfloat16; the kernels compute in float32.
+again. Both kernels compute every step's operations in float32 as the step function does, so the
+spikes are equal bit for bit; the gradients agree to float tolerance (sums in another order).
+Inputs may be float32 or bfloat16 (computed in float32; spikes and input gradients returned in
+the input's dtype; numba computes float64 inputs in float64).
+
+The two directions are torch operators (``lsg_deploy::fused_lif`` and its backward, registered
+with :mod:`torch.library`, with shape-only "fake" versions), so ``torch.compile`` traces a model
+through its LIF layers in one graph and calls the kernels as they are.
 """
 
-from __future__ import annotations
-
+import functools
 import os
+from types import ModuleType
 
 import torch
-import triton
-import triton.language as tl
 
-BLOCK = 1024  #: neurons per program
-#: the kernels were built for Triton's interpreter (``TRITON_INTERPRET=1`` at import): they run on
-#: CPU tensors too (slowly; what the tests use without a GPU)
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+#: ``TRITON_INTERPRET=1`` was set when this process started: CPU tensors then run through the Triton
+#: kernels in Triton's interpreter (slowly: the tests' way to check them without a GPU), not numba
+TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@triton.jit
-def _forward(x_ptr, o_ptr, u_ptr, beta_ptr, v_th, steps, n, BLOCK: tl.constexpr):
-    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < n
-    beta = tl.load(beta_ptr)
-    u = tl.zeros((BLOCK,), dtype=tl.float32)
-    o = tl.zeros((BLOCK,), dtype=tl.float32)
-    for t in range(steps):
-        x = tl.load(x_ptr + t * n + offsets, mask=mask, other=0.0).to(tl.float32)
-        u = beta * u * (1.0 - o) + x
-        o = (u >= v_th).to(tl.float32)
-        tl.store(u_ptr + t * n + offsets, u, mask=mask)
-        tl.store(o_ptr + t * n + offsets, o.to(o_ptr.dtype.element_ty), mask=mask)
+@functools.cache
+def _missing(package: str) -> str | None:
+    try:
+        __import__(package)
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
-@triton.jit
-def _backward(g_ptr, u_ptr, dx_ptr, dbeta_ptr, beta_ptr, alpha_ptr, v_th, steps, n, BLOCK: tl.constexpr):
-    pid = tl.program_id(0)
-    offsets = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < n
-    beta = tl.load(beta_ptr)
-    alpha = tl.load(alpha_ptr)
-    d_next = tl.zeros((BLOCK,), dtype=tl.float32)
-    dbeta = tl.zeros((BLOCK,), dtype=tl.float32)
-    for i in range(steps):
-        t = steps - 1 - i
-        u = tl.load(u_ptr + t * n + offsets, mask=mask, other=0.0)
-        g = tl.load(g_ptr + t * n + offsets, mask=mask, other=0.0).to(tl.float32)
-        o = (u >= v_th).to(tl.float32)
-        h = tl.where(tl.abs(u - v_th) < alpha * 0.5, 1.0 / alpha, 0.0)
-        d = h * (g - beta * u * d_next) + beta * (1.0 - o) * d_next
-        tl.store(dx_ptr + t * n + offsets, d.to(dx_ptr.dtype.element_ty), mask=mask)
-        if t > 0:
-            u_prev = tl.load(u_ptr + (t - 1) * n + offsets, mask=mask, other=0.0)
-            o_prev = (u_prev >= v_th).to(tl.float32)
-            dbeta += d * u_prev * (1.0 - o_prev)
-        d_next = d
-    tl.store(dbeta_ptr + pid, tl.sum(tl.where(mask, dbeta, 0.0), axis=0))
+def backend(device: torch.device) -> str:
+    """The kernels a fused layer runs on ``device``: ``triton`` (CUDA, or the CPU in Triton's
+    interpreter) or ``numba`` (the CPU). A :class:`ValueError` says why none can run there."""
+    kind = torch.device(device).type
+    if kind == "cuda" or (kind == "cpu" and TRITON_INTERPRETED):
+        if _missing("triton"):
+            raise ValueError(f"the fused LIF kernel needs Triton on {kind} ({_missing('triton')})")
+        return "triton"
+    if kind == "cpu":
+        if _missing("numba"):
+            raise ValueError(f"the fused LIF kernel needs numba on the CPU ({_missing('numba')}; the train extra "
+                             f"installs it)")
+        return "numba"
+    raise ValueError(f"the fused LIF kernel runs on CUDA and the CPU, not on {kind}")
 
 
-def _scalar(value: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A 0-d parameter as a one-element float32 tensor on ``device`` (read by the kernel: no host sync)."""
-    return value.detach().to(device=device, dtype=torch.float32).reshape(1)
+def _kernels(device: torch.device) -> ModuleType:
+    if backend(device) == "triton":
+        from training import fused_triton
+
+        return fused_triton
+    from training import fused_numba
+
+    return fused_numba
 
 
-class FusedLIF(torch.autograd.Function):
-    """``(x (T, ...), beta (scalar tensor), v_th, alpha (scalar tensor, no gradient)) -> (spikes
-    (T, ...) in x's dtype, membranes u (T, ...) float32)``; gradients to ``x`` and ``beta``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, beta: torch.Tensor, v_th: float, alpha: torch.Tensor):
-        steps = x.shape[0]
-        flat = x.contiguous().reshape(steps, -1)
-        n = flat.shape[1]
-        spikes = torch.empty_like(flat)
-        u = torch.empty(flat.shape, dtype=torch.float32, device=x.device)
-        beta32, alpha32 = _scalar(beta, x.device), _scalar(alpha, x.device)
-        _forward[(triton.cdiv(n, BLOCK),)](flat, spikes, u, beta32, float(v_th), steps, n, BLOCK=BLOCK)
-        ctx.save_for_backward(u, beta32, alpha32)
-        ctx.v_th, ctx.shape, ctx.dtype, ctx.beta_dtype = float(v_th), x.shape, x.dtype, beta.dtype
-        ctx.mark_non_differentiable(u)
-        return spikes.reshape(x.shape), u.reshape(x.shape)
-
-    @staticmethod
-    def backward(ctx, grad_spikes: torch.Tensor, grad_u: torch.Tensor):
-        u, beta32, alpha32 = ctx.saved_tensors
-        steps, n = u.shape
-        g = grad_spikes.contiguous().reshape(steps, n)
-        dx = torch.empty((steps, n), dtype=ctx.dtype, device=u.device)
-        blocks = triton.cdiv(n, BLOCK)
-        partial = torch.empty(blocks, dtype=torch.float32, device=u.device)
-        _backward[(blocks,)](g, u, dx, partial, beta32, alpha32, ctx.v_th, steps, n, BLOCK=BLOCK)
-        return dx.reshape(ctx.shape), partial.sum().to(ctx.beta_dtype), None, None
+def _membrane_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-@torch.compiler.disable  # a compiled model calls the kernels as they are: dynamo does not trace Triton launches
+@torch.library.custom_op("lsg_deploy::fused_lif", mutates_args=())
+def _forward(x: torch.Tensor, beta: torch.Tensor, alpha: torch.Tensor, v_th: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.contiguous().reshape(x.shape[0], -1)
+    spikes, u = _kernels(x.device).forward(flat, beta, v_th)
+    return spikes.reshape(x.shape), u.reshape(x.shape)
+
+
+@_forward.register_fake
+def _(x, beta, alpha, v_th):
+    return torch.empty_like(x), torch.empty(x.shape, dtype=_membrane_dtype(x), device=x.device)
+
+
+@torch.library.custom_op("lsg_deploy::fused_lif_backward", mutates_args=())
+def _backward(g: torch.Tensor, u: torch.Tensor, beta: torch.Tensor, alpha: torch.Tensor, v_th: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    flat_u = u.reshape(u.shape[0], -1)
+    dx, dbeta = _kernels(u.device).backward(g.contiguous().reshape(flat_u.shape), flat_u, beta, alpha, v_th)
+    return dx.reshape(u.shape), dbeta
+
+
+@_backward.register_fake
+def _(g, u, beta, alpha, v_th):
+    return torch.empty_like(g), torch.empty((), dtype=u.dtype, device=u.device)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, beta, alpha, v_th = inputs
+    ctx.save_for_backward(output[1], beta, alpha)
+    ctx.v_th = v_th
+    ctx.mark_non_differentiable(output[1])
+
+
+def _gradients(ctx, grad_spikes: torch.Tensor, grad_u: torch.Tensor):
+    u, beta, alpha = ctx.saved_tensors
+    dx, dbeta = _backward(grad_spikes, u, beta.detach(), alpha.detach(), ctx.v_th)
+    return dx, dbeta.to(beta.dtype), None, None
+
+
+_forward.register_autograd(_gradients, setup_context=_setup_context)
+
+
 def fused_lif(x: torch.Tensor, beta: torch.Tensor, v_th: float, alpha: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes and membranes of a LIF layer over all steps of ``x`` (T, ...), in one launch."""
-    return FusedLIF.apply(x, beta, v_th, alpha)
+    """Spikes (in ``x``'s dtype) and membranes (float32) of a LIF layer over all steps of ``x``
+    (T, ...), in one kernel call each way; gradients to ``x`` and ``beta``, none to ``alpha``
+    (the surrogate's width is a stop-gradient)."""
+    return _forward(x, beta, alpha.detach(), float(v_th))

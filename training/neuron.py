@@ -21,49 +21,53 @@ times sigmoid'(b), never through d alpha / d beta. ``tests/test_neuron.py`` chec
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import torch
 
+from training import fused
+
 MODES = ("lsg", "trainable-decay", "fixed")
-#: how a layer runs its T steps: ``torch`` (the step function, step by step), ``fused`` (one Triton
-#: kernel per layer, :mod:`training.fused`), ``auto`` (fused on CUDA where Triton is, else torch)
+#: how a layer runs its T steps: ``torch`` (the step function, step by step), ``fused`` (one kernel
+#: per layer each way, :mod:`training.fused`: Triton on CUDA, numba on the CPU), ``auto`` (fused on
+#: CUDA, else torch)
 NEURON_IMPLS = ("auto", "torch", "fused")
 
 
-@functools.cache  # LIF.forward asks on every call
-def _triton_missing() -> str | None:
+def _constant_under_compile(fn):
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` (a second on
+    every command that never compiles): that decorator only sets this attribute, which dynamo
+    reads when it traces a call (``tests/fused_cases.py`` checks a model traces without a break)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_under_compile  # torch.compile takes the answer as it is and traces no import
+def _fused_backend(device_type: str) -> tuple[str, str]:
+    """``(backend, "")`` (:func:`training.fused.backend`) on the device type, or ``("", why not)``."""
     try:
-        import triton  # noqa: F401
-    except ImportError as exc:
-        return str(exc)
-    return None
+        return fused.backend(torch.device(device_type)), ""
+    except ValueError as exc:
+        return "", str(exc)
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
     """The implementation ``impl`` (:data:`NEURON_IMPLS`) means on ``device``: ``torch`` or
-    ``fused``. Explicit ``fused`` where it cannot run (no Triton; not CUDA, unless the kernels were
-    built for Triton's interpreter, :data:`training.fused.INTERPRETED`) is a :class:`ValueError`
-    that says so."""
+    ``fused``. ``auto`` is fused on CUDA (where Triton is) and the step function elsewhere: on the
+    CPU the numba kernels train faster (``bench/train_speed.py``) but ``fused`` asks for them, so
+    that a default run's numbers stay the step function's. Explicit ``fused`` where no kernel can
+    run is a :class:`ValueError` that says why."""
     if impl not in NEURON_IMPLS:
         raise ValueError(f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {impl!r}")
-    cuda = torch.device(device).type == "cuda"
-    if impl == "torch" or (impl == "auto" and not cuda):
+    kind = torch.device(device).type
+    if impl == "torch" or (impl == "auto" and kind != "cuda"):
         return "torch"
-    missing = _triton_missing()
-    if missing:
+    found, why_not = _fused_backend(kind)
+    if not found:
         if impl == "auto":
             return "torch"
-        raise ValueError(f"the fused LIF kernel needs Triton ({missing})")
-    if not cuda:
-        from training import fused
-
-        if not fused.INTERPRETED:
-            raise ValueError(f"the fused LIF kernel runs on CUDA (or in Triton's interpreter: TRITON_INTERPRET=1 "
-                             f"when it is first imported), not on {torch.device(device).type}: use neuron_impl auto "
-                             f"or torch here")
+        raise ValueError(why_not)
     return "fused"
 
 
@@ -159,9 +163,7 @@ class LIF(torch.nn.Module):
         """Run the neuron over time: ``x`` is (T, B, ...), returns spikes (T, B, ...)."""
         params = self.params()
         if resolve_impl(self.impl, x.device) == "fused":
-            from training.fused import fused_lif
-
-            spikes, u = fused_lif(x, params.beta, params.v_th, params.alpha)
+            spikes, u = fused.fused_lif(x, params.beta, params.v_th, params.alpha)
             if self.probe is not None:
                 self.probe(self, u.detach())
             return spikes

@@ -1,0 +1,84 @@
+"""The fused LSG neuron's kernels for the CPU: :mod:`training.fused`'s forward and backward as
+numba kernels, the same algorithm as the Triton kernels (:mod:`training.fused_triton`), blocks of
+neurons in parallel over the CPU's threads, each block's T steps in order.
+
+The arithmetic is the step function's, operation for operation, in the input's dtype (float32 in
+training): ``u[t] = beta u[t-1] + x[t]`` when ``u[t-1]`` did not spike and ``x[t]`` when it did
+(``(beta u) (1 - o) + x`` with ``o`` in {0, 1} rounds to the same value), so the spikes equal the
+step function's bit for bit. The decay's gradient is summed per neuron over time, then per block
+of :data:`BLOCK` neurons in float64 (a fixed order, whatever the thread count: deterministic).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+BLOCK = 4096  #: neurons per parallel block (and per partial sum of the decay's gradient)
+
+
+@numba.njit(parallel=True, cache=True)
+def _forward(x, o, u, beta, v_th, zero):  # pragma: no cover - compiled
+    steps, n = x.shape
+    for block in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo, hi = block * BLOCK, min(n, (block + 1) * BLOCK)
+        for i in range(lo, hi):
+            u[0, i] = x[0, i]
+            o[0, i] = 1.0 if x[0, i] >= v_th else 0.0
+        for t in range(1, steps):
+            for i in range(lo, hi):  # selects, no branches: the loop vectorises
+                previous = u[t - 1, i]
+                value = (beta * previous if previous < v_th else zero) + x[t, i]  # reset: the carry is 0
+                u[t, i] = value
+                o[t, i] = 1.0 if value >= v_th else 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def _backward(g, u, dx, partial, beta, alpha, half_alpha, v_th, zero):  # pragma: no cover - compiled
+    steps, n = u.shape
+    for block in numba.prange((n + BLOCK - 1) // BLOCK):
+        lo, hi = block * BLOCK, min(n, (block + 1) * BLOCK)
+        d_next = np.zeros(hi - lo, u.dtype)
+        dbeta = np.zeros(hi - lo, u.dtype)
+        for k in range(steps):
+            t = steps - 1 - k
+            for j in range(hi - lo):
+                i = lo + j
+                value = u[t, i]
+                carried = d_next[j]
+                d = ((beta * carried if value < v_th else zero)  # the membrane carried on (no reset)
+                     + ((g[t, i] - beta * value * carried) / alpha if abs(value - v_th) < half_alpha else zero))
+                dx[t, i] = d
+                d_next[j] = d
+            if t > 0:  # the decay's gradient: the membrane it decayed
+                for j in range(hi - lo):
+                    previous = u[t - 1, lo + j]
+                    dbeta[j] += d_next[j] * previous if previous < v_th else zero
+        total = 0.0  # float64
+        for j in range(hi - lo):
+            total += dbeta[j]
+        partial[block] = total
+
+
+def forward(x: torch.Tensor, beta: torch.Tensor, v_th: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes in x's dtype, u)`` of ``x`` (T, n), contiguous on the CPU; ``u`` in float32 (float64
+    for float64 inputs: the step function's own dtype there), computed in that dtype."""
+    work = x if x.dtype == torch.float64 else x.float()
+    dtype = work.numpy().dtype.type
+    spikes, u = torch.empty_like(work), torch.empty_like(work)
+    _forward(work.numpy(), spikes.numpy(), u.numpy(), dtype(beta.item()), dtype(v_th), dtype(0))
+    return spikes.to(x.dtype), u
+
+
+def backward(g: torch.Tensor, u: torch.Tensor, beta: torch.Tensor, alpha: torch.Tensor, v_th: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL/dx in g's dtype, dL/dbeta in u's dtype)``: ``g`` the spikes' gradient, ``u`` the
+    membranes, both (T, n) contiguous."""
+    dtype = u.numpy().dtype.type
+    dx = torch.empty_like(u)
+    partial = torch.empty(-(-u.shape[1] // BLOCK), dtype=torch.float64)
+    a = float(alpha.item())
+    _backward(g.to(u.dtype).numpy(), u.numpy(), dx.numpy(), partial.numpy(), dtype(beta.item()), dtype(a),
+              dtype(a / 2), dtype(v_th), dtype(0))
+    return dx.to(g.dtype), partial.sum().to(u.dtype)
