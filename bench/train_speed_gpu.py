@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [c for c in configurations() if (not args.only or any(o in c[0] for o in args.only))
               and not (args.memory_only and c[3])]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"resnet19 (width {args.width}), 3x32x32, batch {args.batch_size}, SGD, {args.steps} timed steps, "
-          f"{name}, torch {torch.__version__}")
+    measured = "activation memory of one forward" if args.memory_only else f"SGD, {args.steps} timed steps"
+    print(f"resnet19 (width {args.width}), 3x32x32, batch {args.batch_size}, {measured}, {name}, "
+          f"torch {torch.__version__}")
     try:
         from spikingjelly.activation_based.functional.neuron import neuron_implementation
 

@@ -42,7 +42,7 @@ def weighted_sum(geometry: Geometry, weight: torch.Tensor, x: torch.Tensor, prof
 def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile = LOIHI2) -> torch.Tensor:
     """One edge's integer activation ``a`` (N, neurons) int64 for source values ``s`` (N, ...):
     conv ``W * s`` brought to the profile's synapse width, dense ``(W s) << weight_exp``."""
-    w = torch.as_tensor(edge.weight, dtype=torch.float64)
+    w = torch.as_tensor(edge.weight, dtype=torch.float64, device=s.device)
     a = torch.round(weighted_sum(edge.geometry, w, s.to(torch.float64), profile)).to(torch.int64)
     exp = int(edge.weight_exp)
     return a << exp if exp > 0 else a >> -exp
@@ -57,12 +57,13 @@ def run_node(node: IntegerNode, edges: Sequence[IntegerEdge], sources: Mapping[s
     int64)``; the readout's membranes are its output."""
     any_source = sources[edges[0].source]
     b, t = any_source.shape[:2]
-    a = torch.zeros(b * t, node.neurons, dtype=torch.int64)
+    device = any_source.device
+    a = torch.zeros(b * t, node.neurons, dtype=torch.int64, device=device)
     for edge in edges:
         a = a + synaptic(edge, sources[edge.source].reshape(b * t, -1), profile)
     a = a.reshape(b, t, -1)
-    bias = torch.as_tensor(fp.effective_bias(per_neuron(node.shape, node.bias_mant), node.bias_exp))
-    u = v = torch.zeros(b, node.neurons, dtype=torch.int64)
+    bias = torch.as_tensor(fp.effective_bias(per_neuron(node.shape, node.bias_mant), node.bias_exp), device=device)
+    u = v = torch.zeros(b, node.neurons, dtype=torch.int64, device=device)
     spikes, membranes = [], []
     for step in range(t):
         fired, u, v, _ = profile.lif_step(a[:, step], u, v, node.du, node.dv, bias, node.vth)
@@ -84,7 +85,8 @@ def encoded_steps(graph: Graph, inputs: torch.Tensor, timesteps: int) -> torch.T
 def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: Profile = LOIHI2
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Encoded ``inputs`` ((B, C, H, W) direct, (B, T, C, H, W) event frames) -> spikes
-    {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64."""
+    {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64, on the
+    inputs' device (a GPU runs the same integers: ``bench/fake_quant_gpu.py``)."""
     out = {INPUT: encoded_steps(graph, inputs, timesteps)}
     spikes: dict[str, torch.Tensor] = {}
     for node in graph.nodes:
