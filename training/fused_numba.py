@@ -1,6 +1,12 @@
 """The fused LSG neuron's kernels for the CPU: :mod:`training.fused`'s forward and backward as
-numba kernels, the same algorithm as the Triton kernels (:mod:`training.fused_triton`), blocks of
-neurons in parallel over the CPU's threads, each block's T steps in order.
+numba kernels, the same algorithm as the Triton kernels (:mod:`training.fused_triton`): blocks of
+neurons, each block's T steps in order, the blocks spread over as many threads as torch uses.
+
+The blocks run on numba's ``workqueue`` threads (as many as torch's), not its default OpenMP
+layer: that layer's spinning pool competes with torch's own OpenMP threads, and made a 2-process
+torchrun training three times slower than the step function. (Without ``parallel=True`` the
+same loops compile several times slower, even on one thread.) ``NUMBA_THREADING_LAYER`` set by
+the user is kept; a process whose numba kernels already ran keeps the layer it chose.
 
 The arithmetic is the step function's, operation for operation, in the input's dtype (float32 in
 training): ``u[t] = beta u[t-1] + x[t]`` when ``u[t-1]`` did not spike and ``x[t]`` when it did
@@ -11,11 +17,16 @@ of :data:`BLOCK` neurons in float64 (a fixed order, whatever the thread count: d
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import torch
 
-BLOCK = 4096  #: neurons per parallel block (and per partial sum of the decay's gradient)
+BLOCK = 4096  #: neurons per block (and per partial sum of the decay's gradient)
+
+if "NUMBA_THREADING_LAYER" not in os.environ:  # the user's choice stands; numba's own default is OpenMP's
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @numba.njit(parallel=True, cache=True)
@@ -43,22 +54,26 @@ def _backward(g, u, dx, partial, beta, alpha, half_alpha, v_th, zero):  # pragma
         dbeta = np.zeros(hi - lo, u.dtype)
         for k in range(steps):
             t = steps - 1 - k
+            u_t, g_t, dx_t = u[t, lo:hi], g[t, lo:hi], dx[t, lo:hi]
             for j in range(hi - lo):
-                i = lo + j
-                value = u[t, i]
+                value = u_t[j]
                 carried = d_next[j]
-                d = ((beta * carried if value < v_th else zero)  # the membrane carried on (no reset)
-                     + ((g[t, i] - beta * value * carried) / alpha if abs(value - v_th) < half_alpha else zero))
-                dx[t, i] = d
-                d_next[j] = d
+                d_next[j] = ((beta * carried if value < v_th else zero)  # the membrane carried on (no reset)
+                             + ((g_t[j] - beta * value * carried) / alpha if abs(value - v_th) < half_alpha else zero))
+            dx_t[:] = d_next
             if t > 0:  # the decay's gradient: the membrane it decayed
+                u_before = u[t - 1, lo:hi]
                 for j in range(hi - lo):
-                    previous = u[t - 1, lo + j]
-                    dbeta[j] += d_next[j] * previous if previous < v_th else zero
+                    dbeta[j] += d_next[j] * u_before[j] if u_before[j] < v_th else zero
         total = 0.0  # float64
         for j in range(hi - lo):
             total += dbeta[j]
         partial[block] = total
+
+
+def _threads() -> None:
+    """As many of numba's threads as torch uses (torchrun gives each process one)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 def forward(x: torch.Tensor, beta: torch.Tensor, v_th: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +82,7 @@ def forward(x: torch.Tensor, beta: torch.Tensor, v_th: float) -> tuple[torch.Ten
     work = x if x.dtype == torch.float64 else x.float()
     dtype = work.numpy().dtype.type
     spikes, u = torch.empty_like(work), torch.empty_like(work)
+    _threads()
     _forward(work.numpy(), spikes.numpy(), u.numpy(), dtype(beta.item()), dtype(v_th), dtype(0))
     return spikes.to(x.dtype), u
 
@@ -79,6 +95,7 @@ def backward(g: torch.Tensor, u: torch.Tensor, beta: torch.Tensor, alpha: torch.
     dx = torch.empty_like(u)
     partial = torch.empty(-(-u.shape[1] // BLOCK), dtype=torch.float64)
     a = float(alpha.item())
+    _threads()
     _backward(g.to(u.dtype).numpy(), u.numpy(), dx.numpy(), partial.numpy(), dtype(beta.item()), dtype(a),
               dtype(a / 2), dtype(v_th), dtype(0))
     return dx.to(g.dtype), partial.sum().to(u.dtype)
