@@ -5,7 +5,7 @@ one run.
 
     .venv/bin/python bench/train_speed_gpu.py [--timesteps 2 6] [--batch-size 128] [--steps 30]
                                               [--only NAME ...] [--device cuda] [--width 1.0]
-                                              [--memory-only]
+                                              [--no-compile] [--memory-only]
 
 The network is ``resnet19`` on 3x32x32 inputs (CIFAR-10's shape; random images and labels, since
 only the speed is measured), SGD with momentum, one full training step per iteration (forward,
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=1.0, help="resnet19's width multiplier (default 1: the paper's)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--only", nargs="+", help="run only the configurations whose names contain one of these")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile configurations")
     p.add_argument("--memory-only", action="store_true",
                    help="only the activation memory of one forward per configuration, no timing, no compile")
     args = p.parse_args(argv)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("no CUDA device here; --device cpu --width 0.0625 --batch-size 4 --steps 1 smoke-tests the script")
     chosen = [c for c in configurations() if (not args.only or any(o in c[0] for o in args.only))
-              and not (args.memory_only and c[3])]
+              and not ((args.memory_only or args.no_compile) and c[3])]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     measured = "activation memory of one forward" if args.memory_only else f"SGD, {args.steps} timed steps"
     print(f"resnet19 (width {args.width}), 3x32x32, batch {args.batch_size}, {measured}, {name}, "
