@@ -75,12 +75,23 @@ def digits_batch() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("profile", ["loihi2-lava-0.10-fixed_pt", "fpga-mul"])
 def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digits_batch, profile):
     """8-bit weights and a 12/10-bit decay: the integer network's straight-through gradients point
-    where the float network's do (cosine >= 0.75 per weight tensor) with the same size (ratio in
-    [0.7, 1.4]): the surrogate is centred on the integer spike level with its width in integer
-    units. (Measured on the default digits net: cosines 0.80-0.98, ratios 0.88-1.04.)"""
+    where the float network's do (cosine >= 0.9 per weight tensor) with the same size (ratio in
+    [0.8, 1.25]): the surrogate is centred on the integer spike level with its width in integer
+    units.
+
+    The loss is taken against fixed random labels: the trained net classifies its training
+    images with a loss of ~0.003, so their true labels' gradient is that of the few images nearest
+    a boundary and its size swings with the net (ratios 1.05 to 2.79 over three batches of one
+    net; 1.62 for conv1 of the default net trained on an AMD EPYC, where float training takes
+    other kernels than on the machine of the README's numbers). Random labels make every image
+    pull, so the two backward passes are compared on the same ~256 signals. Measured (default
+    net, seeds 1 and 2, batches of 256 to 1,024): cosines 0.94-1.00, ratios 0.89-1.14; a
+    surrogate twice as wide gives ratio 0.49 on fc1, one centred at 0.8 of the spike level 0.62,
+    one without the activation shift cosine 0.23 on conv1."""
     model, _ = load_checkpoint(default_run.model)
     spec = Input(tuple(model.input_shape), "direct", 16)
-    x, y = digits_batch
+    x, _ = digits_batch
+    y = torch.randint(0, 10, (len(x),), generator=torch.Generator().manual_seed(0))
     target = next(t for t, names in TARGET_PROFILES.items() if profile in names)
     graph = fold(model, spec)
     start, _, _ = TARGETS[target].load_quantizer()(graph, readout_bound(graph, x.double() / 16, model.timesteps),
@@ -96,7 +107,7 @@ def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digi
         a, b = integer[name].flatten().double(), p.grad.flatten().double()
         cosine = float(a @ b / (a.norm() * b.norm()))
         ratio = float(a.norm() / b.norm())
-        assert cosine >= 0.75 and 0.7 <= ratio <= 1.4, (name, cosine, ratio)
+        assert cosine >= 0.9 and 0.8 <= ratio <= 1.25, (name, cosine, ratio)
     assert all(integer[f"blocks.{n}.lif.b"] != 0 for n in ("conv1", "conv2", "fc1"))  # the decays learn
 
 
