@@ -10,7 +10,8 @@ The harness (``test_bad_input``, one parametrized test):
    target, st_mode));
 3. ``python -m lsg_deploy.cli ARGS`` runs with the sandbox (or a subdirectory) as working directory,
    ``PYTHONWARNINGS`` unset and a 120 s timeout (``--quiet`` is always passed: progress bars
-   are not errors);
+   are not errors), as a process of its own forked from ``tests/cli_server.py``, which has
+   imported the CLI once (a fresh interpreter spent ~3 s of each case importing torch);
 4. asserted: exit code 2; stderr is exactly one line starting ``lsg-deploy: error:``; no
    ``Traceback`` in stdout or stderr; the case's substrings (loose: the bad key, field or path)
    in that line; and the sandbox snapshot unchanged: nothing created (not even the intended
@@ -39,7 +40,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsg_deploy.cli import main
+from lsg_deploy.cli import build_parser, main
 
 TIMEOUT_S = 120
 NAN, INF = float("nan"), float("inf")
@@ -155,11 +156,32 @@ def _diff(before: dict[str, tuple], after: dict[str, tuple]) -> str:
     return f"created {created}, removed {removed}, changed {changed}"
 
 
-def _run(sandbox: Sandbox, args: list[str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env.update(sandbox.env)
-    return subprocess.run([sys.executable, "-m", "lsg_deploy.cli", *args], cwd=sandbox.root / sandbox.cwd, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+
+
+@pytest.fixture(scope="module")
+def cli():
+    """``python -m lsg_deploy.cli`` as a fork server (tests/cli_server.py: each run a forked child
+    with its own directory, environment, stdio and exit code; the torch import paid once)."""
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_server.py"))], env=_environment(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    yield server
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+def _run(cli: subprocess.Popen, sandbox: Sandbox, args: list[str], logs: Path) -> subprocess.CompletedProcess:
+    """Run the command as a process of its own in the sandbox; its stdout and stderr go to files
+    outside it (``logs``), so that they are not part of what it must leave untouched."""
+    request = {"args": args, "cwd": str(sandbox.root / sandbox.cwd), "env": {**_environment(), **sandbox.env},
+               "stdout": str(logs / "stdout"), "stderr": str(logs / "stderr"), "timeout": TIMEOUT_S}
+    cli.stdin.write(json.dumps(request) + "\n")
+    cli.stdin.flush()
+    answer = cli.stdout.readline()
+    assert answer, f"the CLI server ended (exit {cli.poll()})"
+    read = lambda name: (logs / name).read_text(errors="replace")  # noqa: E731
+    return subprocess.CompletedProcess(args, int(answer), read("stdout"), read("stderr"))
 
 
 # --- case builders ---------------------------------------------------------------------------------
@@ -245,8 +267,9 @@ def foreign_source(sb: Sandbox, _old: bytes | None) -> bytes:
 
 
 def force_flag(sb: Sandbox) -> None:
-    proc = _run(sb, ["export", "--help"])
-    assert "--force" in proc.stdout, "export has no --force option yet"
+    """The cases that pass ``--force`` mean export's option: were it gone, their one-line error
+    would be argparse's ``unrecognized arguments``, which a case without needles would accept."""
+    assert build_parser().parse_args(["export", "m.pt", "--target", "loihi", "--out", "b", "--force"]).force is True
 
 
 def mkdir(rel: str) -> Callable:
@@ -474,12 +497,12 @@ def test_corpus_is_large_and_ids_unique():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, default_run, request, tmp_path):
+def test_bad_input(case: Case, default_run, cli, request, tmp_path):
     sandbox = Sandbox(tmp_path / "sandbox", default_run, request)
     sandbox.root.mkdir()
     args = case.build(sandbox)
     before = _snapshot(sandbox.root)
-    proc = _run(sandbox, args)
+    proc = _run(cli, sandbox, args, tmp_path)
     after = _snapshot(sandbox.root)
     shown = f"args {args}\nexit {proc.returncode}\nstderr:\n{proc.stderr[-3000:]}\nstdout:\n{proc.stdout[-1000:]}"
     assert "Traceback" not in proc.stderr + proc.stdout, shown
