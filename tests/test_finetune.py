@@ -67,13 +67,13 @@ def test_the_forward_is_the_fake_quant_network(arch, profile):
 
 
 @pytest.fixture(scope="module")
-def digits_batch() -> tuple[torch.Tensor, torch.Tensor]:
+def digits_pixels() -> torch.Tensor:
     train, _, _ = load(DataSpec())
-    return torch.as_tensor(train.pixels[:256]), torch.as_tensor(train.labels[:256])
+    return torch.as_tensor(train.pixels[:256])
 
 
 @pytest.mark.parametrize("profile", ["loihi2-lava-0.10-fixed_pt", "fpga-mul"])
-def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digits_batch, profile):
+def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digits_pixels, profile):
     """8-bit weights and a 12/10-bit decay: the integer network's straight-through gradients point
     where the float network's do (cosine >= 0.9 per weight tensor) with the same size (ratio in
     [0.8, 1.25]): the surrogate is centred on the integer spike level with its width in integer
@@ -90,7 +90,7 @@ def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digi
     one without the activation shift cosine 0.23 on conv1."""
     model, _ = load_checkpoint(default_run.model)
     spec = Input(tuple(model.input_shape), "direct", 16)
-    x, _ = digits_batch
+    x = digits_pixels
     y = torch.randint(0, 10, (len(x),), generator=torch.Generator().manual_seed(0))
     target = next(t for t, names in TARGET_PROFILES.items() if profile in names)
     graph = fold(model, spec)
