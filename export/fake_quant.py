@@ -1,7 +1,8 @@
 """Torch evaluation of a bundle's integer network: integer weights, integer state, Loihi rounding.
 
 The synapses are computed independently of ``hardware.reference`` (torch float64 convolutions and
-matmuls, exact for integers below 2^53); the neuron is the profile's one integer step
+matmuls, exact while every partial sum is an integer below 2^53: :func:`synaptic` checks the
+edge's worst case for the values at hand and refuses beyond it); the neuron is the profile's one integer step
 (:meth:`hardware.profile.Profile.lif_step`), run on int64 tensors. The tests compare the two
 paths with ``==``; Lava is the independent oracle for the step itself. Quantization-aware
 fine-tuning (:mod:`export.finetune`) is this path made differentiable, sharing its synapse sums
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, Geometry, Graph, IntegerEdge, IntegerNode, per_neuron
 from hardware.profile import LOIHI2, Profile
+from hardware.reference import FLOAT64_EXACT
 
 
 def weighted_sum(geometry: Geometry, weight: torch.Tensor, x: torch.Tensor, profile: Profile = LOIHI2
@@ -39,9 +42,25 @@ def weighted_sum(geometry: Geometry, weight: torch.Tensor, x: torch.Tensor, prof
     return x.flatten(1) @ weight.T
 
 
+def check_float64_exact(edge: IntegerEdge, s: torch.Tensor) -> None:
+    """Refuse source values ``s`` for which the edge's float64 sums could be inexact: its worst
+    case ``max_o sum_i |W_oi| * max|s|`` must stay below 2^53 (then every partial sum, in any
+    order, is an integer float64 holds exactly). Loihi inputs (below 2^23) and weights (``|W| <=
+    256``) pass up to a fan-in of 2^22; an FPGA profile's checked accumulator keeps every sum
+    below 2^23."""
+    bound = int(s.abs().max()) if s.numel() else 0
+    rows = np.abs(np.asarray(edge.weight, np.int64)).reshape(len(edge.weight), -1).sum(axis=1)
+    worst = int(rows.max(initial=0)) * bound
+    if worst >= FLOAT64_EXACT:
+        raise ValueError(f"edge {edge.name}: synaptic sums up to {worst} reach 2^53, beyond what float64 "
+                         f"holds exactly")
+
+
 def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile = LOIHI2) -> torch.Tensor:
     """One edge's integer activation ``a`` (N, neurons) int64 for source values ``s`` (N, ...):
-    conv ``W * s`` brought to the profile's synapse width, dense ``(W s) << weight_exp``."""
+    conv ``W * s`` brought to the profile's synapse width, dense ``(W s) << weight_exp``; exact
+    (:func:`check_float64_exact`)."""
+    check_float64_exact(edge, s)
     w = torch.as_tensor(edge.weight, dtype=torch.float64, device=s.device)
     a = torch.round(weighted_sum(edge.geometry, w, s.to(torch.float64), profile)).to(torch.int64)
     exp = int(edge.weight_exp)
@@ -73,8 +92,13 @@ def run_node(node: IntegerNode, edges: Sequence[IntegerEdge], sources: Mapping[s
 
 
 def encoded_steps(graph: Graph, inputs: torch.Tensor, timesteps: int) -> torch.Tensor:
-    """Encoded inputs ((B, C, H, W) direct, (B, T, C, H, W) event frames) as (B, T, neurons) int64."""
-    inputs = torch.as_tensor(inputs).to(torch.int64)
+    """Encoded inputs ((B, C, H, W) direct, (B, T, C, H, W) event frames) as (B, T, neurons) int64,
+    checked as the integer reference checks them (:meth:`hardware.graph.Input.check_encoded`)."""
+    inputs = torch.as_tensor(inputs)
+    integer = not (inputs.is_floating_point() or inputs.is_complex())
+    low, high = (int(inputs.min()), int(inputs.max())) if integer and inputs.numel() else (0, 0)
+    graph.input.check_encoded(tuple(inputs.shape), str(inputs.dtype), integer, low, high, timesteps)
+    inputs = inputs.to(torch.int64)
     b = inputs.shape[0]
     if graph.input.per_step:
         return inputs.reshape(b, timesteps, -1)
@@ -86,7 +110,9 @@ def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: 
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Encoded ``inputs`` ((B, C, H, W) direct, (B, T, C, H, W) event frames) -> spikes
     {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64, on the
-    inputs' device (a GPU runs the same integers: ``bench/fake_quant_gpu.py``)."""
+    inputs' device (a GPU runs the same integers: ``bench/fake_quant_gpu.py``). The profile's input
+    width must hold the graph's ``input_max`` (:meth:`hardware.profile.Profile.check_input`)."""
+    profile.check_input(graph.input)
     out = {INPUT: encoded_steps(graph, inputs, timesteps)}
     spikes: dict[str, torch.Tensor] = {}
     for node in graph.nodes:

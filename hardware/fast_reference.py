@@ -16,10 +16,10 @@ range. What it changes, and why each change is exact:
   float32, 53 for float64), whatever the order of accumulation. For an edge whose worst case,
   ``max_o sum_i |W_oi| * max|x|``, stays below ``2^24`` (every edge of the digits networks) the
   product runs in float32 (``sgemm``), else in float64 below ``2^53``, else in the reference's
-  int64 arithmetic. A conv edge runs as the dense matrix it is equivalent to when that matrix is
-  small and not much sparser than the convolution (the digits nets' convs), else as windows
-  (im2col) times the kernel. Its 24-bit wrap and counts follow, skipped when the worst case
-  cannot reach ``2^23``.
+  exact int64 arithmetic (:func:`hardware.reference.exact_sum_dtype`). A conv edge runs as the
+  dense matrix it is equivalent to when that matrix is small and not much sparser than the
+  convolution (the digits nets' convs), else as windows (im2col) times the kernel. Its 24-bit
+  wrap and counts follow, skipped when the worst case cannot reach ``2^23``.
 * **The neuron loop compiled.** With numba, one kernel runs ``T`` steps of a node's neurons in
   registers (the profile's step: decay toward zero, current overflow, bias, membrane overflow,
   strict threshold, reset) in parallel over samples; without numba, the same step in numpy.
@@ -301,7 +301,8 @@ def _currents(node, edges, synapses: dict[str, _Synapse], source_rows: dict[str,
 def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOIHI2, chunk: int = CHUNK,
         progress: Callable[[int], object] | None = None) -> IntegerRun:
     """:func:`hardware.reference.run`, computed faster; the same arguments, the same result.
-    ``progress(n)`` is called after every chunk of ``n`` samples."""
+    ``progress(n)`` is called after every chunk of ``n`` samples. Inputs are checked as there."""
+    profile.check_input(graph.input)
     steps_in = graph.input.steps(inputs, timesteps)
     b = steps_in.shape[0]
     per_step = graph.input.per_step

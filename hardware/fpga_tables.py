@@ -15,7 +15,10 @@
                         encoding; the neuron update as equations and a worked example
 
 ``read_tables(directory)`` parses the ``.mem`` files back (and ``parse_header`` the C header), so
-the tests can check that the tables hold exactly the bundle's integers. Numpy only.
+the tests can check that the tables hold exactly the bundle's integers; ``check_tables`` refuses
+tables that are not, byte for byte, what ``write_tables`` writes for a bundle's integer graph
+(``render_tables`` makes them in memory), naming the file and the first field that differs.
+Numpy only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from hardware.graph import INPUT, BundleError, Graph, per_neuron
 from hardware.profile import Profile
 
 FORMAT_NAME = "lsg-deploy-fpga-tables"
+#: a change to any byte the writer produces needs a new version: ``check_tables`` compares tables
+#: with what this version writes, byte for byte
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 HEADER_NAME = "network.h"
@@ -214,14 +219,14 @@ def _worked_example(graph: Graph, profile: Profile) -> dict[str, Any]:
 
 # --- writing -------------------------------------------------------------------------------------
 
-def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path) -> tuple[str, ...]:
-    """Write the tables of an integer ``graph`` in ``profile`` into ``directory``; returns the
-    names written (the manifest last)."""
-    directory = Path(directory)
+def render_tables(graph: Graph, profile: Profile, timesteps: int) -> dict[str, bytes]:
+    """The tables of an integer ``graph`` in ``profile``: file name -> content, in the order
+    written (per edge, then per node, the ``.mem`` and ``.csv`` files; the header; the manifest
+    last)."""
     profile.check(graph)
     spec = profile_manifest(profile, graph.input.input_max)
     wbits, bbits = spec["weight"]["bits"], spec["bias"]["bits"]
-    names: list[str] = []
+    files: dict[str, bytes] = {}
     header = [f"/* {HEADER_NAME}: {profile.name} integer network, written by lsg-deploy. */",
               "#ifndef LSG_NETWORK_H", "#define LSG_NETWORK_H", "#include <stdint.h>", "",
               f"#define LSG_TIMESTEPS {timesteps}", f"#define LSG_INPUT_MAX {graph.input.input_max}",
@@ -230,16 +235,14 @@ def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
     def table(stem: str, what: str, values: np.ndarray, bits: int, indices: list[str], layout: str) -> str:
         mem, csv = f"{stem}.mem", f"{stem}.csv"
         flat = np.asarray(values, np.int64).ravel()
-        (directory / mem).write_text(
-            f"// {stem}: {flat.size} words, {bits}-bit two's complement, {layout}\n" + "\n".join(to_words(flat, bits))
-            + "\n")
+        files[mem] = (f"// {stem}: {flat.size} words, {bits}-bit two's complement, {layout}\n"
+                      + "\n".join(to_words(flat, bits)) + "\n").encode()
         grid = np.indices(values.shape).reshape(values.ndim, -1).T
         rows = [",".join([*map(str, ix), str(v)]) for ix, v in zip(grid.tolist(), flat.tolist(), strict=True)]
-        (directory / csv).write_text(",".join([*indices, what]) + "\n" + "\n".join(rows) + "\n")
+        files[csv] = (",".join([*indices, what]) + "\n" + "\n".join(rows) + "\n").encode()
         cname = _c_name(stem)
         header.append(f"/* {layout}; {_c_storage(bits)} */")
         header.append(f"static const {_c_type(bits)} {cname}[{flat.size}] = {{{', '.join(map(str, flat.tolist()))}}};")
-        names.extend([mem, csv])
         return mem
 
     nodes, edges = [], []
@@ -261,8 +264,7 @@ def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
                       "bias": {"file": mem, "csv": mem.replace(".mem", ".csv"), "words": int(n.bias_mant.size),
                                "bits": bbits, "signed": True, "per": "output channel"}})
     header += ["#endif"]
-    (directory / HEADER_NAME).write_text("\n".join(header) + "\n")
-    names.append(HEADER_NAME)
+    files[HEADER_NAME] = ("\n".join(header) + "\n").encode()
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -278,10 +280,88 @@ def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
         "source_of_first_edges": INPUT,
         "header": HEADER_NAME,
         "worked_example": _worked_example(graph, profile),
-        "files": {name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in names},
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
-    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-    return (*names, MANIFEST_NAME)
+    files[MANIFEST_NAME] = (json.dumps(manifest, indent=2) + "\n").encode()
+    return files
+
+
+def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path) -> tuple[str, ...]:
+    """Write the tables of an integer ``graph`` in ``profile`` into ``directory``; returns the
+    names written (the manifest last)."""
+    files = render_tables(graph, profile, timesteps)
+    for name, data in files.items():
+        (Path(directory) / name).write_bytes(data)
+    return tuple(files)
+
+
+# --- checking tables against the network they claim to hold --------------------------------------
+
+def _json_difference(got: Any, want: Any, where: str) -> str | None:
+    """The first place (``nodes[0].vth``) where two JSON values differ, with both values."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        for key in [*want, *(k for k in got if k not in want)]:
+            here = f"{where}.{key}" if where else key
+            if key not in got:
+                return f"{here} is missing"
+            if key not in want:
+                return f"{here} is not a field the export writes"
+            found = _json_difference(got[key], want[key], here)
+            if found:
+                return found
+        return None
+    if isinstance(want, list) and isinstance(got, list):
+        for i, (g, w) in enumerate(zip(got, want, strict=False)):  # the shorter's length
+            found = _json_difference(g, w, f"{where}[{i}]")
+            if found:
+                return found
+        if len(got) != len(want):
+            return f"{where} has {len(got)} entries, the bundle's integer graph gives {len(want)}"
+        return None
+    if got != want or type(got) is not type(want):
+        return f"{where} is {json.dumps(got)}, the bundle's integer graph gives {json.dumps(want)}"
+    return None
+
+
+def _lines_difference(got: bytes, want: bytes, words: bool) -> str:
+    """The first line (of a ``.mem`` file: word, after the comment line) where two files differ."""
+    got_lines = got.decode(errors="replace").splitlines()
+    want_lines = want.decode().splitlines()
+    for i, (g, w) in enumerate(zip(got_lines, want_lines, strict=False)):
+        if g != w:
+            what = f"word {i - 1} (line {i + 1})" if words and i > 0 else f"line {i + 1}"
+            return f"{what} is {g.strip()[:40]!r}, the bundle's integer graph gives {w!r}"
+    if len(got_lines) != len(want_lines):
+        count = "words" if words else "lines"
+        return (f"it has {len(got_lines) - words} {count}, the bundle's integer graph gives "
+                f"{len(want_lines) - words}")
+    return "its bytes (line ends or encoding) differ from what the export writes"
+
+
+def check_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path) -> None:
+    """Refuse the tables in ``directory`` unless every file :func:`write_tables` writes for the
+    integer ``graph`` holds exactly what it would write: every ``.mem`` word, every manifest
+    value (widths, shapes, codes, thresholds, ...), the CSV files and the header. The
+    :class:`BundleError` names the file and the first word, line or field that differs (the
+    ``.mem`` files first, the manifest last)."""
+    directory = Path(directory)
+    for name, want in render_tables(graph, profile, timesteps).items():
+        path = directory / name
+        try:
+            got = path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{path} cannot be read: {exc.strerror or exc}") from None
+        if got == want:
+            continue
+        if name == MANIFEST_NAME:
+            try:
+                found = _json_difference(json.loads(got), json.loads(want), "")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BundleError(f"{path} is not valid JSON: {exc}") from None
+            detail = found or "its bytes differ from what the export writes"
+        else:
+            detail = _lines_difference(got, want, words=name.endswith(".mem"))
+        raise BundleError(f"{path} does not hold the bundle's integer network: {detail}")
 
 
 # --- reading -------------------------------------------------------------------------------------

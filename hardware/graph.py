@@ -138,15 +138,30 @@ class Input:
         """True when every step has its own input (event frames), false for a repeated image."""
         return self.encoding == EVENT_FRAMES
 
-    def steps(self, inputs: np.ndarray, timesteps: int) -> np.ndarray:
-        """Encoded inputs as ``(B, T, ...)`` (a broadcast view for the direct encoding)."""
-        inputs = np.asarray(inputs)
+    def check_encoded(self, shape: tuple[int, ...], dtype: str, integer: bool, low: int, high: int,
+                      timesteps: int) -> None:
+        """Refuse a batch of encoded inputs (numpy or torch: described by its ``shape``, ``dtype``,
+        whether that is an integer type, and its smallest and largest value) that is not
+        ``(B, C, H, W)`` integers in ``[0, input_max]`` (direct) or ``(B, T, C, H, W)`` 0/1
+        frames (event frames): every executor computes exactly only on what this allows."""
         expected = ((timesteps,) if self.per_step else ()) + tuple(self.shape)
-        if inputs.ndim != 1 + len(expected) or tuple(inputs.shape[1:]) != expected:
-            raise ValueError(f"{self.encoding} inputs must be (B, {', '.join(map(str, expected))}), "
-                             f"got {inputs.shape}")
-        if not np.issubdtype(inputs.dtype, np.integer) and inputs.dtype != bool:
-            raise ValueError(f"encoded inputs must be integers, got dtype {inputs.dtype}")
+        if len(shape) != 1 + len(expected) or tuple(shape[1:]) != expected:
+            raise ValueError(f"{self.encoding} inputs must be (B, {', '.join(map(str, expected))}), got {tuple(shape)}")
+        if not integer:
+            raise ValueError(f"encoded inputs must be integers, got dtype {dtype}")
+        if low < 0 or high > self.input_max:
+            if self.per_step:
+                raise ValueError(f"event-frame inputs must be 0/1 spikes, got values in [{low}, {high}]")
+            raise ValueError(f"direct inputs must lie in [0, {self.input_max}] (the input's input_max), "
+                             f"got values in [{low}, {high}]")
+
+    def steps(self, inputs: np.ndarray, timesteps: int) -> np.ndarray:
+        """Encoded inputs as ``(B, T, ...)`` (a broadcast view for the direct encoding), checked
+        by :meth:`check_encoded`."""
+        inputs = np.asarray(inputs)
+        integer = np.issubdtype(inputs.dtype, np.integer) or inputs.dtype == bool
+        low, high = (int(inputs.min()), int(inputs.max())) if integer and inputs.size else (0, 0)
+        self.check_encoded(inputs.shape, str(inputs.dtype), integer, low, high, timesteps)
         if self.per_step:
             return inputs
         return np.broadcast_to(inputs[:, None], (inputs.shape[0], timesteps, *self.shape))

@@ -15,6 +15,9 @@ bundle directory itself plus an ``inputs`` .npz) in, a result .npz out. Every nu
 interpreter starts.
 The child imports this very ``hardware`` package (a link to it is put first on its path).
 A missing Lava environment raises :class:`LavaEnvironmentError` saying how to create it.
+The child ends with the run (:mod:`hardware.processes`): any exception while it runs, SIGINT's
+``KeyboardInterrupt`` and the CLI's SIGTERM included, stops and reaps it, and the temporary
+directory goes with it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware import lava_run
+from hardware import lava_run, processes
 from hardware.bundle import BundleError, read_bundle
 from hardware.graph import Graph
 from hardware.lava_backend import check_run
@@ -92,10 +95,8 @@ def _call(args: list[str], work: Path, python: Path | None, timeout: float | Non
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
     env["PYTHONPATH"] = str(work)
     try:
-        proc = subprocess.run(
-            [str(python), "-m", "hardware.lava_run", *args],
-            cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-        )
+        proc = processes.run([str(python), "-m", "hardware.lava_run", *args], cwd=work, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise LavaRunError(f"the Lava run in {python} took longer than {timeout} s") from None
     except OSError as exc:

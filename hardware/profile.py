@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from fractions import Fraction
 
 import numpy as np
 
@@ -37,10 +38,22 @@ ROUNDING_RULES = ("toward-zero", "floor", "half-up")
 #: ``multiply`` by ``code``, ``shift`` subtracts ``x >> code`` (no multiplier)
 DECAY_FORMS = ("complement", "multiply", "shift")
 THRESHOLDS = (">", ">=")
+#: Loihi 2's widest graded spike: a signed 24-bit payload (Lava's ``num_message_bits = 24``, which
+#: :mod:`hardware.lava_backend` gives the synapses that read direct-encoded input, and the widest of
+#: netx's ``input_message_bits``): inputs in ``[0, 2^23 - 1]``
+GRADED_SPIKE_BITS = 24
 
 
 class ProfileError(ValueError):
     """A profile whose fields do not make a consistent arithmetic."""
+
+
+def round_half_down(x: float | Fraction) -> int:
+    """``x`` to the nearest integer, an exact tie (``k + 1/2``) to the smaller one, ``k``.
+
+    Computed on the exact rational value of ``x`` (a float is a dyadic rational), so a tie is a
+    tie however ``x`` was written: Python's ``round`` would send ``1.5`` to 2 (ties to even)."""
+    return math.ceil(Fraction(x) - Fraction(1, 2))
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,9 @@ class Profile:
     voltage_overflow: str
     synapse_bits: int
     synapse_overflow: str
+    #: inputs are integers in ``[0, 2^(input_bits - 1) - 1]``: what one step of input can carry
+    #: (Loihi: a 24-bit signed graded spike); a graph's ``input_max`` may not exceed it
+    input_bits: int
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -109,7 +125,7 @@ class Profile:
         if not (self.weight_min < 0 < self.weight_max and self.weight_step >= 1 and self.vth_max >= 0
                 and self.bias_mant_min < 0 < self.bias_mant_max and 0 <= self.bias_exp_min <= self.bias_exp_max
                 and self.weight_exp_max >= 0 and 1 <= self.decay_shift < self.state_bits <= 32
-                and self.synapse_bits <= 48):
+                and self.synapse_bits <= 48 and 2 <= self.input_bits <= 32):
             raise ProfileError(f"profile {self.name}: inconsistent ranges")
 
     # --- codes and ranges ------------------------------------------------------------------------
@@ -131,6 +147,11 @@ class Profile:
     @property
     def state_limit(self) -> int:
         return (1 << (self.state_bits - 1)) - 1
+
+    @property
+    def input_limit(self) -> int:
+        """Largest input value one step can carry: ``2^(input_bits - 1) - 1``."""
+        return (1 << (self.input_bits - 1)) - 1
 
     def ranges(self) -> dict[str, tuple[int, int]]:
         """Inclusive integer range of every per-layer field."""
@@ -156,15 +177,20 @@ class Profile:
         return 1.0 if code == self.decay_none else 1.0 - 2.0**-code
 
     def beta_to_code(self, beta: float) -> int:
-        """Float ``beta`` -> the code whose decay is nearest (ties to the smaller code)."""
+        """Float ``beta`` -> the code whose decay is nearest, an exact tie to the smaller code
+        (:func:`round_half_down`, on ``beta``'s exact value): ``complement``
+        ``round_half_down((1 - beta) 2^decay_shift)`` (Loihi's ``dv = round((1 - beta) 4096)``),
+        ``multiply`` ``round_half_down(beta 2^decay_shift)``, ``shift`` the nearest
+        ``1 - 2^-code``. The inverse of :meth:`code_to_beta` on every code."""
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        exact, unity = Fraction(beta), 1 << self.decay_shift
         if self.decay_form == "complement":
-            return int(min(max(round((1.0 - beta) * (1 << self.decay_shift)), 0), self.decay_max))
+            return min(max(round_half_down((1 - exact) * unity), 0), self.decay_max)
         if self.decay_form == "multiply":
-            return int(min(max(round(beta * (1 << self.decay_shift)), 0), self.decay_max))
-        betas = [self.code_to_beta(c) for c in range(self.decay_max + 1)]
-        return int(np.argmin([abs(beta - b) for b in betas]))
+            return min(max(round_half_down(exact * unity), 0), self.decay_max)
+        distance = [abs(exact - Fraction(self.code_to_beta(c))) for c in range(self.decay_max + 1)]
+        return distance.index(min(distance))  # the first, i.e. the smaller code, on a tie
 
     def spike_level(self, vth: int) -> int:
         """Smallest integer membrane that spikes."""
@@ -276,6 +302,12 @@ class Profile:
                 raise BundleError(f"node {node.name}: {what} range [{arr.min()}, {arr.max()}] outside [{lo}, {hi}]"
                                   f" of profile {self.name}")
 
+    def check_input(self, spec) -> None:
+        """Refuse an input (:class:`hardware.graph.Input`) whose ``input_max`` this profile cannot carry."""
+        if spec.input_max > self.input_limit:
+            raise BundleError(f"input_max {spec.input_max} exceeds {self.input_limit}, the largest input a step "
+                              f"carries in profile {self.name} ({self.input_bits}-bit signed input values)")
+
     def accumulator_excess(self, graph: Graph, input_bound: int) -> list[tuple[str, int]]:
         """Nodes whose worst-case summed activation leaves a ``checked`` synapse width, with it."""
         if self.synapse_overflow != "checked":
@@ -286,7 +318,9 @@ class Profile:
 
     def check(self, graph: Graph) -> None:
         """Refuse an integer graph this profile cannot run exactly: every field in range, and
-        under a ``checked`` synapse every node's worst-case sum within ``synapse_bits``."""
+        under a ``checked`` synapse every node's worst-case sum within ``synapse_bits``, and the
+        input's ``input_max`` within ``input_bits``."""
+        self.check_input(graph.input)
         for e in graph.edges:
             self.check_edge(e)
         for n in graph.nodes:
@@ -307,7 +341,7 @@ LOIHI2 = Profile(
     decay_form="complement", decay_shift=fp.DECAY_SHIFT, decay_rounding="toward-zero", current_stage=True,
     act_shift=fp.ACT_SHIFT, vth_shift=fp.VTH_SHIFT, vth_max=fp.VTH_MAX, threshold=">",
     state_bits=fp.STATE_BITS, current_overflow="wrap-once", voltage_overflow="saturate",
-    synapse_bits=fp.CONV_OUT_BITS, synapse_overflow="wrap",
+    synapse_bits=fp.CONV_OUT_BITS, synapse_overflow="wrap", input_bits=GRADED_SPIKE_BITS,
 )
 
 def twos_complement_weights(bits: int) -> dict[str, int]:
@@ -326,14 +360,16 @@ def twos_complement_weights(bits: int) -> dict[str, int]:
 
 
 #: what every FPGA datapath shares: int16 biases (no exponent), a 16-bit membrane that saturates,
-#: a 15-bit threshold compared with >= (the float model's comparison), no current stage, and a
-#: 24-bit accumulator that the export proves never overflows; the weight width and the decay
-#: are each profile's own
+#: a 15-bit threshold compared with >= (the float model's comparison), no current stage, a
+#: 24-bit accumulator that the export proves never overflows, and inputs no wider than that
+#: accumulator's positive range (one input times a weight of 1 fits it); the weight width and
+#: the decay are each profile's own
 _FPGA = dict(
     weight_step=1, weight_exp_max=0,
     bias_mant_min=-(1 << 15) + 1, bias_mant_max=(1 << 15) - 1, bias_exp_min=0, bias_exp_max=0,
     current_stage=False, act_shift=0, vth_shift=0, vth_max=(1 << 15) - 1, threshold=">=",
     state_bits=16, current_overflow="checked", voltage_overflow="saturate", synapse_bits=24, synapse_overflow="checked",
+    input_bits=24,
 )
 
 #: an FPGA datapath with one small multiplier per neuron update: an 11-bit decay code,

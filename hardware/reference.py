@@ -13,8 +13,13 @@ with the torch fake-quant path); per node and step, for the Loihi profile::
     v = clip(D(v, dv) + u + (bias_mant << bias_exp))
     s = v > (vth << 6);  v[s] = 0
 
-Sums are exact int64 here; Lava holds them in int32, so ``hardware.lava_backend`` refuses
-networks whose worst case could overflow int32 (``check_lava_limits``).
+Synapse sums are exact: through float64 BLAS where the edge's worst case for the values at hand,
+``max_o sum_i |W_oi| * max|s|``, stays below 2^53 (then every partial sum is an integer that
+float64 holds exactly, in any order of accumulation), else in int64 arithmetic (checked to stay
+below 2^63); node sums are int64. Lava holds them in int32, so ``hardware.lava_backend`` refuses
+networks whose worst case could overflow int32 (``check_lava_limits``). Inputs are checked first:
+``[0, input_max]`` (0/1 frames), with ``input_max`` within the profile's input width
+(:meth:`hardware.graph.Input.check_encoded`, :meth:`hardware.profile.Profile.check_input`).
 
 Saturation is counted per node, never hidden: conv outputs that wrapped (on any incoming edge),
 currents that wrapped, membranes that hit the clip, and readout neurons that crossed their
@@ -34,6 +39,8 @@ from hardware.graph import Graph, IntegerEdge, per_neuron
 from hardware.profile import LOIHI2, Profile
 
 SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
+FLOAT64_EXACT = 1 << 53  #: every integer of magnitude up to this is exact in float64
+INT64_EXACT = 1 << 63  #: ... and below this in int64
 
 
 @dataclass
@@ -54,17 +61,39 @@ class IntegerRun:
         return self.final_readout.argmax(axis=1)
 
 
-def conv2d_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
-    """Exact integer 2-D cross-correlation, (B, C, H, W) x (O, C, kh, kw) -> (B, O, Ho, Wo).
+def exact_sum_dtype(weight: np.ndarray, x: np.ndarray) -> type:
+    """The arithmetic in which ``sum_i W_oi x_i`` is exact for these weights (output first) and
+    source values: float64 (BLAS) while the worst case ``max_o sum_i |W_oi| * max|x|`` stays
+    below 2^53, where every partial sum, in any order, is an integer float64 holds exactly; else
+    int64, below 2^63; beyond that a ``ValueError``."""
+    bound = int(np.max(np.abs(np.asarray(x, np.int64)), initial=0))
+    rows = np.abs(np.asarray(weight, np.int64)).reshape(len(weight), -1).sum(axis=1)
+    worst = int(np.max(rows, initial=0)) * bound  # a Python int: no overflow here
+    if worst < FLOAT64_EXACT:
+        return np.float64
+    if worst < INT64_EXACT:
+        return np.int64
+    raise ValueError(f"synaptic sums up to {worst} do not fit 64-bit integers")
 
-    Computed through float64 BLAS: every partial sum is an integer far below 2^53, so exact.
-    """
+
+def conv2d_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
+    """Exact integer 2-D cross-correlation, (B, C, H, W) x (O, C, kh, kw) -> (B, O, Ho, Wo), in
+    the arithmetic :func:`exact_sum_dtype` proves exact."""
+    dtype = exact_sum_dtype(weight, x)
     ph, pw = padding
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).astype(np.float64)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).astype(dtype)
     kh, kw = weight.shape[2:]
     win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
-    out = np.tensordot(win, weight.astype(np.float64), axes=([1, 4, 5], [1, 2, 3]))  # (B, Ho, Wo, O)
-    return np.rint(out.transpose(0, 3, 1, 2)).astype(np.int64)
+    out = np.tensordot(win, weight.astype(dtype), axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)  # (B, O, Ho, Wo)
+    return np.rint(out).astype(np.int64) if dtype is np.float64 else out.astype(np.int64)
+
+
+def dense_int(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Exact integer ``x @ W.T``, (B, F) x (N, F) -> (B, N), in the arithmetic
+    :func:`exact_sum_dtype` proves exact."""
+    dtype = exact_sum_dtype(weight, x)
+    out = x.astype(dtype) @ weight.T.astype(dtype)
+    return np.rint(out).astype(np.int64) if dtype is np.float64 else out.astype(np.int64)
 
 
 def synaptic_input(edge: IntegerEdge, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
@@ -75,14 +104,16 @@ def synaptic_input(edge: IntegerEdge, s: np.ndarray, profile: Profile = LOIHI2) 
         raw = conv2d_int(s.reshape(b, *g.input_shape), edge.weight, g.stride, g.padding).reshape(b, -1)
         a = profile.synapse(raw)
         return a, int(np.count_nonzero(a != raw))
-    acc = np.rint(s.reshape(b, -1).astype(np.float64) @ edge.weight.T.astype(np.float64)).astype(np.int64)
+    acc = dense_int(s.reshape(b, -1), edge.weight)
     exp = int(edge.weight_exp)
     return (np.left_shift(acc, exp) if exp > 0 else np.right_shift(acc, -exp)), 0
 
 
 def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOIHI2) -> IntegerRun:
     """Run the integer graph on encoded inputs (``(B, C, H, W)`` direct, ``(B, T, C, H, W)``
-    event frames: :meth:`hardware.graph.Input.steps`); the neuron arithmetic is ``profile``'s."""
+    event frames: :meth:`hardware.graph.Input.steps`, which checks them); the neuron arithmetic is
+    ``profile``'s, whose input width must hold the graph's ``input_max``."""
+    profile.check_input(graph.input)
     steps = graph.input.steps(inputs, timesteps)
     b = steps.shape[0]
     state = {n.name: (np.zeros((b, n.neurons), np.int64),) * 2 for n in graph.nodes}

@@ -6,7 +6,15 @@ The design is built from the FPGA tables alone (``manifest.json`` and the ``.mem
 ``lsg-deploy export --target fpga`` writes), as a hardware designer would build it: nothing of
 the bundle's own records enters the RTL. Numpy only at import; Icarus (``iverilog``, ``vvp``)
 and cocotb are needed when a run starts, and their absence is an :class:`RtlEnvironmentError`
-that says how to install them.
+that says how to install them. Where the directory is a bundle (``lsg-deploy export --target
+fpga``), its tables must first be exactly what its own integer graph gives
+(:func:`hardware.fpga_tables.check_tables`): tables edited after export, digests recomputed or
+not, are refused before anything is built, never simulated as if they were the bundle's network.
+
+The compiler and the simulator run as children that end with the run (:mod:`hardware.processes`):
+an exception, SIGINT's ``KeyboardInterrupt`` or the CLI's SIGTERM included, stops and reaps them
+(``vvp`` runs with ``-N``, so that SIGINT or SIGTERM ends it, exit code 1, rather than stopping
+it at its interactive prompt), and the temporary directories go with them.
 
 A run compiles the design once (cached by the SHA-256 of its sources, ``.mem`` files included)
 and simulates every sample in one simulator process (:mod:`hardware.rtl.driver`, the cocotb test,
@@ -38,8 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from hardware import processes
+from hardware.bundle import JSON_NAME, read_bundle
 from hardware.files import staged_directory
-from hardware.fpga_tables import read_tables
+from hardware.fpga_tables import check_tables, read_tables
 from hardware.reference import SATURATION_KINDS, IntegerRun
 from hardware.rtl import SOURCES
 from hardware.rtl.chain import (
@@ -98,17 +108,31 @@ def _digest(directory: Path) -> str:
 
 def _compile(directory: Path, top: str, sources: list[str]) -> None:
     cmd = ["iverilog", *COMPILE_FLAGS, "-o", SIM_FILE, "-s", top, *sources]
-    result = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
+    result = processes.run(cmd, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise RtlRunError(f"iverilog could not compile the design in {directory}", result.stdout + result.stderr)
 
 
+def check_bundle_tables(directory: Path) -> None:
+    """Where ``directory`` is a bundle, refuse its FPGA tables unless every value the design
+    loads (and every other table file) is exactly what its integer graph gives
+    (:func:`hardware.fpga_tables.check_tables`; a :class:`~hardware.graph.BundleError` naming the
+    file and the first field that differs). A directory of tables alone is taken as it is."""
+    directory = Path(directory)
+    if not (directory / JSON_NAME).is_file():
+        return
+    bundle = read_bundle(directory)
+    check_tables(bundle.integer_graph, bundle.arithmetic, bundle.timesteps, directory)
+
+
 def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path | None = None
           ) -> tuple[Chain, Path, float]:
-    """Generate and compile the design of the tables in ``tables_dir``; returns the chain, the
-    directory holding the design (with a one-network simulation bench) and its ``sim.vvp``, and
-    the seconds spent (0 when cached)."""
+    """Generate and compile the design of the tables in ``tables_dir`` (checked against the
+    bundle there, if any: :func:`check_bundle_tables`); returns the chain, the directory holding
+    the design (with a one-network simulation bench) and its ``sim.vvp``, and the seconds spent
+    (0 when cached)."""
     start = time.perf_counter()
+    check_bundle_tables(Path(tables_dir))
     chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes)  # refuses what the RTL cannot run
     check_tools()
     root = Path(build_root) if build_root is not None else default_build_root()
@@ -158,11 +182,33 @@ def _job(chain: Chain, frames: np.ndarray, prefix: str, membranes: bool, path: P
              prefix=np.str_(prefix), membranes=membranes)
 
 
+#: vvp's arguments: ``-N`` makes ``$stop``, SIGINT and SIGTERM end the simulation (exit code 1)
+#: instead of stopping it at vvp's interactive prompt
+VVP_ARGS = ("-N",)
+
+
+def _runner():
+    """cocotb's Icarus runner, its commands (``vvp``) run by :func:`hardware.processes.run`, so
+    that they end with this process's run (cocotb itself uses ``subprocess.run``)."""
+    from cocotb_tools.runner import Icarus
+
+    if not hasattr(Icarus, "_execute_cmds"):  # the one method replaced here (cocotb 2.1)
+        raise RtlEnvironmentError(f"the RTL backend needs {COCOTB_SPEC}: install it with `pip install -e .[rtl]`")
+
+    class Runner(Icarus):
+        def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
+            for cmd in cmds:
+                result = processes.run(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                                       stderr=None if stdout is None else subprocess.STDOUT)
+                if result.returncode != 0:
+                    raise RuntimeError(f"Command failed with return code: {result.returncode}")
+
+    return Runner()
+
+
 def _simulate(toplevel: str, build_dir: Path, jobs: list[tuple[Chain, np.ndarray, str]], membranes: bool,
               work: Path) -> list[dict[str, np.ndarray]]:
     """Run the driver on ``build_dir/sim.vvp`` (cwd ``build_dir``), one job per network."""
-    from cocotb_tools.runner import get_runner
-
     job_files = [work / f"job{i}.npz" for i in range(len(jobs))]
     result_files = [work / f"results{i}.npz" for i in range(len(jobs))]
     for (chain, frames, prefix), path in zip(jobs, job_files, strict=True):
@@ -172,10 +218,11 @@ def _simulate(toplevel: str, build_dir: Path, jobs: list[tuple[Chain, np.ndarray
            "LSG_RTL_RESULTS": os.pathsep.join(map(str, result_files)), "COCOTB_LOG_LEVEL": "WARNING",
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # numpy in the simulator needs no threads
     failed: BaseException | None = None
+    runner = _runner()
     try:
-        get_runner("icarus").test(test_module=DRIVER, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                                  build_dir=build_dir, test_dir=build_dir, extra_env=env,
-                                  results_xml=str(work / "results.xml"), log_file=str(log))
+        runner.test(test_module=DRIVER, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=build_dir, extra_env=env, test_args=list(VVP_ARGS),
+                    results_xml=str(work / "results.xml"), log_file=str(log))
     except (SystemExit, RuntimeError) as exc:  # the runner exits when a test fails under pytest
         failed = exc
     if failed is not None or not all(f.is_file() for f in result_files):

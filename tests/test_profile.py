@@ -1,4 +1,5 @@
-"""The fixed-point profile: one integer LIF step, identical on numpy arrays and torch tensors."""
+"""The fixed-point profile: one integer LIF step, identical on numpy arrays and torch tensors; decay
+codes and betas as an inverse pair whose ties go to the smaller code; the input width."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from hardware.profile import (
     PROFILES,
     Profile,
     ProfileError,
+    round_half_down,
     twos_complement_weights,
 )
 
@@ -64,6 +66,7 @@ def test_the_loihi_profile_matches_the_fixed_point_facts():
     ({"decay_rounding": "nearest"}, "rounding"),
     ({"weight_min": 5}, "inconsistent"),
     ({"state_bits": 24.0}, "integer"),
+    ({"input_bits": 1}, "inconsistent"),
 ])
 def test_inconsistent_profiles_are_refused(change, message):
     with pytest.raises(ProfileError, match=message):
@@ -82,3 +85,46 @@ def test_fpga_weights_span_their_whole_twos_complement_word():
     assert [p.ranges()["weight"] for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)] == [(-128, 127)] * 2 + [(-8, 7)]
     with pytest.raises(ProfileError, match="weights of 1 bits"):
         twos_complement_weights(1)
+
+
+def test_round_half_down_sends_exact_ties_to_the_smaller_integer():
+    assert [round_half_down(x) for x in (1.5, 2.5, -0.5, 0.5, 1.4999999999999998, 1.5000000000000002)] == \
+        [1, 2, -1, 0, 1, 2]
+    assert round(1.5) == 2  # what the rounding replaced: ties to even
+
+
+@pytest.mark.parametrize("profile, beta, smaller", [
+    (LOIHI2, 1 - 3 / 8192, 1),  # (1 - beta) 4096 = 1.5 exactly: code 1, where round() gives 2
+    (LOIHI2, 1 - 4094.5 / 4096, 4094),  # 4094.5: the tie below the largest code
+    (FPGA_MUL, 3 / 2048, 1),  # beta 1024 = 1.5: code 1
+    (FPGA_MUL, 1 - 1 / 2048, 1023),  # 1023.5
+    (FPGA_MUL4, 2047 / 2048, 1023),
+    (FPGA_SHIFT, 0.625, 1),  # halfway between 1 - 2^-1 and 1 - 2^-2
+    (FPGA_SHIFT, 1 - 2.0**-16, 15),  # halfway between 1 - 2^-15 and no decay (1)
+])
+def test_beta_to_code_sends_an_exact_tie_to_the_smaller_code(profile, beta, smaller):
+    """Betas halfway between two codes' decays, exactly, in binary floating point."""
+    neighbours = (profile.code_to_beta(smaller), profile.code_to_beta(smaller + 1))
+    assert beta - neighbours[0] == neighbours[1] - beta  # an exact tie, no rounding in the check
+    assert profile.beta_to_code(beta) == smaller
+    assert profile.beta_to_code(np.nextafter(beta, neighbours[1])) == smaller + 1  # just past it
+
+
+@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
+def test_codes_and_betas_are_an_inverse_pair(profile):
+    """code -> beta -> code on every code, and beta -> code -> beta lands on the nearest code."""
+    codes = range(profile.decay_max + 1)
+    assert [profile.beta_to_code(profile.code_to_beta(c)) for c in codes] == list(codes)
+    betas = np.array([profile.code_to_beta(c) for c in codes])
+    for beta in np.random.default_rng(0).random(200):
+        code = profile.beta_to_code(float(beta))
+        assert abs(betas[code] - beta) == np.abs(betas - beta).min()
+
+
+def test_an_input_wider_than_the_profile_carries_is_refused():
+    from hardware.graph import BundleError, Input
+
+    assert LOIHI2.input_limit == (1 << 23) - 1 and FPGA_MUL.input_limit == (1 << 23) - 1
+    LOIHI2.check_input(Input((1,), "direct", (1 << 23) - 1))
+    with pytest.raises(BundleError, match="input_max 8388608 exceeds 8388607"):
+        LOIHI2.check_input(Input((1,), "direct", 1 << 23))

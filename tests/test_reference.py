@@ -1,5 +1,7 @@
 """Integer reference: exact conv, the threshold tie, saturation counts, and the torch fake-quant
-path as an independent second implementation (compared with ==)."""
+path as an independent second implementation (compared with ==); synapse sums exact beyond
+float64's 2^53, and inputs beyond ``input_max`` (or the profile's input width) refused by every
+executor."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from export import fake_quant
 from export.fake_quant import run_fake_quant
+from hardware import fast_reference, reference
 from hardware import fixed_point as fp
-from hardware import reference
-from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
-from tests.netgen import random_graph, random_inputs
+from hardware.graph import INPUT, BundleError, Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.profile import FPGA_MUL, LOIHI2
+from tests.netgen import random_fpga_chain, random_graph, random_inputs
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -109,7 +113,7 @@ def test_edges_into_one_node_sum_without_a_second_wrap():
              IntegerEdge("c2", "input", "readout", geometry, weight, 0, 1.0))
     nodes = (IntegerNode("readout", (1, 1, 1), np.zeros(1, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0,
                        readout=True),)
-    graph = Graph(Input((1, 1, 1), "direct", 1 << 23), nodes, edges)
+    graph = Graph(Input((1, 1, 1), "direct", (1 << 23) - 1), nodes, edges)
     x = np.full((1, 1, 1, 1), 2**22 - 1, np.int64)  # 2 x = 2^23 - 2: no wrap on either edge
     run = reference.run(graph, x, 1)
     _, readout = run_fake_quant(graph, torch.as_tensor(x), 1)
@@ -156,3 +160,99 @@ def test_reference_rejects_float_inputs():
     with pytest.raises(ValueError, match="integers"):
         reference.run(graph, np.zeros((1, *graph.input.shape)) if graph.input.encoding == "direct" else
                       np.zeros((1, 2, *graph.input.shape)), 2)
+
+
+# --- exact sums, and inputs no executor can carry ----------------------------------------------------
+
+def _one_by_one_conv(input_max: int) -> Graph:
+    """A 1x1 conv with weights [254, 4] from a (2, 1, 1) input into the readout."""
+    edge = IntegerEdge("c", INPUT, "out", Geometry("conv", (2, 1, 1), (1, 1, 1)),
+                       np.array([254, 4], np.int64).reshape(1, 2, 1, 1), 0, 1.0)
+    node = IntegerNode("out", (1, 1, 1), np.zeros(1, np.int64), 0, fp.DU_NO_MEMORY, 0, fp.VTH_MAX, 1.0, readout=True)
+    return Graph(Input((2, 1, 1), "direct", input_max), (node,), (edge,))
+
+
+def test_synapse_sums_past_2_53_are_exact_and_such_inputs_are_refused():
+    """Weights [254, 4] on inputs [2^47 + 1, 1]: 254 (2^47 + 1) + 4 = 254 2^47 + 258, which
+    float64 rounds to 254 2^47 + 260 (wrapped to 24 bits and shifted into u: 16640, where the
+    exact 258 gives 16512). The reference's sums are exact there (int64, past 2^53); and no
+    executor accepts such an input: it is far beyond the 24-bit graded spike (2^23 - 1) that a
+    Loihi input step carries, so the graph's input_max is refused, and so is the value itself."""
+    x = np.array([2**47 + 1, 1], np.int64).reshape(1, 2, 1, 1)
+    graph = _one_by_one_conv(2**47 + 1)
+    edge = graph.edges[0]
+    assert float(254 * (2**47 + 1) + 4) != 254 * (2**47 + 1) + 4  # float64 cannot hold it
+    assert reference.conv2d_int(x, edge.weight, (1, 1), (0, 0)).item() == 254 * (2**47 + 1) + 4
+    a, wrapped = reference.synaptic_input(edge, x.reshape(1, -1))
+    assert a.tolist() == [[258]] and wrapped == 1 and (int(a[0, 0]) << fp.ACT_SHIFT) == 16512
+    fast, _ = fast_reference._Synapse(edge, 2**47 + 1, LOIHI2)(x.reshape(1, -1))
+    assert fast.tolist() == [[258]]
+
+    with pytest.raises(BundleError, match=r"input_max 140737488355329 exceeds 8388607"):
+        LOIHI2.check(graph)
+    for run in (reference.run, fast_reference.run):
+        with pytest.raises(BundleError, match="input_max"):
+            run(graph, x, 1)
+    with pytest.raises(BundleError, match="input_max"):
+        run_fake_quant(graph, torch.as_tensor(x), 1)
+    with pytest.raises(ValueError, match="2\\^53"):  # fake-quant's float64 sums refuse what they cannot hold
+        fake_quant.synaptic(edge, torch.as_tensor(x.reshape(1, -1)))
+    with pytest.raises(ValueError, match=r"direct inputs must lie in \[0, 8388607\]"):
+        reference.run(_one_by_one_conv(LOIHI2.input_limit), x, 1)
+
+
+def test_the_largest_admissible_input_is_exact_everywhere():
+    """At the profile's input limit, 2^23 - 1, the three executors agree with the exact sum."""
+    x = np.array([LOIHI2.input_limit, LOIHI2.input_limit], np.int64).reshape(1, 2, 1, 1)
+    graph = _one_by_one_conv(LOIHI2.input_limit)
+    exact = 258 * LOIHI2.input_limit
+    assert reference.conv2d_int(x, graph.edges[0].weight, (1, 1), (0, 0)).item() == exact
+    want = reference.run(graph, x, 2).readout
+    assert np.array_equal(fast_reference.run(graph, x, 2).readout, want)
+    assert np.array_equal(run_fake_quant(graph, torch.as_tensor(x), 2)[1].numpy(), want)
+
+
+def _backends():
+    from hardware import lava_backend
+
+    return {
+        "reference": lambda g, x, t, p: reference.run(g, x, t, p),
+        "fast path": lambda g, x, t, p: fast_reference.run(g, x, t, p),
+        "fake-quant": lambda g, x, t, p: run_fake_quant(g, torch.as_tensor(x), t, p),
+        "lava checks": lambda g, x, t, p: lava_backend.check_run(g, x, t),
+    }
+
+
+@pytest.mark.parametrize("backend", ["reference", "fast path", "fake-quant", "lava checks"])
+@pytest.mark.parametrize("case", ["above input_max", "negative", "event frame of 2"])
+def test_every_executor_refuses_inputs_outside_the_encoding(backend, case):
+    """An input value above the graph's input_max, below 0, or an event frame that is not 0/1 is
+    a ValueError from every executor (the same check: ``Input.check_encoded``), not a number."""
+    if case == "event frame of 2":
+        graph = next(g for g in map(random_graph, range(50)) if g.input.per_step)
+        x = random_inputs(0, graph, 3, batch=2)
+        x[1, 2].flat[0] = 2
+        message = "0/1 spikes"
+    else:
+        graph = next(g for g in map(random_graph, range(50)) if not g.input.per_step)
+        x = random_inputs(0, graph, 3, batch=2)
+        x[1].flat[-1] = graph.input.input_max + 1 if case == "above input_max" else -1
+        message = rf"must lie in \[0, {graph.input.input_max}\]"
+    run = _backends()[backend]
+    with pytest.raises(ValueError, match=message):
+        run(graph, x, 3, LOIHI2)
+    x[1] = 0  # the same batch without the bad value runs
+    if backend != "lava checks":
+        run(graph, x, 3, LOIHI2)
+
+
+def test_fpga_executors_refuse_inputs_above_input_max_too():
+    graph = random_fpga_chain(2, FPGA_MUL)
+    steps = 2
+    shape = ((steps,) if graph.input.per_step else ()) + graph.input.shape
+    x = np.full((1, *shape), graph.input.input_max + 1, np.int64)
+    for run in (reference.run, fast_reference.run):
+        with pytest.raises(ValueError, match="0/1 spikes|must lie in"):
+            run(graph, x, steps, FPGA_MUL)
+    with pytest.raises(ValueError, match="0/1 spikes|must lie in"):
+        run_fake_quant(graph, torch.as_tensor(x), steps, FPGA_MUL)

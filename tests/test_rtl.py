@@ -16,8 +16,12 @@ install them (CI installs both).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,6 +172,53 @@ def test_a_residual_graph_is_refused_with_the_reason(tmp_path: Path) -> None:
         chain_from_tables(read_tables(tmp_path))
 
 
+def test_tables_are_checked_against_the_graph_they_claim_to_hold(tmp_path: Path) -> None:
+    """``check_tables`` (run by the RTL backend on a bundle's tables before it builds anything):
+    the writer's own tables pass; a changed word, manifest value or header line is named."""
+    import json
+
+    from hardware.fpga_tables import check_tables
+    from hardware.graph import BundleError
+
+    graph = random_fpga_chain(5, FPGA_MUL4)
+    names = write_tables(graph, FPGA_MUL4, 3, tmp_path)
+    check_tables(graph, FPGA_MUL4, 3, tmp_path)
+    pristine = {name: (tmp_path / name).read_bytes() for name in names}
+    edge, node = graph.edges[0], graph.nodes[0]
+
+    def refused(name: str, edit, match: str) -> None:
+        path = tmp_path / name
+        path.write_bytes(edit(pristine[name]))
+        with pytest.raises(BundleError, match=match):
+            check_tables(graph, FPGA_MUL4, 3, tmp_path)
+        path.write_bytes(pristine[name])
+
+    def word(data: bytes) -> bytes:  # word 1: one hex digit in fpga-mem4
+        lines = data.decode().splitlines()
+        lines[2] = format((int(lines[2], 16) + 1) % 16, "x")
+        return ("\n".join(lines) + "\n").encode()
+
+    def manifest(edit):
+        def apply(data: bytes) -> bytes:
+            doc = json.loads(data)
+            edit(doc)
+            return json.dumps(doc, indent=2).encode()
+        return apply
+
+    refused(f"{edge.name}.weight.mem", word, rf"{edge.name}\.weight\.mem does not hold .*: word 1 \(line 3\)")
+    refused(f"{node.name}.bias.mem", lambda d: d + b"0\n", "it has .* words, the bundle's integer graph gives")
+    flip_decay = manifest(lambda m: m["nodes"][0].__setitem__("decay_code", m["nodes"][0]["decay_code"] ^ 1))
+    refused("manifest.json", flip_decay, r"manifest\.json .*: nodes\[0\]\.decay_code is")
+    refused("manifest.json", manifest(lambda m: m["profile"]["membrane"].__setitem__("bits", 17)),
+            r"profile\.membrane\.bits is 17, the bundle's integer graph gives 16")
+    refused("manifest.json", manifest(lambda m: m["input"].__setitem__("max", True)), r"input\.max is true")
+    refused("manifest.json", lambda d: d[:-5], "not valid JSON")
+    refused("network.h", lambda d: d.replace(b"#define", b"#define  ", 1), r"network\.h .*: line \d+ is")
+    (tmp_path / f"{edge.name}.weight.csv").unlink()
+    with pytest.raises(BundleError, match=r"weight\.csv cannot be read"):
+        check_tables(graph, FPGA_MUL4, 3, tmp_path)
+
+
 def test_lanes_divide_the_channels(tmp_path: Path) -> None:
     graph = random_fpga_chain(3, FPGA_MUL)
     write_tables(graph, FPGA_MUL, 2, tmp_path)
@@ -192,6 +243,121 @@ def test_missing_cocotb_is_an_error_that_says_how_to_install_it(monkeypatch) -> 
     monkeypatch.setattr(rtl_backend.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(rtl_backend.RtlEnvironmentError, match=r"pip install -e \.\[rtl\]"):
         rtl_backend.check_tools()
+
+
+# --- an interrupted run ends its simulator -------------------------------------------------------------
+
+_INTERRUPTED_CHILD = """
+import signal, sys
+from pathlib import Path
+from hardware.fpga_tables import write_tables
+from hardware.profile import FPGA_MUL
+from hardware.rtl_backend import run_rtl
+from tests.netgen import fpga_inputs, random_fpga_chain
+
+if sys.argv[2] == "SIGTERM":  # as the CLI does: SIGTERM raised like SIGINT, so clean-ups run
+    def terminated(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, terminated)
+root = Path(sys.argv[1])
+graph = random_fpga_chain(3, FPGA_MUL)
+(root / "tables").mkdir()
+write_tables(graph, FPGA_MUL, 4, root / "tables")
+try:
+    run_rtl(root / "tables", fpga_inputs(3, graph, 4, 20000), build_root=root / "build")
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+print("finished")
+"""
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """Processes named ``name`` whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except OSError:
+            continue
+        if comm == name and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter (``Z``: a zombie), or None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["SIGINT-to-the-process-group", "SIGTERM-to-the-process"])
+def test_an_interrupted_run_leaves_no_simulator_and_no_temporaries(signum, to_group, rtl_tools, tmp_path: Path
+                                                                   ) -> None:
+    """``run_rtl`` in a child process, interrupted while ``vvp`` simulates: SIGINT to the whole
+    process group (Ctrl-C: vvp gets it too), or SIGTERM to the Python process alone, turned into
+    an exception as the CLI does. The simulator is ended and reaped (its PID is gone, not a
+    zombie), and neither the run's temporary directory nor a build scratch directory is left."""
+    root, tmp = tmp_path / "run", tmp_path / "tmp"
+    root.mkdir()
+    tmp.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(_INTERRUPTED_CHILD)
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "TMPDIR": str(tmp)}
+    child = subprocess.Popen([sys.executable, str(script), str(root), signum.name], cwd=repo, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (vvp := _children(child.pid, "vvp")) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert vvp, f"no vvp started: {child.poll()}"
+        time.sleep(1.0)  # simulating
+        assert child.poll() is None and _state(vvp[0]) not in (None, "Z"), "the simulation ended by itself"
+        (os.killpg if to_group else os.kill)(child.pid, signum)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 130 and "interrupted" in out, out[-3000:]
+    assert _state(vvp[0]) is None, f"vvp {vvp[0]} is still there (state {_state(vvp[0])})"
+    assert not any(tmp.iterdir()), f"temporaries left: {sorted(p.name for p in tmp.iterdir())}"
+    left = [p.name for p in (root / "build").iterdir() if not re.fullmatch(r"[0-9a-f]{24}", p.name)]
+    assert not left, f"build scratch left: {left}"
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["stops-on-SIGTERM", "ignores-SIGTERM"])
+def test_a_child_is_ended_and_reaped_when_its_wait_raises(ignores_sigterm, tmp_path: Path, monkeypatch) -> None:
+    """``hardware.processes.run`` (vvp, iverilog, the Lava interpreter): an exception while it
+    waits (here SystemExit from a timer) stops the child, with SIGKILL after the grace period if
+    SIGTERM is ignored, and reaps it before the exception goes on."""
+    from hardware import processes
+
+    monkeypatch.setattr(processes, "GRACE_S", 0.5)
+    pid_file = tmp_path / "pid"
+    trap = 'trap "" TERM; ' if ignores_sigterm else ""
+    cmd = ["sh", "-c", f'echo $$ > {pid_file}; {trap}exec sleep 60']
+
+    def stop(signum, frame):
+        raise SystemExit(3)
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(SystemExit):
+            processes.run(cmd)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - start < 10
+    assert _state(int(pid_file.read_text())) is None  # gone: ended and reaped, not a zombie
 
 
 # --- the exported digits network -----------------------------------------------------------------------
