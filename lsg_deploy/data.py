@@ -74,7 +74,9 @@ class EncodedSplit:
 @dataclass(frozen=True)
 class FileSource:
     """Where a file dataset's files are, and how the network was trained on them: what loading its
-    integer encoding needs beyond the :class:`DataSpec` (from the checkpoint's config)."""
+    integer encoding needs beyond the :class:`DataSpec` (from the checkpoint's config). ``verify``
+    (check the published MD5 sums) is the command's own choice, never the checkpoint's: a training
+    run's ``--no-verify-data`` does not carry over to the commands that read its files later."""
 
     data_dir: str = ""
     verify: bool = True
@@ -82,10 +84,11 @@ class FileSource:
     dvs_frames: str = "counts"
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], data_dir: str | None = None) -> FileSource:
-        """From a checkpoint's ``config`` record; ``data_dir`` (a ``--data-dir``) overrides its own."""
-        return cls(str(data_dir or config.get("data_dir", "")), bool(config.get("verify_data", True)),
-                   bool(config.get("normalize", True)), str(config.get("dvs_frames", "counts")))
+    def from_config(cls, config: Mapping[str, Any], data_dir: str | None = None, verify: bool = True) -> FileSource:
+        """From a checkpoint's ``config`` record; ``data_dir`` (a ``--data-dir``) overrides its own;
+        ``verify``: the command's (its ``--no-verify-data``), whatever the config's ``verify_data``."""
+        return cls(str(data_dir or config.get("data_dir", "")), bool(verify), bool(config.get("normalize", True)),
+                   str(config.get("dvs_frames", "counts")))
 
 
 Loader = Callable[["DataSpec", "int | None", "FileSource | None"], tuple[EncodedSplit, EncodedSplit, int]]

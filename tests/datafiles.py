@@ -111,6 +111,12 @@ def write_aedat4(path: Path, events: np.ndarray, width: int = 128, height: int =
     Path(path).write_bytes(b"".join(parts))
 
 
+def write_aedat4_header_only(path: Path, width: int = 128, height: int = 128) -> None:
+    """An AEDAT4 file with its magic line and IO header (one event stream) and no packets: a
+    recording that holds no events, which :func:`write_aedat4` refuses to write."""
+    Path(path).write_bytes(AEDAT4_MAGIC + _io_header(width, height))
+
+
 def cifar10_dvs_events(label: int, rng: np.random.Generator, n: int, duration_us: int = 1_000_000) -> np.ndarray:
     """``n`` events of a synthetic CIFAR10-DVS sample of class ``label``: a 13x13 patch crossing
     the sensor's centre in the direction ``label * 36`` degrees, ON events on its leading half and

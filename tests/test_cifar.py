@@ -1,7 +1,8 @@
-"""CIFAR-10 and CIFAR-100 through torchvision, on tiny files in torchvision's real layout: the
-files are read as written, augmentation is the recipe's and repeats under a seed, bad files are
-one line, resnet19 and vggsnn train on them from the CLI, and a network trained without the
-normalisation deploys to Loihi with the image's bytes as its integer input."""
+"""CIFAR-10 and CIFAR-100 on tiny files in torchvision's real layout: the restricted reader gives
+exactly what torchvision's own class gives, augmentation is the recipe's and repeats under a seed,
+bad files are one line, resnet19 and vggsnn train on them from the CLI, a network trained without
+the normalisation deploys to Loihi with the image's bytes as its integer input, and a training
+run's --no-verify-data is never carried into a later command."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_missing_altered_and_broken_files_are_one_line(tmp_path, cifar_root):
     broken = tmp_path / "broken"
     folder = write_cifar(broken, "cifar10", per_file=4)
     (folder / "data_batch_3").write_bytes(b"not a pickle")
-    with pytest.raises(DataFilesError, match="are not CIFAR pickles"):
+    with pytest.raises(DataFilesError, match=r"data_batch_3 is not a CIFAR pickle"):
         build("cifar10", _options(broken))
     with pytest.raises(DataFilesError, match="does not exist"):
         build("cifar10", _options(tmp_path / "nowhere"))
@@ -112,12 +113,18 @@ def test_resnet19_and_vggsnn_train_on_cifar_from_the_cli(tmp_path, cifar_root, c
             capsys.readouterr().err
         assert not bundle.exists()
         return
-    assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle), "--quiet"]) == 0
+    # trained with --no-verify-data, which export does not inherit: it checks the MD5 sums unless told
+    assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle), "--quiet"]) == 2
+    assert "do not match the published MD5 sums; pass --no-verify-data" in capsys.readouterr().err
+    assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle), "--quiet",
+                 "--no-verify-data"]) == 0
+    assert main(["simulate", "--fixed-point", str(bundle), "--limit", "4", "--quiet"]) == 2
+    assert "do not match the published MD5 sums" in capsys.readouterr().err
     assert main(["simulate", "--fixed-point", str(bundle), "--backend", "all", "--limit", "4", "--json", str(report),
-                 "--quiet"]) == 0
+                 "--quiet", "--no-verify-data"]) == 0
     result = json.loads(report.read_text())
     assert result["exact"]["equal"] is True and len(result["exact"]["mismatches"]) == 19
-    assert main(["simulate", str(bundle), "--json", str(report), "--quiet"]) == 0
+    assert main(["simulate", str(bundle), "--json", str(report), "--quiet", "--no-verify-data"]) == 0
     assert json.loads(report.read_text())["accuracy"]["float"] == doc["metrics"][-1]["test_accuracy"]
     # the files moved: one line, and --data-dir says where they are now
     moved = tmp_path / "moved"
@@ -125,7 +132,8 @@ def test_resnet19_and_vggsnn_train_on_cifar_from_the_cli(tmp_path, cifar_root, c
     try:
         assert main(["simulate", str(bundle), "--quiet"]) == 2
         assert "give --data-dir where they are now" in capsys.readouterr().err
-        assert main(["simulate", str(bundle), "--data-dir", str(moved), "--limit", "2", "--quiet"]) == 0
+        assert main(["simulate", str(bundle), "--data-dir", str(moved), "--limit", "2", "--quiet",
+                     "--no-verify-data"]) == 0
     finally:
         moved.rename(cifar_root)
 
@@ -151,3 +159,107 @@ def test_every_recipe_loads_and_states_the_papers_number():
                "table3-cifar10dvs-vggsnn-t10.toml": 77.90, "table2-cifar10-resnet19-t2-alpha10.toml": 30.82}
     for name, accuracy in anchors.items():
         assert tomllib.loads((recipes[0].parent / name).read_text())["paper"]["accuracy"] == accuracy
+
+
+def _torchvision_unverified(name: str):
+    """torchvision's own class with its MD5 sums unset (it then only checks that the files exist)."""
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    return type(f"Unverified{cls.__name__}", (cls,), {
+        "train_list": [[file, None] for file, _ in cls.train_list],
+        "test_list": [[file, None] for file, _ in cls.test_list],
+        "meta": {**cls.meta, "md5": None},
+    })
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_the_restricted_reader_gives_what_torchvisions_class_gives(cifar_root, name):
+    """The same images (HWC uint8, byte for byte), the same labels (Python ints, in the same
+    order) and, under one seed, the same transformed items as torchvision's ``CIFAR10`` /
+    ``CIFAR100`` reading the same files with ``pickle.load``; the integer split is its bytes."""
+    from training.datasets.cifar import integer_split, transforms_for
+
+    options = _options(cifar_root)
+    ours = build(name, options)
+    for train, split in zip((True, False), ours, strict=True):
+        reference = _torchvision_unverified(name)(str(cifar_root), train=train,
+                                                  transform=transforms_for(name, options, train))
+        assert split.data.dtype == np.uint8 and np.array_equal(split.data, reference.data)
+        assert split.targets == reference.targets and all(type(v) is int for v in split.targets)
+        assert len(split) == len(reference)
+        for i in (0, len(split) - 1):
+            torch.manual_seed(i)
+            x, label = split[i]
+            torch.manual_seed(i)
+            want, want_label = reference[i]
+            assert torch.equal(x, want) and label == want_label
+        pixels, labels, input_max = integer_split(name, _options(cifar_root, normalize=False), train)
+        assert np.array_equal(pixels, reference.data.transpose(0, 3, 1, 2)) and labels.tolist() == reference.targets
+        assert pixels.dtype == np.uint8 and labels.dtype == np.int64 and input_max == 255
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_numpys_pickles_of_any_protocol_and_numpy_1_names_are_read(tmp_path, protocol):
+    """The published files are Python 2 pickles naming ``numpy.core.multiarray._reconstruct``
+    (numpy 1's module); numpy 2 writes ``numpy._core``, and protocol 5 ``_frombuffer``: all read."""
+    from training.datasets.cifar import read_batch
+
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    raw = pickle.dumps({"data": data, "labels": np.array([3, 9])}, protocol=protocol)
+    path = tmp_path / "batch"
+    for old in (False, True) if protocol == 2 else (False,):  # protocol 2's GLOBAL: names end at a newline
+        body = raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n") if old else raw
+        assert old is False or body != raw
+        path.write_bytes(body)
+        got, labels = read_batch("cifar10", path)
+        assert np.array_equal(got, data) and labels == [3, 9]
+
+
+def test_a_failed_download_leaves_nothing_it_created(tmp_path, monkeypatch):
+    """torchvision's download helper fails after creating the folder and part of the archive: the
+    folders that did not exist are removed, and in an existing --data-dir only what it added."""
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    def partial(url, root, filename, md5):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / filename).write_bytes(b"half an archive")
+        raise urllib.error.URLError("no network here")  # what urllib raises offline
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", partial)
+    with pytest.raises(DataFilesError, match=r"cifar10: downloading https://\S+ into \S+/new/data failed"):
+        build("cifar10", FileOptions(tmp_path / "new" / "data", 2, download=True))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(DataFilesError, match="no network here"):
+        build("cifar100", FileOptions(tmp_path / "data", 2, download=True))
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["notes.txt"]
+
+
+def test_a_resumed_run_verifies_the_files_unless_told_again(tmp_path, cifar_root, capsys, monkeypatch):
+    """--no-verify-data is not carried from train_state.pt into ``train --resume``."""
+    from lsg_deploy import pipeline, runlog
+
+    out = tmp_path / "run"
+    real = runlog.RunLog.epoch
+
+    def stop_at_two(self, model, row, metrics):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt  # as a kill after epoch 2's train_state.pt
+        real(self, model, row, metrics)
+
+    monkeypatch.setattr(runlog.RunLog, "epoch", stop_at_two)
+    with pytest.raises(KeyboardInterrupt):  # the library call: main turns an interrupt into exit 130
+        pipeline.train({"dataset": "cifar10", "data_dir": str(cifar_root), "verify_data": False, "width": 0.03125,
+                        "timesteps": 2, "epochs": 3, "batch_size": 16}, None, out, quiet=True)
+    monkeypatch.setattr(runlog.RunLog, "epoch", real)
+    args = ["train", "--out", str(out), "--quiet"]
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "do not match the published MD5 sums; pass --no-verify-data" in capsys.readouterr().err
+    assert main([*args, "--resume", "--no-verify-data"]) == 0
+    _, doc = load_checkpoint(out / "model.pt")
+    assert [row["epoch"] for row in doc["metrics"]] == [1, 2, 3] and doc["config"]["verify_data"] is False

@@ -1,10 +1,13 @@
 """``cifar10-dvs``: AEDAT4 files written by the tests' own writer (tests/datafiles.py) and read by
 aedat/tonic, and :mod:`training.datasets.cifar10_dvs` on a synthetic tree in the published layout:
-the TET split, tonic's framing, the T-keyed frame cache, the training augmentation, and the errors
-for missing files, all without touching the network."""
+the TET split, tonic's framing, the frame cache keyed by T and by each recording's identity, the
+training augmentation, and the errors for missing, truncated, empty and off-sensor recordings and
+for a foreign cache entry (each before any training, leaving the data folder as it was), all
+without touching the network."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from pathlib import Path
@@ -16,8 +19,16 @@ import tonic
 import torch
 from torchvision import transforms
 
-from tests.datafiles import CIFAR10_DVS_CLASSES, EVENT_DTYPE, cifar10_dvs_events, write_aedat4, write_cifar10_dvs
+from tests.datafiles import (
+    CIFAR10_DVS_CLASSES,
+    EVENT_DTYPE,
+    cifar10_dvs_events,
+    write_aedat4,
+    write_aedat4_header_only,
+    write_cifar10_dvs,
+)
 from training.datasets import DataFilesError, FileOptions
+from training.datasets import cifar10_dvs as dvs
 from training.datasets.cifar10_dvs import EventFrames, cifar10_dvs_datasets, flip_and_roll
 
 T = 3
@@ -165,26 +176,106 @@ def test_frames_are_cached_per_timesteps(tree, monkeypatch):
     _, test = cifar10_dvs_datasets(FileOptions(tree, 2))
     first = [test[i][0] for i in range(3)]
     assert first[0].shape == (2, 2, 48, 48)
-    assert {"files.txt", "90_0.hdf5", "91_0.hdf5", "92_0.hdf5"} <= {p.name for p in (cache / "T2-48").iterdir()}
-    assert "cifar10_airplane_0.aedat4" in (cache / "T2-48" / "files.txt").read_text().splitlines()[0]
+    assert {"files.json", "0.npy", "90.npy", "999.npy"} <= {p.name for p in (cache / "T2-48").iterdir()}
+    assert len(list((cache / "T2-48").glob("*.npy"))) == 1000 and not list((cache / "T2-48").glob(".staging-*"))
+    listed = json.loads((cache / "T2-48" / "files.json").read_text())["recordings"]
+    path = tree / "CIFAR10DVS" / "airplane" / "cifar10_airplane_0.aedat4"
+    assert listed[0] == ["airplane/cifar10_airplane_0.aedat4", path.stat().st_size, path.stat().st_mtime_ns]
 
     def unread(*args):
         pytest.fail("a cached recording was read again")
 
-    monkeypatch.setattr(tonic.datasets.CIFAR10DVS, "__getitem__", unread)
+    monkeypatch.setattr(dvs, "read_recording", unread)
     _, again = cifar10_dvs_datasets(FileOptions(tree, 2))
     assert all(torch.equal(again[i][0], first[i]) for i in range(3))
 
 
-def test_a_changed_file_list_clears_the_cache(tree):
-    cache = tree / "CIFAR10DVS" / "lsg-deploy-cache" / "T4-48"
-    _, test = cifar10_dvs_datasets(FileOptions(tree, 4))
-    test[0]
-    listed = (cache / "files.txt").read_text()
-    (cache / "files.txt").write_text(listed.replace("_0.aedat4", "_100.aedat4", 1))
-    cifar10_dvs_datasets(FileOptions(tree, 4))
-    assert not (cache / "90_0.hdf5").exists()
-    assert (cache / "files.txt").read_text() == listed
+def _snapshot(folder: Path) -> dict[str, tuple[int, int] | None]:
+    """Every file's (size, mtime_ns) and every folder (None) under ``folder``."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+            for p in folder.rglob("*")}
+
+
+def test_a_changed_recording_is_framed_again_and_only_it(tmp_path):
+    """The cache is keyed by each recording's (size, mtime_ns): a recording rewritten with other
+    events gets new frames, the other entries stay as they were."""
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    cache = tmp_path / "CIFAR10DVS" / "lsg-deploy-cache" / "T4-48"
+    cifar10_dvs_datasets(FileOptions(tmp_path, 4))
+    before = _snapshot(cache)
+    path = tmp_path / "CIFAR10DVS" / "airplane" / "cifar10_airplane_90.aedat4"  # test position 0
+    write_aedat4(path, cifar10_dvs_events(5, np.random.default_rng(7), 400))
+    _, test = cifar10_dvs_datasets(FileOptions(tmp_path, 4))
+    assert torch.equal(test[0][0], expected_frames(recording(tmp_path, "airplane", 90), 4))
+    after = _snapshot(cache)
+    assert {k for k in before if before[k] != after[k]} == {"90.npy", "files.json"}
+
+
+def test_a_truncated_recording_with_a_cache_is_read_again_and_refused(tmp_path):
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    before = _snapshot(tmp_path)
+    path = tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_95.aedat4"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataFilesError, match=r"reading .*cifar10_cat_95\.aedat4 failed.*truncated or corrupt"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    after = _snapshot(tmp_path)
+    assert {k for k in before if before[k] != after.get(k)} == {"CIFAR10DVS/cat/cifar10_cat_95.aedat4"}
+    assert set(after) == set(before)  # no staging folder left, no entry replaced
+
+
+def test_bad_recordings_are_refused_before_training_leaving_no_cache(tmp_path):
+    """Without a cache, every recording is read and framed up front: a bad one is refused naming
+    it, and the cache folders made for the run are gone again."""
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    folder = tmp_path / "CIFAR10DVS"
+    for i in range(PER_CLASS):  # a class folder of truncated files
+        path = folder / "dog" / f"cifar10_dog_{i}.aedat4"
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(DataFilesError, match=r"cifar10_dog_0\.aedat4 failed.*truncated or corrupt"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    assert not (folder / "lsg-deploy-cache").exists()
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    write_aedat4_header_only(folder / "frog" / "cifar10_frog_3.aedat4")
+    with pytest.raises(DataFilesError, match=r"cifar10_frog_3\.aedat4 holds no events"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    events = cifar10_dvs_events(0, np.random.default_rng(0), 50)
+    events["x"][3] = 200  # off the 128x128 sensor (the file says 256x256; framing reads tonic's sensor size)
+    write_aedat4(folder / "ship" / "cifar10_ship_7.aedat4", events, width=256, height=256)
+    with pytest.raises(DataFilesError, match=r"cifar10_ship_7\.aedat4 has events outside the 128x128 sensor"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    assert not (folder / "lsg-deploy-cache").exists()
+
+
+def test_a_foreign_cache_entry_is_refused_not_replaced(tmp_path):
+    """An entry whose recording is unchanged but which is not the array written here (another
+    shape, a short file) was not written by this code: one line naming it, the cache untouched."""
+    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
+    cache = tmp_path / "CIFAR10DVS" / "lsg-deploy-cache" / "T3-48"
+    cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    np.save(cache / "5.npy", np.zeros((T, 2, 32, 32), np.float32))
+    before = _snapshot(cache)
+    with pytest.raises(DataFilesError, match=r"5\.npy \(of airplane/cifar10_airplane_5\.aedat4\) is a float32 array "
+                                             r"of shape \(3, 2, 32, 32\).*delete .*T3-48 to rebuild"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    assert _snapshot(cache) == before
+    good = np.load(cache / "6.npy")
+    (cache / "5.npy").write_bytes((cache / "6.npy").read_bytes()[:-4])
+    with pytest.raises(DataFilesError, match=r"5\.npy .* is .* bytes of data instead of"):
+        cifar10_dvs_datasets(FileOptions(tmp_path, T))
+    assert good.shape == (T, 2, 48, 48)
+
+
+def test_a_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    def unreachable(self):
+        raise OSError("no network here")
+
+    monkeypatch.setattr(tonic.datasets.CIFAR10DVS, "download", unreachable)
+    root = tmp_path / "new" / "data"
+    with pytest.raises(DataFilesError, match="downloading into .*new/data failed \\(no network here\\)"):
+        cifar10_dvs_datasets(FileOptions(root, T, download=True))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_cache_folder_means_no_cache(tmp_path):
@@ -215,15 +306,6 @@ def test_recordings_outside_the_class_folders_are_reported(tmp_path):
     write_aedat4(stray / "cifar10_extra_0.aedat4", cifar10_dvs_events(0, np.random.default_rng(0), 10))
     with pytest.raises(DataFilesError, match="'extra'.*not one of the classes"):
         cifar10_dvs_datasets(FileOptions(tmp_path, T))
-
-
-def test_a_corrupt_recording_is_named(tmp_path):
-    write_cifar10_dvs(tmp_path, per_class=PER_CLASS)
-    path = tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_95.aedat4"
-    path.write_bytes(path.read_bytes()[:-10])
-    _, test = cifar10_dvs_datasets(FileOptions(tmp_path, T))
-    with pytest.raises(DataFilesError, match=r"cifar10_cat_95\.aedat4 failed.*corrupt AEDAT4"):
-        test[35]
 
 
 def test_missing_aedat_names_the_extra(tree, monkeypatch):

@@ -3,9 +3,10 @@
 The embedded datasets (digits, digits-events) live in :mod:`lsg_deploy.data`, as integer arrays
 every stage shares. These are the paper-scale ones, which no machine here downloads:
 
-* ``cifar10``, ``cifar100``: torchvision's own dataset classes and transforms
-  (:mod:`training.datasets.cifar`);
-* ``cifar10-dvs``: tonic's own dataset class and transforms, framed to T x 2 x 48 x 48
+* ``cifar10``, ``cifar100``: torchvision's files read by a restricted unpickler, with torchvision's
+  transforms (:mod:`training.datasets.cifar`);
+* ``cifar10-dvs``: tonic's files and framing, checked and framed to T x 2 x 48 x 48 before
+  training, into a frame cache keyed by each recording's size and modification time
   (:mod:`training.datasets.cifar10_dvs`).
 
 Each entry of :data:`FILE_DATASETS` builds ``(train, test)``: map-style datasets whose items are
@@ -27,6 +28,28 @@ from torch.utils.data import Dataset
 
 class DataFilesError(ValueError):
     """A dataset's files are missing, corrupt, or not the published ones (and not accepted)."""
+
+
+def missing_ancestors(*paths: Path) -> list[Path]:
+    """For each of ``paths``, the topmost of it and its parents that does not exist now: what to
+    remove to undo whatever a download or a cache creates there (:func:`remove_all`)."""
+    found = []
+    for path in paths:
+        top = next((p for p in reversed((path, *path.parents)) if not p.exists() and not p.is_symlink()), None)
+        if top is not None and top not in found:
+            found.append(top)
+    return found
+
+
+def remove_all(paths: list[Path]) -> None:
+    """Remove ``paths`` (files or folders, with what they hold), where they exist."""
+    import shutil
+
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,15 @@ float32 (T, 2, 48, 48), each step's event counts per polarity, resized (or binar
 ``dvs_frames = "spikes"``, whose integers :func:`integer_split` gives a deployment); ``label``
 0..9 in tonic's class order (airplane, automobile, ..., truck). Facts it rests on, and their sources:
 
-* **Files.** tonic 1.7's ``tonic.datasets.CIFAR10DVS(save_to)`` reads
+* **Files.** tonic 1.7's ``tonic.datasets.CIFAR10DVS(save_to)`` lists
   ``save_to/CIFAR10DVS/<class>/*.aedat4`` (published as ``cifar10_<class>_<i>.aedat4``,
-  ``i = 0..999``) with ``tonic.io.read_aedat4``, which needs the ``aedat`` package. It downloads and
-  extracts the archive unless ``CIFAR10DVS.zip`` is a file there and >= 1000 ``*.aedat4`` files lie
-  below (``_check_exists``), so that is checked first unless downloading is allowed. It labels a
-  file by its folder's name and lists files with ``os.walk``, in the file system's order.
+  ``i = 0..999``). It downloads and extracts the archive unless ``CIFAR10DVS.zip`` is a file there
+  and >= 1000 ``*.aedat4`` files lie below (``_check_exists``), so that is checked first unless
+  downloading is allowed (a failed download leaves nothing it created). It labels a file by its
+  folder's name and lists files with ``os.walk``, in the file system's order. A recording is read
+  as tonic's ``CIFAR10DVS.__getitem__`` reads it (:func:`read_recording`: ``tonic.io.read_aedat4``'s
+  steps with the ``aedat`` package, the fields renamed ``t, x, y, p``), and refused, naming the
+  file, when it cannot be parsed (truncated), holds no events, or has events off the sensor.
 * **Split** (TET, Deng et al. ICLR 2022, and the LSG paper's lineage after it): per class, the
   files in the order of the number ending their names; the first 9/10 train, the last 1/10 test
   (samples 0-899 and 900-999 of the published data).
@@ -21,12 +24,18 @@ float32 (T, 2, 48, 48), each step's event counts per polarity, resized (or binar
   them, are not counted. Then ``torchvision.transforms.Resize((48, 48), antialias=True)``
   (bilinear), as TET resizes its frames. ``dvs_frames = "spikes"`` gives binary frames with an
   integer encoding instead (:class:`SpikeFrames`), cached apart (``T{T}-48-spikes/``).
-* **Cache.** Framing a recording takes far longer than a training step needs, so the resized
-  frames are cached with ``tonic.DiskCachedDataset`` in ``CIFAR10DVS/lsg-deploy-cache/T{T}-48/``,
-  one HDF5 file per recording (``<index>_0.hdf5``, ``index`` in the split order above). tonic
-  only checks that a file of that index exists, so ``files.txt`` there lists the recordings the
-  cache was made from, and a different list clears it. A cache folder that cannot be written
-  (read-only data) means no cache, with a warning.
+* **Cache.** Framing a recording takes far longer than a training step needs, so every
+  recording is framed once, *before* training (so that a bad file is one line, not an error in a
+  DataLoader), into ``CIFAR10DVS/lsg-deploy-cache/T{T}-48/``: ``<index>.npy`` per recording
+  (``index`` in the split order above; float32 counts, or uint8 spikes), and ``files.json``, each
+  entry's recording as (path, size, mtime_ns). An entry is reused only while its recording's
+  identity is the one listed, so an edited or truncated recording is read again (and refused if
+  unreadable). New entries are written to a staging folder and moved in only once every recording
+  has been read: a refused recording leaves the cache (and the data folder) as it was. An entry
+  whose recording is unchanged but whose array is not what is written here (shape, dtype, size) is
+  refused in one line naming it, rather than silently replaced: nothing here wrote it. A cache
+  folder that cannot be written (read-only data) means no cache, with a warning; the recordings
+  are then all read and checked first, and framed again every epoch.
 * **Augmentation** (training split, ``augment``; TET's ``DVSCifar10``): a horizontal flip with
   p = 0.5, then ``torch.roll`` by ``(dy, dx)`` uniform in -5..5 pixels, drawn from torch's global
   RNG, which the training loop seeds every epoch.
@@ -34,8 +43,11 @@ float32 (T, 2, 48, 48), each step's event counts per polarity, resized (or binar
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +57,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from training.datasets import DataFilesError, FileOptions
+from training.datasets import DataFilesError, FileOptions, missing_ancestors, remove_all
 
 FOLDER = "CIFAR10DVS"  #: tonic's ``location_on_system``: ``save_to`` / the dataset class's name
 ARCHIVE = "CIFAR10DVS.zip"
@@ -54,7 +66,8 @@ FRAME_SIDE = 48
 TRAIN_TENTHS = 9  #: the first 9/10 of each class train
 MAX_SHIFT = 5  #: pixels of the training roll, either way
 CACHE_FOLDER = "lsg-deploy-cache"
-MANIFEST = "files.txt"
+MANIFEST = "files.json"
+CACHE_FORMAT = 1  #: ``files.json``'s ``format``: what an entry holds
 _NUMBER = re.compile(r"(\d+)\.aedat4$")
 
 
@@ -146,40 +159,151 @@ class SpikeFrames:
         return (counts > 0).astype(np.float32)
 
 
-class _Recordings(Dataset):
-    """tonic's dataset in the split order, a corrupt file named in a :class:`DataFilesError`."""
+def read_recording(path: str, sensor_size: tuple[int, int, int]) -> np.ndarray:
+    """The events of one recording, as tonic's ``CIFAR10DVS.__getitem__`` reads them (its
+    ``read_aedat4``: the event stream of smallest id, its packets concatenated; fields renamed
+    ``t, x, y, p``), or :class:`DataFilesError` naming the file: unparseable (truncated), no event
+    stream or no events, or events off the ``sensor_size`` (W, H, P) that framing would index."""
+    import aedat
 
-    def __init__(self, dataset, order: list[int]):
-        self.dataset, self.order = dataset, order
+    try:
+        decoder = aedat.Decoder(path)
+        streams = [sid for sid, stream in decoder.id_to_stream().items() if stream["type"] == "events"]
+        packets = [packet["events"] for packet in decoder if streams and packet["stream_id"] == min(streams)]
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:  # aedat: RuntimeError for what it cannot parse
+        raise DataFilesError(f"CIFAR10-DVS: reading {path} failed ({exc}); a truncated or corrupt AEDAT4 "
+                             f"file?") from None
+    if not streams:
+        raise DataFilesError(f"CIFAR10-DVS: {path} has no event stream")
+    if sum(len(p) for p in packets) == 0:
+        raise DataFilesError(f"CIFAR10-DVS: {path} holds no events (a header without packets); every recording "
+                             f"needs events to make its frames")
+    events = np.concatenate(packets)
+    events.dtype.names = ["t", "x", "y", "p"]
+    width, height, _ = sensor_size
+    if int(events["x"].max()) >= width or int(events["y"].max()) >= height:
+        raise DataFilesError(f"CIFAR10-DVS: {path} has events outside the {width}x{height} sensor")
+    return events
+
+
+class _Recordings(Dataset):
+    """The recordings in the split order, read (:func:`read_recording`) and framed at every item."""
+
+    def __init__(self, paths: list[str], labels: list[int], to_frames, sensor_size: tuple[int, int, int]):
+        self.paths, self.labels, self.to_frames, self.sensor_size = paths, labels, to_frames, sensor_size
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.paths)
 
-    def __getitem__(self, index: int):
-        i = self.order[index]
-        try:
-            return self.dataset[i]
-        except RuntimeError as exc:  # what aedat raises for a file it cannot parse
-            raise DataFilesError(f"CIFAR10-DVS: reading or framing {self.dataset.data[i]} failed ({exc}); "
-                                 f"a truncated or corrupt AEDAT4 file?") from exc
+    def frames(self, position: int) -> np.ndarray:
+        return self.to_frames(read_recording(self.paths[position], self.sensor_size))
+
+    def __getitem__(self, position: int):
+        return self.frames(position), self.labels[position]
 
 
-def _cached(tonic, recordings: _Recordings, cache: Path, manifest: str) -> Dataset:
-    """``recordings`` behind tonic's disk cache in ``cache``, cleared when ``manifest`` (the
-    recordings it holds) changed; ``recordings`` itself, with a warning, where it cannot be written."""
+class _CachedFrames(Dataset):
+    """The frames of :func:`_cached`'s entries, ``(frames, label)`` by position."""
+
+    def __init__(self, folder: Path, labels: list[int]):
+        self.folder, self.labels = folder, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, position: int):
+        return np.load(self.folder / f"{position}.npy", allow_pickle=False), self.labels[position]
+
+
+def _identity(path: str, folder: str) -> list:
+    """What keys a recording's cache entry: its path under ``folder``, size and mtime_ns."""
+    st = os.stat(path)
+    return [os.path.relpath(path, folder), st.st_size, st.st_mtime_ns]
+
+
+def _listed(cache: Path) -> list:
+    """The identities ``files.json`` lists (none where it is missing, unreadable or of another format)."""
+    try:
+        doc = json.loads((cache / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or not isinstance(doc.get("recordings"), list):
+        return []
+    return doc["recordings"]
+
+
+def _entry_fits(entry: Path, shape: tuple[int, ...], dtype: np.dtype) -> str:
+    """'' when ``entry`` is a .npy of exactly ``shape`` and ``dtype``, else what it is instead."""
+    try:
+        with open(entry, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            found, fortran, found_dtype = read(f)
+            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+    except (OSError, ValueError) as exc:
+        return f"not a .npy array ({exc})"
+    if found != shape or found_dtype != dtype or fortran:
+        return f"a {found_dtype} array of shape {found}"
+    if size != offset + int(np.prod(shape)) * dtype.itemsize:
+        return f"{size - offset} bytes of data instead of {int(np.prod(shape)) * dtype.itemsize}"
+    return ""
+
+
+def _cached(recordings: _Recordings, cache: Path, folder: str, shape: tuple[int, ...], dtype: np.dtype) -> Dataset:
+    """Every recording's frames in the cache folder ``cache`` (see the module docstring): entries
+    whose recording's identity is unchanged are reused, the others framed now; ``recordings``
+    itself, all read first, with a warning, where ``cache`` cannot be written."""
+    identities = [_identity(path, folder) for path in recordings.paths]
+    created = missing_ancestors(cache)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         if not os.access(cache, os.W_OK):
             raise PermissionError(f"{cache} is not writable")
-        listed = cache / MANIFEST
-        stale = not listed.is_file() or listed.read_text() != manifest
-        cached = tonic.DiskCachedDataset(recordings, cache_path=str(cache), reset_cache=stale)
-        listed.write_text(manifest)
     except OSError as exc:
+        remove_all(created)
         warnings.warn(f"CIFAR10-DVS: no frame cache ({exc}); every recording is framed again every epoch",
                       stacklevel=3)
+        for position in range(len(recordings)):  # a bad file is one line now, not an error while training
+            read_recording(recordings.paths[position], recordings.sensor_size)
         return recordings
-    return cached
+    listed = _listed(cache)
+    stale = []
+    for position, identity in enumerate(identities):
+        entry = cache / f"{position}.npy"
+        if position >= len(listed) or listed[position] != identity or not entry.is_file():
+            stale.append(position)
+            continue
+        wrong = _entry_fits(entry, shape, dtype)
+        if wrong:
+            remove_all(created)
+            raise DataFilesError(f"CIFAR10-DVS: the frame cache entry {entry} (of {identity[0]}) is {wrong}, not the "
+                                 f"{dtype} frames of shape {shape} written here; delete {cache} to rebuild the cache")
+    if stale:
+        _fill(recordings, cache, stale, identities, shape, dtype, created)
+    return _CachedFrames(cache, recordings.labels)
+
+
+def _fill(recordings: _Recordings, cache: Path, stale: list[int], identities: list, shape: tuple[int, ...],
+          dtype: np.dtype, created: list[Path]) -> None:
+    """Frame the ``stale`` recordings into a staging folder, then move them in and list them; on
+    any failure the staging folder and the folders ``created`` for the cache are removed."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache))
+    try:
+        for position in stale:
+            frames = recordings.frames(position)
+            if frames.shape != shape:
+                raise DataFilesError(f"CIFAR10-DVS: {recordings.paths[position]} framed to {frames.shape}, not {shape}")
+            np.save(staging / f"{position}.npy", frames.astype(dtype), allow_pickle=False)
+        (cache / MANIFEST).unlink(missing_ok=True)  # no entry is trusted while they are moved in
+        for position in stale:
+            os.replace(staging / f"{position}.npy", cache / f"{position}.npy")
+        (staging / MANIFEST).write_text(json.dumps({"format": CACHE_FORMAT, "recordings": identities}))
+        os.replace(staging / MANIFEST, cache / MANIFEST)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        remove_all(created)
+        raise
+    staging.rmdir()
 
 
 class _Split(Dataset):
@@ -218,16 +342,23 @@ def cifar10_dvs_datasets(options: FileOptions) -> tuple[Dataset, Dataset]:
     sensor = tonic.datasets.CIFAR10DVS.sensor_size
     spikes = options.dvs_frames == "spikes"
     to_frames = SpikeFrames(sensor, options.timesteps) if spikes else EventFrames(sensor, options.timesteps)
+    leftovers = missing_ancestors(folder) if options.download else []
     try:
-        dataset = tonic.datasets.CIFAR10DVS(save_to=str(options.root), transform=to_frames)
+        dataset = tonic.datasets.CIFAR10DVS(save_to=str(options.root))
     except KeyError as exc:  # tonic labels a file by its folder's name
         raise DataFilesError(f"CIFAR10-DVS: .aedat4 files in a folder {exc} under {folder} that is not one of the "
                              f"classes {', '.join(classes)}") from exc
+    except BaseException as exc:  # a download that failed: leave nothing it created
+        remove_all(leftovers)
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise DataFilesError(f"CIFAR10-DVS: downloading into {options.root} failed ({exc})") from None
+        raise
     order, train, test = _split_order(dataset.data, dataset.targets, classes)
-    manifest = "".join(f"{os.path.relpath(dataset.data[i], dataset.location_on_system)}\n" for i in order)
-    cache = folder / CACHE_FOLDER / f"T{options.timesteps}-{FRAME_SIDE}{'-spikes' if spikes else ''}"
-    frames = _cached(tonic, _Recordings(dataset, order), cache, manifest)
     labels = [dataset.targets[i] for i in order]
+    recordings = _Recordings([dataset.data[i] for i in order], labels, to_frames, sensor)
+    cache = folder / CACHE_FOLDER / f"T{options.timesteps}-{FRAME_SIDE}{'-spikes' if spikes else ''}"
+    shape = (options.timesteps, sensor[2], FRAME_SIDE, FRAME_SIDE)
+    frames = _cached(recordings, cache, dataset.location_on_system, shape, np.dtype(np.uint8 if spikes else np.float32))
     return _Split(frames, train, labels, options.augment), _Split(frames, test, labels, False)
 
 
