@@ -44,8 +44,9 @@ from export.fake_quant import weighted_sum
 from export.fold import fold_tensors
 from export.quantize import Pin, bias_levels, weight_levels
 from hardware.graph import INPUT, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import Profile
-from training.model import SpikingNet
+from hardware.profile import PROFILES, TARGET_PROFILES, Profile
+from training.config import MAX_EPOCHS, MAX_LR, MAX_SEED, MAX_WIDTH
+from training.model import Readout, SpikingNet
 from training.neuron import beta_logit, lsg_width
 
 RECORD_FORMAT = 1  #: version of the checkpoint's ``quantization`` record
@@ -83,14 +84,36 @@ class QuantizationRecord:
         if not isinstance(record, dict) or set(record) != keys or record["format"] != RECORD_FORMAT:
             raise FinetuneError(f"the checkpoint's quantization record is not version {RECORD_FORMAT} of this "
                                 f"lsg-deploy's (fields {sorted(record) if isinstance(record, dict) else record!r})")
+        where = "the checkpoint's quantization record"
+        target, profile, percentile = record["target"], record["profile"], record["weight_percentile"]
+        if not isinstance(target, str) or target not in TARGET_PROFILES:
+            raise FinetuneError(f"{where}: target must be one of {', '.join(TARGET_PROFILES)}, got {target!r:.80}")
+        if not isinstance(profile, str) or profile not in TARGET_PROFILES[target]:
+            raise FinetuneError(f"{where}: profile must be one of target {target}'s, "
+                                f"{', '.join(TARGET_PROFILES[target])}; got {profile!r:.80}")
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not (
+                math.isfinite(percentile) and 0 < percentile <= 100):
+            raise FinetuneError(f"{where}: weight_percentile must be a number in (0, 100], got {percentile!r:.80}")
+        if not isinstance(record["history"], dict):
+            raise FinetuneError(f"{where}: history must be a table, got {type(record['history']).__name__}")
         if not isinstance(record["pins"], dict) or not record["pins"]:
-            raise FinetuneError("the checkpoint's quantization record has no pins")
+            raise FinetuneError(f"{where} has no pins")
+        if not all(isinstance(name, str) for name in record["pins"]):
+            raise FinetuneError(f"{where}: pins must be keyed by node names, got {list(record['pins'])!r:.80}")
         try:
-            pins = {str(name): Pin.from_dict(pin, f"pin {name}") for name, pin in record["pins"].items()}
+            pins = {name: Pin.from_dict(pin, f"pin {name}", PROFILES[profile]) for name, pin in record["pins"].items()}
         except ValueError as exc:
-            raise FinetuneError(f"the checkpoint's quantization record: {exc}") from None
-        return cls(str(record["target"]), str(record["profile"]), pins, float(record["weight_percentile"]),
-                   dict(record["history"]))
+            raise FinetuneError(f"{where}: {exc}") from None
+        return cls(target, profile, pins, float(percentile), dict(record["history"]))
+
+    def check_nodes(self, model: SpikingNet) -> None:
+        """The pins name exactly the nodes of ``model``'s graph: its LIF layers and its readout."""
+        nodes = {*model.lif_layers(), *(name for name, block in model.blocks.items() if isinstance(block, Readout))}
+        missing, extra = sorted(nodes - set(self.pins)), sorted(set(self.pins) - nodes)
+        if missing or extra:
+            raise FinetuneError("the checkpoint's quantization record does not fit its network: " + "; ".join(
+                ([f"no pin for {', '.join(missing[:4])}"] if missing else [])
+                + ([f"pins for unknown {', '.join(extra[:4])}"] if extra else [])))
 
 
 # --- the differentiable integer forward -------------------------------------------------------------
@@ -290,16 +313,25 @@ def graphs_equal(a: Graph, b: Graph) -> list[str]:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """The fine-tuning loop's settings, in the ranges :class:`training.config.TrainConfig` allows."""
+
     epochs: int = 5
     lr: float = 3e-4
     batch_size: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
+        counts = (self.epochs, self.batch_size, self.seed)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in counts):
+            raise ValueError(f"epochs, batch size and seed must be integers, got {counts}")
+        if not (1 <= self.epochs <= MAX_EPOCHS and 1 <= self.batch_size <= MAX_WIDTH):
+            raise ValueError(f"epochs and batch size must be >= 1 (at most {MAX_EPOCHS} and {MAX_WIDTH}), got "
+                             f"{self.epochs} and {self.batch_size}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must lie in [0, {MAX_SEED}] (numpy's seed range, as train's), got {self.seed}")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and 0 < lr <= MAX_LR):
+            raise ValueError(f"learning rate must be positive, at most {MAX_LR:g} (as train's), got {lr}")
 
 
 @torch.no_grad()
@@ -340,6 +372,8 @@ def train_epochs(forward: IntegerForward, config: FinetuneConfig, train: tuple[n
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                raise FinetuneError(f"the weights became NaN or infinite in epoch {epoch}; lower --lr")
             loss_sum += loss.item() * len(idx)
             correct += int((out.logits.argmax(1) == target).sum())
             if bar is not None:

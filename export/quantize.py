@@ -83,15 +83,21 @@ class Pin:
         return {"vth": self.vth, "scale": self.scale, "bias_exp": self.bias_exp}
 
     @classmethod
-    def from_dict(cls, values: Any, where: str) -> Pin:
-        """A pin from its dict, refusing anything but the three fields with their types."""
+    def from_dict(cls, values: Any, where: str, profile: Profile | None = None) -> Pin:
+        """A pin from its dict, refusing anything but the three fields with their types; with
+        ``profile``, ``vth`` and ``bias_exp`` must also lie in its ranges."""
         if not isinstance(values, dict) or set(values) != {"vth", "scale", "bias_exp"}:
-            raise ValueError(f"{where}: a pin holds vth, scale and bias_exp, got {values!r}")
+            raise ValueError(f"{where}: a pin holds vth, scale and bias_exp, got {values!r:.120}")
         vth, scale, bias_exp = values["vth"], values["scale"], values["bias_exp"]
-        if not (isinstance(vth, int) and isinstance(bias_exp, int) and isinstance(scale, float)
-                and math.isfinite(scale) and scale > 0 and vth >= 0 and bias_exp >= 0):
+        integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (vth, bias_exp))
+        if not (integers and isinstance(scale, float) and math.isfinite(scale) and scale > 0 and vth >= 0
+                and bias_exp >= 0):
             raise ValueError(f"{where}: vth and bias_exp must be integers >= 0 and scale a positive float, "
-                             f"got {values!r}")
+                             f"got {values!r:.120}")
+        for name, value in (("vth", vth), ("bias_exp", bias_exp)):
+            lo, hi = profile.ranges()[name] if profile is not None else (0, value)
+            if not lo <= value <= hi:
+                raise ValueError(f"{where}: {name} {value} outside [{lo}, {hi}] of profile {profile.name}")
         return cls(vth, scale, bias_exp)
 
 

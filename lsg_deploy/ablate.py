@@ -11,6 +11,8 @@ sample standard deviation. ``ablate`` does that for every row of the paper's abl
   decay stays trainable so a row differs from LSG only in its width rule), and LSG.
 
 Both are resumable: a seed whose run finished is read back, one with a ``train_state.pt`` resumes.
+Either only if it is that seed's run: a seed directory holding a run of another configuration is
+refused, naming it, before the first run trains.
 """
 
 from __future__ import annotations
@@ -50,19 +52,37 @@ PAPER_TABLE2 = {"decay-a0.5": 92.12, "decay-a1": 92.68, "decay-a2.5": 90.68, "de
                 "lsg": 94.41}
 
 
+#: the most runs one ``--seeds`` asks for (each is a whole training run)
+MAX_RUNS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; ``"5"`` -> the first five seeds, [0 .. 4]."""
+    """``"0,1,2"`` -> [0, 1, 2]; ``"5"`` -> the first five seeds, [0 .. 4]. Every seed is checked
+    here, before the first run: at most :data:`MAX_RUNS`, each in train's seed range."""
+    from training.config import MAX_SEED
+
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"--seeds must be a count or a comma-separated list of integers, got {text!r}") from None
+        raise UsageError(f"--seeds must be a count or a comma-separated list of integers, got {text!r:.80}") from None
     if "," not in text and len(values) == 1:
-        if values[0] < 1:
-            raise UsageError(f"--seeds: a count must be >= 1, got {values[0]}")
+        if not 1 <= values[0] <= MAX_RUNS:
+            raise UsageError(f"--seeds: a count must lie in [1, {MAX_RUNS}], got {_shown(values[0])}")
         values = list(range(values[0]))
-    if not values or len(set(values)) != len(values) or min(values) < 0:
-        raise UsageError(f"--seeds must name distinct seeds >= 0, got {text!r}")
+    if not values or len(set(values)) != len(values):
+        raise UsageError(f"--seeds must name distinct seeds, got {text!r:.80}")
+    if len(values) > MAX_RUNS:
+        raise UsageError(f"--seeds names {len(values)} seeds; at most {MAX_RUNS} runs")
+    bad = [v for v in values if not 0 <= v <= MAX_SEED]
+    if bad:
+        raise UsageError(f"--seeds: seed {_shown(bad[0])} is outside [0, {MAX_SEED}] (numpy's seed range)")
     return values
+
+
+def _shown(n: int) -> str:
+    """An integer as text, a long one abbreviated."""
+    text = str(n)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -70,30 +90,75 @@ def spread(values: list[float]) -> dict[str, Any]:
             "min": min(values), "max": max(values), "n": len(values), "values": values}
 
 
-def _finished(run: Path, epochs: int) -> dict[str, Any] | None:
-    """The last metrics row of a run in ``run`` that finished its ``epochs``, or None."""
-    from training.checkpoint import CheckpointError, load_checkpoint
+def seed_config(overrides: dict[str, Any], config_file: Path | None, seed: int):
+    """The :class:`training.config.TrainConfig` the run of ``seed`` trains (``overrides``: the
+    command line's settings, an ablation row's mode and alpha among them)."""
+    from training.config import TrainConfig, read_toml
 
-    if not (run / "model.pt").is_file():
-        return None
     try:
-        _, doc = load_checkpoint(run / "model.pt")
-    except CheckpointError:
-        return None
-    return doc["metrics"][-1] if len(doc["metrics"]) == epochs else None
+        return TrainConfig.layered(read_toml(config_file) if config_file else {}, {**overrides, "seed": seed})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _refuse_other(run: Path, name: str, theirs: dict[str, Any], ours: dict[str, Any]) -> None:
+    """A run in ``run`` (its file ``name`` holds config ``theirs``) is read back or resumed only as
+    the run of config ``ours``: they may differ only where a resumed run may (``RESUME_MAY_CHANGE``)."""
+    from lsg_deploy.pipeline import RESUME_MAY_CHANGE
+
+    differ = [f"{k} {theirs.get(k)!r} (not {ours.get(k)!r})" for k in sorted(set(theirs) | set(ours))
+              if k not in RESUME_MAY_CHANGE and theirs.get(k) != ours.get(k)]
+    if differ:
+        raise UsageError(f"{run} holds a run of another configuration ({name}: {', '.join(differ[:4])}"
+                         f"{', ...' if len(differ) > 4 else ''}); move it away or choose another --out")
+
+
+def _finished(run: Path, config: Any) -> dict[str, Any] | None:
+    """The last metrics row of the run in ``run`` if it finished ``config`` (a TrainConfig), else
+    None (trained afresh, or resumed from its ``train_state.pt``). A ``model.pt`` or
+    ``train_state.pt`` there of another configuration is refused (:func:`_refuse_other`): it
+    would be reported, or resumed, as this row's run."""
+    from training.checkpoint import CheckpointError, load_checkpoint, load_resume
+    from training.config import TrainConfig
+
+    ours = config.to_dict()
+    if (run / "model.pt").is_file():
+        try:
+            _, doc = load_checkpoint(run / "model.pt")
+        except CheckpointError:
+            doc = None  # not read back; whether it may be replaced is lsg_deploy.outputs' to say
+        if doc is not None:
+            _refuse_other(run, "model.pt", TrainConfig.from_dict(doc["config"]).to_dict(), ours)
+            if len(doc["metrics"]) == config.epochs:
+                return doc["metrics"][-1]
+    if (run / "train_state.pt").is_file():
+        try:
+            _, theirs, _, _ = load_resume(run / "train_state.pt")
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+        _refuse_other(run, "train_state.pt", theirs.to_dict(), ours)
+    return None
+
+
+def check_seed_runs(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: list[int]) -> None:
+    """Before the first run: every seed directory holding a run holds one of its seed's config."""
+    for seed in seeds:
+        _finished(Path(out) / f"seed-{seed}", seed_config(overrides, config_file, seed))
 
 
 def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], config_file: Path | None, out: Path,
               seeds: list[int], epochs: int, quiet: bool, say: Callable[[str], None], **train_args: Any
               ) -> dict[str, Any]:
     """One run per seed in ``out/seed-<s>`` (finished ones read back, interrupted ones resumed);
-    returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``."""
+    returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``.
+    Every seed directory is checked (:func:`check_seed_runs`) before the first run."""
     from lsg_deploy.pipeline import RESUME_MAY_CHANGE  # what a resumed run may take from the command line
 
+    check_seed_runs(overrides, config_file, out, seeds)
     finals: dict[int, dict[str, Any]] = {}
     for seed in seeds:
         run = Path(out) / f"seed-{seed}"
-        row = _finished(run, epochs)
+        row = _finished(run, seed_config(overrides, config_file, seed))
         if row is None:
             resume = (run / "train_state.pt").is_file()
             result = train({**overrides, "seed": seed} if not resume else
@@ -126,6 +191,9 @@ def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str,
     """Run every row of ``tables`` over ``seeds``; write ``ablation.md`` and ``ablation.json``.
     ``base`` is the resolved config (for the heading); ``overrides`` the command line's."""
     names = list(dict.fromkeys(name for t in tables for name in TABLES[t][1]))
+    for name in names:  # every row's seed directories, before the first run
+        check_seed_runs({**overrides, "mode": ROWS[name].mode, "alpha": ROWS[name].alpha}, config_file,
+                        Path(out) / name, seeds)
     results: dict[str, Any] = {}
     for name in names:
         row = ROWS[name]

@@ -18,7 +18,8 @@ TINY = ["--timesteps", "2", "--batch-size", "128", "--epochs", "1", "--quiet"]
 
 def test_seeds_parse_as_a_count_or_a_list():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds("5,") == [5]
-    for bad in ("0", "a", "1,1", "-1,2", ""):
+    assert parse_seeds("1000") == list(range(1000)) and parse_seeds("4294967295,") == [4294967295]
+    for bad in ("0", "a", "1,1", "-1,2", "", "1001", "0,4294967296", "1" + "0" * 30, ",".join(map(str, range(1001)))):
         with pytest.raises(UsageError):
             parse_seeds(bad)
 

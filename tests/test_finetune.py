@@ -32,7 +32,7 @@ from export.quantize import QuantPolicy, pins_of
 from export.targets import TARGETS
 from hardware.bundle import read_bundle
 from hardware.graph import Input
-from hardware.profile import PROFILES, TARGET_PROFILES
+from hardware.profile import LOIHI2, PROFILES, TARGET_PROFILES
 from lsg_deploy.cli import main
 from lsg_deploy.data import DataSpec, load
 from tests.papernets import untrained
@@ -226,7 +226,7 @@ def test_a_record_of_another_version_is_refused():
     doc = {"quantization": {"format": 99}}
     with pytest.raises(ft.FinetuneError, match="not version 1"):
         ft.QuantizationRecord.from_checkpoint(doc)
-    good = ft.QuantizationRecord("loihi", "p", {"a": ft.Pin(3, 1.5, 6)}).to_dict()
+    good = ft.QuantizationRecord("loihi", LOIHI2.name, {"a": ft.Pin(3, 1.5, 6)}).to_dict()
     assert ft.QuantizationRecord.from_checkpoint({"quantization": good}).pins == {"a": ft.Pin(3, 1.5, 6)}
     good["pins"]["a"]["scale"] = -1.0
     with pytest.raises(ft.FinetuneError, match="positive float"):
@@ -234,3 +234,6 @@ def test_a_record_of_another_version_is_refused():
     assert ft.QuantizationRecord.from_checkpoint({}) is None
     with pytest.raises(ValueError, match="learning rate must be positive"):
         ft.FinetuneConfig(lr=float("nan"))
+    for bad in ({"seed": -1}, {"seed": 2**64 + 1}, {"lr": 1e30}, {"epochs": True}, {"batch_size": 1 << 20}):
+        with pytest.raises(ValueError):
+            ft.FinetuneConfig(**bad)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import platform
 import warnings
 from pathlib import Path
@@ -48,8 +49,12 @@ def content_digest(doc: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     rest = {k: v for k, v in doc.items() if k not in ("state_dict", "sha256")}
     digest.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
-    for key in sorted(doc.get("state_dict", {})):
-        tensor = doc["state_dict"][key].detach().cpu().contiguous()
+    state = doc.get("state_dict", {})
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in state.items())):
+        raise TypeError("state_dict must map names to tensors")  # load_checkpoint: corrupt
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()
@@ -90,25 +95,29 @@ def _layer_field(key: str) -> str:
     return f"layer {parts[1]}: {'.'.join(parts[2:])}" if parts[0] == "blocks" and len(parts) > 2 else key
 
 
-def _check_state(state: Any, expected: dict[str, torch.Tensor], path: Path) -> None:
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: state_dict must map names to tensors")
+def _check_state(state: Any, expected: dict[str, torch.Tensor], path: Path, field: str = "state_dict") -> None:
+    """``state`` has ``expected``'s names, dtypes and shapes (``expected`` may be a model built on
+    the meta device: nothing of its size is allocated) and finite values, non-negative variances."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: {field} must map names to tensors")
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or extra:
         what = "; ".join(([f"lacks {', '.join(missing[:3])}"] if missing else [])
                          + ([f"has unknown {', '.join(extra[:3])}"] if extra else []))
-        raise CheckpointError(f"{path}: state_dict does not fit the architecture in its config: {what}")
+        raise CheckpointError(f"{path}: {field} does not fit the architecture in its config: {what}")
+    where = str(path) if field == "state_dict" else f"{path}: {field}"  # a checkpoint's layers as before
     for key, want in expected.items():
         got = state[key]
         if got.shape != want.shape or got.dtype != want.dtype:
-            raise CheckpointError(f"{path}: {_layer_field(key)} is {got.dtype} {tuple(got.shape)}, the architecture "
+            raise CheckpointError(f"{where}: {_layer_field(key)} is {got.dtype} {tuple(got.shape)}, the architecture "
                                   f"needs {want.dtype} {tuple(want.shape)}")
         if got.is_floating_point():
             bad = int((~torch.isfinite(got)).sum())
             if bad:
-                raise CheckpointError(f"{path}: {_layer_field(key)} has {bad} non-finite value(s) (NaN or infinity)")
+                raise CheckpointError(f"{where}: {_layer_field(key)} has {bad} non-finite value(s) (NaN or infinity)")
             if key.endswith("running_var") and bool((got < 0).any()):
-                raise CheckpointError(f"{path}: {_layer_field(key)} has negative variances")
+                raise CheckpointError(f"{where}: {_layer_field(key)} has negative variances")
 
 
 def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
@@ -150,10 +159,12 @@ def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
         raise CheckpointError(f"{path}: quantization must be a table")
     try:
         config = TrainConfig.from_dict(doc["config"])
-        model = build_model(config, tuple(shape), doc["classes"])
+        with torch.device("meta"):  # shapes only: a config of absurd sizes allocates nothing
+            layout = build_model(config, tuple(shape), doc["classes"])
     except (ValueError, ArchitectureError) as exc:
         raise CheckpointError(f"{path}: config: {exc}") from None
-    _check_state(doc["state_dict"], model.state_dict(), path)
+    _check_state(doc["state_dict"], layout.state_dict(), path)
+    model = build_model(config, tuple(shape), doc["classes"])  # as large as the state it holds, now read
     model.load_state_dict(doc["state_dict"])
     model.eval()
     return model, doc
@@ -187,6 +198,13 @@ def _digest_tree(value: Any, digest: Any) -> None:
         digest.update(f"V{value!r}|".encode())
 
 
+def resume_digest(doc: dict[str, Any]) -> str:
+    """SHA-256 over a training state's content: every field but ``sha256`` (:func:`_digest_tree`)."""
+    digest = hashlib.sha256()
+    _digest_tree({k: v for k, v in doc.items() if k != "sha256"}, digest)
+    return digest.hexdigest()
+
+
 def resume_document(resume: Resume, config: TrainConfig, classes: int, data: dict[str, Any]) -> dict[str, Any]:
     """``train_state.pt``: everything ``train --resume`` needs to go on after ``resume.epoch``,
     sealed with its checksum. Only tensors and plain values: ``weights_only`` opens it."""
@@ -202,9 +220,7 @@ def resume_document(resume: Resume, config: TrainConfig, classes: int, data: dic
         "classes": classes,
         "data": data,
     }
-    digest = hashlib.sha256()
-    _digest_tree(doc, digest)
-    doc["sha256"] = digest.hexdigest()
+    doc["sha256"] = resume_digest(doc)
     return doc
 
 
@@ -219,8 +235,10 @@ def _to_cpu(value: Any) -> Any:
 
 
 def load_resume(path: Path) -> tuple[Resume, TrainConfig, int, dict[str, Any]]:
-    """``(resume, config, classes, data)`` from ``train_state.pt``; refuses what is not one, or
-    was changed after it was written."""
+    """``(resume, config, classes, data)`` from ``train_state.pt``; refuses what is not one, was
+    changed after it was written, or holds fields of the wrong type or range (an epoch beyond the
+    config's, metrics that are not one row of numbers per epoch). What needs the dataset, the
+    model, optimizer and schedule against the network they train, :func:`check_resume` checks."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} not found: --resume needs the train_state.pt a run writes after every epoch"
@@ -238,10 +256,8 @@ def load_resume(path: Path) -> tuple[Resume, TrainConfig, int, dict[str, Any]]:
     if doc.get("format_version") != RESUME_VERSION or set(doc) != set(RESUME_FIELDS):
         raise CheckpointError(f"{path} has training-state version {doc.get('format_version')} or other fields; "
                               f"this lsg-deploy reads version {RESUME_VERSION}")
-    digest = hashlib.sha256()
     try:
-        _digest_tree({k: v for k, v in doc.items() if k != "sha256"}, digest)
-        intact = digest.hexdigest() == doc["sha256"]
+        intact = resume_digest(doc) == doc["sha256"]
     except (AttributeError, TypeError, ValueError, RuntimeError):
         intact = False
     if not intact:
@@ -250,5 +266,134 @@ def load_resume(path: Path) -> tuple[Resume, TrainConfig, int, dict[str, Any]]:
         config = TrainConfig.from_dict(doc["config"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: config: {exc}") from None
+    _check_resume_fields(doc, config, path)
     resume = Resume(doc["epoch"], doc["model"], doc["optimizer"], doc["scheduler"], doc["metrics"])
     return resume, config, doc["classes"], doc["data"]
+
+
+#: the columns of every metrics row :func:`training.loop.fit` writes, besides ``beta_<layer>``
+METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds",
+                  "images_per_s")
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_resume_fields(doc: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """The fields of ``train_state.pt`` that need no dataset: types, the epoch against the
+    config's epochs, one metrics row of numbers per finished epoch."""
+    epoch, metrics = doc["epoch"], doc["metrics"]
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 1 <= epoch <= config.epochs):
+        raise CheckpointError(f"{path}: epoch must be an integer in [1, {config.epochs}] (the config's epochs), "
+                              f"got {epoch!r}")
+    if not (isinstance(doc["classes"], int) and not isinstance(doc["classes"], bool) and doc["classes"] >= 2):
+        raise CheckpointError(f"{path}: classes must be an integer >= 2, got {doc['classes']!r}")
+    if not isinstance(doc["data"], dict):
+        raise CheckpointError(f"{path}: data must be a table, got {type(doc['data']).__name__}")
+    for field in ("optimizer", "scheduler"):
+        if not isinstance(doc[field], dict):
+            raise CheckpointError(f"{path}: {field} must be a table of its state, got {type(doc[field]).__name__}")
+    if not isinstance(metrics, list) or len(metrics) != epoch:
+        raise CheckpointError(f"{path}: metrics must be a list of one row per finished epoch ({epoch}), got "
+                              f"{len(metrics) if isinstance(metrics, list) else type(metrics).__name__}")
+    for i, row in enumerate(metrics, 1):
+        if not (isinstance(row, dict) and all(isinstance(k, str) and _number(v) for k, v in row.items())):
+            raise CheckpointError(f"{path}: metrics row {i} must map names to finite numbers, got {row!r:.80}")
+        if row.get("epoch") != i:
+            raise CheckpointError(f"{path}: metrics row {i} must be epoch {i}, got {row.get('epoch')!r}")
+
+
+def check_resume(path: Path, resume: Resume, config: TrainConfig, classes: int, input_shape: tuple[int, ...],
+                 dataset_classes: int) -> None:
+    """What :func:`load_resume` cannot check without the dataset: ``classes`` is the dataset's,
+    and the model, optimizer, schedule and metrics fit the network ``config`` builds for it (on
+    the meta device: nothing of the network's size is allocated). Raises :class:`CheckpointError`
+    naming the field."""
+    from training.loop import make_optimizer
+
+    if classes != dataset_classes:
+        raise CheckpointError(f"{path}: classes {classes} is not the dataset's {dataset_classes}")
+    try:
+        with torch.device("meta"):
+            layout = build_model(config, tuple(input_shape), classes)
+    except ArchitectureError as exc:
+        raise CheckpointError(f"{path}: config: {exc}") from None
+    _check_state(resume.model, layout.state_dict(), path, "model")
+    columns = {*METRIC_COLUMNS, *(f"beta_{name}" for name in layout.lif_layers())}
+    for i, row in enumerate(resume.metrics, 1):
+        if set(row) != columns:
+            raise CheckpointError(f"{path}: metrics row {i} must hold {', '.join(sorted(columns))}; got "
+                                  f"{', '.join(sorted(row))}")
+    optimizer = make_optimizer(config, layout)
+    _check_optimizer(resume.optimizer, optimizer, config, path)
+    _check_scheduler(resume.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs),
+                     resume.epoch, resume.optimizer["param_groups"][0]["lr"], path)
+
+
+def _check_optimizer(saved: dict[str, Any], fresh: torch.optim.Optimizer, config: TrainConfig, path: Path) -> None:
+    """``saved`` is the state of ``fresh`` (the config's optimizer over the network's parameters)
+    after some epochs: one group with the config's settings, a learning rate the schedule can have
+    reached, and per trained parameter the optimizer's slots, of the parameter's shape, finite."""
+    where = f"{path}: optimizer"
+    groups = saved.get("param_groups")
+    if set(saved) != {"state", "param_groups"} or not isinstance(saved["state"], dict) or not (
+            isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        raise CheckpointError(f"{where} must hold its state and one parameter group")
+    group, want = groups[0], {k: v for k, v in fresh.param_groups[0].items() if k != "params"}
+    params = list(fresh.param_groups[0]["params"])
+    if group.get("params") != list(range(len(params))):
+        raise CheckpointError(f"{where}: the parameter group must list the network's {len(params)} parameters")
+    unknown = sorted(set(group) - {*want, "params", "initial_lr"})
+    if unknown:
+        raise CheckpointError(f"{where}: unknown setting(s) {', '.join(map(str, unknown))}")
+    if group.get("initial_lr") != config.lr or isinstance(group.get("initial_lr"), bool):
+        raise CheckpointError(f"{where}: initial_lr must be the config's lr {config.lr}, got "
+                              f"{group.get('initial_lr')!r}")
+    if not (_number(group.get("lr")) and 0 <= group["lr"] <= config.lr):
+        raise CheckpointError(f"{where}: lr must be a number in [0, {config.lr}], got {group.get('lr')!r}")
+    for key, value in want.items():
+        if key != "lr" and key in group and (group[key] != value or type(group[key]) is not type(value)):
+            raise CheckpointError(f"{where}: {key} must be {value!r} (the config's), got {group[key]!r}")
+    if config.optimizer == "adam":
+        slots = {"step": (), "exp_avg": None, "exp_avg_sq": None}
+    else:
+        slots = {"momentum_buffer": None} if config.momentum else {}
+    trained = {i for i, p in enumerate(params) if p.requires_grad} if slots else set()
+    state = saved["state"]
+    if set(state) - set(range(len(params))) or (slots and set(state) != trained):
+        raise CheckpointError(f"{where}: state must hold the {len(trained)} trained parameters' "
+                              f"{', '.join(slots) or 'nothing'}; got entries {sorted(state, key=repr)[:5]!r}")
+    for index, entry in state.items():
+        if not slots:  # SGD without momentum keeps nothing (or an empty buffer)
+            if entry not in ({}, {"momentum_buffer": None}):
+                raise CheckpointError(f"{where}: parameter {index} must have no state without momentum")
+            continue
+        if not isinstance(entry, dict) or set(entry) != set(slots):
+            raise CheckpointError(f"{where}: parameter {index} must hold {', '.join(slots)}")
+        for slot, shape in slots.items():
+            value, shape = entry[slot], params[index].shape if shape is None else shape
+            if not (isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.shape == shape):
+                got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise CheckpointError(f"{where}: parameter {index}: {slot} must be a float32 tensor of shape "
+                                      f"{tuple(shape)}, got {got}")
+            if not bool(torch.isfinite(value).all()) or (slot in ("exp_avg_sq", "step") and bool((value < 0).any())):
+                raise CheckpointError(f"{where}: parameter {index}: {slot} has non-finite or negative values")
+
+
+def _check_scheduler(saved: dict[str, Any], fresh: torch.optim.lr_scheduler.LRScheduler, epoch: int, lr: float,
+                     path: Path) -> None:
+    """``saved`` is ``fresh`` (the config's cosine schedule) stepped ``epoch`` times."""
+    where = f"{path}: scheduler"
+    want = fresh.state_dict()
+    want.update(last_epoch=epoch, _step_count=epoch + 1, _last_lr=[lr])
+    unknown = sorted(set(saved) - set(want), key=repr)
+    missing = sorted({"T_max", "eta_min", "base_lrs", "last_epoch", "_last_lr"} - set(saved))
+    if unknown or missing:
+        raise CheckpointError(f"{where} is not the cosine schedule's state: "
+                              + "; ".join(([f"unknown {', '.join(map(repr, unknown))}"] if unknown else [])
+                                          + ([f"lacks {', '.join(missing)}"] if missing else [])))
+    for key, value in saved.items():
+        if type(value) is not type(want[key]) or value != want[key]:
+            raise CheckpointError(f"{where}: {key} must be {want[key]!r} after epoch {epoch}, got {value!r}")

@@ -24,6 +24,7 @@ MAX_WIDTH = 1 << 16  #: batch size, hidden neurons
 MAX_CHANNELS = 4096
 MAX_CONV_BLOCKS = 64  #: digits-plain stacks one block per entry
 MAX_SEED = (1 << 32) - 1
+MAX_LR = 10.0  #: the recipes use 2e-3 (Adam) to 0.1 (SGD); far larger only saturates or diverges
 
 _CIFAR = {"arch": "resnet19", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
           "epochs": 300, "timesteps": 2, "v_th": 0.5, "beta_init": 0.2}
@@ -114,7 +115,7 @@ class TrainConfig:
             (1 <= self.timesteps <= MAX_TIMESTEPS, f"timesteps must lie in [1, {MAX_TIMESTEPS}], got {self.timesteps}"),
             (1 <= self.epochs <= MAX_EPOCHS, f"epochs must lie in [1, {MAX_EPOCHS}], got {self.epochs}"),
             (1 <= self.batch_size <= MAX_WIDTH, f"batch_size must lie in [1, {MAX_WIDTH}], got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (0 < self.lr <= MAX_LR, f"lr must lie in (0, {MAX_LR:g}], got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.seed <= MAX_SEED, f"seed must lie in [0, {MAX_SEED}] (numpy's seed range), got {self.seed}"),
             (1 <= len(self.channels) <= MAX_CONV_BLOCKS and all(1 <= c <= MAX_CHANNELS for c in self.channels),

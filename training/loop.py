@@ -39,6 +39,18 @@ def activation_bytes(model: SpikingNet, batch_size: int) -> int:
     return 8 * 4 * model.timesteps * batch_size * neurons
 
 
+def weight_bytes(config: TrainConfig, input_shape: tuple[int, ...], classes: int) -> tuple[int, int]:
+    """``(parameters, bytes)``: the network's parameter count and the memory training holds for
+    it, weights and buffers plus a gradient and the optimizer's slots per parameter (Adam: two,
+    SGD with momentum: one), float32: about 4x the weights under Adam. Counted on a network built
+    on the meta device, so a config too large to allocate is measured without allocating it."""
+    with torch.device("meta"):
+        layout = build_model(config, tuple(input_shape), classes)
+    params = sum(p.numel() for p in layout.parameters())
+    slots = 2 if config.optimizer == "adam" else 1 if config.momentum else 0
+    return params, 4 * (params * (2 + slots) + sum(b.numel() for b in layout.buffers()))
+
+
 @dataclass(frozen=True)
 class Split:
     """One split of a dataset: inputs and labels (N,). Inputs are analog images (N, C, H, W) in
@@ -226,11 +238,20 @@ def fit(
     ``on_epoch`` runs after every epoch on every rank (the caller saves checkpoints there, on rank
     0). ``resume`` continues a run from its last finished epoch. ``progress(total, desc)`` makes a
     tqdm-like bar counting training samples (its rate is the throughput). Raises
-    :class:`TrainingDiverged` on a non-finite loss, and ``MemoryError`` before training when
-    :func:`activation_bytes` exceeds ``memory_limit``.
+    :class:`TrainingDiverged` on a non-finite loss, and ``MemoryError`` before the network is
+    built when :func:`weight_bytes` exceeds ``memory_limit``, before training when
+    :func:`activation_bytes` does.
     """
     ctx = ctx or Context(torch.device("cpu"))
     train, test = as_dataset(train), as_dataset(test)
+    params, held = weight_bytes(config, input_shape_of(train), classes)
+    what = "weights, gradients and optimizer state"
+    if ctx.device.type != "cpu":  # the host holds the weights while it builds them, the device the rest
+        held, what = 4 * params, "weights, while they are built"
+    if memory_limit is not None and held > memory_limit:
+        raise MemoryError(f"the network has {params:,} parameters, which need about {held / 2**30:,.1f} GiB "
+                          f"({held:,} bytes: {what}), more than the {memory_limit / 2**30:,.1f} GiB this machine "
+                          f"has; lower width, hidden or channels")
     seed_everything(config.seed)
     model = build_model(config, input_shape_of(train), classes)
     per_rank_batch = max(1, config.batch_size // ctx.world)
