@@ -9,7 +9,7 @@ LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval
 .PHONY: demo test events onnx rtl synth lint lava-env check-netx clean
 
 demo: $(VENV)/.installed
-	$(BIN)/lsg-deploy train --out runs/digits
+	$(BIN)/lsg-deploy train --out runs/digits --force
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 

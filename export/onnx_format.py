@@ -18,11 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hardware.bundle import sha256_file
+
 FORMAT_NAME = "lsg-deploy-onnx"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "onnx.json"
 STEP_NAME = "model.onnx"  #: one time step, state in and out
 UNROLLED_NAME = "model.unrolled.onnx"  #: all T steps, input to logits
+MODEL_NAMES = (STEP_NAME, UNROLLED_NAME)  #: the files an export lists in its manifest
 INPUT_NAME = "x"  #: the step's (or, unrolled, the sample's) float input
 READOUT_NAME = "readout"  #: the step model's readout current; its mean over the T steps is the logits
 LOGITS_NAME = "logits"  #: the unrolled model's output
@@ -53,16 +56,30 @@ def is_onnx_export(directory: Path) -> bool:
 
 
 def replace_refusal(directory: Path) -> str | None:
-    """Why the ONNX export in ``directory`` may not be replaced by a new export, or None: it may,
-    when it holds nothing but the files its manifest lists. Only for directories that
-    :func:`is_onnx_export` recognises."""
+    """Why the ONNX export in ``directory`` may not be replaced by a new export, or None: it may
+    when it is one of ours, which means all of: every entry is a regular file that the manifest
+    lists, the manifest lists :data:`STEP_NAME` and no name but the models an export writes
+    (:data:`MODEL_NAMES`), and every listed file's SHA-256 matches. (The manifest holds no
+    digest of itself; the names are what a forged one cannot get past.) Only for directories
+    that :func:`is_onnx_export` recognises."""
     directory = Path(directory)
     doc = read_manifest(directory)
     if doc is None or directory.is_symlink():
         return f"{directory} is not an ONNX export of lsg-deploy"
     listed = doc.get("files") if isinstance(doc.get("files"), dict) else {}
-    ours = {MANIFEST_NAME, *(name for name in listed if isinstance(name, str))}
-    foreign = sorted(p.name for p in directory.iterdir() if p.name not in ours)
+    entries = sorted(p.name for p in directory.iterdir())
+    foreign = [name for name in entries if name != MANIFEST_NAME and name not in listed]
     if foreign:
         return f"{directory} is an ONNX export, but also holds files that are not part of it: {', '.join(foreign[:4])}"
+    odd = [name for name in entries if (directory / name).is_symlink() or not (directory / name).is_file()]
+    if odd:
+        return f"{directory} is not an ONNX export lsg-deploy wrote: {', '.join(odd[:4])} is not a regular file"
+    strange = sorted(name for name in listed if name not in MODEL_NAMES)
+    if strange or STEP_NAME not in listed:
+        what = f"lists {', '.join(strange[:4])}, which no export writes" if strange else f"does not list {STEP_NAME}"
+        return f"{directory} is not an ONNX export lsg-deploy wrote: its {MANIFEST_NAME} {what}"
+    changed = [name for name, digest in sorted(listed.items()) if sha256_file(directory / name) != digest]
+    if changed:
+        return (f"{directory} is an ONNX export, but its checksum does not verify: {', '.join(changed)} changed after "
+                f"export")
     return None

@@ -300,6 +300,61 @@ def verify_files(directory: Path, doc: dict[str, Any]) -> None:
             raise BundleError(f"{path} is corrupt or was changed after export (its SHA-256 does not match)")
 
 
+def _holds(doc: Any, required: tuple[str, ...], where: str) -> None:
+    """``doc`` is a JSON object with (at least) the fields ``required``."""
+    _fields_of(doc, set(doc) | set(required) if isinstance(doc, dict) else set(required), where)
+
+
+def _check_quantization(record: dict[str, Any], graph: Graph, where: str) -> None:
+    """The ``quantization`` record, as far as the report reads it: ``layers``, one object per
+    integer node (its scale, whether it was pinned, its clip counts), ``policy``'s weight
+    percentile, and a calibrated export's ``calibration``: per hidden node the chosen percentile,
+    one of its candidates'. An empty record (a bundle written without an export's quantization,
+    :class:`Bundle`'s default) has nothing to check."""
+    if not record:
+        return
+    where = f"{where}: quantization"
+    nodes, hidden = [n.name for n in graph.nodes], [n.name for n in graph.hidden]
+    layers = record.get("layers")
+    if not isinstance(layers, dict) or sorted(layers) != sorted(nodes):
+        raise BundleError(f"{where}.layers must hold one object per node of the integer graph ({', '.join(nodes)})")
+    for name, layer in layers.items():
+        _holds(layer, ("scale", "pinned", "clipped"), f"{where}.layers.{name}")
+        if _typed(layer["scale"], "float", f"{where}.layers.{name}.scale") <= 0:
+            raise BundleError(f"{where}.layers.{name}.scale must be positive, got {layer['scale']}")
+        _typed(layer["pinned"], "bool", f"{where}.layers.{name}.pinned")
+        _fields_of(layer["clipped"], {"weight", "bias"}, f"{where}.layers.{name}.clipped")
+        for kind, count in layer["clipped"].items():
+            if _typed(count, "int", f"{where}.layers.{name}.clipped.{kind}") < 0:
+                raise BundleError(f"{where}.layers.{name}.clipped.{kind} must be >= 0, got {count}")
+    policy = record.get("policy")
+    percentile = policy.get("weight_percentile") if isinstance(policy, dict) else None
+    if not 0 < _typed(percentile, "float", f"{where}.policy.weight_percentile") <= 100:
+        raise BundleError(f"{where}.policy.weight_percentile must lie in (0, 100], got {percentile}")
+    if "calibration" not in record:
+        return
+    calibration = record["calibration"]
+    _holds(calibration, ("samples", "layers"), f"{where}.calibration")
+    _typed(calibration["samples"], "int", f"{where}.calibration.samples")
+    chosen = calibration["layers"]
+    if not isinstance(chosen, dict) or sorted(chosen) != sorted(hidden):
+        raise BundleError(f"{where}.calibration.layers must hold one object per hidden node ({', '.join(hidden)})")
+    for name, layer in chosen.items():
+        at = f"{where}.calibration.layers.{name}"
+        _fields_of(layer, {"chosen", "candidates"}, at)
+        candidates = layer["candidates"]
+        if not isinstance(candidates, list):
+            raise BundleError(f"{at}.candidates must be a list")
+        for i, candidate in enumerate(candidates):
+            _holds(candidate, ("weight_percentile", "scale", "clipped_weights", "own_agreement"),
+                   f"{at}.candidates[{i}]")
+            for key, kind in (("weight_percentile", "float"), ("scale", "float"), ("clipped_weights", "int"),
+                              ("own_agreement", "float")):
+                _typed(candidate[key], kind, f"{at}.candidates[{i}].{key}")
+        if not any(c["weight_percentile"] == _typed(layer["chosen"], "float", f"{at}.chosen") for c in candidates):
+            raise BundleError(f"{at}.chosen {layer['chosen']} is none of its candidates' weight percentiles")
+
+
 def read_bundle(directory: Path) -> Bundle:
     """Read, verify and validate a bundle; any problem raises :class:`BundleError` with the reason."""
     directory = Path(directory)
@@ -323,6 +378,7 @@ def read_bundle(directory: Path) -> Bundle:
     for key in ("quantization", "source", "artifacts"):
         if not isinstance(doc[key], dict):
             raise BundleError(f"{where}: {key} must be a JSON object")
+    _check_quantization(doc["quantization"], graphs["integer"], where)
     for name, entry in doc["artifacts"].items():
         listed = entry.get("file") if isinstance(entry, dict) else None
         if listed is not None and listed not in doc["files"]:
@@ -341,9 +397,32 @@ def read_bundle(directory: Path) -> Bundle:
     )
 
 
+def _export_names(doc: dict[str, Any]) -> set[str]:
+    """The names an export writes into a bundle: those of version 1 (every target's), and an FPGA
+    export's tables (:mod:`hardware.fpga_tables`): its manifest, its C header and a ``.mem`` and
+    a ``.csv`` per edge weight and node bias of the document's integer graph."""
+    from hardware.fpga_tables import HEADER_NAME, MANIFEST_NAME
+
+    names = {*_V1_FILES, MANIFEST_NAME, HEADER_NAME}
+    graph = doc.get("graph")
+    graph = graph.get("integer") if isinstance(graph, dict) else None
+    for part, table in (("edges", "weight"), ("nodes", "bias")):
+        records = graph.get(part) if isinstance(graph, dict) else None
+        for record in records if isinstance(records, list) else []:
+            name = record.get("name") if isinstance(record, dict) else None
+            if isinstance(name, str):
+                names |= {f"{name}.{table}.mem", f"{name}.{table}.csv"}
+    return names
+
+
 def replace_refusal(path: Path) -> str | None:
     """Why ``path`` may not be replaced by a new bundle, or None: absent, an empty directory, or
-    a bundle of ours holding nothing but its own files (any format version, even corrupt)."""
+    an earlier bundle of ours, which means all of: every entry is a regular file that
+    ``bundle.json`` lists, every listed name is one an export writes (:func:`_export_names`),
+    and the document's own SHA-256 and every file's verify (:func:`verify_files`). A digest
+    holds no secret, so the names are checked as well: a forged manifest cannot make a user's
+    file part of a bundle. A corrupt bundle (or one of format 1, without checksums) is not
+    replaced without ``--force`` either."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return None
@@ -359,9 +438,19 @@ def replace_refusal(path: Path) -> str | None:
     except BundleError:
         shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
         return f"{path} is a directory that is not an lsg-deploy bundle (it holds {shown})"
-    files = doc.get("files") if isinstance(doc.get("files"), dict) else None
-    ours = {JSON_NAME, *files} if files is not None else set(_V1_FILES)
-    foreign = [name for name in entries if name not in ours]
+    files = doc.get("files") if isinstance(doc.get("files"), dict) else {}
+    foreign = [name for name in entries if name != JSON_NAME and name not in files]
     if foreign:
         return f"{path} is a bundle, but also holds files that are not part of it: {', '.join(foreign[:4])}"
+    odd = [name for name in entries if (path / name).is_symlink() or not (path / name).is_file()]
+    if odd:
+        return f"{path} is not a bundle lsg-deploy wrote: {', '.join(odd[:4])} is not a regular file"
+    strange = sorted(name for name in files if name not in _export_names(doc))
+    if strange:
+        return (f"{path} is not a bundle lsg-deploy wrote: its {JSON_NAME} lists {', '.join(strange[:4])}, which no "
+                f"export writes")
+    try:
+        verify_files(path, doc)
+    except (BundleError, OSError) as exc:
+        return f"{path} is a bundle, but its checksum does not verify ({exc})"
     return None

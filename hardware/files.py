@@ -25,6 +25,7 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,27 @@ def umask() -> int:
     return mask
 
 
+_DEFERRED = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> set[int] | None:
+    """Block SIGINT and SIGTERM in this thread; returns the mask to restore (None: unchanged).
+
+    Python raises ``KeyboardInterrupt`` (and the CLI's SIGTERM exception) between any two
+    bytecodes, so a signal between ``mkstemp`` returning and the ``try`` that removes the
+    temporary on failure would leave it behind. Held, the signal stays pending in the kernel and
+    is raised where :func:`_release_signals` is called, inside that ``try``."""
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    except (AttributeError, OSError, ValueError):  # a platform without per-thread masks
+        return None
+
+
+def _release_signals(held: set[int] | None) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -54,6 +76,15 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def temporary_of(name: str) -> str | None:
+    """The name whose temporary ``name`` is (``.NAME.lsg-tmp-*`` or ``.NAME.lsg-stage-*``), or None."""
+    for tag in (TMP_TAG, STAGE_TAG):
+        head, found, _ = name.partition(tag)
+        if found and head.startswith(".") and len(head) > 1:
+            return head[1:]
+    return None
 
 
 def collect_stale(final: Path) -> list[Path]:
@@ -115,8 +146,14 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
     with _parents_created(path):
         collect_stale(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_TAG}", dir=path.parent)
+        held = _hold_signals()  # a Ctrl-C between creating the temporary and the try would leak it
         try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_TAG}", dir=path.parent)
+        except BaseException:
+            _release_signals(held)
+            raise
+        try:
+            _release_signals(held)  # a pending signal raises here, inside the clean-up's reach
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.fchmod(fd, 0o666 & ~umask())
             with os.fdopen(os.dup(fd), mode) as fh:
@@ -226,9 +263,15 @@ def staged_directory(final: Path) -> Iterator[Path]:
         with _locked_directory(final.parent):
             recover_aside(final)
         collect_stale(final)
-        stage = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGE_TAG}", dir=final.parent))
-        fd = os.open(stage, os.O_RDONLY)
+        held = _hold_signals()  # as in atomic_file: the stage is made and guarded with signals held
         try:
+            stage = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGE_TAG}", dir=final.parent))
+            fd = os.open(stage, os.O_RDONLY)
+        except BaseException:
+            _release_signals(held)
+            raise
+        try:
+            _release_signals(held)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.chmod(stage, 0o777 & ~umask())
             yield stage

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from export.targets import TARGETS
@@ -20,6 +23,8 @@ TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs
 
 
 DATA_DIR_HELP = "where a file dataset's files are now, if not where the model was trained on them"
+#: export, finetune and simulate verify the files unless told so themselves (never from the checkpoint)
+NO_VERIFY_HELP = "accept CIFAR files that do not match the published MD5 sums (a subset, another copy)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,12 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the run in --out from its last finished epoch (train_state.pt), with its own "
                          "config; only --data-dir, --no-verify-data, --device, --precision, --workers, --neuron-impl "
                          "may change")
+    tr.add_argument("--force", action="store_true",
+                    help="--out may hold an earlier run, which is replaced (its files, figures and event files "
+                         "removed when the new run's first epoch is written), or files that are not a run's, which "
+                         "are kept; never the current directory, the home directory or their parents. With --seeds: "
+                         "finished seeds are still read back and unfinished ones resumed")
 
     ab = sub.add_parser("ablate", parents=[common, setting],
                         help="rerun the paper's Tables 1 and 2 (decay and width ablations) over seeds")
     ab.add_argument("--out", type=Path, required=True, help="directory: one folder per row and seed, ablation.md")
     ab.add_argument("--seeds", default="3", help="a count (3: seeds 0-2, the default) or a list (0,1,2)")
     ab.add_argument("--tables", default="1,2", help="which tables: 1, 2 or 1,2 (default)")
+    ab.add_argument("--force", action="store_true",
+                    help="write beside files in --out that an ablation does not write (they are kept) and replace "
+                         "seed directories that hold no run of their own; finished seeds are still read back and "
+                         "unfinished ones resumed")
 
     ex = sub.add_parser("export", parents=[common], help="fold, quantize and write a deployment bundle "
                         "(or, --target onnx, the folded float network as ONNX)")
@@ -106,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output directory; it may hold an earlier export (a bundle or an ONNX export), which is "
                          "replaced atomically, but nothing else (see --force)")
     ex.add_argument("--data-dir", help=DATA_DIR_HELP)
+    ex.add_argument("--no-verify-data", dest="verify_data", action="store_false", help=NO_VERIFY_HELP)
     ex.add_argument("--unrolled", action="store_true",
                     help="target onnx only: also write model.unrolled.onnx, all T steps from the input to the logits")
     ex.add_argument("--force", action="store_true",
@@ -142,9 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--weight-percentile", type=float,
                     help="the starting scales, as export's option (default 100); fine-tuning keeps them")
     fi.add_argument("--data-dir", help=DATA_DIR_HELP)
+    fi.add_argument("--no-verify-data", dest="verify_data", action="store_false", help=NO_VERIFY_HELP)
     fi.add_argument("--clip", action="store_true", help="let the starting scales clip values, as export's option")
     fi.add_argument("--calibrate", action="store_true", help="the starting scales from activation statistics, as "
                     "export's option")
+    fi.add_argument("--force", action="store_true",
+                    help="replace a model.pt in --out that is not a fine-tuning of MODEL, and write beside other "
+                         "files there (they are kept); never the current directory, the home directory or their "
+                         "parents")
 
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path)
@@ -156,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "figure of the per-layer spike agreement and firing rates")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
     si.add_argument("--data-dir", help=DATA_DIR_HELP)
+    si.add_argument("--no-verify-data", dest="verify_data", action="store_false", help=NO_VERIFY_HELP)
     si.add_argument("--explain", action="store_true",
                     help="with --fixed-point: attribute each layer's disagreement to its causes (the float network "
                          "rerun with only the decays, weights, biases or thresholds quantized; each layer run alone "
@@ -174,7 +195,50 @@ def _error(message: str, detail: str | None, verbose: bool) -> int:
     return 2
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like ``KeyboardInterrupt`` is for SIGINT: a ``BaseException``, so that only
+    ``finally`` blocks and ``except BaseException`` clean-ups (staged directories, temporaries,
+    child processes) run on the way out, and no ``except Exception`` takes it for bad input."""
+
+
+#: the exit codes of a command ended by a signal: 128 + the signal's number, as a shell reports it
+SIGNAL_EXIT = {KeyboardInterrupt: (128 + signal.SIGINT, "interrupted"),
+               Terminated: (128 + signal.SIGTERM, "terminated")}
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the command runs (SIGINT already raises
+    ``KeyboardInterrupt``); the previous handler comes back afterwards (``main`` runs in-process in
+    tests). Only the main thread can set handlers; elsewhere the defaults stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; 0 on success, 2 on bad input (one line), 1 when backends disagree, and
+    130 / 143 when SIGINT / SIGTERM ends it (one line; what it was writing is removed, its
+    children are ended)."""
+    try:
+        with _signals_raise():
+            return _main(argv)
+    except (KeyboardInterrupt, Terminated) as stop:
+        code, what = SIGNAL_EXIT[type(stop)]
+        print(f"lsg-deploy: {what}", file=sys.stderr)
+        return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from hardware import files
     from lsg_deploy import pipeline
@@ -186,13 +250,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
             if args.seeds is not None:
                 summary = pipeline.train_seeds(overrides, args.config, args.out, args.seeds, quiet=args.quiet,
-                                               resume=args.resume, download=args.download, say=say)
+                                               resume=args.resume, download=args.download, say=say,
+                                               force=args.force)
                 acc = summary["test_accuracy"]
                 say(f"wrote {args.out}/summary.md: test accuracy {acc['mean'] * 100:.2f} +- {acc['std'] * 100:.2f}% "
                     f"over {acc['n']} seeds")
                 return 0
             result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet, resume=args.resume,
-                                    download=args.download)
+                                    download=args.download, force=args.force)
             m = result["metrics"]
             if result["main"]:
                 say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "
@@ -201,14 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ablate":
             overrides = {k: getattr(args, k, None) for k in TRAIN_FLAGS if k not in ("mode", "alpha", "seed")}
             result = pipeline.ablate(overrides, args.config, args.out, args.seeds, args.tables, quiet=args.quiet,
-                                     download=args.download, say=say)
+                                     download=args.download, say=say, force=args.force)
             say(result["markdown"])
             say(f"wrote {args.out}/ablation.md")
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
-                                     data_dir=args.data_dir)
+                                     data_dir=args.data_dir, verify_data=args.verify_data)
             if "bundle" in result:
                 say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
                     f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
@@ -219,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = pipeline.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
                                        weight_percentile=args.weight_percentile, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, seed=args.seed, quiet=args.quiet, say=say,
-                                       calibrate=args.calibrate, data_dir=args.data_dir)
+                                       calibrate=args.calibrate, data_dir=args.data_dir,
+                                       verify_data=args.verify_data, force=args.force)
             say(f"wrote {result['checkpoint']}: {result['target']} ({result['profile']}) fixed point "
                 f"{result['fixed_before'] * 100:.2f}% -> {result['fixed_after'] * 100:.2f}%, float "
                 f"{result['float_before'] * 100:.2f}% -> {result['float_after'] * 100:.2f}% "
@@ -236,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_file_target(args.json, "--json", not_inside=args.bundle)
                 check_file_target(figure, "--json's figure", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
-                                       quiet=args.quiet, explain=args.explain, data_dir=args.data_dir)
+                                       quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
+                                       verify_data=args.verify_data)
             if args.json:
                 png = figure_png(report)  # drawn first: a figure that fails leaves neither file
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")

@@ -16,9 +16,15 @@ from typing import Any
 from hardware import files
 from lsg_deploy import data, runlog
 from lsg_deploy.errors import UsageError
-from lsg_deploy.outputs import check_bundle_target, check_creatable_dir
+from lsg_deploy.outputs import (
+    check_bundle_target,
+    check_creatable_dir,
+    check_finetune_target,
+    check_repeated_runs,
+    check_run_target,
+)
 
-CHECKPOINT_NAME, RESUME_NAME = "model.pt", "train_state.pt"
+CHECKPOINT_NAME, RESUME_NAME = runlog.CHECKPOINT_NAME, runlog.RESUME_NAME
 
 
 def _progress(total: int, desc: str, quiet: bool, unit: str = "it"):
@@ -30,10 +36,28 @@ def _progress(total: int, desc: str, quiet: bool, unit: str = "it"):
 
 
 def _physical_memory() -> int | None:
+    """The memory this process may use: the machine's, or less under an address-space limit
+    (``ulimit -v``) or a cgroup's ``memory.max``; None where nothing is reported."""
+    limits = []
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # not reported on this platform
-        return None
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits, default=None)
 
 
 #: the datasets whose images training normalises per channel (``normalize = false`` leaves it out)
@@ -92,11 +116,20 @@ def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
     config = config.replace(**{k: overrides.get(k) for k in RESUME_MAY_CHANGE})
+    # never carried over from the stored run: it verifies the files unless --no-verify-data is given again
+    config = config.replace(verify_data=overrides.get("verify_data") is not False)
+    try:  # the data record: the dataset and split the config trains on (training does not know lsg_deploy's)
+        recorded = data.DataSpec.from_dict(data_record)
+        expected = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
+    except data.DataError as exc:
+        raise UsageError(f"{out / RESUME_NAME}: data: {exc}") from None
+    if recorded != expected:
+        raise UsageError(f"{out / RESUME_NAME}: data {recorded.to_dict()} is not its config's {expected.to_dict()}")
     return state, config, classes, data_record
 
 
 def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False,
-          resume: bool = False, download: bool = False) -> dict[str, Any]:
+          resume: bool = False, download: bool = False, force: bool = False) -> dict[str, Any]:
     """Train on the configured dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`:
     an embedded one, or a file one read from ``data_dir``); write ``model.pt``, ``train_state.pt``
     and the logs of :mod:`lsg_deploy.runlog` in ``out``.
@@ -104,6 +137,10 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
     Each is rewritten, complete, at the end of every epoch: a run killed at any point leaves the
     last finished epoch's checkpoint, loadable, and ``resume`` continues it from there, bit for bit
     as if it had not stopped. Under torchrun (DDP) only rank 0 writes and prints.
+
+    ``out`` must be new or empty unless ``resume`` or ``force`` (which replaces the run there, and
+    keeps what is not a run's); a new run's first epoch is written whole or not at all
+    (:func:`lsg_deploy.outputs.check_run_target`).
     """
     from training.checkpoint import checkpoint_bytes, checkpoint_document, resume_document
     from training.config import TrainConfig, read_toml
@@ -116,13 +153,13 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
     state = None
     try:
         if resume:
-            state, config, _, _ = _resumed(out, config_overrides, config_file)
+            state, config, state_classes, _ = _resumed(out, config_overrides, config_file)
         else:
             config = TrainConfig.layered(read_toml(config_file) if config_file else {}, config_overrides)
         spec = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
     except ValueError as exc:  # TrainConfig and DataSpec report bad values as ValueError
         raise UsageError(str(exc)) from None
-    check_creatable_dir(out, "--out")
+    target = check_run_target(out, force=force, resume=resume)
     for name in (CHECKPOINT_NAME, RESUME_NAME, runlog.METRICS_NAME, runlog.DIAGNOSTICS_NAME, runlog.MEMBRANES_NAME):
         if (out / name).is_dir():
             raise UsageError(f"--out {out}: {out / name} is a directory")
@@ -138,6 +175,16 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
         teardown()
         raise UsageError(f"--neuron-impl: {exc}") from None
     train_set, test_set, classes = _training_data(config, spec, download)
+    if state is not None:  # the state fits the network the config builds on this dataset, before any write
+        from training.checkpoint import CheckpointError, check_resume
+        from training.loop import as_dataset, input_shape_of
+
+        try:
+            check_resume(out / RESUME_NAME, state, config, state_classes, input_shape_of(as_dataset(train_set)),
+                         classes)
+        except CheckpointError as exc:
+            teardown()
+            raise UsageError(str(exc)) from None
     quiet = quiet or not ctx.main
     log = runlog.RunLog(out, test_set, state.epoch if state else 0) if ctx.main else None
     if log is not None and state is not None and not log.has_diagnostics(state.epoch):
@@ -148,11 +195,13 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
     def on_epoch(epoch) -> None:
         if not ctx.main:
             return
+        target.begin_epoch()  # the first one removes a run that --force replaces
         files.write_bytes(out / RESUME_NAME, checkpoint_bytes(resume_document(epoch.resume(), config, classes,
                                                                               spec.to_dict())))
         doc = checkpoint_document(epoch.model, config, epoch.metrics, classes, spec.to_dict())
         files.write_bytes(out / CHECKPOINT_NAME, checkpoint_bytes(doc))
         log.epoch(epoch.model, epoch.row, epoch.metrics)
+        target.end_epoch()
         if not quiet:
             row = epoch.row
             tqdm_write(f"epoch {row['epoch']}/{config.epochs}: loss {row['train_loss']:.4f}, train "
@@ -168,8 +217,11 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
         raise UsageError(str(exc)) from None
     finally:
         teardown()
-        if log is not None:
-            log.close(draw=metrics is not None)  # the figures of a finished run
+        try:
+            if log is not None:
+                log.close(draw=metrics is not None)  # the figures of a finished run
+        finally:
+            target.finish()  # a new run whose first epoch was not written whole leaves nothing
     return {"checkpoint": str(out / CHECKPOINT_NAME), "metrics": metrics[-1], "seconds": time.perf_counter() - start,
             "world": ctx.world, "device": str(ctx.device), "main": ctx.main}
 
@@ -194,9 +246,11 @@ def _resolved(overrides: dict[str, Any], config_file: Path | None):
 
 
 def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, quiet: bool = False,
-                resume: bool = False, download: bool = False, say=print) -> dict[str, Any]:
+                resume: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
     """``train`` once per seed of ``seeds`` (:func:`lsg_deploy.ablate.parse_seeds`) in ``out/seed-<s>``;
-    returns and writes the summary (:func:`lsg_deploy.ablate.run_seeds`)."""
+    returns and writes the summary (:func:`lsg_deploy.ablate.run_seeds`). Every seed's directory
+    is checked first (:func:`lsg_deploy.outputs.check_repeated_runs`); ``force`` lets the runs be
+    written beside files that are not theirs."""
     from lsg_deploy.ablate import parse_seeds, run_seeds
 
     if overrides.get("seed") is not None:
@@ -204,23 +258,25 @@ def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, 
     if resume:
         raise UsageError("--seeds resumes unfinished seeds by itself: drop --resume")
     config = _resolved(overrides, config_file)
-    check_creatable_dir(Path(out), "--out")
+    check_repeated_runs(Path(out), parse_seeds(seeds), config.epochs, force)
     return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), config.epochs, quiet, say,
-                     download=download)
+                     download=download, force=force)
 
 
 def ablate(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, tables: str,
-           quiet: bool = False, download: bool = False, say=print) -> dict[str, Any]:
-    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`lsg_deploy.ablate`)."""
+           quiet: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
+    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`lsg_deploy.ablate`); ``out`` is checked as
+    :func:`train_seeds` checks its own."""
     from lsg_deploy import ablate as ablation
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     if not chosen or any(t not in ablation.TABLES for t in chosen):
         raise UsageError(f"--tables must list tables among {', '.join(ablation.TABLES)}, got {tables!r}")
     config = _resolved(overrides, config_file)
-    check_creatable_dir(Path(out), "--out")
+    rows = list(dict.fromkeys(name for t in chosen for name in ablation.TABLES[t][1]))
+    check_repeated_runs(Path(out), ablation.parse_seeds(seeds), config.epochs, force, rows=rows)
     return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
-                           quiet, say, download=download)
+                           quiet, say, download=download, force=force)
 
 
 def tqdm_write(line: str) -> None:
@@ -231,7 +287,7 @@ def tqdm_write(line: str) -> None:
 
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
            force: bool = False, profile: str | None = None, unrolled: bool = False,
-           calibrate: bool = False, data_dir: str | None = None) -> dict[str, Any]:
+           calibrate: bool = False, data_dir: str | None = None, verify_data: bool = True) -> dict[str, Any]:
     """Write ``checkpoint`` for ``target`` (:data:`export.targets.TARGETS`) in the directory ``out``.
 
     A quantized target folds and quantizes it in its integer ``profile`` (default: the target's
@@ -266,7 +322,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(f"--unrolled: target {target} writes a bundle; only target {floats} writes an unrolled model")
     try:
         model, doc = load_checkpoint(checkpoint)
-        record = _finetuned(doc, checkpoint)
+        record = _finetuned(doc, checkpoint, model)
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
     pinned = record is not None and record.target == target and profile in (None, record.profile)
@@ -292,7 +348,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     check_bundle_target(out, checkpoint, force)
     try:
         train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps,
-                                      files=data.FileSource.from_config(doc["config"], data_dir))
+                                      files=data.FileSource.from_config(doc["config"], data_dir, verify_data))
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -310,12 +366,16 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
             "calibration": result.bundle.quantization.get("calibration")}
 
 
-def _finetuned(doc: dict[str, Any], checkpoint: Path):
-    """The checkpoint's fine-tuning record (:class:`export.finetune.QuantizationRecord`) or None."""
+def _finetuned(doc: dict[str, Any], checkpoint: Path, model=None):
+    """The checkpoint's fine-tuning record (:class:`export.finetune.QuantizationRecord`) or None;
+    with ``model``, its pins must name exactly the model's nodes."""
     from export.finetune import FinetuneError, QuantizationRecord
 
     try:
-        return QuantizationRecord.from_checkpoint(doc)
+        record = QuantizationRecord.from_checkpoint(doc)
+        if record is not None and model is not None:
+            record.check_nodes(model)
+        return record
     except FinetuneError as exc:
         raise UsageError(f"{checkpoint}: {exc}") from None
 
@@ -323,11 +383,13 @@ def _finetuned(doc: dict[str, Any], checkpoint: Path):
 def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = None, clip: bool = False,
              weight_percentile: float | None = None, epochs: int = 5, lr: float = 3e-4, batch_size: int = 64,
              seed: int = 0, quiet: bool = False, say=print, calibrate: bool = False,
-             data_dir: str | None = None) -> dict[str, Any]:
+             data_dir: str | None = None, verify_data: bool = True, force: bool = False) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` with ``target``'s integer forward in the loop (:mod:`export.finetune`)
     and write ``out/model.pt`` after every epoch, each proven to export to the integer network it
     trained. The starting scales are the export's (``clip``, ``weight_percentile``, ``calibrate``); a
-    checkpoint fine-tuned before for the same target and profile goes on at its own."""
+    checkpoint fine-tuned before for the same target and profile goes on at its own. ``out`` may
+    hold an earlier fine-tuning of ``checkpoint``; anything else only with ``force``
+    (:func:`lsg_deploy.outputs.check_finetune_target`)."""
     import copy
 
     from export import finetune as ft
@@ -364,11 +426,13 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
         raise UsageError(f"--out {out}: {target_file} is a directory")
     if target_file.resolve() == Path(checkpoint).resolve():
         raise UsageError(f"--out {out} would overwrite the checkpoint being fine-tuned; choose another directory")
+    check_finetune_target(out, Path(checkpoint), force)
     try:
         model, doc = load_checkpoint(checkpoint)
-        record = _finetuned(doc, checkpoint)
+        record = _finetuned(doc, checkpoint, model)
         train_split, test_split, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps,
-                                               files=data.FileSource.from_config(doc["config"], data_dir))
+                                               files=data.FileSource.from_config(doc["config"], data_dir,
+                                                                                 verify_data))
     except (CheckpointError, data.DataError) as exc:
         raise UsageError(str(exc)) from None
     arithmetic = PROFILES[profile]
@@ -466,7 +530,8 @@ def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolle
 
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
-             quiet: bool = False, explain: bool = False, data_dir: str | None = None) -> dict[str, Any]:
+             quiet: bool = False, explain: bool = False, data_dir: str | None = None,
+             verify_data: bool = True) -> dict[str, Any]:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -493,8 +558,14 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     backends = backends_for(backend, bundle) if fixed_point else ()
     try:
         _, test, _ = data.load(spec, timesteps=model.timesteps,
-                               files=data.FileSource.from_config(bundle.source.get("train_config", {}), data_dir))
+                               files=data.FileSource.from_config(bundle.source.get("train_config", {}), data_dir,
+                                                                 verify_data))
     except data.DataError as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
+    recorded = bundle.input
+    if (test.encoding, test.input_max) != (recorded.encoding, recorded.input_max):
+        raise UsageError(f"{bundle_dir}: its input is {recorded.encoding} with input_max {recorded.input_max}, but "
+                         f"dataset {spec.dataset} gives {test.encoding} with input_max {test.input_max}: the bundle "
+                         f"was edited, or exported from another data set; export it again")
     return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends,
                         progress=lambda total, name: _progress(total, f"simulate {name}", quiet), explain=explain)

@@ -6,7 +6,10 @@
 * ``plots/``: the paper's figures (:mod:`lsg_deploy.plots`), drawn when the run ends.
 
 Every file is rewritten whole (``hardware.files``), so a killed run leaves them complete up to
-its last finished epoch, and a resumed run carries the earlier epochs' rows on.
+its last finished epoch, and a resumed run carries the earlier epochs' rows on. With the
+checkpoints ``model.pt`` and ``train_state.pt`` these are all the names a run directory holds
+(:func:`is_run_entry`): :mod:`lsg_deploy.outputs` recognises a run, and never touches anything
+else, by them.
 """
 
 from __future__ import annotations
@@ -21,8 +24,34 @@ import torch
 
 from hardware import files
 
-METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME, TENSORBOARD_DIR = (
-    "metrics.csv", "diagnostics.csv", "membranes.npz", "tensorboard")
+CHECKPOINT_NAME, RESUME_NAME = "model.pt", "train_state.pt"
+METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME, TENSORBOARD_DIR, PLOTS_DIR = (
+    "metrics.csv", "diagnostics.csv", "membranes.npz", "tensorboard", "plots")
+#: the files a run writes at its top level (each through a temporary ``.NAME.lsg-tmp-*``)
+RUN_FILES = (CHECKPOINT_NAME, RESUME_NAME, METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME)
+#: TensorBoard's event files: ``events.out.tfevents.<time>.<host>.<pid>.<n>``
+EVENTS_PREFIX = "events.out.tfevents."
+
+
+def is_run_entry(relative: str, is_dir: bool) -> bool:
+    """Whether a run writes the entry ``relative`` (a path inside the run directory, ``/``-separated)
+    of that kind (directory or regular file): one of :data:`RUN_FILES`, ``plots/`` and its
+    figures (:data:`lsg_deploy.plots.NAMES`), ``tensorboard/`` and its event files, or a
+    temporary (:func:`hardware.files.temporary_of`) of one of those files: a killed writer's,
+    which the next writer of that name collects."""
+    from lsg_deploy.plots import NAMES as FIGURES
+
+    parts = relative.split("/")
+    if len(parts) == 1:
+        if is_dir:
+            return relative in (PLOTS_DIR, TENSORBOARD_DIR)
+        return relative in RUN_FILES or files.temporary_of(relative) in RUN_FILES
+    if len(parts) != 2 or is_dir:
+        return False
+    folder, name = parts
+    if folder == PLOTS_DIR:
+        return name in FIGURES or files.temporary_of(name) in FIGURES
+    return folder == TENSORBOARD_DIR and name.startswith(EVENTS_PREFIX)
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -91,6 +120,7 @@ class RunLog:
     def close(self, draw: bool) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
         if draw and (self.out / MEMBRANES_NAME).is_file():
             from lsg_deploy.plots import draw as draw_plots
 

@@ -3,6 +3,7 @@ temporaries that never pile up, disk-full failures, and permissions from the uma
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -19,6 +20,8 @@ import pytest
 
 from hardware import files
 from hardware.bundle import read_bundle
+from lsg_deploy import plots
+from lsg_deploy.cli import main
 from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +140,112 @@ def test_a_full_disk_during_training_leaves_nothing(tmp_path):
     proc = _cli("train", "--out", "runs/r", "--epochs", "1", "--quiet", cwd=tmp_path, preexec_fn=_limit_file_size)
     _one_line_error(proc, "train_state.pt")  # the first file an epoch writes (then model.pt, then the logs)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    config = tmp_path_factory.mktemp("config") / "tiny.toml"
+    config.write_text("[train]\nchannels = [4, 8]\nhidden = 16\n")
+    return config
+
+
+def _tiny_train(config: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--out", str(out), "--epochs", "1", "--timesteps", "2", "--config", str(config), "--quiet",
+                 *extra])
+
+
+@pytest.mark.parametrize("failing, existed", [("model.pt", False), ("metrics.csv", True)])
+def test_a_full_disk_in_a_new_runs_first_epoch_leaves_no_run(tiny_config, tmp_path, monkeypatch, capsys, failing,
+                                                              existed):
+    """The first epoch's writes are all or nothing: a later file of them failing (the disk filled
+    after train_state.pt) removes the files written before it and the directories made for the run."""
+    def full(write):
+        def failing_write(path, data):
+            if Path(path).name == failing:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return write(path, data)
+        return failing_write
+
+    monkeypatch.setattr(files, "write_bytes", full(files.write_bytes))
+    monkeypatch.setattr(files, "write_text", full(files.write_text))
+    (tmp_path / "keep").mkdir()
+    out = tmp_path / "keep" / "r" if existed else tmp_path / "keep" / "new" / "r"
+    if existed:
+        out.mkdir()
+    assert _tiny_train(tiny_config, out) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and failing in err[0] and "No space left" in err[0], err
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == (
+        ["keep", "keep/r"] if existed else ["keep"])
+
+
+def test_train_force_replaces_a_finished_run_and_keeps_what_is_not_a_runs(default_run, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(default_run.run_dir, run)
+    (run / "notes.txt").write_text("mine\n")
+    (run / "plots" / "mine.png").write_bytes(b"mine")
+    old_events = sorted(p.name for p in (run / "tensorboard").iterdir())
+    before = _tree(tmp_path)
+    assert _tiny_train(tiny_config, run) == 2  # a finished run: neither replaced nor continued unasked
+    assert _tree(tmp_path) == before
+    assert _tiny_train(tiny_config, run, "--force") == 0
+    events = sorted(p.name for p in (run / "tensorboard").iterdir())
+    assert len(events) == 1 and events != old_events  # the old run's event file is gone
+    _, doc = load_checkpoint(run / "model.pt")
+    assert len(doc["metrics"]) == 1 and doc["config"]["channels"] == [4, 8]
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2
+    assert sorted(p.name for p in (run / "plots").iterdir()) == sorted([*plots.NAMES, "mine.png"])
+    assert (run / "notes.txt").read_text() == "mine\n" and (run / "plots" / "mine.png").read_bytes() == b"mine"
+    assert _leftovers(run) == [] and _leftovers(tmp_path) == []
+
+
+def test_exports_replace_their_own_earlier_exports_without_force(tiny_model, tmp_path):
+    """Every target's genuine earlier export, FPGA tables and the unrolled ONNX model included,
+    is ours: replaced without --force; the same export with a file of the user's added is not."""
+    for target, extra in (("fpga", ()), ("onnx", ("--unrolled",))):
+        out = tmp_path / target
+        for _ in range(2):
+            assert main(["export", "--target", target, str(tiny_model), "--out", str(out), "--quiet", *extra]) == 0
+        (out / "thesis.tex").write_text("mine\n")
+        assert main(["export", "--target", target, str(tiny_model), "--out", str(out), "--quiet", *extra]) == 2
+        assert (out / "thesis.tex").read_text() == "mine\n"
+    assert any(p.suffix == ".mem" for p in (tmp_path / "fpga").iterdir())
+    assert (tmp_path / "onnx" / "model.unrolled.onnx").is_file()
+
+
+def test_finetune_goes_on_in_its_own_output_and_needs_force_for_anything_else(tiny_model, tmp_path, capsys):
+    out = tmp_path / "ft"
+    args = ["finetune", str(tiny_model), "--target", "fpga", "--profile", "fpga-mul4", "--epochs", "1",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 0  # a fine-tuning of the same checkpoint: its own
+    (out / "notes.txt").write_text("mine\n")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    assert (out / "notes.txt").read_text() == "mine\n" and load_checkpoint(out / "model.pt")[1]["quantization"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.pt").write_bytes(tiny_model.read_bytes())  # another run's checkpoint, not a fine-tuning
+    capsys.readouterr()
+    assert main([*args[:-3], "--out", str(other), "--quiet"]) == 2
+    assert "not a fine-tuning of" in capsys.readouterr().err
+    assert (other / "model.pt").read_bytes() == tiny_model.read_bytes()
+
+
+def test_seeds_write_beside_a_users_file_only_with_force(tiny_config, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    args = ["train", "--seeds", "1", "--epochs", "1", "--timesteps", "2", "--config", str(tiny_config), "--out",
+            str(out), "--quiet"]
+    assert main(args) == 2
+    assert "notes.txt" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert main([*args, "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "seed-0", "summary.json", "summary.md"]
+    assert main(args[:-1] + ["--force"]) == 0  # its own finished seed: read back, whatever --force says
+    assert "finished before" in capsys.readouterr().out
 
 
 # --- SIGKILL at random points ----------------------------------------------------------------

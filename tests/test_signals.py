@@ -1,0 +1,106 @@
+"""Ctrl-C and SIGTERM: one line, exit 130 / 143, and nothing half-written left behind.
+
+Each command runs as ``python -m lsg_deploy.cli`` in a session of its own, as a shell job would;
+the signal goes to its whole process group (what Ctrl-C in a terminal and ``kill -TERM -PGID``
+do). The test waits for a moment when the command is provably in the middle of its work (the
+first epoch's checkpoint written, the export's staging directory present) before it signals.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "[train]\nchannels = [4, 8]\nhidden = 16\n"
+EXPECTED = {signal.SIGINT: (130, "lsg-deploy: interrupted"), signal.SIGTERM: (143, "lsg-deploy: terminated")}
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lsg_deploy.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _wait_for(proc: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
+    """Poll ``ready()`` every millisecond until it holds (True) or the process ends (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if ready():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.001)
+    proc.kill()
+    pytest.fail(f"not ready within {timeout} s")
+
+
+def _signalled(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    code, line = EXPECTED[sig]
+    assert "Traceback" not in err, err
+    assert proc.returncode == code, err
+    assert err.splitlines() == [line], err
+    return proc.returncode, err
+
+
+def _rows(csv: Path) -> int:
+    """Data rows of a metrics file (0 while it does not exist)."""
+    try:
+        return max(len(csv.read_text().splitlines()) - 1, 0)
+    except FileNotFoundError:
+        return 0
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if ".lsg-" in p.name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_train_interrupted_keeps_its_last_epoch(tmp_path, sig):
+    (tmp_path / "c.toml").write_text(TINY)
+    proc = _start(["train", "--out", "run", "--config", "c.toml", "--epochs", "200", "--timesteps", "2", "--quiet"],
+                  tmp_path)
+    # epoch 2 logged: epoch 1 was written whole (a new run's first epoch is all or nothing)
+    assert _wait_for(proc, lambda: _rows(tmp_path / "run" / "metrics.csv") >= 2), proc.communicate()
+    _signalled(proc, sig)
+    _, doc = load_checkpoint(tmp_path / "run" / "model.pt")  # the last finished epoch, complete
+    assert 1 <= len(doc["metrics"]) < 200
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_export_interrupted_leaves_no_stage(default_run, tmp_path, sig):
+    """Signalled while its bundle is staged: the stage is removed, ``--out`` never appears."""
+    shutil.copytree(default_run.run_dir, tmp_path / "run")
+    for _attempt in range(5):  # the stage lives for a fraction of a second: catch it in the act
+        proc = _start(["export", "--target", "loihi", "run/model.pt", "--out", "bundle", "--quiet"], tmp_path)
+        if _wait_for(proc, lambda: any(".bundle.lsg-stage-" in p.name for p in tmp_path.iterdir())):
+            break
+        proc.communicate()
+        shutil.rmtree(tmp_path / "bundle", ignore_errors=True)
+    else:
+        pytest.fail("export never seen with its stage in place")
+    _signalled(proc, sig)
+    assert not (tmp_path / "bundle").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_finetune_interrupted_keeps_its_last_epoch(default_run, tmp_path):
+    proc = _start(["finetune", str(default_run.model), "--target", "loihi", "--out", "ft", "--epochs", "50",
+                   "--quiet"], tmp_path)
+    assert _wait_for(proc, lambda: (tmp_path / "ft" / "model.pt").is_file()), proc.communicate()
+    _signalled(proc, signal.SIGINT)
+    _, doc = load_checkpoint(tmp_path / "ft" / "model.pt")
+    assert 1 <= len(doc["quantization"]["history"]["epochs"]) < 50
+    assert _leftovers(tmp_path) == []
