@@ -33,11 +33,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, for an editable install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lsg-deploy")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress bars or report on stdout")
     common.add_argument("--verbose", action="store_true", help="after an error, print its details too")
     parser = _Parser(prog="lsg-deploy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     from lsg_deploy.data import DATASETS
@@ -53,13 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--arch", choices=tuple(ARCHITECTURES), help="network architecture (default: digits-cnn)")
     setting.add_argument("--width", type=float, help="multiplies the architecture's channel and hidden counts "
                          "(default 1; e.g. 0.0625 runs resnet19 on the digits in seconds)")
-    setting.add_argument("--timesteps", type=int)
-    setting.add_argument("--epochs", type=int)
-    setting.add_argument("--batch-size", type=int)
-    setting.add_argument("--lr", type=float)
-    setting.add_argument("--loss", choices=("ce", "tet"))
+    setting.add_argument("--timesteps", type=int, help="simulation steps T per sample (default 4; CIFAR 2, "
+                         "CIFAR10-DVS 10)")
+    setting.add_argument("--epochs", type=int, help="training epochs (default 40; the paper's recipes 300)")
+    setting.add_argument("--batch-size", type=int, help="samples per step (default 64; CIFAR 128)")
+    setting.add_argument("--lr", type=float, help="learning rate, cosine-annealed (default 2e-3 with Adam; CIFAR "
+                         "0.1 with SGD); at most 10")
+    setting.add_argument("--loss", choices=("ce", "tet"), help="ce: cross-entropy of the readout averaged over T "
+                         "(default); tet: per-step cross-entropy plus 1e-3 MSE (Deng et al. 2022)")
     setting.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam; sgd uses momentum (config key)")
-    setting.add_argument("--weight-decay", type=float)
+    setting.add_argument("--weight-decay", type=float, help="L2 weight decay (default 1e-4; CIFAR 5e-4)")
     setting.add_argument("--data-dir", help="where the file datasets are (cifar10: DIR/cifar-10-batches-py, "
                          "cifar100: DIR/cifar-100-python, cifar10-dvs: DIR/CIFAR10DVS)")
     setting.add_argument("--download", action="store_true",
@@ -86,9 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common, setting], help="train an LSG spiking network")
     tr.add_argument("--out", type=Path, required=True,
                     help="run directory (model.pt, train_state.pt, metrics.csv, diagnostics, plots/, tensorboard/)")
-    tr.add_argument("--mode", choices=("lsg", "trainable-decay", "fixed"))
+    tr.add_argument("--mode", choices=("lsg", "trainable-decay", "fixed"),
+                    help="lsg (default): each layer's decay beta is trained and the surrogate width follows it, "
+                         "alpha = 2 v_th sqrt(1 + beta^2) (Lian et al. 2023); trainable-decay: beta trained, "
+                         "alpha fixed (--alpha); fixed: both fixed (the paper's baselines)")
     tr.add_argument("--alpha", type=float, help="surrogate width for fixed / trainable-decay")
-    tr.add_argument("--seed", type=int)
+    tr.add_argument("--seed", type=int, help="initialisation and sample order, 0 to 2^32 - 1 (default 0)")
     tr.add_argument("--seeds", help="repeat the run per seed in --out/seed-<s> and report mean and std: a count "
                     "(5: seeds 0-4) or a list (0,1,2); unfinished seeds resume")
     tr.add_argument("--resume", action="store_true",
@@ -184,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``: a count in words that agree with it."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _error(message: str, detail: str | None, verbose: bool) -> int:
     """Print one line (more only with ``--verbose``) and return exit code 2."""
     first, *rest = str(message).strip().splitlines() or [""]
@@ -254,14 +276,14 @@ def _main(argv: Sequence[str] | None) -> int:
                                                force=args.force)
                 acc = summary["test_accuracy"]
                 say(f"wrote {args.out}/summary.md: test accuracy {acc['mean'] * 100:.2f} +- {acc['std'] * 100:.2f}% "
-                    f"over {acc['n']} seeds")
+                    f"over {counted(acc['n'], 'seed')}")
                 return 0
             result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet, resume=args.resume,
                                     download=args.download, force=args.force)
             m = result["metrics"]
             if result["main"]:
                 say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "
-                    f"{m['epoch']} epochs ({result['seconds']:.1f} s on {result['device']}"
+                    f"{counted(m['epoch'], 'epoch')} ({result['seconds']:.1f} s on {result['device']}"
                     f"{' x ' + str(result['world']) + ' processes' if result['world'] > 1 else ''})")
         elif args.command == "ablate":
             overrides = {k: getattr(args, k, None) for k in TRAIN_FLAGS if k not in ("mode", "alpha", "seed")}
@@ -275,8 +297,9 @@ def _main(argv: Sequence[str] | None) -> int:
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
                                      data_dir=args.data_dir, verify_data=args.verify_data)
             if "bundle" in result:
-                say(f"wrote bundle {result['bundle']} (profile {result['profile']}, {len(result['layers'])} layers"
-                    f"{', ' + str(len(result['warnings'])) + ' warnings' if result['warnings'] else ''})")
+                say(f"wrote bundle {result['bundle']} (profile {result['profile']}, "
+                    f"{counted(len(result['layers']), 'layer')}"
+                    f"{', ' + counted(len(result['warnings']), 'warning') if result['warnings'] else ''})")
             else:
                 say(f"wrote ONNX model {result['model']} ({result['lif_layers']} LIF layers, {result['timesteps']} "
                     f"steps){'; unrolled: ' + result['unrolled'] if result['unrolled'] else ''}")
