@@ -45,7 +45,9 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--quiet", action="store_true", help="no progress bars or report on stdout")
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress bars or report on stdout (simulate: only its accuracy line; nothing with "
+                             "--json)")
     common.add_argument("--verbose", action="store_true", help="after an error, print its details too")
     parser = _Parser(prog="lsg-deploy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -190,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
                          + f"; {ALL}: every one, compared with the reference bit for bit (default: reference)")
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
-                    "figure of the per-layer spike agreement and firing rates")
+                    "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
     si.add_argument("--data-dir", help=DATA_DIR_HELP)
     si.add_argument("--no-verify-data", dest="verify_data", action="store_false", help=NO_VERIFY_HELP)
@@ -315,10 +317,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"({result['seconds']:.0f} s); "
                 f"export it with: lsg-deploy export --target {result['target']} {result['checkpoint']} --out DIR")
         elif args.command == "simulate":
-            from lsg_deploy.report import figure_png, format_report
+            from lsg_deploy.report import accuracy_line, figure_png, format_report, per_layer
 
-            figure = args.json.with_suffix(".png") if args.json else None
-            if args.json:
+            to_stdout = args.json is not None and str(args.json) == "-"  # the JSON is the output: no figure
+            figure = args.json.with_suffix(".png") if args.json and not to_stdout else None
+            if figure is not None:
                 if figure == args.json:
                     raise UsageError(f"--json {args.json}: the figure is written beside it as {figure.name}; give "
                                      f"the report another suffix (e.g. .json)")
@@ -327,14 +330,19 @@ def _main(argv: Sequence[str] | None) -> int:
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
                                        verify_data=args.verify_data)
-            if args.json:
+            if to_stdout:
+                print(json.dumps(report, indent=2))
+            elif figure is not None:
                 png = figure_png(report)  # drawn first: a figure that fails leaves neither file
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")
                 files.write_bytes(figure, png)
-            say(format_report(report))
+            if not args.quiet and not to_stdout:
+                print(format_report(report))
+            elif args.quiet and args.json is None:  # --quiet alone still says the result, in one line
+                print(accuracy_line(report))
             if not report.get("exact", {}).get("equal", True):
                 print(f"lsg-deploy: {report['exact']['pair']} do not agree bit for bit: "
-                      f"{report['exact']['mismatches']}", file=sys.stderr)
+                      f"{per_layer(report['exact']['mismatches'])}", file=sys.stderr)
                 return 1
     except UsageError as exc:
         return _error(str(exc), exc.detail, args.verbose)

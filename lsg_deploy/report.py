@@ -119,6 +119,22 @@ def _scale_lines(scales: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _rate(per_second: float) -> str:
+    """A speed as measured: whole numbers from 100 up, three significant digits below (the RTL's)."""
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"
+
+
+def per_layer(counts: dict[str, Any]) -> str:
+    """``{'conv1': 0, 'fc1': 2}`` as ``conv1 0, fc1 2``: a mapping in words, not a Python dict."""
+    return ", ".join(f"{name} {value}" for name, value in counts.items())
+
+
+def accuracy_line(report: dict[str, Any]) -> str:
+    """The report in one line: each model's test accuracy (``simulate --quiet``)."""
+    return f"accuracy on {report['samples']} test samples: " + ", ".join(
+        f"{name} {value * 100:.2f}%" for name, value in report["accuracy"].items())
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"bundle {report['bundle']} (target {report['target']}, profile {report['profile']}): "
@@ -134,7 +150,8 @@ def format_report(report: dict[str, Any]) -> str:
         setup = info.get("setup_seconds", 0.0)
         lines.append(
             f"{backend}: {info['seconds_per_sample'] * 1e3:.3f} ms/sample"
-            f"{f' ({rate:,.0f} samples/s)' if rate else ''}{f' after {setup:.1f} s of set-up' if setup >= 0.05 else ''}"
+            f"{f' ({_rate(rate)} samples/s)' if rate else ''}"
+            f"{f' after {setup:.1f} s of set-up' if setup >= 0.05 else ''}"
             f", predictions equal to float on {info['prediction_agreement_with_float'] * 100:.2f}%"
             + (f", {info['cycles_per_timestep']:,.0f} clock cycles per timestep" if "cycles_per_timestep" in info
                else "")
@@ -142,7 +159,7 @@ def format_report(report: dict[str, Any]) -> str:
     if "exact" in report:
         exact = report["exact"]
         verdict = "bit-exact" if exact["equal"] else "MISMATCH"
-        lines.append(f"{exact['pair']}: {verdict} (mismatches per layer: {exact['mismatches']})")
+        lines.append(f"{exact['pair']}: {verdict} (mismatches per layer: {per_layer(exact['mismatches'])})")
     suffix = "fixed" if "reference" in report["backends"] else next(iter(report["backends"]), "fixed")
 
     def pct(row: dict[str, Any], key: str) -> str:
@@ -160,7 +177,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines += _scale_lines(report.get("scales"))
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}
     if clipped:
-        lines.append(f"export clipped values (see bundle.json): {clipped}")
+        lines.append("export clipped values (see bundle.json): " + "; ".join(
+            f"{name} {per_layer(counts)}" for name, counts in clipped.items()))
     if "costs" in report:
         lines += _cost_lines(report, suffix)
     if "resources" in report:

@@ -1,0 +1,38 @@
+"""What simulate prints: JSON on stdout with ``--json -``, one accuracy line with ``--quiet``,
+speeds as measured and per-layer counts in words, never Python dicts."""
+
+from __future__ import annotations
+
+import json
+
+from lsg_deploy.cli import main
+from lsg_deploy.report import _rate, format_report, per_layer
+
+
+def test_json_dash_writes_the_report_to_stdout_and_no_file(default_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--fixed-point", str(default_run.bundle), "--json", "-", "--limit", "20"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples"] == 20 and "fixed_point" in report["accuracy"]
+    assert list(tmp_path.iterdir()) == []  # no file named '-' nor '-.png'
+
+
+def test_quiet_alone_prints_the_accuracy_line_and_with_json_nothing(default_run, tmp_path, capsys):
+    assert main(["simulate", "--fixed-point", str(default_run.bundle), "--quiet", "--limit", "20"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("accuracy on 20 test samples: float ") and "fixed_point" in line
+    assert main(["simulate", "--fixed-point", str(default_run.bundle), "--quiet", "--limit", "20",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().out == ""
+    assert json.loads((tmp_path / "r.json").read_text())["samples"] == 20
+
+
+def test_speeds_are_printed_as_measured_and_counts_in_words(default_run):
+    assert _rate(0.0421) == "0.0421" and _rate(12.5) == "12.5" and _rate(18834.4) == "18,834"
+    assert per_layer({"conv1": 0, "fc1": 2}) == "conv1 0, fc1 2"
+    report = {**default_run.report, "exact": {"pair": "reference vs lava", "equal": False,
+                                              "mismatches": {"conv1": 0, "fc1": 2}},
+              "export_clipped": {"conv1": {"weight": 3, "bias": 0}}}
+    text = format_report(report)
+    assert "mismatches per layer: conv1 0, fc1 2" in text and "conv1 weight 3, bias 0" in text
+    assert "{" not in text
