@@ -41,7 +41,7 @@ $(VENV)/.rtl-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[rtl]"
 	touch $@
 
-# Opt-in: the synthesis figures of the README (bench/fpga_synth.py): yosys for iCE40 and Xilinx
+# Opt-in: the synthesis figures of docs/fpga.md (bench/fpga_synth.py): yosys for iCE40 and Xilinx
 # 7-series, nextpnr-ice40 for Fmax, the RTL's cycle counter for images/s, on the digits network
 # exported with --target fpga. Debian's yosys, nextpnr-ice40 and fpga-icestorm.
 SYNTH_TOOLS := yosys nextpnr-ice40 fpga-icestorm

@@ -56,7 +56,7 @@ neuron between the accumulate and the update pass), the membrane (16) and a 1-bi
 decay code and threshold are synthesis parameters in logic, not memory (``parameter_bits``).
 Against :data:`ICE40_UP5K`: bits against its block RAM and SPRAM, and an estimate of the 4 kbit
 block RAMs (each memory of each lane in the cheapest of the 256x16, 512x8, 1024x4, 2048x2 shapes).
-Cross-check on the digits network (README, "Synthesis figures", yosys ``synth_ice40``): 197
+Cross-check on the digits network (docs/fpga.md, "Synthesis figures", yosys ``synth_ice40``): 197
 estimated against 194 measured at one lane; with more lanes yosys puts the small per-lane memories
 in logic, so the estimate overstates (241 against 215 at 4 lanes).
 """
@@ -171,7 +171,7 @@ ICE40_UP5K = FpgaDevice(
     spram_bits=4 * 16384 * 16,
     source="Lattice iCE40 UltraPlus Family Data Sheet FPGA-DS-02008 (UP5K: 30 sysMEM EBR of 4 kbit = 120 kbit, "
            "4 SPRAM of 256 kbit = 1 Mbit; checked against listings quoting it, 'Total RAM Bits: 120Kbit', and this "
-           "project's README: 30 block RAMs, 1 Mbit of SPRAM); block shapes from yosys 0.23 "
+           "project's docs/fpga.md: 30 block RAMs, 1 Mbit of SPRAM); block shapes from yosys 0.23 "
            "share/ice40/brams.txt ($__ICE40_RAM4K_: abits 11, widths 2 4 8 16, init any) and spram.txt "
            "($__ICE40_SPRAM_: abits 14, width 16, no init)",
 )

@@ -38,7 +38,7 @@ Defaults, measured on scikit-learn's digits (8x8, 0..16) with ``digits-cnn``: a 
 (margin 2: the pooled 12 -> 6 -> 3 maps lose no border, and an amplitude of 1.5 px keeps the
 image on the sensor), ``C = 0.2`` and ``eps = 0.1`` (a black-to-white edge crosses
 ``log(1.1 / 0.1) / 0.2`` = 12 thresholds), 100 ms saccades in 16 steps each (about 0.2 px per step),
-mismatch 0.05. See the README for the accuracy they reach.
+mismatch 0.05. docs/benchmarks.md gives the accuracy they reach.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def test_digits_fpga_weight_bits_are_the_mem_words(digits):
     for layer in res["layers"]:
         assert layer["stored_weights"] == words[layer["name"]]
         assert layer["bias_bits"] == bias_words[layer["name"]] * 16
-    assert res["total"]["weight_bits"] == sum(words.values()) * 8 == 85_392 * 8  # the README's 85,392 bytes
+    assert res["total"]["weight_bits"] == sum(words.values()) * 8 == 85_392 * 8  # docs/fpga.md's 85,392 bytes
     neurons = 16 * 8 * 8 + 32 * 4 * 4 + 128 + 10
     assert res["total"]["memory_bits"] == (85_392 * 8 + (16 + 32 + 128 + 10) * 16 + neurons * (24 + 16)
                                            + (neurons - 10) + 64 * 5)  # spikes but the readout's; 5-bit pixels
