@@ -145,6 +145,8 @@ def to_nir(graph: Graph, timesteps: int) -> nir.NIRGraph:
         "dt": DT,
         "time_convention": "forward Euler, tau = dt / (1 - beta), r = 1 / (1 - beta), hard reset to 0",
         "spike_condition": "v >= v_threshold",
+        "spike_condition_peers": "NIR's text and snnTorch fire on v > v_threshold, so snnTorch differs from this "
+                                 "graph's spikes where v equals v_threshold exactly; SpikingJelly fires on >=",
         "reset": "hard: v = v_reset after a spike, the spike decided on the updated v",
         "timesteps": timesteps,
         "input_encoding": _encoding(graph),

@@ -335,6 +335,7 @@ def _assert_round_trip(graph: Graph, path: Path) -> nir.NIRGraph:
             np.testing.assert_allclose(lif.r * DT / lif.tau, 1.0, rtol=1e-12)  # input scale 1
             assert (lif.v_threshold == node.v_th).all() and (lif.v_reset == 0).all() and (lif.v_leak == 0).all()
     assert back.metadata["dt"] == DT and back.metadata["spike_condition"] == "v >= v_threshold"
+    assert "snnTorch differs" in back.metadata["spike_condition_peers"]
     assert int(back.metadata["timesteps"]) == TIMESTEPS
     assert int(back.metadata["input_max"]) == graph.input.input_max
     return back
