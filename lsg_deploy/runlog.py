@@ -73,6 +73,19 @@ def diagnostic_batch(test, size: int) -> torch.Tensor:
     return torch.stack([torch.as_tensor(test[i][0]) for i in range(n)])
 
 
+#: metrics.csv's columns as TensorBoard tags: training and test apart, accuracy in percent as the
+#: console prints it (the decays have their own tags, per layer)
+TENSORBOARD_TAGS = {"train_loss": ("train/loss", 1), "train_accuracy": ("train/accuracy (%)", 100),
+                    "test_loss": ("test/loss", 1), "test_accuracy": ("test/accuracy (%)", 100),
+                    "lr": ("train/learning rate", 1), "seconds": ("time/epoch (s)", 1),
+                    "images_per_s": ("time/images per s", 1)}
+
+
+def tensorboard_scalars(row: dict[str, float]) -> dict[str, float]:
+    """One metrics row's TensorBoard scalars (:data:`TENSORBOARD_TAGS`)."""
+    return {tag: row[key] * scale for key, (tag, scale) in TENSORBOARD_TAGS.items() if key in row}
+
+
 class RunLog:
     """The run directory's logs; :meth:`epoch` after every epoch, :meth:`close` at the end."""
 
@@ -109,9 +122,8 @@ class RunLog:
 
             self.writer = SummaryWriter(log_dir=str(self.out / TENSORBOARD_DIR), purge_step=self.resumed_epoch + 1)
         if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch" and not key.startswith("beta_"):
-                    self.writer.add_scalar(f"train/{key}", value, epoch)
+            for tag, value in tensorboard_scalars(row).items():
+                self.writer.add_scalar(tag, value, epoch)
             for s in stats:
                 for key in ("beta", "alpha", "in_window", "u_std"):
                     self.writer.add_scalar(f"{key}/{s.layer}", getattr(s, key), epoch)

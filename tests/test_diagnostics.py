@@ -91,7 +91,8 @@ def test_a_run_writes_diagnostics_tensorboard_and_the_figures(tmp_path):
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
-    accuracy = events.Scalars("train/test_accuracy")
+    accuracy = events.Scalars("test/accuracy (%)")  # test apart from train, in the console's percent
     assert [e.step for e in accuracy] == [1, 2]
-    assert accuracy[-1].value == pytest.approx(float(metrics[-1]["test_accuracy"]))
+    assert accuracy[-1].value == pytest.approx(float(metrics[-1]["test_accuracy"]) * 100)
+    assert {"train/loss", "train/accuracy (%)", "test/loss"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("in_window/fc1")] == [1, 2]
