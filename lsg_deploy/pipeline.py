@@ -32,7 +32,7 @@ def _progress(total: int, desc: str, quiet: bool, unit: str = "it"):
 
     # disable=None: shown on a terminal only, so logs and error output stay clean
     return tqdm(total=total, desc=desc, disable=True if quiet else None, file=sys.stderr, leave=False,
-                dynamic_ncols=True, unit=unit, unit_scale=unit != "it")
+                dynamic_ncols=True, unit=unit)  # counts as counted: "0/4310 img", not tqdm's "0.00/4.31k"
 
 
 def _physical_memory() -> int | None:
