@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true",
                         help="no progress bars or report on stdout (simulate: only its accuracy line; nothing with "
                              "--json)")
-    common.add_argument("--verbose", action="store_true", help="after an error, print its details too")
+    common.add_argument("--verbose", action="store_true",
+                        help="after an error, print its details too; simulate: the sources of the energy and resource "
+                             "figures")
     parser = _Parser(prog="lsg-deploy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -337,7 +339,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 files.write_text(args.json, json.dumps(report, indent=2) + "\n")
                 files.write_bytes(figure, png)
             if not args.quiet and not to_stdout:
-                print(format_report(report))
+                print(format_report(report, verbose=args.verbose))
             elif args.quiet and args.json is None:  # --quiet alone still says the result, in one line
                 print(accuracy_line(report))
             if not report.get("exact", {}).get("equal", True):

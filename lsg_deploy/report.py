@@ -17,8 +17,9 @@ def _energy(pj: float) -> str:
     return f"{pj:.3g} pJ"
 
 
-def _cost_lines(report: dict[str, Any], suffix: str) -> list[str]:
-    """Per-layer ACs and MACs of the float run and the ``suffix`` run, totals, and the energy."""
+def _cost_lines(report: dict[str, Any], suffix: str, verbose: bool) -> list[str]:
+    """Per-layer ACs and MACs of the float run and the ``suffix`` run, totals, and the energy; its
+    basis and source in full with ``verbose``, else one line."""
     costs = report["costs"]
     runs = [key for key in ("float", suffix) if key in costs]
     head = "".join(f" {'ACs ' + key:>14} {'MACs ' + key:>14}" for key in runs)
@@ -32,10 +33,13 @@ def _cost_lines(report: dict[str, Any], suffix: str) -> list[str]:
                  + "".join(f" {costs[key]['ac']:>14,.0f} {costs[key]['mac']:>14,.0f}" for key in runs))
     snn = ", ".join(f"SNN {key} {_energy(costs[key]['energy_pj'])} ({costs[key]['energy_vs_ann']:.3f} x the ANN's)"
                     for key in runs)
-    lines += [f"energy per inference: {snn}; the same network as an ANN (every synapse one MAC, once) "
-              f"{_energy(costs['ann']['energy_pj'])}",
-              f"  {costs['basis']}",
-              f"  per operation: AC {costs['pj_per_ac']} pJ, MAC {costs['pj_per_mac']} pJ ({costs['energy_source']})"]
+    lines.append(f"energy per inference: {snn}; the same network as an ANN (every synapse one MAC, once) "
+                 f"{_energy(costs['ann']['energy_pj'])}")
+    per_op = f"  per operation: AC {costs['pj_per_ac']} pJ, MAC {costs['pj_per_mac']} pJ"
+    if verbose:
+        lines += [f"  {costs['basis']}", f"{per_op} ({costs['energy_source']})"]
+    else:
+        lines.append(f"{per_op}: an estimate, not a measurement of Loihi or an FPGA (--verbose: its basis and source)")
     return lines
 
 
@@ -105,7 +109,8 @@ def _scale_lines(scales: dict[str, Any] | None) -> list[str]:
     if scales["rule"] == "fine-tuned":
         return ["scales: pinned by quantization-aware fine-tuning (lsg-deploy finetune)"]
     if scales["rule"] != "calibrated":
-        return [f"scales: from the weight ranges (percentile {scales.get('weight_percentile')})"]
+        percentile = scales.get("weight_percentile")
+        return ["scales from the weight ranges" + (f", percentile {percentile:g}" if percentile is not None else "")]
     lines = [f"scales: calibrated on {scales['samples']} training samples (own agreement: the integer layer alone "
              f"on the float network's spikes, vs the float layer)",
              f"  {'layer':<12} {'chosen':>8} {'scale':>8} {'clipped':>8}  own agreement: weight range -> chosen"]
@@ -135,7 +140,14 @@ def accuracy_line(report: dict[str, Any]) -> str:
         f"{name} {value * 100:.2f}%" for name, value in report["accuracy"].items())
 
 
-def format_report(report: dict[str, Any]) -> str:
+#: what the accuracy rows are, in one line
+ACCURACY_LEGEND = (" (folded_float: tdBN in the weights; float_quantized_beta: the target's decays; fixed_point: "
+                   "the integer network)")
+
+
+def format_report(report: dict[str, Any], verbose: bool = False) -> str:
+    """The report as text, about 40 lines for the digits network; ``verbose`` adds the sources of
+    the energy and resource figures (the JSON holds them always)."""
     lines = [
         f"bundle {report['bundle']} (target {report['target']}, profile {report['profile']}): "
         f"{report['samples']} test samples, "
@@ -143,7 +155,7 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     skipped = {name: entry["skipped"] for name, entry in report.get("artifacts", {}).items() if "skipped" in entry}
     lines += [f"artifact {name} not exported: {why}" for name, why in skipped.items()]
-    lines.append("accuracy:")
+    lines.append(f"accuracy{ACCURACY_LEGEND if len(report['accuracy']) > 1 else ''}:")
     lines += [f"  {name:<22} {value * 100:6.2f}%" for name, value in report["accuracy"].items()]
     for backend, info in report["backends"].items():
         rate = info.get("samples_per_second")
@@ -165,7 +177,9 @@ def format_report(report: dict[str, Any]) -> str:
     def pct(row: dict[str, Any], key: str) -> str:
         return f"{row[key] * 100:9.2f}%" if key in row else f"{'-':>10}"
 
-    lines += ["layers:", f"  {'layer':<12} {'neurons':>7} {'rate float':>10} {'rate ' + suffix:>10} "
+    scales = _scale_lines(report.get("scales"))
+    heading = f"layers ({scales.pop(0)})" if len(scales) == 1 else "layers"  # one line of scales fits the heading
+    lines += [f"{heading}:", f"  {'layer':<12} {'neurons':>7} {'rate float':>10} {'rate ' + suffix:>10} "
                          f"{'agreement':>10}  saturation"]
     for row in report["layers"]:
         sat = row.get("saturation")
@@ -174,18 +188,22 @@ def format_report(report: dict[str, Any]) -> str:
             f"  {row['name']:<12} {row['neurons']:>7} {pct(row, 'firing_rate_float')} "
             f"{pct(row, 'firing_rate_' + suffix)} {pct(row, 'spike_agreement_' + suffix)}  {sat_text}"
         )
-    lines += _scale_lines(report.get("scales"))
+    lines += scales
     clipped = {k: v for k, v in report.get("export_clipped", {}).items() if any(v.values())}
     if clipped:
         lines.append("export clipped values (see bundle.json): " + "; ".join(
             f"{name} {per_layer(counts)}" for name, counts in clipped.items()))
     if "costs" in report:
-        lines += _cost_lines(report, suffix)
+        lines += _cost_lines(report, suffix, verbose)
     if "resources" in report:
         from hardware.resources import format_resources
 
-        lines += ["resources on the target:", *("  " + line for line in format_resources(report["resources"])
-                                                .splitlines())]
+        shown = format_resources(report["resources"]).splitlines()
+        notes = [line for line in shown if line.startswith("note: ")]
+        if not verbose and notes:  # the figures' sources: one line here, every one with --verbose
+            shown = [line for line in shown if not line.startswith("note: ")]
+            shown.append(f"({len(notes)} notes on the limits' sources and the model: --verbose)")
+        lines += [shown[0] + ":", *("  " + line for line in shown[1:])]
     if "per_class" in report:
         lines += _per_class_lines(report["per_class"])
     if "explain" in report:

@@ -196,6 +196,7 @@ def test_text_report_and_figure(tiny_report):
     bundle, out, report = tiny_report
     text = format_report(report)
     assert "not a measurement of Loihi or an FPGA" in text and "AC 0.9 pJ, MAC 4.6 pJ" in text
+    assert "Horowitz" not in text and "Horowitz" in format_report(report, verbose=True)  # sources: --verbose
     total = next(line for line in text.splitlines() if line.strip().startswith("total"))
     assert f"{report['costs']['synapses']:,}" in total
     assert any(line.split()[:1] == ["fixed_point"] and len(line.split()) == 11 for line in text.splitlines())

@@ -36,3 +36,15 @@ def test_speeds_are_printed_as_measured_and_counts_in_words(default_run):
     text = format_report(report)
     assert "mismatches per layer: conv1 0, fc1 2" in text and "conv1 weight 3, bias 0" in text
     assert "{" not in text
+
+
+def test_the_demo_report_fits_a_screen(default_run):
+    """The digits network's report, with --backend all's two more lines (the Lava run and the
+    bit-exact verdict), stays within 40 lines; the sources of its figures are under --verbose."""
+    report = default_run.report
+    every = {**report, "backends": {**report["backends"], "lava": report["backends"]["reference"]},
+             "exact": {"pair": "reference vs lava", "equal": True, "mismatches": {"conv1": 0}}}
+    assert len(format_report(report).splitlines()) <= 38
+    assert len(format_report(every).splitlines()) <= 40
+    verbose = format_report(report, verbose=True)
+    assert "note: " in verbose and "ISSCC" in verbose and "note: " not in format_report(report)
