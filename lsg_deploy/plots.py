@@ -45,15 +45,24 @@ def _per_layer(rows: list[dict[str, str]], key: str) -> dict[str, tuple[list[int
     return dict(series)
 
 
+def layer_colours(n: int) -> list:
+    """``n`` colours that tell layers apart: a qualitative palette (tab10, tab20 past ten layers),
+    never a sequential one, whose last colour is pale on white and whose neighbours look alike."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if n <= 10 else "tab20"]
+    return [palette(i % palette.N) for i in range(n)]
+
+
 def _layer_lines(plt, rows, key: str, ylabel: str, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     series = _per_layer(rows, key)
-    colours = plt.cm.viridis(np.linspace(0, 0.95, max(1, len(series))))
-    for colour, (layer, (epochs, values)) in zip(colours, series.items(), strict=True):
+    for colour, (layer, (epochs, values)) in zip(layer_colours(len(series)), series.items(), strict=True):
         ax.plot(epochs, values, color=colour, label=layer, marker="." if len(epochs) < 30 else None)
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
-    if len(series) <= 12:
+    if len(series) <= 20:
         ax.legend(fontsize=7, ncol=2)
+    fig.subplots_adjust(bottom=0.13)  # room for the x label
     _save(fig, path)
     plt.close(fig)
 
@@ -87,13 +96,17 @@ def draw(run: Path) -> list[Path]:
         ax.plot(grid, np.exp(-grid**2 / (2 * sigma**2)) / (sigma * np.sqrt(2 * np.pi)), color="tab:red",
                 label=f"Theorem 1, sigma {sigma:.3f}")
         ax.axvline(v_th, color="k", lw=0.8, ls="--")
-        ax.set_title(name, fontsize=8)
+        ax.set_title(f"{name} (beta {beta:.3f})", fontsize=8)
+        ax.set_xlabel("membrane potential u", fontsize=7)
+        ax.set_ylabel("density", fontsize=7)
         ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="upper left")  # every panel: its own sigma
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle(f"membrane potentials at epoch {int(hist['epoch'])} (dashed: v_th)", fontsize=9)
-    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.3 / fig.get_figheight(), hspace=0.5, wspace=0.3)
+    fig.suptitle(f"membrane potentials at epoch {int(hist['epoch'])} against Theorem 1's normal density (dashed: "
+                 f"v_th = {v_th:g}; values beyond +-{edges[-1]:g} are counted in the end bins)", fontsize=9)
+    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.75 / fig.get_figheight(), hspace=0.7,
+                        wspace=0.35, left=0.06, right=0.98)
     _save(fig, paths[0])
     plt.close(fig)
 
@@ -107,6 +120,7 @@ def draw(run: Path) -> list[Path]:
     loss.plot(epochs, [float(r["train_loss"]) for r in metrics], label="train", alpha=0.7)
     loss.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
     loss.legend()
+    fig.subplots_adjust(bottom=0.15, wspace=0.25)  # room for the x labels
     _save(fig, paths[1])
     plt.close(fig)
 

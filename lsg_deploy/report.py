@@ -211,6 +211,14 @@ def format_report(report: dict[str, Any], verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
+#: one colour per implementation, the same in every panel and figure
+IMPLEMENTATION_COLOURS = {"float": "tab:gray", "fixed": "tab:blue", "lava": "tab:orange", "rtl": "tab:green"}
+
+
+def colour(implementation: str) -> str:
+    return IMPLEMENTATION_COLOURS.get(implementation, "tab:purple")
+
+
 def figure_png(report: dict[str, Any]) -> bytes:
     """One PNG figure of the report's hidden layers: spike agreement with the float run per
     fixed-point backend (left) and firing rates, float and fixed-point (right).
@@ -233,16 +241,17 @@ def figure_png(report: dict[str, Any]) -> bytes:
     for i, key in enumerate(fixed):
         values = np.array([row[f"spike_agreement_{key}"] for row in rows]) * 100
         lowest = min(lowest, float(values.min(initial=100)) / 100)
-        bars = agree_ax.bar(x + (i - (len(fixed) - 1) / 2) * width, values, width, label=key)
+        bars = agree_ax.bar(x + (i - (len(fixed) - 1) / 2) * width, values, width, label=key, color=colour(key))
         if len(rows) * len(fixed) <= 8:  # room for the values on the bars
             agree_ax.bar_label(bars, fmt="%.2f", fontsize=7)
     if fixed:
         bottom = max(0.0, lowest * 100 - 5)
         agree_ax.set_ylim(bottom, 100.5)
         if bottom > 0:
-            agree_ax.set_xlabel(f"(the axis starts at {bottom:.0f}%)", fontsize=7)
-        if len(fixed) > 1:
-            agree_ax.legend(fontsize=7, loc="lower right")
+            agree_ax.set_xlabel(f"layer (the y axis starts at {bottom:.0f}%)", fontsize=8)
+        else:
+            agree_ax.set_xlabel("layer", fontsize=8)
+        agree_ax.legend(fontsize=7, loc="lower right")
     else:
         agree_ax.set_axis_off()
         agree_ax.text(0.5, 0.5, "no fixed-point run\n(simulate --fixed-point)", ha="center", va="center",
@@ -251,8 +260,9 @@ def figure_png(report: dict[str, Any]) -> bytes:
     width = 0.8 / len(runs)
     for i, key in enumerate(runs):
         values = [row[f"firing_rate_{key}"] * 100 for row in rows]
-        rate_ax.bar(x + (i - (len(runs) - 1) / 2) * width, values, width, label=key)
+        rate_ax.bar(x + (i - (len(runs) - 1) / 2) * width, values, width, label=key, color=colour(key))
     rate_ax.set(ylabel="firing rate (% of neurons per step)", title="firing rate per layer")
+    rate_ax.set_xlabel("layer", fontsize=8)
     rate_ax.legend(fontsize=7)
     rotate = len(rows) > 6
     for ax in (agree_ax, rate_ax) if fixed else (rate_ax,):

@@ -48,3 +48,12 @@ def test_the_demo_report_fits_a_screen(default_run):
     assert len(format_report(every).splitlines()) <= 40
     verbose = format_report(report, verbose=True)
     assert "note: " in verbose and "ISSCC" in verbose and "note: " not in format_report(report)
+
+
+def test_figures_tell_layers_and_implementations_apart():
+    from lsg_deploy.plots import layer_colours
+    from lsg_deploy.report import IMPLEMENTATION_COLOURS
+
+    for n in (6, 12):  # digits-resnet's six layers were six shades of one hue under viridis
+        assert len(set(layer_colours(n))) == n
+    assert len(set(IMPLEMENTATION_COLOURS.values())) == len(IMPLEMENTATION_COLOURS) == 4
