@@ -3,7 +3,8 @@
 ``train --seeds 0,1,2 --out DIR`` trains one run per seed in ``DIR/seed-<s>`` and writes
 ``DIR/summary.json`` and ``DIR/summary.md``: the final test accuracy of each seed, their mean and
 sample standard deviation. ``ablate`` does that for every row of the paper's ablations, each in
-``DIR/<row>/seed-<s>``, and writes ``DIR/ablation.md`` and ``DIR/ablation.json``:
+``DIR/<row>/seed-<s>``, and writes ``DIR/ablation.md``, ``DIR/ablation.json`` and the figure
+``DIR/ablation.png``:
 
 * Table 1, the method's parts: no trainable decay and a fixed width (``fixed``, alpha 1), a
   trainable decay with a fixed width (``trainable-decay``, alpha 1), and LSG;
@@ -218,4 +219,36 @@ def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str,
         {"config": base.to_dict(), "seeds": seeds, "tables": {t: TABLES[t][1] for t in tables},
          "rows": {n: {"label": ROWS[n].label, "mode": ROWS[n].mode, "alpha": ROWS[n].alpha, **results[n]}
                   for n in names}}, indent=2) + "\n")
+    files.write_bytes(Path(out) / "ablation.png", figure_png(results, tables, PAPER_TABLE2 if paper else None,
+                                                             lines[0].removeprefix("# ")))
     return {"markdown": text, "rows": results}
+
+
+def figure_png(results: dict[str, Any], tables: list[str], paper: dict[str, float] | None, title: str) -> bytes:
+    """One panel per table: each row's mean accuracy over seeds (bar), its sample std (error bar)
+    and every seed's accuracy (dots); the paper's value where the setting is the paper's."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5 * len(tables), 4.6))
+    FigureCanvasAgg(fig)
+    for ax, t in zip(fig.subplots(1, len(tables), squeeze=False).flat, tables, strict=True):
+        names = TABLES[t][1]
+        means = [results[n]["mean"] * 100 for n in names]
+        stds = [results[n]["std"] * 100 for n in names]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.75, label="mean +- std")
+        for i, n in enumerate(names):
+            ax.plot([i] * len(results[n]["values"]), [v * 100 for v in results[n]["values"]], "k.", ms=4,
+                    label="one seed" if i == 0 else None)
+        if paper is not None and t == "2":
+            ax.plot(range(len(names)), [paper[n] for n in names], "r_", ms=18, mew=2, label="paper")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set(xlabel="row", ylabel="test accuracy (%)", title=TABLES[t][0])
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(bottom=0.25, top=0.85, wspace=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()

@@ -294,7 +294,7 @@ def _main(argv: Sequence[str] | None) -> int:
             result = pipeline.ablate(overrides, args.config, args.out, args.seeds, args.tables, quiet=args.quiet,
                                      download=args.download, say=say, force=args.force)
             say(result["markdown"])
-            say(f"wrote {args.out}/ablation.md")
+            say(f"wrote {args.out}/ablation.md and ablation.png")
         elif args.command == "export":
             result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,

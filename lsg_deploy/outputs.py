@@ -45,7 +45,7 @@ from lsg_deploy import runlog
 from lsg_deploy.errors import UsageError
 
 #: what ``train --seeds`` and ``ablate`` write beside their runs (:mod:`lsg_deploy.ablate`)
-SEEDS_FILES, ABLATION_FILES = ("summary.json", "summary.md"), ("ablation.md", "ablation.json")
+SEEDS_FILES, ABLATION_FILES = ("summary.json", "summary.md"), ("ablation.md", "ablation.json", "ablation.png")
 _SEED_DIR = re.compile(r"seed-(0|[1-9][0-9]*)")
 
 

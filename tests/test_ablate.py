@@ -52,6 +52,7 @@ def test_ablate_runs_every_row_of_table_1_and_tabulates_them(tmp_path):
     result = json.loads((out / "ablation.json").read_text())
     assert list(result["rows"]) == ["fixed-a1", "decay-a1", "lsg"]
     text = (out / "ablation.md").read_text()
+    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name, row in result["rows"].items():
         docs = [load_checkpoint(out / name / f"seed-{s}" / "model.pt")[1] for s in (0, 1)]
         assert {(d["config"]["mode"], d["config"]["alpha"]) for d in docs} == {(ROWS[name].mode, ROWS[name].alpha)}
