@@ -219,6 +219,32 @@ def colour(implementation: str) -> str:
     return IMPLEMENTATION_COLOURS.get(implementation, "tab:purple")
 
 
+#: the explain panel's runs: the fixed-point network, and the float network with one ingredient quantized
+EXPLAIN_COLOURS = {"decay": "tab:brown", "weights": "tab:pink", "biases": "tab:olive", "thresholds": "tab:cyan",
+                   "all": "tab:purple"}
+
+
+def _explain_panel(ax, explain: dict[str, Any], names: list[str], x: np.ndarray) -> None:
+    """``--explain`` in a picture: per layer, the share of spikes that differ from the float
+    network's, for the fixed-point network (its own part hatched) and for the float network with
+    one ingredient quantized at a time."""
+    own = {row["name"]: 1 - row["agreement_own"] for row in explain["layers"]}
+    fixed = {row["name"]: 1 - row["agreement_fixed"] for row in explain["layers"]}
+    runs = {k: v["agreement"] for k, v in explain["ingredients"].items() if "skipped" not in v}
+    runs["all"] = explain["all"]["agreement"]
+    width = 0.8 / (len(runs) + 1)
+    offsets = (np.arange(len(runs) + 1) - len(runs) / 2) * width
+    ax.bar(x + offsets[0], [fixed[n] * 100 for n in names], width, color=colour("fixed"), label="fixed point")
+    ax.bar(x + offsets[0], [own[n] * 100 for n in names], width, color="none", edgecolor="black", hatch="//",
+           linewidth=0, label="fixed point: its own part")
+    for offset, (name, agreement) in zip(offsets[1:], runs.items(), strict=True):
+        ax.bar(x + offset, [(1 - agreement[n]) * 100 for n in names], width, color=EXPLAIN_COLOURS.get(name),
+               label=f"only {name}" if name != "all" else "all, in float")
+    ax.set(ylabel="spikes differing from float (%)", title="causes of disagreement (--explain)")
+    ax.set_xlabel("layer", fontsize=8)
+    ax.legend(fontsize=7)
+
+
 def figure_png(report: dict[str, Any]) -> bytes:
     """One PNG figure of the report's hidden layers: spike agreement with the float run per
     fixed-point backend (left) and firing rates, float and fixed-point (right).
@@ -232,9 +258,11 @@ def figure_png(report: dict[str, Any]) -> bytes:
     names = [row["name"] for row in rows]
     runs = ["float", *("fixed" if b == "reference" else b for b in report["backends"])]
     x = np.arange(len(rows))
-    fig = Figure(figsize=(max(8.0, 0.6 * len(rows) + 4), 4.2))
+    explain = report.get("explain")
+    panels = 3 if explain else 2
+    fig = Figure(figsize=(max(4.0 * panels, 0.3 * panels * len(rows) + 2 * panels), 4.2))
     FigureCanvasAgg(fig)
-    agree_ax, rate_ax = fig.subplots(1, 2)
+    agree_ax, rate_ax, *more = fig.subplots(1, panels)
     fixed = runs[1:]
     width = 0.8 / max(1, len(fixed))
     lowest = 1.0
@@ -265,10 +293,12 @@ def figure_png(report: dict[str, Any]) -> bytes:
     rate_ax.set_xlabel("layer", fontsize=8)
     rate_ax.legend(fontsize=7)
     rotate = len(rows) > 6
-    for ax in (agree_ax, rate_ax) if fixed else (rate_ax,):
+    if explain:
+        _explain_panel(more[0], explain, names, x)
+    for ax in ((agree_ax, rate_ax) if fixed else (rate_ax,)) + tuple(more):
         ax.set_xticks(x, names, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
     fig.suptitle(f"{report['bundle']}: {report['samples']} samples, {report['timesteps']} steps", fontsize=9)
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.86, bottom=0.28 if rotate else 0.12, wspace=0.25)
+    fig.subplots_adjust(left=0.2 / panels, right=0.98, top=0.86, bottom=0.28 if rotate else 0.12, wspace=0.3)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

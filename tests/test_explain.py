@@ -62,6 +62,8 @@ def _simulate(bundle: Path, tmp: Path, capsys) -> tuple[dict, str]:
     capsys.readouterr()
     assert main(["simulate", "--fixed-point", "--explain", str(bundle), "--limit", str(LIMIT), "--json",
                  str(report)]) == 0
+    png = report.with_suffix(".png").read_bytes()
+    assert int.from_bytes(png[16:20], "big") >= 1200  # IHDR width: the third panel, the causes, is drawn
     return json.loads(report.read_text()), capsys.readouterr().out
 
 
