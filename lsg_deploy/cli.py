@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "parents")
 
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
-    si.add_argument("bundle", type=Path)
+    si.add_argument("bundle", type=Path, help="a bundle directory from lsg-deploy export (--target loihi or fpga)")
     si.add_argument("--fixed-point", action="store_true", help="run the integer network too")
     si.add_argument("--backend", choices=(*BACKENDS, ALL), default="reference",
                     help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
