@@ -47,7 +47,7 @@ def test_disagreement_exits_non_zero(default_run, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(lava_subprocess, "run_lava_bundle", corrupted)
     code = main(["simulate", "--fixed-point", "--backend", "all", str(default_run.bundle), "--limit", "5", "--quiet"])
     assert code == 1
-    assert "'conv2': 1" in capsys.readouterr().err
+    assert "conv2 1" in capsys.readouterr().err  # counts in words, not a dict
 
 
 def test_missing_lava_environment_says_how_to_create_it(default_run, tmp_path):
