@@ -148,8 +148,7 @@ def check_seed_runs(overrides: dict[str, Any], config_file: Path | None, out: Pa
 
 
 def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], config_file: Path | None, out: Path,
-              seeds: list[int], epochs: int, quiet: bool, say: Callable[[str], None], **train_args: Any
-              ) -> dict[str, Any]:
+              seeds: list[int], quiet: bool, say: Callable[[str], None], **train_args: Any) -> dict[str, Any]:
     """One run per seed in ``out/seed-<s>`` (finished ones read back, interrupted ones resumed);
     returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``.
     Every seed directory is checked (:func:`check_seed_runs`) before the first run."""
@@ -189,7 +188,8 @@ def _cell(acc: dict[str, Any]) -> str:
 def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str, Any], config_file: Path | None,
            out: Path, seeds: list[int], tables: list[str], quiet: bool, say: Callable[[str], None],
            **train_args: Any) -> dict[str, Any]:
-    """Run every row of ``tables`` over ``seeds``; write ``ablation.md`` and ``ablation.json``.
+    """Run every row of ``tables`` over ``seeds``; write ``ablation.md``, ``ablation.json`` and
+    ``ablation.png``.
     ``base`` is the resolved config (for the heading); ``overrides`` the command line's."""
     names = list(dict.fromkeys(name for t in tables for name in TABLES[t][1]))
     for name in names:  # every row's seed directories, before the first run
@@ -200,7 +200,7 @@ def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str,
         row = ROWS[name]
         say(f"{name}: {row.label}")
         results[name] = run_seeds(train, {**overrides, "mode": row.mode, "alpha": row.alpha}, config_file,
-                                  Path(out) / name, seeds, base.epochs, quiet, say, **train_args)["test_accuracy"]
+                                  Path(out) / name, seeds, quiet, say, **train_args)["test_accuracy"]
     paper = base.dataset == "cifar10" and base.arch == "resnet19" and base.timesteps == 2
     lines = [f"# Ablation: {base.arch} on {base.dataset}, T = {base.timesteps}, {base.epochs} epochs, "
              f"{base.optimizer} lr {base.lr:g}, seeds {', '.join(map(str, seeds))}", "",

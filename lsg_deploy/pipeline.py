@@ -259,7 +259,7 @@ def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, 
         raise UsageError("--seeds resumes unfinished seeds by itself: drop --resume")
     config = _resolved(overrides, config_file)
     check_repeated_runs(Path(out), parse_seeds(seeds), config.epochs, force)
-    return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), config.epochs, quiet, say,
+    return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), quiet, say,
                      download=download, force=force)
 
 
