@@ -53,7 +53,7 @@ synth: $(VENV)/.rtl-installed
 	$(BIN)/python bench/fpga_synth.py --bundle deploy/fpga --out runs/synth
 
 # Lava (lava-nc 0.10.0) needs Python 3.10 and numpy<2: its own environment, reached as a
-# subprocess by `simulate --backend lava|all` (hardware/lava_subprocess.py).
+# subprocess by `simulate --backend lava|all` (hardware/targets/loihi/lava/parent.py).
 lava-env: .venv-lava/.installed
 .venv-lava/.installed:
 	@test -n "$(PYTHON310)" || { echo "no Python 3.10 found: install one (e.g. pyenv install 3.10) or pass PYTHON310=/path/to/python3.10" >&2; exit 2; }

@@ -35,6 +35,7 @@ from papernets import loihi_graph, untrained  # noqa: E402
 
 from export.fake_quant import run_fake_quant  # noqa: E402
 from hardware import fast_reference  # noqa: E402
+from hardware.targets.loihi.profile import LOIHI2  # noqa: E402
 
 SHAPE = (3, 32, 32)
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.randint(0, 256, (args.images, *SHAPE), generator=torch.Generator().manual_seed(0))
 
     def fake_quant(batch: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        spikes, readout = run_fake_quant(graph, batch.to(device), args.timesteps)
+        spikes, readout = run_fake_quant(graph, batch.to(device), args.timesteps, LOIHI2)
         return {k: v.cpu() for k, v in spikes.items()}, readout.cpu()
 
     fake_quant(images[: min(args.batch_size, 8)])  # warm-up: CUDA context, cuDNN's choices
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fast_reference.warm_up()
     start = time.perf_counter()
-    reference = fast_reference.run(graph, images[: args.check].numpy(), args.timesteps)
+    reference = fast_reference.run(graph, images[: args.check].numpy(), args.timesteps, LOIHI2)
     cpu_seconds = time.perf_counter() - start
     cpu_rate = args.check / cpu_seconds
 

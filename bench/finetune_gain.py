@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hardware.profile import TARGET_PROFILES  # noqa: E402
+from hardware.targets import TARGETS  # noqa: E402
 from lsg_deploy.cli import main  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main_bench() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-gain"))
     args = parser.parse_args()
-    targets = {p: t for t, names in TARGET_PROFILES.items() for p in names}
+    targets = {p: name for name, t in TARGETS.items() for p in t.profile_names}
     unknown = [p for p in args.profiles if p not in targets]
     if unknown:
         parser.error(f"unknown profile(s) {', '.join(unknown)}; choose among {', '.join(targets)}")

@@ -4,7 +4,7 @@ the time steps and images per second.
 
     python bench/fpga_synth.py --bundle deploy/fpga [--lanes 1 4 32] [--images 50] [--out runs/synth]
 
-For each lane count (output channels a layer updates per cycle; ``hardware/rtl/lif_layer.v``) it
+For each lane count (output channels a layer updates per cycle; ``hardware/targets/fpga/rtl/lif_layer.v``) it
 writes the design from the bundle's tables, simulates ``--images`` test images in the RTL
 (``simulate --backend rtl``'s path) for the cycles per time step, and runs:
 
@@ -36,10 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hardware import rtl_backend  # noqa: E402
-from hardware.fpga_tables import Tables, read_tables  # noqa: E402
-from hardware.rtl import SOURCES  # noqa: E402
-from hardware.rtl.chain import TOP, chain_from_tables, top_ports, write_design  # noqa: E402
+from hardware.targets.fpga.rtl import SOURCES  # noqa: E402
+from hardware.targets.fpga.rtl import backend as rtl_backend  # noqa: E402
+from hardware.targets.fpga.rtl.chain import TOP, chain_from_tables, top_ports, write_design  # noqa: E402
+from hardware.targets.fpga.tables import Tables, read_tables  # noqa: E402
 
 UP5K = {"luts": 5280, "bram": 30, "dsp": 8, "spram": 4}  #: Lattice iCE40 UltraPlus UP5K
 CELL_KINDS = {  # yosys cell name patterns -> what the table reports

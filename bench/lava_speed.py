@@ -29,7 +29,8 @@ if str(ROOT) not in sys.path:
 
 from hardware import fast_reference, reference  # noqa: E402
 from hardware.bundle import read_bundle  # noqa: E402
-from hardware.lava_subprocess import run_lava_bundle  # noqa: E402
+from hardware.targets.loihi.lava.parent import run_lava_bundle  # noqa: E402
+from hardware.targets.loihi.profile import LOIHI2  # noqa: E402
 
 
 def _best_of(repeats: int, fn) -> float:
@@ -55,20 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     inputs = test.pixels[: args.samples]
     n, graph, t_steps = len(inputs), bundle.integer_graph, bundle.timesteps
 
-    ref = reference.run(graph, inputs, t_steps)
+    ref = reference.run(graph, inputs, t_steps, LOIHI2)
     fast_reference.warm_up()
-    fast = fast_reference.run(graph, inputs, t_steps)
-    t_fast = _best_of(args.repeats, lambda: fast_reference.run(graph, inputs, t_steps)) / n
+    fast = fast_reference.run(graph, inputs, t_steps, LOIHI2)
+    t_fast = _best_of(args.repeats, lambda: fast_reference.run(graph, inputs, t_steps, LOIHI2)) / n
     compiled = fast_reference.compiled()
     numba_module = fast_reference.numba
     fast_reference.numba = None  # the same fast path without numba: numpy and BLAS only
     try:
-        numpy_only = fast_reference.run(graph, inputs, t_steps)
-        t_numpy = _best_of(args.repeats, lambda: fast_reference.run(graph, inputs, t_steps)) / n
+        numpy_only = fast_reference.run(graph, inputs, t_steps, LOIHI2)
+        t_numpy = _best_of(args.repeats, lambda: fast_reference.run(graph, inputs, t_steps, LOIHI2)) / n
     finally:
         fast_reference.numba = numba_module
-    ref_batched = _best_of(3, lambda: reference.run(graph, inputs, t_steps)) / n
-    ref_single = _best_of(1, lambda: [reference.run(graph, inputs[i: i + 1], t_steps) for i in range(n)]) / n
+    ref_batched = _best_of(3, lambda: reference.run(graph, inputs, t_steps, LOIHI2)) / n
+    ref_single = _best_of(1, lambda: [reference.run(graph, inputs[i: i + 1], t_steps, LOIHI2) for i in range(n)]) / n
 
     timing: dict[str, float] = {}
     start = time.perf_counter()

@@ -11,12 +11,11 @@ import numpy as np
 import torch
 
 from export.fold import fold, readout_bound
-from hardware.bundle import Bundle, sha256_file
+from hardware.bundle import NIR_NAME, SOURCE_MODEL, Bundle, sha256_file
 from hardware.graph import Graph, Input
 from training.checkpoint import load_checkpoint, package_versions
 
-SOURCE_MODEL = "source_model.pt"  #: the checkpoint's copy inside every bundle
-NIR_NAME = "model.nir"  #: the folded float graph, written by every target
+__all__ = ["NIR_NAME", "SOURCE_MODEL", "ExportResult", "Prepared", "prepare", "source_record"]
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ import torch
 
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, Geometry, Graph, IntegerEdge, IntegerNode, per_neuron
-from hardware.profile import LOIHI2, Profile
+from hardware.profile import Profile
 from hardware.reference import FLOAT64_EXACT
 
 
-def weighted_sum(geometry: Geometry, weight: torch.Tensor, x: torch.Tensor, profile: Profile = LOIHI2
+def weighted_sum(geometry: Geometry, weight: torch.Tensor, x: torch.Tensor, profile: Profile
                  ) -> torch.Tensor:
     """``W x`` (N, neurons) float64 for integer weights and source values held in float64 (exact
     below 2^53), a conv's sums brought to the profile's synapse width. Differentiable where
@@ -56,7 +56,7 @@ def check_float64_exact(edge: IntegerEdge, s: torch.Tensor) -> None:
                          f"holds exactly")
 
 
-def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile = LOIHI2) -> torch.Tensor:
+def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile) -> torch.Tensor:
     """One edge's integer activation ``a`` (N, neurons) int64 for source values ``s`` (N, ...):
     conv ``W * s`` brought to the profile's synapse width, dense ``(W s) << weight_exp``; exact
     (:func:`check_float64_exact`)."""
@@ -69,7 +69,7 @@ def synaptic(edge: IntegerEdge, s: torch.Tensor, profile: Profile = LOIHI2) -> t
 
 @torch.no_grad()
 def run_node(node: IntegerNode, edges: Sequence[IntegerEdge], sources: Mapping[str, torch.Tensor],
-             profile: Profile = LOIHI2) -> tuple[torch.Tensor, torch.Tensor]:
+             profile: Profile) -> tuple[torch.Tensor, torch.Tensor]:
     """One integer node over all steps from zero state. ``edges``: its incoming edges;
     ``sources``: each edge's source values (B, T, neurons) integers (spikes, or the encoded
     input). Returns ``(spikes (B, T, neurons) bool, membranes v after each step (B, T, neurons)
@@ -106,7 +106,7 @@ def encoded_steps(graph: Graph, inputs: torch.Tensor, timesteps: int) -> torch.T
 
 
 @torch.no_grad()
-def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: Profile = LOIHI2
+def run_fake_quant(graph: Graph, inputs: torch.Tensor, timesteps: int, profile: Profile
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Encoded ``inputs`` ((B, C, H, W) direct, (B, T, C, H, W) event frames) -> spikes
     {hidden node: (B, T, neurons) bool} and readout membranes (B, T, classes) int64, on the

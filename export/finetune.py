@@ -44,7 +44,8 @@ from export.fake_quant import weighted_sum
 from export.fold import fold_tensors
 from export.quantize import Pin, bias_levels, weight_levels
 from hardware.graph import INPUT, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import PROFILES, TARGET_PROFILES, Profile
+from hardware.profile import Profile
+from hardware.targets import TARGETS
 from training.config import MAX_EPOCHS, MAX_LR, MAX_SEED, MAX_WIDTH
 from training.model import Readout, SpikingNet
 from training.neuron import beta_logit, lsg_width
@@ -86,11 +87,11 @@ class QuantizationRecord:
                                 f"lsg-deploy's (fields {sorted(record) if isinstance(record, dict) else record!r})")
         where = "the checkpoint's quantization record"
         target, profile, percentile = record["target"], record["profile"], record["weight_percentile"]
-        if not isinstance(target, str) or target not in TARGET_PROFILES:
-            raise FinetuneError(f"{where}: target must be one of {', '.join(TARGET_PROFILES)}, got {target!r:.80}")
-        if not isinstance(profile, str) or profile not in TARGET_PROFILES[target]:
+        if not isinstance(target, str) or target not in TARGETS:
+            raise FinetuneError(f"{where}: target must be one of {', '.join(TARGETS)}, got {target!r:.80}")
+        if not isinstance(profile, str) or profile not in TARGETS[target].profile_names:
             raise FinetuneError(f"{where}: profile must be one of target {target}'s, "
-                                f"{', '.join(TARGET_PROFILES[target])}; got {profile!r:.80}")
+                                f"{', '.join(TARGETS[target].profile_names)}; got {profile!r:.80}")
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not (
                 math.isfinite(percentile) and 0 < percentile <= 100):
             raise FinetuneError(f"{where}: weight_percentile must be a number in (0, 100], got {percentile!r:.80}")
@@ -101,7 +102,8 @@ class QuantizationRecord:
         if not all(isinstance(name, str) for name in record["pins"]):
             raise FinetuneError(f"{where}: pins must be keyed by node names, got {list(record['pins'])!r:.80}")
         try:
-            pins = {name: Pin.from_dict(pin, f"pin {name}", PROFILES[profile]) for name, pin in record["pins"].items()}
+            arithmetic = TARGETS[target].profile(profile)
+            pins = {name: Pin.from_dict(pin, f"pin {name}", arithmetic) for name, pin in record["pins"].items()}
         except ValueError as exc:
             raise FinetuneError(f"{where}: {exc}") from None
         return cls(target, profile, pins, float(percentile), dict(record["history"]))

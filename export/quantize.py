@@ -24,7 +24,7 @@ with float threshold ``v_th`` (Loihi's numbers in brackets: ``w_max = 254``, ``2
    by clipping (``p < 100`` needs the ``clip`` policy for the weights beyond ``r_e``);
 4. bias ``2^act_shift S b`` as ``bias_mant << bias_exp`` with the smallest exponent that fits, or
    with the policy's fixed ``bias_exp`` (6 makes a Loihi bundle exactly representable in lava-dl's
-   netx HDF5, which fixes ``bias_exp = 6``: see ``export.netx``);
+   netx HDF5, which fixes ``bias_exp = 6``: see ``hardware.targets.loihi.netx``);
 5. decay: the profile's code nearest ``beta`` (Loihi ``dv = round((1 - beta) 4096)``); a current
    stage, where the profile has one, gets no memory (Loihi ``du = 4095``).
 
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from hardware.graph import INPUT, FloatEdge, FloatNode, Graph, IntegerEdge, IntegerNode
-from hardware.profile import LOIHI2, Profile
+from hardware.profile import Profile
 
 ON_OVERFLOW = ("error", "clip")
 
@@ -198,7 +198,7 @@ def _edge_weights(edge: FloatEdge, scale: float, input_scale: float, policy: Qua
 
 
 def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int, readout_limit: float | None,
-                  policy: QuantPolicy, profile: Profile = LOIHI2
+                  policy: QuantPolicy, profile: Profile
                   ) -> tuple[IntegerNode, tuple[IntegerEdge, ...], dict[str, Any], list[str]]:
     """One float node and its incoming edges -> their integer records, the range record, warnings."""
     warnings: list[str] = []
@@ -260,7 +260,7 @@ def quantize_node(node: FloatNode, edges: tuple[FloatEdge, ...], input_max: int,
     return record, tuple(records), ranges, warnings
 
 
-def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None = None, profile: Profile = LOIHI2
+def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None, profile: Profile
              ) -> tuple[Graph, dict[str, Any], list[str]]:
     """Quantize a folded graph to ``profile``. ``readout_bound``: the calibration's largest
     ``|sum_t I_t|``."""
@@ -297,7 +297,7 @@ def quantize(graph: Graph, readout_bound: float, policy: QuantPolicy | None = No
     return quantized, summary, warnings
 
 
-def quantized_betas(graph: Graph, profile: Profile = LOIHI2) -> dict[str, float]:
+def quantized_betas(graph: Graph, profile: Profile) -> dict[str, float]:
     """The decays the hardware applies, per hidden node (for the float-with-quantized-beta run)."""
     return {node.name: profile.code_to_beta(node.dv) for node in graph.hidden}
 
@@ -320,7 +320,7 @@ def dequantized_weight(edge: IntegerEdge, target: IntegerNode) -> np.ndarray:
     return edge.weight.astype(np.float64) * 2.0 ** int(edge.weight_exp) * edge.input_scale / target.scale
 
 
-def dequantized_bias(node: IntegerNode, profile: Profile = LOIHI2) -> np.ndarray:
+def dequantized_bias(node: IntegerNode, profile: Profile) -> np.ndarray:
     """Float bias per channel of an integer node: ``bias_mant 2^bias_exp / (2^act_shift S)``, the
     inverse of step 4 (``bias_mant << bias_exp = round(2^act_shift S b)``)."""
     return node.bias_mant.astype(np.float64) * 2.0 ** int(node.bias_exp) / ((1 << profile.act_shift) * node.scale)
@@ -342,7 +342,7 @@ def decay_rounding_offset(profile: Profile) -> tuple[float, bool]:
     return (0.5, True) if profile.decay_rounding == "half-up" else (0.0, True)
 
 
-def dequantized_threshold(node: IntegerNode, profile: Profile = LOIHI2, decide_as_integer: bool = False) -> float:
+def dequantized_threshold(node: IntegerNode, profile: Profile, decide_as_integer: bool = False) -> float:
     """The float threshold an integer node applies: its smallest spiking membrane over the scale,
     ``spike_level(vth) / (2^act_shift S)`` (Loihi: ``((vth << 6) + 1) / (64 S)``). Step 2 picks
     ``S`` from ``vth`` so that this is the float ``v_th`` again, up to float rounding.

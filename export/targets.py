@@ -1,17 +1,13 @@
-"""The export targets: one registry, read by the CLI (choices, help) and the pipeline.
+"""What ``lsg-deploy export --target`` accepts: the quantized targets of
+:data:`hardware.targets.TARGETS` (each written by the one flow of :mod:`export.flow`), and the
+float exports listed here, which write the folded float network: no profile, no bundle, no
+quantization options. Reading this module imports no torch (``lsg-deploy export --help`` lists
+the choices).
 
-An entry names the function that writes the target's output, as ``module:function``, so that
-listing the targets (``lsg-deploy export --help``) imports no torch. Adding a target is one
-module and one entry here. Two kinds exist:
-
-* quantized targets (``loihi``, ``fpga``) write a bundle in one of their integer profiles
-  (``--profile``; ``hardware.profile.TARGET_PROFILES`` lists them), with the signature of
-  ``export.loihi.export_loihi``;
-* float targets (``onnx``) write the folded float network; they have no profile, no bundle and
-  no quantization options, and their exporter has the signature of ``export.onnx_export.export_onnx``.
-
-``requires`` names the packages a target imports beyond the base install, and ``extra`` the
-pyproject extra that brings them, so a missing one is one line that says what to install.
+A float export names the function that writes it, as ``module:function``, with the signature of
+``export.onnx_export.export_onnx``; ``requires`` names the packages it imports beyond the base
+install and ``extra`` the pyproject extra that brings them, so a missing one is one line that
+says what to install.
 """
 
 from __future__ import annotations
@@ -20,17 +16,14 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hardware.targets import TARGETS
+
 
 @dataclass(frozen=True)
-class Target:
+class FloatExport:
     name: str
     description: str
-    exporter: str  #: ``module:function``, with the signature of its kind (module docstring)
-    #: quantized targets: ``module:function`` giving the integer graph the exporter writes for a folded
-    #: graph, ``(graph, bound, policy, profile, calibration) -> (graph, ranges, warnings)`` (fine-tuning
-    #: trains at it; ``calibration``: (encoded training inputs, timesteps) for ``policy.calibrate``)
-    quantizer: str | None = None
-    quantized: bool = True  #: writes an integer bundle (else the float network)
+    exporter: str  #: ``module:function``
     requires: tuple[str, ...] = ()  #: importable packages the exporter needs beyond the base install
     extra: str | None = None  #: the pyproject extra that installs ``requires``
 
@@ -44,25 +37,18 @@ class Target:
         return None
 
     def load(self) -> Callable:
-        return _function(self.exporter)
-
-    def load_quantizer(self) -> Callable:
-        if self.quantizer is None:
-            raise ValueError(f"target {self.name} does not quantize")
-        return _function(self.quantizer)
+        module, function = self.exporter.split(":")
+        return getattr(importlib.import_module(module), function)
 
 
-def _function(path: str) -> Callable:
-    module, function = path.split(":")
-    return getattr(importlib.import_module(module), function)
-
-
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("loihi", "Loihi 2 as Lava 0.10 computes it (bundle, model.nir, lava-dl netx model.net)",
-           "export.loihi:export_loihi", quantizer="export.loihi:quantize_graph"),
-    Target("fpga", "an FPGA integer datapath (bundle, $readmemh/CSV/C tables and manifest.json, model.nir)",
-           "export.fpga:export_fpga", quantizer="export.fpga:quantize_graph"),
-    Target("onnx", "the folded float network as ONNX, one step with explicit LIF state (model.onnx, onnx.json; "
-           "--unrolled adds all T steps, model.unrolled.onnx); no quantization",
-           "export.onnx_export:export_onnx", quantized=False, requires=("onnx",), extra="onnx"),
+FLOAT_EXPORTS: dict[str, FloatExport] = {f.name: f for f in (
+    FloatExport("onnx", "the folded float network as ONNX, one step with explicit LIF state (model.onnx, onnx.json; "
+                "--unrolled adds all T steps, model.unrolled.onnx); no quantization",
+                "export.onnx_export:export_onnx", requires=("onnx",), extra="onnx"),
 )}
+
+
+def choices() -> dict[str, str]:
+    """Every ``--target``, quantized then float, with its description."""
+    return {**{name: t.description for name, t in TARGETS.items()},
+            **{name: f.description for name, f in FLOAT_EXPORTS.items()}}

@@ -2,8 +2,9 @@
 
 A bundle is a directory readable with numpy and json alone::
 
-    bundle.json   format name and version, target and its integer profile, timesteps, the input (shape, encoding,
-                  input_max), the graph's node and edge records (scalars) for each record,
+    bundle.json   format name and version, target, its integer profile stored whole (every
+                  width, range, decay form, rounding, threshold and overflow rule), timesteps,
+                  the input (shape, encoding, input_max), the graph's node and edge records (scalars) for each record,
                   the artifacts the export wrote or skipped (and why), quantization ranges and
                   clip counts, provenance, the SHA-256 of every other file of the bundle
                   (``files``) and of its own content (``sha256``)
@@ -13,7 +14,10 @@ A bundle is a directory readable with numpy and json alone::
 The network is a graph (:mod:`hardware.graph`): nodes and edges, described twice with the same
 names, topology and geometry: ``float`` (tdBN and pooling folded, float64) and ``integer`` (the
 integer network in the formats of the bundle's profile, :mod:`hardware.profile`; every value is
-checked against that profile's ranges on reading). The record classes of
+checked against that profile's ranges on reading). The profile is data, not a name to look up:
+a reader builds it from ``bundle.json`` (:meth:`hardware.profile.Profile.from_json`), so a
+bundle of a target or profile this copy does not know still runs on the integer reference. The
+record classes of
 :mod:`hardware.graph` are the only registry: writing and reading both walk their dataclass
 fields, and reading checks every JSON value against the field's declared type, so a float where
 an integer belongs, a missing or an extra field is a :class:`BundleError` naming it.
@@ -45,15 +49,19 @@ from hardware.graph import (
     Input,
     same_structure,
 )
-from hardware.profile import LOIHI2, PROFILES, TARGET_PROFILES, Profile
+from hardware.profile import Profile
 
 __all__ = ["Bundle", "BundleError", "read_bundle", "write_bundle", "replace_refusal", "sha256_file",
            "document_digest", "FORMAT_VERSION"]
 
 FORMAT_NAME = "lsg-deploy-bundle"
-FORMAT_VERSION = 4  #: 2: checksums; 3: the network as a graph, input encoding, artifacts; 4: integer profiles
+#: 2: checksums; 3: the network as a graph, input encoding, artifacts; 4: integer profiles (by name);
+#: 5: the profile stored whole
+FORMAT_VERSION = 5
 JSON_NAME = "bundle.json"
 ARRAYS_NAME = "arrays.npz"
+SOURCE_MODEL = "source_model.pt"  #: the checkpoint's copy inside every bundle
+NIR_NAME = "model.nir"  #: the folded float graph, written by every target
 MAX_TIMESTEPS = 1 << 16
 RECORDS = ("float", "integer")
 
@@ -62,11 +70,11 @@ RECORDS = ("float", "integer")
 class Bundle:
     """Everything needed to run the exported network on a target, without torch."""
 
-    target: str
+    target: str  #: the target it was exported for (:data:`hardware.targets.TARGETS`, or one this copy does not know)
     timesteps: int
     float_graph: Graph
     integer_graph: Graph
-    profile: str = LOIHI2.name  #: the integer graph's profile, a name in :data:`hardware.profile.PROFILES`
+    profile: Profile  #: the integer graph's arithmetic, stored whole
     #: what the export wrote: name -> {"file": NAME} or {"skipped": why}
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)
@@ -75,11 +83,10 @@ class Bundle:
     files: dict[str, str] = field(default_factory=dict)  #: name -> SHA-256, as read (verified) from a bundle
 
     def __post_init__(self) -> None:
-        if self.target not in TARGET_PROFILES:
-            raise BundleError(f"unknown target {self.target!r}; this lsg-deploy knows {', '.join(TARGET_PROFILES)}")
-        if self.profile not in TARGET_PROFILES[self.target]:
-            raise BundleError(f"profile {self.profile!r} is not one of target {self.target}'s: "
-                              f"{', '.join(TARGET_PROFILES[self.target])}")
+        if not isinstance(self.target, str) or not self.target:
+            raise BundleError(f"target must be a name, got {self.target!r}")
+        if not isinstance(self.profile, Profile):
+            raise BundleError(f"profile must be a Profile, got {type(self.profile).__name__}")
         if not 1 <= self.timesteps <= MAX_TIMESTEPS:
             raise BundleError(f"timesteps must lie in [1, {MAX_TIMESTEPS}], got {self.timesteps}")
         for key, graph in (("float", self.float_graph), ("integer", self.integer_graph)):
@@ -88,7 +95,7 @@ class Bundle:
                 raise BundleError(f"the {key} graph must hold {NODE_TYPES[key].__name__} and "
                                   f"{EDGE_TYPES[key].__name__} records")
         same_structure(self.float_graph, self.integer_graph, "bundle")
-        PROFILES[self.profile].check(self.integer_graph)
+        self.profile.check(self.integer_graph)
         for name, entry in self.artifacts.items():
             if not (isinstance(entry, dict) and len(entry) == 1 and set(entry) <= {"file", "skipped"}
                     and isinstance(next(iter(entry.values())), str)):
@@ -101,10 +108,6 @@ class Bundle:
     def graph(self, record: str) -> Graph:
         return {"float": self.float_graph, "integer": self.integer_graph}[record]
 
-    @property
-    def arithmetic(self) -> Profile:
-        """The integer graph's profile."""
-        return PROFILES[self.profile]
 
 
 # --- writing and reading ----------------------------------------------------------------------
@@ -253,7 +256,7 @@ def write_bundle(bundle: Bundle, directory: Path, files: tuple[str, ...] = ()) -
         "format": FORMAT_NAME,
         "format_version": bundle.format_version,
         "target": bundle.target,
-        "profile": bundle.profile,
+        "profile": bundle.profile.to_json(),
         "timesteps": bundle.timesteps,
         "input": input_to_json(bundle.input),
         "graph": graphs,
@@ -385,7 +388,7 @@ def read_bundle(directory: Path) -> Bundle:
             raise BundleError(f"{where}: artifact {name} names {listed!r}, which the bundle's files do not list")
     return Bundle(
         target=_typed(doc["target"], "str", f"{where}: target"),
-        profile=_typed(doc["profile"], "str", f"{where}: profile"),
+        profile=Profile.from_json(doc["profile"], f"{where}: profile"),
         timesteps=_typed(doc["timesteps"], "int", f"{where}: timesteps"),
         float_graph=graphs["float"],
         integer_graph=graphs["integer"],
@@ -399,9 +402,9 @@ def read_bundle(directory: Path) -> Bundle:
 
 def _export_names(doc: dict[str, Any]) -> set[str]:
     """The names an export writes into a bundle: those of version 1 (every target's), and an FPGA
-    export's tables (:mod:`hardware.fpga_tables`): its manifest, its C header and a ``.mem`` and
+    export's tables (:mod:`hardware.targets.fpga.tables`): its manifest, its C header and a ``.mem`` and
     a ``.csv`` per edge weight and node bias of the document's integer graph."""
-    from hardware.fpga_tables import HEADER_NAME, MANIFEST_NAME
+    from hardware.targets.fpga.tables import HEADER_NAME, MANIFEST_NAME
 
     names = {*_V1_FILES, MANIFEST_NAME, HEADER_NAME}
     graph = doc.get("graph")

@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, Graph, IntegerEdge, activation_bound, per_neuron
-from hardware.profile import LOIHI2, OVERFLOW_RULES, Profile
+from hardware.profile import OVERFLOW_RULES, Profile
 from hardware.reference import SATURATION_KINDS, IntegerRun, synaptic_input
 
 CHUNK = 256  #: samples per chunk
@@ -298,7 +298,7 @@ def _currents(node, edges, synapses: dict[str, _Synapse], source_rows: dict[str,
     return a
 
 
-def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOIHI2, chunk: int = CHUNK,
+def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chunk: int = CHUNK,
         progress: Callable[[int], object] | None = None) -> IntegerRun:
     """:func:`hardware.reference.run`, computed faster; the same arguments, the same result.
     ``progress(n)`` is called after every chunk of ``n`` samples. Inputs are checked as there."""
@@ -344,7 +344,7 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOI
     return IntegerRun(spikes=spikes, readout=readout, saturation=saturation)
 
 
-def worst_cases(graph: Graph, input_bound: int, profile: Profile = LOIHI2) -> dict[str, tuple[int, str]]:
+def worst_cases(graph: Graph, input_bound: int, profile: Profile) -> dict[str, tuple[int, str]]:
     """Per edge: its worst-case ``|sum|`` and the arithmetic the fast path gives it (for reports)."""
     out = {}
     for e in graph.edges:

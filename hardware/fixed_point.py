@@ -110,3 +110,13 @@ def effective_bias(bias_mant: ArrayLike, bias_exp: int) -> ArrayLike:
     if not BIAS_EXP_MIN <= int(bias_exp) <= BIAS_EXP_MAX:
         raise ValueError(f"bias_exp {bias_exp} outside [{BIAS_EXP_MIN}, {BIAS_EXP_MAX}]")
     return as_int64(bias_mant) << int(bias_exp)
+
+
+def bits_signed(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding [lo, hi]."""
+    return max((-int(lo) - 1).bit_length() if lo < 0 else 0, int(hi).bit_length()) + 1
+
+
+def bits_unsigned(hi: int) -> int:
+    """Smallest unsigned width holding [0, hi] (at least 1)."""
+    return max(int(hi).bit_length(), 1)

@@ -1,7 +1,7 @@
 """Child processes that end with the run that started them (stdlib only).
 
 The hardware backends start other programs: Icarus Verilog's compiler and simulator (``iverilog``,
-``vvp``, :mod:`hardware.rtl_backend`) and the Lava interpreter (:mod:`hardware.lava_subprocess`).
+``vvp``, :mod:`hardware.targets.fpga.rtl.backend`) and the Lava interpreter (:mod:`hardware.targets.loihi.lava.parent`).
 :func:`run` starts one and waits for it; when the wait ends with any exception (a timeout, an
 error, ``KeyboardInterrupt`` from SIGINT, the CLI's ``Terminated`` from SIGTERM, ``SystemExit``)
 the child is ended before the exception goes on: SIGTERM, then SIGKILL if it is still there after

@@ -5,21 +5,21 @@ A profile holds every width, shift, range, rounding and overflow rule of a targe
 synapse arithmetic, the form of its decay and its threshold comparison. The integer step
 :meth:`Profile.lif_step` is written once, array-generic: the numpy integer reference
 (:mod:`hardware.reference`) and the torch fake-quant path (:mod:`export.fake_quant`) both call it,
-so they cannot drift apart; Lava and the RTL design (:mod:`hardware.rtl`) remain independent
-oracles that the tests compare against with ``==``.
+so they cannot drift apart; Lava and the RTL design remain independent oracles that the tests
+compare against with ``==``.
 
-``LOIHI2`` is Loihi 2 as Lava 0.10.0's bit-accurate ``fixed_pt`` models compute it (the facts and
-their sources are in :mod:`hardware.fixed_point`). ``FPGA_MUL`` and ``FPGA_SHIFT`` are two FPGA
-datapaths with 8-bit weights: a decay multiplier, and a multiplier-free decay by a right shift;
-``FPGA_MUL4`` is ``FPGA_MUL`` with 4-bit weights, the narrowest. Other targets add one instance to
-``PROFILES``.
+A profile is data: a bundle stores it whole (:meth:`Profile.to_json`, :meth:`Profile.from_json`),
+so a bundle runs on the reference and fake-quant paths whether or not this copy of lsg-deploy
+knows the profile's name. The targets' own profiles live with their targets
+(:mod:`hardware.targets`: ``loihi/profile.py``, ``fpga/profiles.py``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -38,10 +38,6 @@ ROUNDING_RULES = ("toward-zero", "floor", "half-up")
 #: ``multiply`` by ``code``, ``shift`` subtracts ``x >> code`` (no multiplier)
 DECAY_FORMS = ("complement", "multiply", "shift")
 THRESHOLDS = (">", ">=")
-#: Loihi 2's widest graded spike: a signed 24-bit payload (Lava's ``num_message_bits = 24``, which
-#: :mod:`hardware.lava_backend` gives the synapses that read direct-encoded input, and the widest of
-#: netx's ``input_message_bits``): inputs in ``[0, 2^23 - 1]``
-GRADED_SPIKE_BITS = 24
 
 
 class ProfileError(ValueError):
@@ -127,6 +123,34 @@ class Profile:
                 and self.weight_exp_max >= 0 and 1 <= self.decay_shift < self.state_bits <= 32
                 and self.synapse_bits <= 48 and 2 <= self.input_bits <= 32):
             raise ProfileError(f"profile {self.name}: inconsistent ranges")
+
+    # --- as data: the form a bundle stores -------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, by name: what ``bundle.json`` stores as ``profile``."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str = "profile") -> Profile:
+        """The profile a bundle stores (:meth:`to_json`): exactly the fields of :class:`Profile`,
+        each of its declared type, and consistent (``__post_init__``); anything else is a
+        :class:`~hardware.graph.BundleError` naming what is wrong."""
+        if not isinstance(doc, dict):
+            raise BundleError(f"{where}: expected the profile's fields as an object, got {type(doc).__name__}")
+        expected = [f.name for f in fields(cls)]
+        missing = [k for k in expected if k not in doc]
+        extra = sorted(str(k) for k in doc if k not in expected)
+        if missing or extra:
+            problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"unknown {', '.join(extra)}"] if extra else [])
+            raise BundleError(f"{where}: " + "; ".join(problems))
+        for f in fields(cls):
+            if f.type == "str" and not isinstance(doc[f.name], str):
+                raise BundleError(f"{where}: {f.name} must be text, got {type(doc[f.name]).__name__}")
+        try:
+            return cls(**doc)
+        except ProfileError as exc:
+            raise BundleError(f"{where}: {exc}") from None
 
     # --- codes and ranges ------------------------------------------------------------------------
 
@@ -330,74 +354,3 @@ class Profile:
             name, worst = excess[0]
             raise BundleError(f"node {name}: worst-case synaptic sum {worst} does not fit the {self.synapse_bits}-bit "
                               f"accumulator of profile {self.name}")
-
-
-LOIHI2 = Profile(
-    name="loihi2-lava-0.10-fixed_pt",
-    description="Loihi 2 as Lava 0.10.0's fixed_pt models compute it",
-    weight_min=fp.WEIGHT_MIN, weight_max=fp.WEIGHT_MAX, weight_step=fp.WEIGHT_STEP, weight_exp_max=8,
-    bias_mant_min=fp.BIAS_MANT_MIN, bias_mant_max=fp.BIAS_MANT_MAX,
-    bias_exp_min=fp.BIAS_EXP_MIN, bias_exp_max=fp.BIAS_EXP_MAX,
-    decay_form="complement", decay_shift=fp.DECAY_SHIFT, decay_rounding="toward-zero", current_stage=True,
-    act_shift=fp.ACT_SHIFT, vth_shift=fp.VTH_SHIFT, vth_max=fp.VTH_MAX, threshold=">",
-    state_bits=fp.STATE_BITS, current_overflow="wrap-once", voltage_overflow="saturate",
-    synapse_bits=fp.CONV_OUT_BITS, synapse_overflow="wrap", input_bits=GRADED_SPIKE_BITS,
-)
-
-def twos_complement_weights(bits: int) -> dict[str, int]:
-    """``weight_min`` and ``weight_max`` of ``bits``-bit two's-complement weights: the word's whole
-    range ``[-2^(bits-1), 2^(bits-1) - 1]``.
-
-    The whole range, not a symmetric ``+-(2^(bits-1) - 1)``: the quantizer maps a layer's largest
-    ``|W|`` onto ``weight_max`` (:mod:`export.quantize`), so the most negative word is written
-    only for a negative weight clipped beyond that range (``--weight-percentile`` below 100 with
-    ``--clip``), and there it is one more level that the datapath holds at no cost: the RTL
-    sign-extends the word and never negates a weight, and the accumulator bound counts it. Loihi's
-    mixed-sign weights are asymmetric the same way (``[-256, 254]``)."""
-    if not 2 <= bits <= 16:
-        raise ProfileError(f"weights of {bits} bits: choose 2 to 16")
-    return {"weight_min": -(1 << (bits - 1)), "weight_max": (1 << (bits - 1)) - 1}
-
-
-#: what every FPGA datapath shares: int16 biases (no exponent), a 16-bit membrane that saturates,
-#: a 15-bit threshold compared with >= (the float model's comparison), no current stage, a
-#: 24-bit accumulator that the export proves never overflows, and inputs no wider than that
-#: accumulator's positive range (one input times a weight of 1 fits it); the weight width and
-#: the decay are each profile's own
-_FPGA = dict(
-    weight_step=1, weight_exp_max=0,
-    bias_mant_min=-(1 << 15) + 1, bias_mant_max=(1 << 15) - 1, bias_exp_min=0, bias_exp_max=0,
-    current_stage=False, act_shift=0, vth_shift=0, vth_max=(1 << 15) - 1, threshold=">=",
-    state_bits=16, current_overflow="checked", voltage_overflow="saturate", synapse_bits=24, synapse_overflow="checked",
-    input_bits=24,
-)
-
-#: an FPGA datapath with one small multiplier per neuron update: an 11-bit decay code,
-#: beta = code / 1024, rounded half up; 8-bit weights
-FPGA_MUL = Profile(
-    name="fpga-mul",
-    description="FPGA: int8 weights, 16-bit saturating membrane, decay multiplier beta = code/1024 (round half up)",
-    decay_form="multiply", decay_shift=10, decay_rounding="half-up", **twos_complement_weights(8), **_FPGA,
-)
-
-#: a multiplier-free FPGA datapath: the membrane leaks by a right shift, beta = 1 - 2^-k
-FPGA_SHIFT = Profile(
-    name="fpga-shift",
-    description="FPGA, no multiplier: int8 weights, 16-bit saturating membrane, leak v - (v >>> k), beta = 1 - 2^-k",
-    decay_form="shift", decay_shift=15, decay_rounding="floor", **twos_complement_weights(8), **_FPGA,
-)
-
-#: the narrowest FPGA datapath: ``FPGA_MUL`` with 4-bit weights, [-8, 7] (half the weight memory;
-#: one hex digit per ``.mem`` word)
-FPGA_MUL4 = replace(
-    FPGA_MUL, name="fpga-mul4",
-    description="FPGA, narrowest: 4-bit weights [-8, 7], otherwise fpga-mul (16-bit saturating membrane, "
-                "decay multiplier beta = code/1024)",
-    **twos_complement_weights(4),
-)
-
-PROFILES: dict[str, Profile] = {p.name: p for p in (LOIHI2, FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
-#: the profiles each export target offers, the first its default
-TARGET_PROFILES: dict[str, tuple[str, ...]] = {
-    "loihi": (LOIHI2.name,), "fpga": (FPGA_MUL.name, FPGA_SHIFT.name, FPGA_MUL4.name),
-}

@@ -16,7 +16,7 @@ with the torch fake-quant path); per node and step, for the Loihi profile::
 Synapse sums are exact: through float64 BLAS where the edge's worst case for the values at hand,
 ``max_o sum_i |W_oi| * max|s|``, stays below 2^53 (then every partial sum is an integer that
 float64 holds exactly, in any order of accumulation), else in int64 arithmetic (checked to stay
-below 2^63); node sums are int64. Lava holds them in int32, so ``hardware.lava_backend`` refuses
+below 2^63); node sums are int64. Lava holds them in int32, so ``hardware.targets.loihi.lava.backend`` refuses
 networks whose worst case could overflow int32 (``check_lava_limits``). Inputs are checked first:
 ``[0, input_max]`` (0/1 frames), with ``input_max`` within the profile's input width
 (:meth:`hardware.graph.Input.check_encoded`, :meth:`hardware.profile.Profile.check_input`).
@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from hardware import fixed_point as fp
 from hardware.graph import Graph, IntegerEdge, per_neuron
-from hardware.profile import LOIHI2, Profile
+from hardware.profile import Profile
 
 SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
 FLOAT64_EXACT = 1 << 53  #: every integer of magnitude up to this is exact in float64
@@ -96,7 +96,7 @@ def dense_int(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.rint(out).astype(np.int64) if dtype is np.float64 else out.astype(np.int64)
 
 
-def synaptic_input(edge: IntegerEdge, s: np.ndarray, profile: Profile = LOIHI2) -> tuple[np.ndarray, int]:
+def synaptic_input(edge: IntegerEdge, s: np.ndarray, profile: Profile) -> tuple[np.ndarray, int]:
     """Activation ``a`` (B, neurons) of one edge for source values ``s``, and how many wrapped."""
     g = edge.geometry
     b = s.shape[0]
@@ -109,7 +109,7 @@ def synaptic_input(edge: IntegerEdge, s: np.ndarray, profile: Profile = LOIHI2) 
     return (np.left_shift(acc, exp) if exp > 0 else np.right_shift(acc, -exp)), 0
 
 
-def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile = LOIHI2) -> IntegerRun:
+def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile) -> IntegerRun:
     """Run the integer graph on encoded inputs (``(B, C, H, W)`` direct, ``(B, T, C, H, W)``
     event frames: :meth:`hardware.graph.Input.steps`, which checks them); the neuron arithmetic is
     ``profile``'s, whose input width must hold the graph's ``input_max``."""

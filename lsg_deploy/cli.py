@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from export.targets import TARGETS
-from hardware.profile import PROFILES, TARGET_PROFILES
+from export.targets import choices as export_choices
+from hardware.targets import TARGETS, backends, profiles
 from lsg_deploy.errors import UsageError
-from lsg_deploy.simulate import ALL, BACKENDS
+from lsg_deploy.simulate import ALL
 
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(or, --target onnx, the folded float network as ONNX)")
     ex.add_argument("model", type=Path, help="model.pt from lsg-deploy train")
     ex.add_argument("--target", required=True,
-                    help="; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
+                    help="; ".join(f"{name}: {description}" for name, description in export_choices().items()))
     ex.add_argument("--out", type=Path, required=True,
                     help="output directory; it may hold an earlier export (a bundle or an ONNX export), which is "
                          "replaced atomically, but nothing else (see --force)")
@@ -156,19 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="choose each hidden layer's scale from activation statistics on training data: the weight "
                          "percentile (100 down to 90, weights beyond it clipped) whose integer layer, fed the float "
                          "network's spikes, agrees best with the float layer; the bundle and report show each choice")
-    ex.add_argument("--profile", choices=tuple(PROFILES),
+    ex.add_argument("--profile", choices=tuple(profiles()),
                     help="the target's integer arithmetic (default: the target's first): " + "; ".join(
-                        f"{name} (target {t}{', default' if i == 0 else ''}): {PROFILES[name].description}"
-                        for t, names in TARGET_PROFILES.items() for i, name in enumerate(names)))
+                        f"{name} (target {t}{', default' if i == 0 else ''}): {profiles()[name].description}"
+                        for t, target in TARGETS.items() for i, name in enumerate(target.profile_names)))
 
-    quantized = tuple(name for name, t in TARGETS.items() if t.quantized)
+    quantized = tuple(TARGETS)
     fi = sub.add_parser("finetune", parents=[common],
                         help="fine-tune a checkpoint with a target's exact integer forward in the loop "
                              "(straight-through rounding, the surrogate at the integer threshold, decays on the "
                              "target's grid); its export is bit-exact with the network it trained")
     fi.add_argument("model", type=Path, help="model.pt from lsg-deploy train (or an earlier finetune)")
     fi.add_argument("--target", required=True, choices=quantized, help="the target whose integer network to train")
-    fi.add_argument("--profile", choices=tuple(PROFILES), help="the target's integer arithmetic (default: its first)")
+    fi.add_argument("--profile", choices=tuple(profiles()), help="the target's integer arithmetic (default: its first)")
     fi.add_argument("--out", type=Path, required=True,
                     help="directory for the fine-tuned model.pt (rewritten after every epoch)")
     fi.add_argument("--epochs", type=int, default=5, help="default 5")
@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path, help="a bundle directory from lsg-deploy export (--target loihi or fpga)")
     si.add_argument("--fixed-point", action="store_true", help="run the integer network too")
-    si.add_argument("--backend", choices=(*BACKENDS, ALL), default="reference",
-                    help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
+    si.add_argument("--backend", choices=(*backends(), ALL), default="reference",
+                    help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in backends().values())
                          + f"; {ALL}: every one, compared with the reference bit for bit (default: reference)")
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")

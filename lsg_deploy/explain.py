@@ -129,7 +129,7 @@ def explain(bundle: Bundle, test: EncodedSplit, trained_spikes: dict[str, np.nda
     from export.fake_quant import encoded_steps, run_fake_quant, run_node
     from export.fold import run_float
 
-    fgraph, igraph, profile, t = bundle.float_graph, bundle.integer_graph, bundle.arithmetic, bundle.timesteps
+    fgraph, igraph, profile, t = bundle.float_graph, bundle.integer_graph, bundle.profile, bundle.timesteps
     hidden = [n.name for n in fgraph.hidden]
     analog = torch.as_tensor(test.analog, dtype=torch.float64)
     separate = threshold_difference(fgraph, igraph, profile) > THRESHOLD_TOLERANCE

@@ -288,28 +288,29 @@ def tqdm_write(line: str) -> None:
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
            force: bool = False, profile: str | None = None, unrolled: bool = False,
            calibrate: bool = False, data_dir: str | None = None, verify_data: bool = True) -> dict[str, Any]:
-    """Write ``checkpoint`` for ``target`` (:data:`export.targets.TARGETS`) in the directory ``out``.
+    """Write ``checkpoint`` for ``target`` (:func:`export.targets.choices`) in the directory ``out``.
 
-    A quantized target folds and quantizes it in its integer ``profile`` (default: the target's
-    first, :data:`hardware.profile.TARGET_PROFILES`; ``clip`` and ``weight_percentile``, default
+    A quantized target (:data:`hardware.targets.TARGETS`) folds and quantizes it in its integer
+    ``profile`` (default: the target's first; ``clip`` and ``weight_percentile``, default
     100, set the quantization; ``calibrate``: hidden scales from activation statistics,
     :mod:`export.calibrate`) and writes a bundle; a float target (onnx) writes the folded float
     network (:func:`_export_float`; ``unrolled``: also all T steps) and refuses the quantization
     options. ``out`` may hold an earlier export (replaced atomically); anything else there is
     refused unless ``force`` (see :mod:`lsg_deploy.outputs`).
     """
+    from export.flow import export_bundle
     from export.fold import FoldError
-    from export.netx import NetxError
     from export.quantize import QuantPolicy, RangeError
-    from export.targets import TARGETS
+    from export.targets import FLOAT_EXPORTS, choices
     from hardware.bundle import BundleError
     from hardware.graph import Input
-    from hardware.profile import TARGET_PROFILES
+    from hardware.targets import TARGETS
+    from hardware.targets.loihi.netx import NetxError
     from training.checkpoint import CheckpointError, load_checkpoint
 
-    if target not in TARGETS:
-        raise UsageError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
-    if not TARGETS[target].quantized:
+    if target not in choices():
+        raise UsageError(f"unknown target {target!r}; available: {', '.join(choices())}")
+    if target in FLOAT_EXPORTS:
         given = [flag for flag, value in (("--profile", profile is not None), ("--clip", clip),
                                           ("--weight-percentile", weight_percentile is not None),
                                           ("--calibrate", calibrate)) if value]
@@ -318,7 +319,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
                              f"profile nor quantization; drop {'them' if len(given) > 1 else 'it'}")
         return _export_float(checkpoint, target, out, force, unrolled)
     if unrolled:
-        floats = ", ".join(name for name, t in TARGETS.items() if not t.quantized)
+        floats = ", ".join(FLOAT_EXPORTS)
         raise UsageError(f"--unrolled: target {target} writes a bundle; only target {floats} writes an unrolled model")
     try:
         model, doc = load_checkpoint(checkpoint)
@@ -326,9 +327,9 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
     pinned = record is not None and record.target == target and profile in (None, record.profile)
-    profile = profile or (record.profile if pinned else TARGET_PROFILES[target][0])
-    if profile not in TARGET_PROFILES[target]:
-        raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGET_PROFILES[target])}")
+    profile = profile or (record.profile if pinned else TARGETS[target].default_profile.name)
+    if profile not in TARGETS[target].profile_names:
+        raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGETS[target].profile_names)}")
     if pinned and (weight_percentile is not None or calibrate):
         flag = "--weight-percentile" if weight_percentile is not None else "--calibrate"
         raise UsageError(f"{flag}: {checkpoint} was fine-tuned at its own scales for {record.profile}, "
@@ -353,8 +354,8 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(str(exc)) from None
     try:
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
-        result = TARGETS[target].load()(checkpoint, out, train_split.pixels[:CALIBRATION_SAMPLES], spec, policy,
-                                        profile)
+        result = export_bundle(checkpoint, out, TARGETS[target], TARGETS[target].profile(profile),
+                               train_split.pixels[:CALIBRATION_SAMPLES], spec, policy)
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
@@ -394,22 +395,21 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
 
     from export import finetune as ft
     from export.common import prepare
+    from export.flow import quantize_for
     from export.fold import fold
     from export.quantize import QuantPolicy, RangeError, pins_of
-    from export.targets import TARGETS
     from hardware.bundle import BundleError, sha256_file
     from hardware.graph import Input
-    from hardware.profile import PROFILES, TARGET_PROFILES
+    from hardware.targets import TARGETS
     from training.checkpoint import CheckpointError, checkpoint_bytes, checkpoint_document, load_checkpoint
     from training.config import TrainConfig
     from training.loop import predict
 
-    if target not in TARGETS or not TARGETS[target].quantized:
-        quantized = ", ".join(name for name, t in TARGETS.items() if t.quantized)
-        raise UsageError(f"--target {target}: fine-tuning needs a quantized target ({quantized})")
-    profile = profile or TARGET_PROFILES[target][0]
-    if profile not in TARGET_PROFILES[target]:
-        raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGET_PROFILES[target])}")
+    if target not in TARGETS:
+        raise UsageError(f"--target {target}: fine-tuning needs a quantized target ({', '.join(TARGETS)})")
+    profile = profile or TARGETS[target].default_profile.name
+    if profile not in TARGETS[target].profile_names:
+        raise UsageError(f"--profile {profile}: target {target} offers {', '.join(TARGETS[target].profile_names)}")
     try:
         config = ft.FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
         policy = QuantPolicy(on_overflow="clip" if clip else "error",
@@ -435,9 +435,11 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
                                                                                  verify_data))
     except (CheckpointError, data.DataError) as exc:
         raise UsageError(str(exc)) from None
-    arithmetic = PROFILES[profile]
+    arithmetic = TARGETS[target].profile(profile)
     spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
-    quantizer = TARGETS[target].load_quantizer()
+
+    def quantizer(graph, bound, policy, calibration=None):
+        return quantize_for(TARGETS[target], arithmetic, graph, bound, policy, calibration)[:3]
     try:
         calibration = train_split.pixels[:CALIBRATION_SAMPLES]
         prepared = prepare(Path(checkpoint), calibration, spec)
@@ -447,10 +449,9 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
                                  f"fine-tuning keeps; drop --calibrate, --weight-percentile and --clip")
             pins = record.pins  # going on from an earlier fine-tuning, at its scales
             policy = QuantPolicy(on_overflow="clip", weight_percentile=record.weight_percentile, pins=pins)
-            start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile)
+            start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy)
         else:
-            start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, profile,
-                                    (calibration, model.timesteps))
+            start, _, _ = quantizer(prepared.float_graph, prepared.bound, policy, (calibration, model.timesteps))
             pins = pins_of(start)
         forward = ft.IntegerForward(model, spec, arithmetic, pins)
     except (RangeError, BundleError, ft.FinetuneError) as exc:
@@ -481,7 +482,7 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
         new_doc = checkpoint_document(final, TrainConfig.from_dict(doc["config"]), doc["metrics"], doc["classes"],
                                       doc["data"], quantization=rec.to_dict())
         files.write_bytes(target_file, checkpoint_bytes(new_doc))
-        exported, _, _ = quantizer(fold(load_checkpoint(target_file)[0], spec), 0.0, pinned_policy, profile)
+        exported, _, _ = quantizer(fold(load_checkpoint(target_file)[0], spec), 0.0, pinned_policy)
         differ = ft.graphs_equal(exported, trained)
         if differ:
             target_file.unlink()
@@ -508,11 +509,11 @@ def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolle
     """The float target ``target``: no calibration data is read, only the checkpoint's data record
     for the input's encoding (so networks trained on the file datasets export too)."""
     from export.fold import FoldError
-    from export.targets import TARGETS
+    from export.targets import FLOAT_EXPORTS
     from hardware.graph import BundleError, Input
     from training.checkpoint import CheckpointError, load_checkpoint
 
-    chosen = TARGETS[target]
+    chosen = FLOAT_EXPORTS[target]
     missing = chosen.missing()
     if missing:
         raise UsageError(f"target {target} needs the {missing} package: pip install -e \".[{chosen.extra}]\"")
@@ -541,7 +542,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
     from export.onnx_format import MANIFEST_NAME, STEP_NAME, is_onnx_export
-    from lsg_deploy.simulate import ALL, BACKENDS, backends_for, build_report, load_for_report
+    from hardware.targets import backends
+    from lsg_deploy.simulate import ALL, backends_for, build_report, load_for_report, torch_missing
 
     if is_onnx_export(Path(bundle_dir)):
         raise UsageError(f"{bundle_dir} is an ONNX export, not a bundle: run {STEP_NAME} with onnxruntime "
@@ -550,14 +552,19 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     if explain and not fixed_point:
         raise UsageError("--explain explains the fixed-point network's disagreement with the float one: add "
                          "--fixed-point")
-    if fixed_point and backend not in (*BACKENDS, ALL):
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*BACKENDS, ALL])}")
+    if fixed_point and backend not in (*backends(), ALL):
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*backends(), ALL])}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
-    bundle, model, spec = load_for_report(Path(bundle_dir))
-    backends = backends_for(backend, bundle) if fixed_point else ()
+    no_torch = torch_missing()
+    if no_torch and not fixed_point:
+        raise UsageError(f"simulate without --fixed-point runs the float models, but {no_torch}")
+    if no_torch and explain:
+        raise UsageError(f"--explain reruns the float network with each quantization step, but {no_torch}")
+    bundle, model, spec = load_for_report(Path(bundle_dir), float_models=no_torch is None)
+    chosen = backends_for(backend, bundle) if fixed_point else ()
     try:
-        _, test, _ = data.load(spec, timesteps=model.timesteps,
+        _, test, _ = data.load(spec, timesteps=bundle.timesteps,
                                files=data.FileSource.from_config(bundle.source.get("train_config", {}), data_dir,
                                                                  verify_data))
     except data.DataError as exc:
@@ -567,5 +574,6 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"{bundle_dir}: its input is {recorded.encoding} with input_max {recorded.input_max}, but "
                          f"dataset {spec.dataset} gives {test.encoding} with input_max {test.input_max}: the bundle "
                          f"was edited, or exported from another data set; export it again")
-    return build_report(bundle, model, Path(bundle_dir), test.head(limit), backends,
-                        progress=lambda total, name: _progress(total, f"simulate {name}", quiet), explain=explain)
+    return build_report(bundle, model, Path(bundle_dir), test.head(limit), chosen,
+                        progress=lambda total, name: _progress(total, f"simulate {name}", quiet), explain=explain,
+                        float_missing=no_torch)

@@ -157,6 +157,8 @@ def format_report(report: dict[str, Any], verbose: bool = False) -> str:
     lines += [f"artifact {name} not exported: {why}" for name, why in skipped.items()]
     lines.append(f"accuracy{ACCURACY_LEGEND if len(report['accuracy']) > 1 else ''}:")
     lines += [f"  {name:<22} {value * 100:6.2f}%" for name, value in report["accuracy"].items()]
+    if "float_missing" in report:
+        lines.append(f"float models not run: {report['float_missing']}")
     for backend, info in report["backends"].items():
         rate = info.get("samples_per_second")
         setup = info.get("setup_seconds", 0.0)
@@ -164,7 +166,8 @@ def format_report(report: dict[str, Any], verbose: bool = False) -> str:
             f"{backend}: {info['seconds_per_sample'] * 1e3:.3f} ms/sample"
             f"{f' ({_rate(rate)} samples/s)' if rate else ''}"
             f"{f' after {setup:.1f} s of set-up' if setup >= 0.05 else ''}"
-            f", predictions equal to float on {info['prediction_agreement_with_float'] * 100:.2f}%"
+            + (f", predictions equal to float on {info['prediction_agreement_with_float'] * 100:.2f}%"
+               if "prediction_agreement_with_float" in info else "")
             + (f", {info['cycles_per_timestep']:,.0f} clock cycles per timestep" if "cycles_per_timestep" in info
                else "")
         )
@@ -195,7 +198,7 @@ def format_report(report: dict[str, Any], verbose: bool = False) -> str:
             f"{name} {per_layer(counts)}" for name, counts in clipped.items()))
     if "costs" in report:
         lines += _cost_lines(report, suffix, verbose)
-    if "resources" in report:
+    if report.get("resources"):
         from hardware.resources import format_resources
 
         shown = format_resources(report["resources"]).splitlines()
@@ -256,23 +259,24 @@ def figure_png(report: dict[str, Any]) -> bytes:
 
     rows = [row for row in report["layers"] if not row["readout"]]
     names = [row["name"] for row in rows]
-    runs = ["float", *("fixed" if b == "reference" else b for b in report["backends"])]
+    fixed = ["fixed" if b == "reference" else b for b in report["backends"]]
+    runs = [*(["float"] if "float" in report["accuracy"] else []), *fixed]
     x = np.arange(len(rows))
     explain = report.get("explain")
     panels = 3 if explain else 2
     fig = Figure(figsize=(max(4.0 * panels, 0.3 * panels * len(rows) + 2 * panels), 4.2))
     FigureCanvasAgg(fig)
     agree_ax, rate_ax, *more = fig.subplots(1, panels)
-    fixed = runs[1:]
-    width = 0.8 / max(1, len(fixed))
+    compared = fixed if "float" in runs else []  # agreement with the float run, where there is one
+    width = 0.8 / max(1, len(compared))
     lowest = 1.0
-    for i, key in enumerate(fixed):
+    for i, key in enumerate(compared):
         values = np.array([row[f"spike_agreement_{key}"] for row in rows]) * 100
         lowest = min(lowest, float(values.min(initial=100)) / 100)
-        bars = agree_ax.bar(x + (i - (len(fixed) - 1) / 2) * width, values, width, label=key, color=colour(key))
-        if len(rows) * len(fixed) <= 8:  # room for the values on the bars
+        bars = agree_ax.bar(x + (i - (len(compared) - 1) / 2) * width, values, width, label=key, color=colour(key))
+        if len(rows) * len(compared) <= 8:  # room for the values on the bars
             agree_ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    if fixed:
+    if compared:
         bottom = max(0.0, lowest * 100 - 5)
         agree_ax.set_ylim(bottom, 100.5)
         if bottom > 0:
@@ -282,8 +286,8 @@ def figure_png(report: dict[str, Any]) -> bytes:
         agree_ax.legend(fontsize=7, loc="lower right")
     else:
         agree_ax.set_axis_off()
-        agree_ax.text(0.5, 0.5, "no fixed-point run\n(simulate --fixed-point)", ha="center", va="center",
-                      transform=agree_ax.transAxes)
+        agree_ax.text(0.5, 0.5, "no fixed-point run\n(simulate --fixed-point)" if "float" in runs else
+                      "no float run\n(torch not installed)", ha="center", va="center", transform=agree_ax.transAxes)
     agree_ax.set(ylabel="spikes equal to float (%)", title="spike agreement, fixed point vs float")
     width = 0.8 / len(runs)
     for i, key in enumerate(runs):
@@ -295,7 +299,7 @@ def figure_png(report: dict[str, Any]) -> bytes:
     rotate = len(rows) > 6
     if explain:
         _explain_panel(more[0], explain, names, x)
-    for ax in ((agree_ax, rate_ax) if fixed else (rate_ax,)) + tuple(more):
+    for ax in ((agree_ax, rate_ax) if compared else (rate_ax,)) + tuple(more):
         ax.set_xticks(x, names, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
     fig.suptitle(f"{report['bundle']}: {report['samples']} samples, {report['timesteps']} steps", fontsize=9)
     fig.subplots_adjust(left=0.2 / panels, right=0.98, top=0.86, bottom=0.28 if rotate else 0.12, wspace=0.3)

@@ -5,9 +5,10 @@ resources the network needs on its target (:mod:`hardware.resources`), bit-exact
 agreement between the fixed-point backends) and, asked for, where each layer's disagreement comes
 from (:mod:`lsg_deploy.explain`). Formatting them is :mod:`lsg_deploy.report`'s job.
 
-Fixed-point backends live in one registry, ``BACKENDS``: a name, what it is, and how it runs
-a bundle's integer network on encoded inputs. ``all`` runs every registered backend and compares
-each with the integer reference bit for bit.
+The fixed-point backends come from the target registry (:mod:`hardware.targets`): the integer
+reference runs every bundle, in the profile it stores; each target adds its own (Lava, the RTL)
+and says which bundles they can run. ``all`` runs every backend that can run the bundle and
+compares each with the integer reference bit for bit.
 """
 
 from __future__ import annotations
@@ -21,117 +22,32 @@ from typing import Any
 
 import numpy as np
 
-from hardware.bundle import Bundle
+from hardware.bundle import Bundle, BundleError
 from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
-from hardware.resources import resources
+from hardware.targets import REFERENCE as REFERENCE_BACKEND
+from hardware.targets import BackendError, backends, resources
 from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
-
-Progress = Callable[[int], object]  #: called with the number of samples just finished
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 
 
-def _run_reference(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
-    """The integer reference's fast path (:mod:`hardware.fast_reference`: the same numbers as
-    :func:`hardware.reference.run`, which the tests compare it with, bit for bit)."""
-    from hardware import fast_reference
-
-    return fast_reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.arithmetic, progress=progress)
-
-
-def _warm_up_reference() -> None:
-    from hardware import fast_reference
-
-    fast_reference.warm_up()
-
-
-def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
-    from hardware.bundle import BundleError
-    from hardware.lava_backend import LavaLimitError
-    from hardware.lava_subprocess import LavaEnvironmentError, LavaRunError, run_lava_bundle
-
-    try:
-        return run_lava_bundle(bundle_dir, inputs)
-    except (LavaEnvironmentError, LavaLimitError, BundleError) as exc:
-        raise UsageError(str(exc)) from None
-    except LavaRunError as exc:
-        raise UsageError(exc.summary, detail=exc.detail) from None
-
-
-def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
-    """The RTL design built from the bundle's FPGA tables, simulated by Icarus under cocotb
-    (:mod:`hardware.rtl_backend`); its stats hold the design's clock cycles per timestep."""
-    from hardware.bundle import BundleError
-    from hardware.rtl_backend import RtlEnvironmentError, RtlRunError, run_rtl
-
-    try:
-        run = run_rtl(bundle_dir, inputs)
-    except (RtlEnvironmentError, BundleError) as exc:
-        raise UsageError(str(exc)) from None
-    except RtlRunError as exc:
-        raise UsageError(exc.summary, detail=exc.detail) from None
-    if progress is not None:
-        progress(len(inputs))
-    return run
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    description: str
-    #: (bundle, its directory, encoded inputs, progress or None) -> run
-    run: Callable[[Bundle, Path, np.ndarray, Progress | None], IntegerRun]
-    #: one-time set-up, done (and timed) before the run is timed: compiling or loading kernels
-    warm_up: Callable[[], None] = lambda: None
-    #: why the backend cannot run a bundle, or None where it can
-    refuses: Callable[[Bundle], str | None] = lambda bundle: None
-
-
-def _lava_refuses(bundle: Bundle) -> str | None:
-    from hardware.profile import LOIHI2
-
-    if bundle.profile != LOIHI2.name:
-        return f"Lava computes the Loihi profile only; this bundle is {bundle.profile} (target {bundle.target})"
-    return None
-
-
-def _rtl_refuses(bundle: Bundle) -> str | None:
-    from hardware.profile import TARGET_PROFILES
-
-    if bundle.profile not in TARGET_PROFILES["fpga"]:
-        return (f"the RTL design computes the FPGA profiles ({', '.join(TARGET_PROFILES['fpga'])}); this bundle is "
-                f"{bundle.profile} (target {bundle.target}): export it with --target fpga")
-    if not bundle.integer_graph.is_chain:
-        return "the RTL backend runs chains; this network has a node with several inputs or an edge that skips nodes"
-    if "fpga_tables" not in bundle.artifacts or "file" not in bundle.artifacts["fpga_tables"]:
-        return "the bundle has no FPGA tables (manifest.json and .mem files): export it with --target fpga"
-    return None
-
-
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("reference", "the integer reference (hardware/reference.py; its fast path hardware/fast_reference.py)",
-            _run_reference, _warm_up_reference),
-    Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava,
-            refuses=_lava_refuses),
-    Backend("rtl", "the FPGA RTL design (hardware/rtl) built from the FPGA tables, simulated by Icarus Verilog "
-            "under cocotb; reports clock cycles per timestep", _run_rtl, refuses=_rtl_refuses),
-)}
-ALL = "all"  #: every backend, each compared with the reference bit for bit
-REFERENCE = "reference"
+ALL = "all"  #: every backend that can run the bundle, each compared with the reference bit for bit
+REFERENCE = REFERENCE_BACKEND.name
 
 
 def backends_for(choice: str, bundle: Bundle) -> tuple[str, ...]:
     """The backends a ``--backend`` choice runs on ``bundle`` (``all``: every registered one
     that can run it); a chosen backend that cannot is a :class:`UsageError` saying why."""
+    every = backends()  # the reference, then each target's (hardware.targets)
     if choice == ALL:
-        return tuple(name for name, b in BACKENDS.items() if b.refuses(bundle) is None)
-    if choice not in BACKENDS:
-        raise UsageError(f"unknown backend {choice!r}; choose one of {', '.join([*BACKENDS, ALL])}")
-    why = BACKENDS[choice].refuses(bundle)
+        return tuple(name for name, b in every.items() if b.refuses(bundle) is None)
+    if choice not in every:
+        raise UsageError(f"unknown backend {choice!r}; choose one of {', '.join([*every, ALL])}")
+    why = every[choice].refuses(bundle)
     if why is not None:
         raise UsageError(f"--backend {choice}: {why}")
     return (choice,)
@@ -140,7 +56,7 @@ def backends_for(choice: str, bundle: Bundle) -> tuple[str, ...]:
 def _warm_up(backend: str) -> float:
     """A backend's one-time set-up (:attr:`Backend.warm_up`); its seconds."""
     start = time.perf_counter()
-    BACKENDS[backend].warm_up()
+    backends()[backend].warm_up()
     return time.perf_counter() - start
 
 
@@ -149,21 +65,33 @@ def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarra
     bar = progress(len(inputs), backend) if progress else None
     start = time.perf_counter()
     try:
-        run = BACKENDS[backend].run(bundle, bundle_dir, inputs, bar.update if bar is not None else None)
+        run = backends()[backend].run(bundle, bundle_dir, inputs, bar.update if bar is not None else None)
+    except BundleError as exc:
+        raise UsageError(str(exc)) from None
+    except BackendError as exc:
+        raise UsageError(exc.summary, detail=exc.detail or None) from None
     finally:
         if bar is not None:
             bar.close()
     return run, time.perf_counter() - start
 
 
-def load_for_report(bundle_dir: Path) -> tuple[Bundle, Any, DataSpec]:
-    """Read and verify a bundle and its source model, and check that they belong together:
-    the copy is the exported checkpoint (SHA-256), and folding it again gives exactly the
-    bundle's float layers, names, shapes, timesteps and input."""
-    from export.common import SOURCE_MODEL
-    from export.fold import FoldError, fold
-    from hardware.bundle import BundleError, read_bundle
-    from training.checkpoint import CheckpointError, load_checkpoint
+def torch_missing() -> str | None:
+    """Why the float side (the source model, folding) cannot run here: None where torch imports."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch is not installed (pip install -e \".[train]\" for the float models)"
+    return None
+
+
+def load_for_report(bundle_dir: Path, float_models: bool = True) -> tuple[Bundle, Any, DataSpec]:
+    """Read and verify a bundle and, with ``float_models``, its source model, and check that they
+    belong together: the copy is the exported checkpoint (SHA-256), and folding it again gives
+    exactly the bundle's float layers, names, shapes, timesteps and input. Without
+    ``float_models`` the model is None and only numpy is needed: the bundle carries its integer
+    network and arithmetic, and its checksums cover the copy of the checkpoint."""
+    from hardware.bundle import SOURCE_MODEL, BundleError, read_bundle
 
     try:
         bundle = read_bundle(bundle_dir)
@@ -172,10 +100,16 @@ def load_for_report(bundle_dir: Path) -> tuple[Bundle, Any, DataSpec]:
         recorded = source.get("checkpoint_sha256")
         if recorded != bundle.files.get(SOURCE_MODEL):
             raise BundleError(f"{bundle_dir / SOURCE_MODEL} is not the checkpoint the bundle was exported from")
-        model, _ = load_checkpoint(bundle_dir / SOURCE_MODEL)
-        folded = fold(model, bundle.input)
     except (BundleError, DataError) as exc:
         raise UsageError(f"{bundle_dir}: {exc}") from None
+    if not float_models:
+        return bundle, None, spec
+    from export.fold import FoldError, fold
+    from training.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        model, _ = load_checkpoint(bundle_dir / SOURCE_MODEL)
+        folded = fold(model, bundle.input)
     except (CheckpointError, FoldError) as exc:
         raise UsageError(f"{bundle_dir}: bundle's source model: {exc}") from None
     mismatch = None
@@ -234,7 +168,7 @@ def _suffix(backend: str) -> str:
     return "fixed" if backend == REFERENCE else backend
 
 
-def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray], runs: dict[str, IntegerRun],
+def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray] | None, runs: dict[str, IntegerRun],
                    inputs: np.ndarray) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Synaptic operations per inference per node, from the float run's and every fixed-point
     run's spikes, and the totals with the energy estimate (:mod:`hardware.costs`, which has the
@@ -244,10 +178,11 @@ def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray], runs: di
     from hardware import costs
 
     graph, t = bundle.integer_graph, bundle.timesteps
-    spike_sets = {"float": float_spikes, **{_suffix(name): run.spikes for name, run in runs.items()}}
+    spike_sets = {**({"float": float_spikes} if float_spikes is not None else {}),
+                  **{_suffix(name): run.spikes for name, run in runs.items()}}
     ops = {key: costs.synaptic_operations(graph, spikes, inputs, t) for key, spikes in spike_sets.items()}
     nodes: dict[str, dict[str, Any]] = {n.name: {"synapses": 0} for n in graph.nodes}
-    for op in ops["float"]:
+    for op in next(iter(ops.values()), []):  # structural: the same in every run
         nodes[op.target]["synapses"] += op.synapses
     for key, edge_ops in ops.items():
         for name, sums in costs.per_node(graph, edge_ops).items():
@@ -274,13 +209,17 @@ def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray], runs: di
     return nodes, totals
 
 
-def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
-                 progress: Callable[[int, str], Any] | None = None, explain: bool = False) -> dict[str, Any]:
-    """``model``: the bundle's source model (see :func:`load_for_report`); ``backends``:
-    fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
-    name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run.
-    ``explain``: add the ``explain`` block, where each layer's disagreement comes from
-    (:mod:`lsg_deploy.explain`)."""
+@dataclass(frozen=True)
+class FloatModels:
+    """The float side of a report: the accuracies of the source model, the folded graph and the
+    folded graph with the quantized decays, the source model's predictions and spikes (B, T, N)."""
+
+    accuracy: dict[str, float]
+    predictions: np.ndarray
+    spikes: dict[str, np.ndarray]
+
+
+def _float_models(bundle: Bundle, model: Any, test: EncodedSplit) -> FloatModels:
     import torch
 
     from export.fold import run_float
@@ -290,30 +229,45 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     t = bundle.timesteps
     analog = torch.as_tensor(test.analog, dtype=torch.float64)
     float_run = predict(model, test.analog, record=True)
-    float_pred = float_run.logits.numpy().argmax(axis=1)
     folded_logits, _ = run_float(bundle.float_graph, analog, t)
     qbeta_logits, _ = run_float(bundle.float_graph, analog, t,
-                                betas=quantized_betas(bundle.integer_graph, bundle.arithmetic))
+                                betas=quantized_betas(bundle.integer_graph, bundle.profile))
+    return FloatModels(
+        accuracy={"float": _accuracy(float_run.logits.numpy(), test.labels),
+                  "folded_float": _accuracy(folded_logits.numpy(), test.labels),
+                  "float_quantized_beta": _accuracy(qbeta_logits.numpy(), test.labels)},
+        predictions=float_run.logits.numpy().argmax(axis=1),
+        spikes={k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()})
+
+
+def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
+                 progress: Callable[[int, str], Any] | None = None, explain: bool = False,
+                 float_missing: str | None = None) -> dict[str, Any]:
+    """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
+    models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
+    fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
+    name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run.
+    ``explain``: add the ``explain`` block, where each layer's disagreement comes from
+    (:mod:`lsg_deploy.explain`)."""
+    t = bundle.timesteps
+    floats = _float_models(bundle, model, test) if model is not None else None
+    float_pred, float_spikes = (floats.predictions, floats.spikes) if floats else (None, None)
     report: dict[str, Any] = {
         "bundle": str(bundle_dir),
         "target": bundle.target,
-        "profile": bundle.profile,
+        "profile": bundle.profile.name,
         "input_encoding": bundle.input.encoding,
         "artifacts": bundle.artifacts,
         "samples": int(len(test.labels)),
         "timesteps": t,
-        "accuracy": {
-            "float": _accuracy(float_run.logits.numpy(), test.labels),
-            "folded_float": _accuracy(folded_logits.numpy(), test.labels),
-            "float_quantized_beta": _accuracy(qbeta_logits.numpy(), test.labels),
-        },
+        "accuracy": dict(floats.accuracy) if floats else {},
+        **({} if floats else {"float_missing": float_missing or "the float models were not asked for"}),
         "export_clipped": {name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
                            if isinstance(rng, dict)},
         "scales": _scales(bundle.quantization),
         "backends": {},
         "layers": [],
     }
-    float_spikes = {k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()}  # (B,T,N)
     runs: dict[str, IntegerRun] = {}
     for backend in backends:
         setup = _warm_up(backend)
@@ -325,8 +279,10 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
             "setup_seconds": setup,  #: before the timed run (compiling or loading kernels)
             "seconds_per_sample": seconds / len(test.labels),
             "samples_per_second": len(test.labels) / seconds if seconds > 0 else None,
-            "prediction_agreement_with_float": float((runs[backend].predictions() == float_pred).mean()),
         }
+        if floats:
+            report["backends"][backend]["prediction_agreement_with_float"] = float(
+                (runs[backend].predictions() == float_pred).mean())
         report["backends"][backend].update(runs[backend].stats)  # e.g. the RTL's cycles per timestep
     others = [name for name in runs if name != REFERENCE]
     if REFERENCE in runs and others:
@@ -338,7 +294,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     classes = bundle.integer_graph.readout.neurons
     report["per_class"] = {
         "samples": {str(c): int(np.count_nonzero(test.labels == c)) for c in range(classes)},
-        "float": per_class_accuracy(float_pred, test.labels, classes),
+        **({"float": per_class_accuracy(float_pred, test.labels, classes)} if floats else {}),
         **{"fixed_point" if name == REFERENCE else name: per_class_accuracy(run.predictions(), test.labels, classes)
            for name, run in runs.items()},
     }
@@ -348,7 +304,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         row: dict[str, Any] = {"name": layer.name, "neurons": layer.neurons, "readout": layer.readout,
                                "inputs": [e.source for e in bundle.integer_graph.incoming(layer.name)],
                                "synops": synops[layer.name]}
-        if not layer.readout:
+        if floats and not layer.readout:
             row["firing_rate_float"] = float(float_spikes[layer.name].mean())
         for backend, run in runs.items():
             if backend == REFERENCE:
@@ -356,7 +312,9 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
             if not layer.readout:
                 suffix = _suffix(backend)
                 row[f"firing_rate_{suffix}"] = float(run.spikes[layer.name].mean())
-                row[f"spike_agreement_{suffix}"] = float((run.spikes[layer.name] == float_spikes[layer.name]).mean())
+                if floats:
+                    row[f"spike_agreement_{suffix}"] = float(
+                        (run.spikes[layer.name] == float_spikes[layer.name]).mean())
         if REFERENCE in runs:
             for name in others:
                 row[f"{name}_reference_mismatches"] = mismatches[name][layer.name]

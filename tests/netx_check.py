@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from export.netx import NETX_BIAS_EXP, NETX_NAME, NETX_RESET_OFFSET, NetxError, write_netx  # noqa: E402
 from hardware import reference  # noqa: E402
 from hardware.bundle import Bundle, read_bundle  # noqa: E402
+from hardware.targets.loihi.netx import NETX_BIAS_EXP, NETX_NAME, NETX_RESET_OFFSET, NetxError, write_netx  # noqa: E402
+from hardware.targets.loihi.profile import LOIHI2  # noqa: E402
 
 SETUP = (
     "create it with: /root/.pyenv/versions/3.10.13/bin/python3.10 -m venv .venv-netx && "
@@ -126,7 +127,7 @@ def run_netx(net_path: Path, bundle: Bundle, pixels: np.ndarray) -> tuple[dict[s
 
 def compare(bundle: Bundle, pixels: np.ndarray, net_path: Path, label: str) -> int:
     """Print the per-layer comparison of netx and the reference; return the number of mismatches."""
-    ref = reference.run(bundle.integer_graph, pixels, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, pixels, bundle.timesteps, LOIHI2)
     spikes, readout, seconds = run_netx(net_path, bundle, pixels)
     B, T = pixels.shape[0], bundle.timesteps
     print(f"{label}: {B} samples x T={T}, {B * T + len(bundle.integer_graph.nodes)} Lava steps, {seconds:.1f} s")
@@ -169,7 +170,7 @@ def check(args: argparse.Namespace) -> int:
         with np.load(args.inputs) as npz:
             pixels, labels = npz["pixels"][: args.count], npz["labels"][: args.count]
         bad += compare(bundle, pixels, net_path, f"bundle {args.bundle}")
-        acc = reference.run(bundle.integer_graph, pixels, bundle.timesteps).predictions() == labels
+        acc = reference.run(bundle.integer_graph, pixels, bundle.timesteps, LOIHI2).predictions() == labels
         print(f"  accuracy on these samples: {acc.mean() * 100:.2f}% (netx == reference)")
     if args.random:
         netgen = _netgen()
@@ -180,7 +181,7 @@ def check(args: argparse.Namespace) -> int:
                 graph = dataclasses.replace(graph, nodes=tuple(dataclasses.replace(x, bias_exp=NETX_BIAS_EXP)
                                                                for x in graph.nodes))
                 bundle = Bundle(target="loihi", timesteps=5, float_graph=netgen.placeholder_float(graph),
-                                integer_graph=graph)
+                                integer_graph=graph, profile=LOIHI2)
                 path = Path(tmp) / f"random{seed}.net"
                 try:
                     write_netx(bundle, path)

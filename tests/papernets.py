@@ -44,10 +44,12 @@ def untrained(arch: str, shape: tuple[int, int, int], encoding: str = "direct", 
 def loihi_graph(net: Untrained):
     """The integer graph ``export --target loihi --clip`` writes for ``net`` (its own inputs calibrate
     the readout)."""
+    from export.flow import quantize_for
     from export.fold import fold, readout_bound
-    from export.loihi import quantize_graph
     from export.quantize import QuantPolicy
+    from hardware.targets import TARGETS
 
     float_graph = fold(net.model, net.spec)
     bound = readout_bound(float_graph, net.analog, net.timesteps)
-    return quantize_graph(float_graph, bound, QuantPolicy(on_overflow="clip"))[0]
+    loihi = TARGETS["loihi"]
+    return quantize_for(loihi, loihi.default_profile, float_graph, bound, QuantPolicy(on_overflow="clip"))[0]

@@ -4,7 +4,7 @@ before anything runs: never simulated as if it were the bundle's network.
 
 * FPGA tables (``--target fpga``): the RTL backend builds its design from ``manifest.json`` and
   the ``.mem`` files, not from the bundle's records; before anything is built, every file must
-  be exactly what the bundle's own integer graph gives (``hardware.fpga_tables.check_tables``),
+  be exactly what the bundle's own integer graph gives (``hardware.targets.fpga.tables.check_tables``),
   and the error names the file and the first word or field that differs. ``--backend rtl`` alone
   used to simulate the edited network; ``--backend all`` noticed only by disagreeing.
 * The input: a Loihi step carries a 24-bit signed graded spike, so an ``input_max`` beyond

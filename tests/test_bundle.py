@@ -14,7 +14,8 @@ import pytest
 from hardware.bundle import FORMAT_VERSION, BundleError, read_bundle
 from hardware.files import staged_directory
 from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import FPGA_MUL, FPGA_SHIFT, LOIHI2
+from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_SHIFT
+from hardware.targets.loihi.profile import LOIHI2
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,12 +184,13 @@ def test_edge_shapes_must_fit_their_nodes():
         Graph(Input((3,), "direct", 4), nodes, edges)
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_earlier_bundles_are_refused_with_a_request_to_re_export(tmp_path, version):
     old = tmp_path / "old"
     old.mkdir()
     (old / "bundle.json").write_text(json.dumps({"format": "lsg-deploy-bundle", "format_version": version}))
-    with pytest.raises(BundleError, match=f"version {version}; this lsg-deploy reads version 4: re-export"):
+    expected = f"version {version}; this lsg-deploy reads version {FORMAT_VERSION}: re-export"
+    with pytest.raises(BundleError, match=expected):
         read_bundle(old)
 
 
@@ -217,7 +219,7 @@ def test_hardware_imports_without_torch(default_run):
         "from hardware import reference, bundle\n"
         f"b = bundle.read_bundle({str(default_run.bundle)!r})\n"
         "import numpy as np\n"
-        "r = reference.run(b.integer_graph, np.zeros((2, *b.input.shape), np.int64), b.timesteps)\n"
+        "r = reference.run(b.integer_graph, np.zeros((2, *b.input.shape), np.int64), b.timesteps, b.profile)\n"
         "print(r.readout.shape)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -52,7 +52,7 @@ def _own_agreement(bundle, node_name: str, pixels: np.ndarray) -> float:
     if sources == {INPUT}:  # the first layer: its input is the input itself
         sub = Graph(integer_graph.input, (node, _readout_stub(integer_graph, node)), (*edges,
                     _stub_edge(integer_graph, node)))
-        run = reference.run(sub, pixels, bundle.timesteps, bundle.arithmetic)
+        run = reference.run(sub, pixels, bundle.timesteps, bundle.profile)
         got = run.spikes[node_name]
     else:  # later layers: feed the float spikes as an event-frame input
         (source,) = sources
@@ -65,7 +65,7 @@ def _own_agreement(bundle, node_name: str, pixels: np.ndarray) -> float:
                       for e in edges)
         sub = Graph(spec, (node, _readout_stub(integer_graph, node)), (*moved, _stub_edge(integer_graph, node)))
         run = reference.run(sub, frames.reshape(len(pixels), bundle.timesteps, *shape), bundle.timesteps,
-                            bundle.arithmetic)
+                            bundle.profile)
         got = run.spikes[node_name]
     want = spikes[node_name].transpose(0, 1).numpy().astype(bool)
     return float((np.asarray(got).astype(bool).reshape(want.shape) == want).mean())

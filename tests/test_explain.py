@@ -88,7 +88,7 @@ def test_dequantized_records_requantize_to_the_integers(tiny):
     ``round(2^act_shift S b / 2^bias_exp)``, and the threshold is the float ``v_th`` again."""
     for key in ("loihi", "fpga", "fpga-shift", "fpga-mul4", "resnet"):
         bundle = read_bundle(tiny[key])
-        profile, graph = bundle.arithmetic, bundle.integer_graph
+        profile, graph = bundle.profile, bundle.integer_graph
         for edge in graph.edges:
             target = graph.node(edge.target)
             step = profile.weight_step
@@ -112,10 +112,10 @@ def test_all_dequantized_reproduces_the_integer_reference(tiny, key):
     (an implementation independent of the fake-quant path the report uses): >= 99%."""
     bundle = read_bundle(tiny[key])
     test = _test_split(bundle)
-    graph = dequantized_graph(bundle.float_graph, bundle.integer_graph, bundle.arithmetic, INGREDIENTS,
+    graph = dequantized_graph(bundle.float_graph, bundle.integer_graph, bundle.profile, INGREDIENTS,
                               decide_as_integer=True)
     _, spikes = _float_spikes(graph, test, bundle.timesteps)
-    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, bundle.arithmetic)
+    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, bundle.profile)
     equal = sum(int(np.count_nonzero(spikes[k] == ref.spikes[k])) for k in ref.spikes)
     assert equal / sum(v.size for v in ref.spikes.values()) >= 0.99
 
@@ -127,7 +127,7 @@ def test_all_dequantized_is_exact_after_one_rounded_decay(tiny, key):
     in fpga-mul, the shift form's rounding up in fpga-shift) give exactly the integer spikes, and
     in the readout's units exactly its membranes: the formulas are the integer record's meaning."""
     bundle = read_bundle(tiny[key])
-    profile, graph = bundle.arithmetic, bundle.integer_graph
+    profile, graph = bundle.profile, bundle.integer_graph
     assert bundle.timesteps == 2 and profile.name == {"fpga": "fpga-mul"}.get(key, key)
     test = _test_split(bundle)
     deq = dequantized_graph(bundle.float_graph, graph, profile, INGREDIENTS, decide_as_integer=True)
@@ -144,7 +144,7 @@ def test_nothing_quantized_is_the_float_run_and_decay_is_run_floats_betas(tiny):
     bundle = read_bundle(tiny["loihi"])
     test = _test_split(bundle)
     x, t = torch.as_tensor(test.analog, dtype=torch.float64), bundle.timesteps
-    profile, fgraph, igraph = bundle.arithmetic, bundle.float_graph, bundle.integer_graph
+    profile, fgraph, igraph = bundle.profile, bundle.float_graph, bundle.integer_graph
     logits, spikes = run_float(fgraph, x, t)
     same_logits, same_spikes = run_float(dequantized_graph(fgraph, igraph, profile, ()), x, t)
     assert torch.equal(logits, same_logits)
@@ -217,7 +217,7 @@ def test_report_on_a_4_bit_export(tiny, tmp_path, capsys):
     |W| maps to 7; -8 only comes of clipping), the report's blocks hold, and the weights are an
     ingredient that costs agreement (at 4 bits they are no longer the float ones)."""
     bundle = read_bundle(tiny["fpga-mul4"])
-    assert bundle.profile == "fpga-mul4"
+    assert bundle.profile.name == "fpga-mul4"
     weights = np.concatenate([e.weight.ravel() for e in bundle.integer_graph.edges])
     assert weights.min() >= -7 and weights.max() <= 7 and len(np.unique(weights)) >= 13
     doc, text = _simulate(tiny["fpga-mul4"], tmp_path, capsys)
@@ -235,7 +235,7 @@ def test_thresholds_that_differ_from_the_float_ones_are_an_ingredient(tiny):
     graph = bundle.integer_graph
     nodes = tuple(dataclasses.replace(n, vth=n.vth + 1) if n.name == "conv2" else n for n in graph.nodes)
     changed = dataclasses.replace(bundle, integer_graph=Graph(graph.input, nodes, graph.edges))
-    assert threshold_difference(changed.float_graph, changed.integer_graph, changed.arithmetic) > THRESHOLD_TOLERANCE
+    assert threshold_difference(changed.float_graph, changed.integer_graph, changed.profile) > THRESHOLD_TOLERANCE
     block = explain(changed, _test_split(changed))
     entry = block["ingredients"]["thresholds"]
     assert "skipped" not in entry

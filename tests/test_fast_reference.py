@@ -11,6 +11,7 @@ from hardware import fast_reference, reference
 from hardware import fixed_point as fp
 from hardware.bundle import read_bundle
 from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.data import DataSpec, load
 from tests.netgen import random_graph, random_inputs
 
@@ -39,16 +40,17 @@ def test_fast_equals_reference_on_random_graphs(seed, path):
     graph = random_graph(seed)
     timesteps = 4
     inputs = random_inputs(seed, graph, timesteps, batch=7)
-    ref = reference.run(graph, inputs, timesteps)
-    _assert_same(ref, fast_reference.run(graph, inputs, timesteps, chunk=3))  # chunks of 3, 3 and 1
+    ref = reference.run(graph, inputs, timesteps, LOIHI2)
+    _assert_same(ref, fast_reference.run(graph, inputs, timesteps, LOIHI2, chunk=3))  # chunks of 3, 3 and 1
 
 
 def test_fast_equals_reference_on_the_trained_net(default_run, path):
     bundle = read_bundle(default_run.bundle)
     _, test, _ = load(DataSpec(), bundle.timesteps)
-    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, LOIHI2)
     done = []
-    _assert_same(ref, fast_reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, progress=done.append))
+    _assert_same(ref, fast_reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, LOIHI2,
+                                         progress=done.append))
     assert sum(done) == len(test.pixels) == 360 and len(done) == 2  # two chunks of at most 256
 
 
@@ -93,17 +95,17 @@ def test_each_arithmetic_is_exact_where_it_is_chosen(input_max, arithmetic, path
     rng = np.random.default_rng(0)
     edge = _conv_edge(rng, (2, 6, 6), 3, (3, 3), (1, 1), (1, 1))
     graph = _one_edge_graph(edge, input_max)
-    worst, kind = fast_reference.worst_cases(graph, input_max)["c"]
+    worst, kind = fast_reference.worst_cases(graph, input_max, LOIHI2)["c"]
     if arithmetic == "int32 accumulate":
         assert worst < 1 << 23 and (kind == "int32 accumulate" if path == "compiled" else kind.startswith("float32"))
     else:
         assert kind.startswith(arithmetic) and worst >= 1 << 24
     inputs = rng.integers(0, input_max + 1, size=(9, 2, 6, 6))
     inputs[0] = input_max  # the worst case itself, where sums wrap
-    ref = reference.run(graph, inputs, 3)
+    ref = reference.run(graph, inputs, 3, LOIHI2)
     if input_max > 16:
         assert ref.saturation["n"]["a_wrap"] > 0
-    _assert_same(ref, fast_reference.run(graph, inputs, 3, chunk=4))
+    _assert_same(ref, fast_reference.run(graph, inputs, 3, LOIHI2, chunk=4))
 
 
 def test_weight_exponents_and_event_frames(path):
@@ -117,9 +119,9 @@ def test_weight_exponents_and_event_frames(path):
                  IntegerEdge("r", "h", "out", Geometry("dense", (6,), (2,)), np.full((2, 6), 8, np.int64), 0, 1.0))
         graph = Graph(Input((2, 3, 3), "event-frames", 1), nodes, edges)
         frames = (rng.random((5, 6, 2, 3, 3)) < 0.4).astype(np.int64)
-        ref = reference.run(graph, frames, 6)
+        ref = reference.run(graph, frames, 6, LOIHI2)
         assert ref.spikes["h"].any()
-        _assert_same(ref, fast_reference.run(graph, frames, 6, chunk=2))
+        _assert_same(ref, fast_reference.run(graph, frames, 6, LOIHI2, chunk=2))
 
 
 def test_fast_path_agrees_with_fake_quant_too():
@@ -128,8 +130,8 @@ def test_fast_path_agrees_with_fake_quant_too():
 
     graph = next(g for g in map(random_graph, range(50)) if not g.is_chain and g.input.encoding == "event-frames")
     inputs = random_inputs(1, graph, 4, batch=6)
-    fast = fast_reference.run(graph, inputs, 4)
-    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), 4)
+    fast = fast_reference.run(graph, inputs, 4, LOIHI2)
+    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), 4, LOIHI2)
     for name in fast.spikes:
         assert np.array_equal(spikes[name].numpy(), fast.spikes[name]), name
     assert np.array_equal(readout.numpy(), fast.readout)

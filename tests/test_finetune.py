@@ -27,12 +27,13 @@ import torch
 
 from export import finetune as ft
 from export.fake_quant import run_fake_quant
+from export.flow import quantize_for
 from export.fold import fold, readout_bound
 from export.quantize import QuantPolicy, pins_of
-from export.targets import TARGETS
 from hardware.bundle import read_bundle
 from hardware.graph import Input
-from hardware.profile import LOIHI2, PROFILES, TARGET_PROFILES
+from hardware.targets import TARGETS, profiles
+from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
 from lsg_deploy.data import DataSpec, load
 from tests.papernets import untrained
@@ -50,14 +51,14 @@ def test_the_forward_is_the_fake_quant_network(arch, profile):
     shape, width, encoding, input_max = NETS[arch]
     net = untrained(arch, shape, encoding, input_max, width=width, timesteps=T, seed=3)
     model, spec, pixels, analog = net.model, net.spec, net.pixels, net.analog
-    target = next(t for t, names in TARGET_PROFILES.items() if profile in names)
+    target = next(t for t in TARGETS.values() if profile in t.profile_names)
     graph = fold(model, spec)
-    start, _, _ = TARGETS[target].load_quantizer()(graph, readout_bound(graph, analog, T),
-                                                   QuantPolicy(on_overflow="clip"), profile)
-    forward = ft.IntegerForward(model, spec, PROFILES[profile], pins_of(start))
+    start, _, _, _ = quantize_for(target, profiles()[profile], graph, readout_bound(graph, analog, T),
+                                  QuantPolicy(on_overflow="clip"))
+    forward = ft.IntegerForward(model, spec, profiles()[profile], pins_of(start))
     assert ft.graphs_equal(forward.integer_graph(), start) == []
     out = forward(pixels, T)
-    spikes, membranes = run_fake_quant(start, pixels, T, PROFILES[profile])
+    spikes, membranes = run_fake_quant(start, pixels, T, profiles()[profile])
     assert torch.equal(out.membranes.to(torch.int64), membranes)
     assert torch.equal(out.membranes, out.membranes.round())  # float64 holding integers
     for name, fired in spikes.items():
@@ -92,11 +93,11 @@ def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digi
     spec = Input(tuple(model.input_shape), "direct", 16)
     x = digits_pixels
     y = torch.randint(0, 10, (len(x),), generator=torch.Generator().manual_seed(0))
-    target = next(t for t, names in TARGET_PROFILES.items() if profile in names)
+    target = next(t for t in TARGETS.values() if profile in t.profile_names)
     graph = fold(model, spec)
-    start, _, _ = TARGETS[target].load_quantizer()(graph, readout_bound(graph, x.double() / 16, model.timesteps),
-                                                   QuantPolicy(), profile)
-    forward = ft.IntegerForward(model, spec, PROFILES[profile], pins_of(start))
+    start, _, _, _ = quantize_for(target, profiles()[profile], graph,
+                                  readout_bound(graph, x.double() / 16, model.timesteps), QuantPolicy())
+    forward = ft.IntegerForward(model, spec, profiles()[profile], pins_of(start))
     torch.nn.functional.cross_entropy(forward(x, model.timesteps).logits, y).backward()
     integer = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
@@ -129,7 +130,7 @@ def test_finetune_exports_to_the_network_it_trained(finetuned, tmp_path):
     checkpoint, printed = finetuned
     model, doc = load_checkpoint(checkpoint)
     record = ft.QuantizationRecord.from_checkpoint(doc)
-    profile = PROFILES[record.profile]
+    profile = profiles()[record.profile]
     assert (record.target, record.profile) == ("loihi", "loihi2-lava-0.10-fixed_pt")
     assert sorted(record.pins) == ["conv1", "conv2", "fc1", "readout"]
     history = record.history

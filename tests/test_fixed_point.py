@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hardware import fixed_point as fp
-from hardware.profile import LOIHI2
+from hardware.targets.loihi.profile import LOIHI2
 
 
 def test_dv_beta_round_trip_is_exact_on_every_code():

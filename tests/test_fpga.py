@@ -25,9 +25,12 @@ from export.fake_quant import run_fake_quant
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware import fast_reference, reference
 from hardware.bundle import read_bundle
-from hardware.fpga_tables import from_words, parse_header, read_mem, read_tables, to_words
 from hardware.graph import BundleError, FloatEdge, FloatNode, Geometry, Graph, Input
-from hardware.profile import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT, LOIHI2, PROFILES, TARGET_PROFILES, Profile
+from hardware.profile import Profile
+from hardware.targets import TARGETS, profiles
+from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
+from hardware.targets.fpga.tables import from_words, parse_header, read_mem, read_tables, to_words
+from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
 from tests.netgen import fpga_inputs, random_fpga_chain
 
@@ -102,8 +105,9 @@ def test_the_threshold_mapping_puts_the_float_threshold_on_the_integer_one():
 
 
 def test_targets_list_their_profiles():
-    assert TARGET_PROFILES == {"loihi": (LOIHI2.name,), "fpga": ("fpga-mul", "fpga-shift", "fpga-mul4")}
-    assert all(name in PROFILES for names in TARGET_PROFILES.values() for name in names)
+    assert {name: t.profile_names for name, t in TARGETS.items()} == {
+        "loihi": (LOIHI2.name,), "fpga": ("fpga-mul", "fpga-shift", "fpga-mul4")}
+    assert profiles() == {p.name: p for t in TARGETS.values() for p in t.profiles}
 
 
 def test_the_4_bit_profile_is_fpga_mul_but_for_its_weights():
@@ -150,7 +154,7 @@ def _dense_net(fan_in: int, weight: float, bias: float = 0.0) -> Graph:
 
 @pytest.mark.parametrize("profile", FPGA, ids=lambda p: p.name)
 def test_quantization_to_an_fpga_profile(profile):
-    q, summary, warnings = quantize(_dense_net(8, 0.2, bias=0.05), 10.0, profile=profile)
+    q, summary, warnings = quantize(_dense_net(8, 0.2, bias=0.05), 10.0, None, profile)
     h, r = q.nodes
     assert warnings == [] and summary["profile"] == profile.name
     assert h.du == 0 and h.bias_exp == 0 and h.dv == profile.beta_to_code(0.3)
@@ -167,7 +171,7 @@ def test_4_bit_weights_reach_minus_8_only_by_clipping_an_outlier():
     weight = np.full((4, 8), 0.2)
     weight[0, :3] = (-1.0, -0.1, 0.05)
     net = Graph(net.input, net.nodes, (dataclasses.replace(net.edges[0], weight=weight), net.edges[1]))
-    q, _, _ = quantize(net, 10.0, profile=FPGA_MUL4)
+    q, _, _ = quantize(net, 10.0, None, FPGA_MUL4)
     w = q.edges[0].weight
     assert w.min() == -7 and w[1].tolist() == [1] * 8  # 0.2 of a largest 1.0: 7 * 0.2 = 1.4 -> 1
     with pytest.raises(RangeError, match=r"layer h: 1 weight value\(s\) outside \[-8, 7\] \(worst -35\)"):
@@ -181,16 +185,16 @@ def test_4_bit_weights_reach_minus_8_only_by_clipping_an_outlier():
 
 def test_an_accumulator_that_could_overflow_is_an_error_naming_the_layer():
     with pytest.raises(RangeError, match=r"layer h: worst-case synaptic sum \d+ does not fit the 24-bit"):
-        quantize(_dense_net(5000, 0.2), 10.0, profile=FPGA_MUL)
+        quantize(_dense_net(5000, 0.2), 10.0, None, FPGA_MUL)
 
 
 def test_a_bias_out_of_range_is_an_error_or_clipped_and_counted():
     """A bias the weights' scale cannot hold lowers the scale; one too large even for the smallest
     (vth 1 under >=: S = 1 / v_th = 2) is an error, or clipped."""
-    q, summary, _ = quantize(_dense_net(8, 1e-4, bias=5.0), 10.0, profile=FPGA_SHIFT)
+    q, summary, _ = quantize(_dense_net(8, 1e-4, bias=5.0), 10.0, None, FPGA_SHIFT)
     assert summary["layers"]["h"]["scale_bound"] == "biases" and summary["layers"]["h"]["clipped"]["bias"] == 0
     with pytest.raises(RangeError, match=r"layer h: 4 bias_mant .*outside \[-32767, 32767\] \(worst 200000\)"):
-        quantize(_dense_net(8, 1e-4, bias=1e5), 10.0, profile=FPGA_SHIFT)
+        quantize(_dense_net(8, 1e-4, bias=1e5), 10.0, None, FPGA_SHIFT)
     q, summary, warnings = quantize(_dense_net(8, 1e-4, bias=1e5), 10.0, QuantPolicy(on_overflow="clip"), FPGA_SHIFT)
     assert summary["layers"]["h"]["clipped"]["bias"] == 4 and q.nodes[0].bias_mant.max() == 32767
     assert "clipped 4 bias_mant" in warnings[0]
@@ -202,7 +206,7 @@ def test_a_bias_out_of_range_is_an_error_or_clipped_and_counted():
 def fpga_bundles(default_run, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fpga")
     out = {}
-    for name in TARGET_PROFILES["fpga"]:
+    for name in TARGETS["fpga"].profile_names:
         out[name] = root / name
         assert main(["export", "--target", "fpga", str(default_run.model), "--out", str(out[name]),
                      "--profile", name, "--quiet"]) == 0
@@ -215,7 +219,7 @@ def test_tables_parse_back_to_the_bundles_integers(fpga_bundles):
         graph = bundle.integer_graph
         tables = read_tables(path)
         arrays, defines = parse_header(path / "network.h")
-        assert bundle.profile == name and tables.manifest["profile"]["name"] == name
+        assert bundle.profile.name == name and tables.manifest["profile"]["name"] == name
         for e in graph.edges:
             assert np.array_equal(tables.weights[e.name], e.weight), e.name
             assert np.array_equal(arrays[f"{e.name}_WEIGHT".upper()], e.weight.ravel())
@@ -259,7 +263,7 @@ def test_mem_words_round_trip_at_every_width(data):
 def test_a_4_bit_table_round_trips_through_the_mem_file_and_the_header(tmp_path):
     """Random 4-bit chains, negative weights and -8 included: the .mem words (one hex digit) and
     the header's int8_t arrays parse back to exactly the integers."""
-    from hardware.fpga_tables import write_tables
+    from hardware.targets.fpga.tables import write_tables
 
     for seed in range(3):
         graph = random_fpga_chain(seed, FPGA_MUL4)
@@ -283,7 +287,7 @@ def test_a_4_bit_table_round_trips_through_the_mem_file_and_the_header(tmp_path)
 def test_manifest_states_the_arithmetic_and_a_worked_example(fpga_bundles):
     for name, path in fpga_bundles.items():
         m = json.loads((path / "manifest.json").read_text())
-        profile = PROFILES[name]
+        profile = profiles()[name]
         bits = {"fpga-mul4": 4}.get(name, 8)
         assert m["profile"]["weight"] == {"bits": bits, "signed": True, "min": profile.weight_min,
                                           "max": profile.weight_max, "hex_digits": bits // 4, "c_type": "int8_t",
@@ -329,8 +333,8 @@ def test_a_bundle_whose_profile_does_not_hold_its_integers_is_refused(fpga_bundl
 
     bundle = read_bundle(fpga_bundles["fpga-shift"])
     with pytest.raises(BundleError, match="dv range"):  # a shift code read as a multiplier is out of range
-        dataclasses.replace(bundle, profile="fpga-mul", integer_graph=dataclasses.replace(
+        dataclasses.replace(bundle, profile=FPGA_MUL, integer_graph=dataclasses.replace(
             bundle.integer_graph, nodes=tuple(dataclasses.replace(n, dv=1025) for n in bundle.integer_graph.nodes)))
-    with pytest.raises(BundleError, match="not one of target fpga's"):
+    with pytest.raises(BundleError, match="profile must be a Profile"):  # the arithmetic itself, not a name
         Bundle(target="fpga", timesteps=4, float_graph=bundle.float_graph, integer_graph=bundle.integer_graph,
-               profile=LOIHI2.name)
+               profile="fpga-mul")

@@ -20,7 +20,7 @@ from hardware import fixed_point as fp
 from hardware import reference
 from hardware.bundle import Bundle, BundleError, write_bundle
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.lava_backend import (
+from hardware.targets.loihi.lava.backend import (
     LavaLimitError,
     check_lava_limits,
     conv_kernel_to_lava,
@@ -28,8 +28,8 @@ from hardware.lava_backend import (
     lava_step,
     layouts,
 )
-from hardware.lava_run import read_job, write_job
-from hardware.lava_subprocess import (
+from hardware.targets.loihi.lava.child import read_job, write_job
+from hardware.targets.loihi.lava.parent import (
     ENV_VAR,
     LavaEnvironmentError,
     LavaJob,
@@ -37,6 +37,7 @@ from hardware.lava_subprocess import (
     run_lava_bundle,
     run_lava_jobs,
 )
+from hardware.targets.loihi.profile import LOIHI2
 from tests import netgen
 
 LAVA_TIMEOUT_S = 600
@@ -241,7 +242,7 @@ def runs() -> Runs:
         pairs = [next(results) for _ in jobs]
         out.lava[key] = [run for run, _ in pairs]
         out.timing[key] = [timing for _, timing in pairs]
-        out.refs[key] = [reference.run(job.graph, job.inputs, job.timesteps) for job in jobs]
+        out.refs[key] = [reference.run(job.graph, job.inputs, job.timesteps, LOIHI2) for job in jobs]
     return out
 
 
@@ -314,7 +315,7 @@ def test_the_papers_networks_match_bit_for_bit(runs, index, arch):
     job, ref, lava = runs.jobs["paper"][index], runs.refs["paper"][index], runs.lava["paper"][index]
     assert len(job.graph.nodes) == (19 if arch == "resnet19" else 9)
     assert_same(ref, lava, arch)
-    spikes, membranes = run_fake_quant(job.graph, torch.as_tensor(job.inputs), job.timesteps)
+    spikes, membranes = run_fake_quant(job.graph, torch.as_tensor(job.inputs), job.timesteps, LOIHI2)
     assert np.array_equal(membranes.numpy(), ref.readout)
     for name, fired in spikes.items():
         assert np.array_equal(fired.numpy(), ref.spikes[name]), name
@@ -374,7 +375,7 @@ def test_bundle_directory_runs_through_the_subprocess(tmp_path):
     inputs = netgen.random_inputs(5, graph, 3, batch=2)
     timing: dict[str, float] = {}
     lava = _lava(run_lava_bundle, tmp_path, inputs, timing=timing)
-    assert_same(reference.run(graph, inputs, 3), lava, "bundle directory")
+    assert_same(reference.run(graph, inputs, 3, LOIHI2), lava, "bundle directory")
     assert timing["steps"] == 2 * 3 + 7
 
 
@@ -392,7 +393,7 @@ def test_digits_bundle_matches_bit_for_bit(tmp_path_factory):
     inputs = test.pixels[:DIGITS_SAMPLES]
     timing: dict[str, float] = {}
     lava = _lava(run_lava_bundle, root / "bundle", inputs, timing=timing)
-    ref = reference.run(bundle.integer_graph, inputs, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, inputs, bundle.timesteps, LOIHI2)
     assert_same(ref, lava, f"digits bundle, {DIGITS_SAMPLES} test images")
     depth = bundle.integer_graph.depths()[bundle.integer_graph.readout.name]
     assert timing["steps"] == DIGITS_SAMPLES * bundle.timesteps + depth

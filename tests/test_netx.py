@@ -14,13 +14,20 @@ import h5py
 import numpy as np
 import pytest
 
-from export.netx import NETX_BIAS_EXP, NetxError, input_message_bits, netx_groups, skip_reason, write_netx
 from export.quantize import QuantPolicy, quantize
 from hardware import fixed_point as fp
 from hardware import reference
 from hardware.bundle import Bundle
 from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import LOIHI2
+from hardware.targets.loihi.netx import (
+    NETX_BIAS_EXP,
+    NetxError,
+    input_message_bits,
+    netx_groups,
+    skip_reason,
+    write_netx,
+)
+from hardware.targets.loihi.profile import LOIHI2
 from tests.netgen import placeholder_float, random_inputs, random_network
 
 # --- bundles built here ---------------------------------------------------------------------------
@@ -55,12 +62,13 @@ def _float_net(seed: int = 0) -> Graph:
 
 
 def _bundle(float_graph: Graph, integer_graph: Graph, timesteps: int = 3) -> Bundle:
-    return Bundle(target="loihi", timesteps=timesteps, float_graph=float_graph, integer_graph=integer_graph)
+    return Bundle(target="loihi", timesteps=timesteps, float_graph=float_graph, integer_graph=integer_graph,
+                  profile=LOIHI2)
 
 
 def _quantized_bundle(seed: int = 0) -> Bundle:
     graph = _float_net(seed)
-    q, _, warnings = quantize(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
+    q, _, warnings = quantize(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP), LOIHI2)
     assert warnings == []
     return _bundle(graph, q)
 
@@ -166,15 +174,15 @@ def test_input_message_bits_hold_the_pixel_range():
 
 def test_quant_policy_bias_exp_puts_biases_on_the_netx_grid():
     graph = _float_net(1)
-    q, summary, _ = quantize(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP))
+    q, summary, _ = quantize(graph, 10.0, QuantPolicy(bias_exp=NETX_BIAS_EXP), LOIHI2)
     assert all(x.bias_exp == NETX_BIAS_EXP for x in q.nodes)
     assert summary["policy"]["bias_exp"] == NETX_BIAS_EXP
-    free, _, _ = quantize(graph, 10.0)
+    free, _, _ = quantize(graph, 10.0, None, LOIHI2)
     # the same bias, rounded to one activation unit (64 membrane units)
     for a, b in zip(q.nodes, free.nodes, strict=True):
         assert np.abs((a.bias_mant << a.bias_exp) - (b.bias_mant << b.bias_exp)).max() <= 32 + (1 << b.bias_exp)
     with pytest.raises(ValueError, match="bias_exp 8 outside"):
-        quantize(graph, 10.0, QuantPolicy(bias_exp=8))
+        quantize(graph, 10.0, QuantPolicy(bias_exp=8), LOIHI2)
 
 
 # --- what netx cannot represent: refused, nothing written -----------------------------------------
@@ -325,7 +333,7 @@ def test_file_read_as_netx_computes_the_reference(tmp_path, seed):
         assert "all <= 0" in str(exc) or "all-zero" in str(exc)
         return
     pixels = random_inputs(seed, bundle.integer_graph, 4, batch=5)
-    ref = reference.run(bundle.integer_graph, pixels, 4)
+    ref = reference.run(bundle.integer_graph, pixels, 4, LOIHI2)
     spikes, readout = _run_as_netx(path, pixels, 4)
     for node, got in zip(bundle.integer_graph.hidden, spikes, strict=True):
         assert np.array_equal(got, ref.spikes[node.name]), node.name
@@ -337,7 +345,7 @@ def test_quantized_bundle_read_as_netx_computes_the_reference(tmp_path):
     path = tmp_path / "model.net"
     write_netx(bundle, path)
     pixels = np.random.default_rng(2).integers(0, 17, size=(8, *bundle.input.shape))
-    ref = reference.run(bundle.integer_graph, pixels, bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, pixels, bundle.timesteps, LOIHI2)
     spikes, readout = _run_as_netx(path, pixels, bundle.timesteps)
     assert sum(int(s.sum()) for s in spikes) > 0  # the comparison is not of silent networks
     for node, got in zip(bundle.integer_graph.hidden, spikes, strict=True):

@@ -35,10 +35,10 @@ from onnx.reference import ReferenceEvaluator
 from export import onnx_format as fmt
 from export.fold import fold, run_float
 from export.onnx_export import OPSET, step_model
-from export.targets import TARGETS
+from export.targets import FLOAT_EXPORTS, choices
 from hardware import files
 from hardware.graph import EVENT_FRAMES, Input
-from hardware.profile import TARGET_PROFILES
+from hardware.targets import TARGETS
 from lsg_deploy.cli import main
 from lsg_deploy.data import DATASETS, DataSpec, load
 from training.checkpoint import checkpoint_bytes, checkpoint_document, load_checkpoint
@@ -209,10 +209,12 @@ def test_float_and_bundle_options_are_refused_with_one_line(exported, tmp_path, 
     assert not out.exists()
 
 
-def test_the_registry_kinds_match_the_profiles():
-    """A quantized target has integer profiles to offer, a float target none (its options are refused)."""
-    assert {name for name, t in TARGETS.items() if t.quantized} == set(TARGET_PROFILES)
-    assert TARGETS["onnx"].requires == ("onnx",) and TARGETS["onnx"].missing() is None
+def test_the_float_exports_are_apart_from_the_quantized_targets():
+    """A quantized target (the hardware registry) has integer profiles to offer; a float export has
+    none (its options are refused) and is no quantized target."""
+    assert set(choices()) == set(TARGETS) | set(FLOAT_EXPORTS) and not set(TARGETS) & set(FLOAT_EXPORTS)
+    assert all(t.profiles for t in TARGETS.values())
+    assert FLOAT_EXPORTS["onnx"].requires == ("onnx",) and FLOAT_EXPORTS["onnx"].missing() is None
 
 
 def test_missing_onnx_package_is_one_line(exported, tmp_path, capsys, monkeypatch):

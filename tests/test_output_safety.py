@@ -368,7 +368,7 @@ def test_training_killed_mid_run_leaves_a_loadable_checkpoint(tmp_path):
 
 
 def test_lava_is_never_looked_up_in_the_current_directory(tmp_path, monkeypatch):
-    from hardware import lava_subprocess
+    from hardware.targets.loihi.lava import parent as lava_subprocess
 
     planted = tmp_path / ".venv-lava" / "bin" / "python"
     planted.parent.mkdir(parents=True)

@@ -38,7 +38,7 @@ def test_the_wheel_holds_every_package_and_the_verilog(tmp_path):
     wanted = {p.relative_to(source).as_posix() for name in TOP_LEVEL
               for p in (source / name).rglob("*") if p.suffix in (".py", ".v")}
     assert wanted - packed == set()
-    assert "training/datasets/cifar.py" in packed and "hardware/rtl/lif_neuron.v" in packed
+    assert "training/datasets/cifar.py" in packed and "hardware/targets/fpga/rtl/lif_neuron.v" in packed
 
 
 def test_the_installed_wheel_trains_on_cifar_files_exports_and_simulates(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from export.fake_quant import run_fake_quant
 from hardware import reference
 from hardware.bundle import read_bundle
+from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
 from lsg_deploy.data import DataSpec, load
 from training.checkpoint import content_digest
@@ -58,8 +59,8 @@ def test_fake_quant_equals_integer_reference_on_the_test_split(default_run):
     bundle = read_bundle(default_run.bundle)
     _, test, _ = load(DataSpec())
     assert len(test.labels) >= 200
-    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps)
-    spikes, readout = run_fake_quant(bundle.integer_graph, torch.as_tensor(test.pixels), bundle.timesteps)
+    ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, LOIHI2)
+    spikes, readout = run_fake_quant(bundle.integer_graph, torch.as_tensor(test.pixels), bundle.timesteps, LOIHI2)
     for name, s in ref.spikes.items():
         assert np.array_equal(spikes[name].numpy(), s), name
         assert s.any()

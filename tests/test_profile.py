@@ -12,17 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware import fixed_point as fp
-from hardware.profile import (
-    FPGA_MUL,
-    FPGA_MUL4,
-    FPGA_SHIFT,
-    LOIHI2,
-    PROFILES,
-    Profile,
-    ProfileError,
-    round_half_down,
-    twos_complement_weights,
-)
+from hardware.profile import Profile, ProfileError, round_half_down
+from hardware.targets import profiles
+from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT, twos_complement_weights
+from hardware.targets.loihi.profile import LOIHI2
 
 STATE = st.integers(min_value=-(2**23) - 5, max_value=2**23 + 5)
 
@@ -56,7 +49,7 @@ def test_lif_step_golden_values():
 
 
 def test_the_loihi_profile_matches_the_fixed_point_facts():
-    assert PROFILES[LOIHI2.name] is LOIHI2
+    assert profiles()[LOIHI2.name] is LOIHI2
     assert LOIHI2.ranges()["weight"] == (fp.WEIGHT_MIN, fp.WEIGHT_MAX)
     assert LOIHI2.decay_max == fp.DECAY_MAX and LOIHI2.state_limit == fp.STATE_LIMIT
 
@@ -110,7 +103,7 @@ def test_beta_to_code_sends_an_exact_tie_to_the_smaller_code(profile, beta, smal
     assert profile.beta_to_code(np.nextafter(beta, neighbours[1])) == smaller + 1  # just past it
 
 
-@pytest.mark.parametrize("profile", list(PROFILES.values()), ids=list(PROFILES))
+@pytest.mark.parametrize("profile", list(profiles().values()), ids=list(profiles()))
 def test_codes_and_betas_are_an_inverse_pair(profile):
     """code -> beta -> code on every code, and beta -> code -> beta lands on the nearest code."""
     codes = range(profile.decay_max + 1)

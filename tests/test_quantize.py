@@ -8,7 +8,7 @@ import pytest
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware import fixed_point as fp
 from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input
-from hardware.profile import LOIHI2
+from hardware.targets.loihi.profile import LOIHI2
 
 INPUT = Input((1, 4, 4), "direct", 16)
 
@@ -46,7 +46,7 @@ def _residual(shortcut_gain: float) -> Graph:
 
 def test_integer_tables_dequantize_close_to_the_float_ones():
     graph = _net()
-    q, summary, warnings = quantize(graph, readout_bound=10.0)
+    q, summary, warnings = quantize(graph, readout_bound=10.0, policy=None, profile=LOIHI2)
     assert warnings == []
     for f, i, fe, ie in zip(graph.nodes, q.nodes, graph.edges, q.edges, strict=True):
         w_back = ie.weight * ie.input_scale / i.scale
@@ -65,7 +65,7 @@ def test_integer_tables_dequantize_close_to_the_float_ones():
 
 
 def test_readout_scale_keeps_the_calibrated_sum_in_range():
-    q, _, _ = quantize(_net(), readout_bound=5000.0)
+    q, _, _ = quantize(_net(), readout_bound=5000.0, policy=None, profile=LOIHI2)
     readout = q.readout
     assert 64 * readout.scale * 5000.0 <= 0.5 * (fp.VTH_MAX << fp.VTH_SHIFT) * (1 + 1e-12)
 
@@ -73,25 +73,25 @@ def test_readout_scale_keeps_the_calibrated_sum_in_range():
 def test_a_bias_too_large_for_the_weights_scale_lowers_the_scale():
     """The biases bound the scale as the weights do: with biases 1e4 times larger, layer c takes a
     smaller scale (a coarser weight grid) and its biases fit, unclipped."""
-    small, _, _ = quantize(_net(bias_scale=0.1), readout_bound=10.0)
-    large, summary, warnings = quantize(_net(bias_scale=1e3), readout_bound=10.0)
+    small, _, _ = quantize(_net(bias_scale=0.1), readout_bound=10.0, policy=None, profile=LOIHI2)
+    large, summary, warnings = quantize(_net(bias_scale=1e3), readout_bound=10.0, policy=None, profile=LOIHI2)
     assert summary["layers"]["c"]["scale_bound"] == "biases" and not warnings
     assert summary["layers"]["h"]["scale_bound"] == "biases"
     assert large.nodes[0].scale < small.nodes[0].scale
     assert summary["layers"]["c"]["clipped"] == {"weight": 0, "bias": 0}
-    assert quantize(_net(bias_scale=0.1), 10.0)[1]["layers"]["c"]["scale_bound"] == "weights"
+    assert quantize(_net(bias_scale=0.1), 10.0, None, LOIHI2)[1]["layers"]["c"]["scale_bound"] == "weights"
 
 
 def test_bias_out_of_range_names_the_layer_and_value():
     """Too large even for the smallest threshold's scale (vth 0: S = 1 / (64 v_th))."""
     layers = _net(bias_scale=1e7)
     with pytest.raises(RangeError, match=r"layer c: .*bias_mant.*worst"):
-        quantize(layers, readout_bound=10.0)
+        quantize(layers, readout_bound=10.0, policy=None, profile=LOIHI2)
 
 
 def test_clip_policy_clips_counts_and_warns():
     layers = _net(bias_scale=1e7)
-    q, summary, warnings = quantize(layers, 10.0, QuantPolicy(on_overflow="clip"))
+    q, summary, warnings = quantize(layers, 10.0, QuantPolicy(on_overflow="clip"), LOIHI2)
     assert q.nodes[0].bias_mant.max() <= fp.BIAS_MANT_MAX and q.nodes[0].bias_exp == fp.BIAS_EXP_MAX
     assert summary["layers"]["c"]["clipped"]["bias"] > 0
     assert any("layer c: clipped" in w for w in warnings)
@@ -100,8 +100,8 @@ def test_clip_policy_clips_counts_and_warns():
 def test_weight_percentile_below_100_needs_clipping():
     layers = _net()
     with pytest.raises(RangeError, match="weight value"):
-        quantize(layers, 10.0, QuantPolicy(weight_percentile=90))
-    _, summary, _ = quantize(layers, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=90))
+        quantize(layers, 10.0, QuantPolicy(weight_percentile=90), LOIHI2)
+    _, summary, _ = quantize(layers, 10.0, QuantPolicy(on_overflow="clip", weight_percentile=90), LOIHI2)
     assert summary["layers"]["h"]["clipped"]["weight"] > 0
 
 
@@ -118,7 +118,7 @@ def test_edges_into_one_node_share_its_scale(gain):
     becomes explicit integer weights 2 round(gain S / 2) on the diagonal, zero elsewhere, and the
     tighter of the two edges' ranges sets S."""
     graph = _residual(gain)
-    q, summary, _ = quantize(graph, readout_bound=10.0)
+    q, summary, _ = quantize(graph, readout_bound=10.0, policy=None, profile=LOIHI2)
     s = q.node("s")
     conv2, shortcut = (next(e for e in q.edges if e.name == n) for n in ("s.conv2", "s.shortcut"))
     diagonal = 2 * round(gain * s.scale / 2)

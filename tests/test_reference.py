@@ -16,7 +16,8 @@ from export.fake_quant import run_fake_quant
 from hardware import fast_reference, reference
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, BundleError, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import FPGA_MUL, LOIHI2
+from hardware.targets.fpga.profiles import FPGA_MUL
+from hardware.targets.loihi.profile import LOIHI2
 from tests.netgen import random_fpga_chain, random_graph, random_inputs
 
 
@@ -62,8 +63,8 @@ def test_tie_at_threshold_does_not_spike_one_above_does():
     net_above = _chain(_dense([[10]], bias_mant=1, vth=vth), _dense([[2]], readout=True, vth=fp.VTH_MAX))
     pixels = np.ones((1, 1, 1, 1), np.int64)
     for net, expect in ((net_tie, False), (net_above, True)):
-        run = reference.run(net, pixels, 1)
-        fq_spikes, _ = run_fake_quant(net, torch.as_tensor(pixels), 1)
+        run = reference.run(net, pixels, 1, LOIHI2)
+        fq_spikes, _ = run_fake_quant(net, torch.as_tensor(pixels), 1, LOIHI2)
         assert bool(run.spikes["h"][0, 0, 0]) is expect
         assert bool(fq_spikes["h"][0, 0, 0]) is expect
 
@@ -72,7 +73,7 @@ def test_reset_and_decay_follow_lavas_arithmetic():
     """Hand-computed trace: v = D(v, dv) + (a << 6) + bias, spike on v > vth << 6, reset to 0."""
     layer = _dense([[2]], bias_mant=5, bias_exp=1, dv=1024, vth=3)  # vth << 6 = 192, a << 6 = 128
     readout = _dense([[2]], readout=True, vth=fp.VTH_MAX)
-    run = reference.run(_chain(layer, readout), np.ones((1, 1, 1, 1), np.int64), 4)
+    run = reference.run(_chain(layer, readout), np.ones((1, 1, 1, 1), np.int64), 4, LOIHI2)
     v, spikes = 0, []
     for _ in range(4):
         v = int(np.sign(v * 3072) * (abs(v * 3072) >> 12)) + 128 + 10
@@ -85,7 +86,7 @@ def test_saturation_is_counted_not_hidden():
     """A huge positive bias pins v at the clip; a conv sum beyond 24 bits wraps and is counted."""
     clip = _dense([[0]], bias_mant=fp.BIAS_MANT_MAX, bias_exp=fp.BIAS_EXP_MAX, dv=0, vth=fp.VTH_MAX)
     readout = _dense([[0]], readout=True, vth=fp.VTH_MAX)
-    run = reference.run(_chain(clip, readout), np.zeros((2, 1, 1, 1), np.int64), 40)
+    run = reference.run(_chain(clip, readout), np.zeros((2, 1, 1, 1), np.int64), 40, LOIHI2)
     steps_to_clip = -(-fp.STATE_LIMIT // (fp.BIAS_MANT_MAX << fp.BIAS_EXP_MAX))
     assert run.saturation["h"]["v_clip"] > 0
     # v clips at 2^23 - 1 > vth << 6 = 2^23 - 64, so it spikes and resets: every spike is counted
@@ -98,7 +99,7 @@ def test_saturation_is_counted_not_hidden():
                       dv=0, vth=0, scale=1.0))
     readout = _dense([[0]], readout=True, vth=fp.VTH_MAX)
     pixels = np.full((1, 1, 1, 1), 2**16, np.int64)  # 254 * 2^16 > 2^23: wraps to signed 24 bits
-    run = reference.run(_chain(wide, readout), pixels, 1)
+    run = reference.run(_chain(wide, readout), pixels, 1, LOIHI2)
     assert run.saturation["c"]["a_wrap"] == 1
 
 
@@ -115,8 +116,8 @@ def test_edges_into_one_node_sum_without_a_second_wrap():
                        readout=True),)
     graph = Graph(Input((1, 1, 1), "direct", (1 << 23) - 1), nodes, edges)
     x = np.full((1, 1, 1, 1), 2**22 - 1, np.int64)  # 2 x = 2^23 - 2: no wrap on either edge
-    run = reference.run(graph, x, 1)
-    _, readout = run_fake_quant(graph, torch.as_tensor(x), 1)
+    run = reference.run(graph, x, 1, LOIHI2)
+    _, readout = run_fake_quant(graph, torch.as_tensor(x), 1, LOIHI2)
     # a = 2^24 - 4 drives v to the clip, past the readout's threshold: a counted spike and a reset
     # (a wrapped sum, -4, would leave v = -256 with nothing to count)
     assert run.readout[0, 0, 0] == readout[0, 0, 0] == 0
@@ -128,8 +129,8 @@ def test_fake_quant_equals_reference_on_random_graphs(seed):
     graph = random_graph(seed)
     timesteps = 4
     inputs = random_inputs(seed, graph, timesteps, batch=5)
-    ref = reference.run(graph, inputs, timesteps)
-    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), timesteps)
+    ref = reference.run(graph, inputs, timesteps, LOIHI2)
+    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), timesteps, LOIHI2)
     assert set(spikes) == set(ref.spikes)
     for name in ref.spikes:
         assert np.array_equal(spikes[name].numpy(), ref.spikes[name]), name
@@ -146,8 +147,8 @@ def test_fake_quant_equals_reference_on_the_papers_networks_at_full_width(arch, 
 
     net = untrained(arch, shape, encoding, input_max, timesteps=2, batch=4)
     graph = loihi_graph(net)
-    ref = reference.run(graph, net.pixels.numpy(), net.timesteps)
-    spikes, readout = run_fake_quant(graph, net.pixels, net.timesteps)
+    ref = reference.run(graph, net.pixels.numpy(), net.timesteps, LOIHI2)
+    spikes, readout = run_fake_quant(graph, net.pixels, net.timesteps, LOIHI2)
     assert len(graph.nodes) == (19 if arch == "resnet19" else 9)
     for name in ref.spikes:
         assert np.array_equal(spikes[name].numpy(), ref.spikes[name]), name
@@ -159,7 +160,7 @@ def test_reference_rejects_float_inputs():
     graph = random_graph(0)
     with pytest.raises(ValueError, match="integers"):
         reference.run(graph, np.zeros((1, *graph.input.shape)) if graph.input.encoding == "direct" else
-                      np.zeros((1, 2, *graph.input.shape)), 2)
+                      np.zeros((1, 2, *graph.input.shape)), 2, LOIHI2)
 
 
 # --- exact sums, and inputs no executor can carry ----------------------------------------------------
@@ -183,7 +184,7 @@ def test_synapse_sums_past_2_53_are_exact_and_such_inputs_are_refused():
     edge = graph.edges[0]
     assert float(254 * (2**47 + 1) + 4) != 254 * (2**47 + 1) + 4  # float64 cannot hold it
     assert reference.conv2d_int(x, edge.weight, (1, 1), (0, 0)).item() == 254 * (2**47 + 1) + 4
-    a, wrapped = reference.synaptic_input(edge, x.reshape(1, -1))
+    a, wrapped = reference.synaptic_input(edge, x.reshape(1, -1), LOIHI2)
     assert a.tolist() == [[258]] and wrapped == 1 and (int(a[0, 0]) << fp.ACT_SHIFT) == 16512
     fast, _ = fast_reference._Synapse(edge, 2**47 + 1, LOIHI2)(x.reshape(1, -1))
     assert fast.tolist() == [[258]]
@@ -192,13 +193,13 @@ def test_synapse_sums_past_2_53_are_exact_and_such_inputs_are_refused():
         LOIHI2.check(graph)
     for run in (reference.run, fast_reference.run):
         with pytest.raises(BundleError, match="input_max"):
-            run(graph, x, 1)
+            run(graph, x, 1, LOIHI2)
     with pytest.raises(BundleError, match="input_max"):
-        run_fake_quant(graph, torch.as_tensor(x), 1)
+        run_fake_quant(graph, torch.as_tensor(x), 1, LOIHI2)
     with pytest.raises(ValueError, match="2\\^53"):  # fake-quant's float64 sums refuse what they cannot hold
-        fake_quant.synaptic(edge, torch.as_tensor(x.reshape(1, -1)))
+        fake_quant.synaptic(edge, torch.as_tensor(x.reshape(1, -1)), LOIHI2)
     with pytest.raises(ValueError, match=r"direct inputs must lie in \[0, 8388607\]"):
-        reference.run(_one_by_one_conv(LOIHI2.input_limit), x, 1)
+        reference.run(_one_by_one_conv(LOIHI2.input_limit), x, 1, LOIHI2)
 
 
 def test_the_largest_admissible_input_is_exact_everywhere():
@@ -207,13 +208,13 @@ def test_the_largest_admissible_input_is_exact_everywhere():
     graph = _one_by_one_conv(LOIHI2.input_limit)
     exact = 258 * LOIHI2.input_limit
     assert reference.conv2d_int(x, graph.edges[0].weight, (1, 1), (0, 0)).item() == exact
-    want = reference.run(graph, x, 2).readout
-    assert np.array_equal(fast_reference.run(graph, x, 2).readout, want)
-    assert np.array_equal(run_fake_quant(graph, torch.as_tensor(x), 2)[1].numpy(), want)
+    want = reference.run(graph, x, 2, LOIHI2).readout
+    assert np.array_equal(fast_reference.run(graph, x, 2, LOIHI2).readout, want)
+    assert np.array_equal(run_fake_quant(graph, torch.as_tensor(x), 2, LOIHI2)[1].numpy(), want)
 
 
 def _backends():
-    from hardware import lava_backend
+    from hardware.targets.loihi.lava import backend as lava_backend
 
     return {
         "reference": lambda g, x, t, p: reference.run(g, x, t, p),

@@ -1,4 +1,4 @@
-"""The RTL design (hardware/rtl, simulated by Icarus Verilog under cocotb) against the integer
+"""The RTL design (hardware/targets/fpga/rtl, simulated by Icarus Verilog under cocotb) against the integer
 reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
 
 (a) Seeded random chains in every FPGA profile, drawn at the edges of the arithmetic (membranes
@@ -29,12 +29,13 @@ import numpy as np
 import pytest
 
 from hardware import reference
-from hardware.fpga_tables import read_tables, write_tables
 from hardware.graph import INPUT, Geometry, Graph, Input, IntegerEdge, IntegerNode
-from hardware.profile import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT, Profile
+from hardware.profile import Profile
 from hardware.reference import synaptic_input
-from hardware.rtl.chain import RtlUnsupported, chain_from_tables
-from hardware.rtl_backend import check_tools, run_rtl, simulate
+from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
+from hardware.targets.fpga.rtl.backend import check_tools, run_rtl, simulate
+from hardware.targets.fpga.rtl.chain import RtlUnsupported, chain_from_tables
+from hardware.targets.fpga.tables import read_tables, write_tables
 from tests.netgen import FPGA_LIMIT, fpga_inputs, fpga_weights, random_fpga_chain
 
 PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
@@ -177,8 +178,8 @@ def test_tables_are_checked_against_the_graph_they_claim_to_hold(tmp_path: Path)
     the writer's own tables pass; a changed word, manifest value or header line is named."""
     import json
 
-    from hardware.fpga_tables import check_tables
     from hardware.graph import BundleError
+    from hardware.targets.fpga.tables import check_tables
 
     graph = random_fpga_chain(5, FPGA_MUL4)
     names = write_tables(graph, FPGA_MUL4, 3, tmp_path)
@@ -230,7 +231,7 @@ def test_lanes_divide_the_channels(tmp_path: Path) -> None:
 
 
 def test_missing_icarus_is_an_error_that_says_how_to_install_it(monkeypatch) -> None:
-    from hardware import rtl_backend
+    from hardware.targets.fpga.rtl import backend as rtl_backend
 
     monkeypatch.setattr(rtl_backend.shutil, "which", lambda tool: None)
     with pytest.raises(rtl_backend.RtlEnvironmentError, match="apt-get install iverilog"):
@@ -238,7 +239,7 @@ def test_missing_icarus_is_an_error_that_says_how_to_install_it(monkeypatch) -> 
 
 
 def test_missing_cocotb_is_an_error_that_says_how_to_install_it(monkeypatch) -> None:
-    from hardware import rtl_backend
+    from hardware.targets.fpga.rtl import backend as rtl_backend
 
     monkeypatch.setattr(rtl_backend.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(rtl_backend.RtlEnvironmentError, match=r"pip install -e \.\[rtl\]"):
@@ -250,9 +251,9 @@ def test_missing_cocotb_is_an_error_that_says_how_to_install_it(monkeypatch) -> 
 _INTERRUPTED_CHILD = """
 import signal, sys
 from pathlib import Path
-from hardware.fpga_tables import write_tables
-from hardware.profile import FPGA_MUL
-from hardware.rtl_backend import run_rtl
+from hardware.targets.fpga.tables import write_tables
+from hardware.targets.fpga.profiles import FPGA_MUL
+from hardware.targets.fpga.rtl.backend import run_rtl
 from tests.netgen import fpga_inputs, random_fpga_chain
 
 if sys.argv[2] == "SIGTERM":  # as the CLI does: SIGTERM raised like SIGINT, so clean-ups run
@@ -378,7 +379,7 @@ def test_exported_digits_network_matches_the_reference_on_50_images(digits_fpga:
     bundle = read_bundle(digits_fpga)
     _, test, _ = data.load(data.DataSpec.from_dict(bundle.source["data"]), timesteps=bundle.timesteps)
     inputs = test.pixels[:50]
-    want = reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.arithmetic)
+    want = reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.profile)
     start = time.perf_counter()
     got = run_rtl(digits_fpga, inputs)
     print(f"digits: 50 images in {time.perf_counter() - start:.1f} s, "
@@ -389,7 +390,7 @@ def test_exported_digits_network_matches_the_reference_on_50_images(digits_fpga:
 
 def test_the_design_is_written_for_a_designer(digits_fpga: Path, tmp_path: Path) -> None:
     """The written sources are self-contained: the fixed modules, the top, one .mem per lane."""
-    from hardware.rtl.chain import TOP, write_design
+    from hardware.targets.fpga.rtl.chain import TOP, write_design
 
     chain = chain_from_tables(read_tables(digits_fpga), max_lanes=1)
     write_design(chain, digits_fpga, tmp_path)
@@ -433,7 +434,7 @@ def test_yosys_elaborates_the_design_with_its_memories(arithmetic: Profile, tmp_
     import subprocess
 
     assert shutil.which("yosys") is not None, "yosys is not installed: apt-get install yosys (make test does)"
-    from hardware.rtl.chain import TOP, write_design
+    from hardware.targets.fpga.rtl.chain import TOP, write_design
 
     graph = random_fpga_chain(4, arithmetic)
     tables, design = tmp_path / "tables", tmp_path / "design"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +34,13 @@ def test_all_backends_agree_bit_for_bit_on_50_digits(default_run, tmp_path):
 
 def test_disagreement_exits_non_zero(default_run, tmp_path, monkeypatch, capsys):
     """--backend all fails when Lava and the reference differ anywhere (here: one spike)."""
-    from hardware import lava_subprocess, reference
+    from hardware import reference
     from hardware.bundle import read_bundle
+    from hardware.targets.loihi.lava import parent as lava_subprocess
 
     def corrupted(bundle_dir, pixels, **_):
         bundle = read_bundle(bundle_dir)
-        run = reference.run(bundle.integer_graph, pixels, bundle.timesteps)
+        run = reference.run(bundle.integer_graph, pixels, bundle.timesteps, LOIHI2)
         spikes = dict(run.spikes)
         spikes["conv2"] = spikes["conv2"].copy()
         spikes["conv2"][0, 0, 0] ^= True
@@ -67,3 +69,28 @@ def test_bundle_holds_every_artifact(default_run):
     names = sorted(p.name for p in default_run.bundle.iterdir())
     assert names == ["arrays.npz", "bundle.json", "model.net", "model.nir", "source_model.pt"]
     assert np.load(default_run.bundle / "arrays.npz")["integer/edges/conv1/weight"].dtype == np.int64
+
+
+#: the CLI in an interpreter where ``import torch`` fails, as on a machine without the training side
+WITHOUT_TORCH = ("import sys; sys.modules['torch'] = None\n"
+                 "from lsg_deploy.cli import main\n"
+                 "sys.exit(main(sys.argv[1:]))\n")
+
+
+def test_simulate_runs_a_bundle_on_the_integer_backends_without_torch(default_run, tmp_path):
+    """The bundle carries its integer network and arithmetic: the reference needs numpy, not torch;
+    the report says the float models were not run, and its integer numbers are the full report's."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "simulate", "--fixed-point", str(default_run.bundle),
+                           "--json", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    report, full = json.loads(out.read_text()), default_run.report
+    assert report["accuracy"] == {"fixed_point": full["accuracy"]["fixed_point"]}
+    assert "torch is not installed" in report["float_missing"]
+    assert report["per_class"]["fixed_point"] == full["per_class"]["fixed_point"]
+    for row, whole in zip(report["layers"], full["layers"], strict=True):
+        assert row.get("firing_rate_fixed") == whole.get("firing_rate_fixed") and "firing_rate_float" not in row
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "simulate", str(default_run.bundle)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "torch is not installed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

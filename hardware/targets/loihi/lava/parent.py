@@ -9,9 +9,9 @@ it as a subprocess of the Lava interpreter, found as (first that is set or exist
 Nothing is looked up in the current directory: a program planted there never runs.
 
 Data goes through files in a temporary directory: a job is a network plus an inputs file (a
-job directory holding the graph, ``inputs`` and ``T``, see :mod:`hardware.lava_run`; or the
+job directory holding the graph, ``inputs`` and ``T``, see :mod:`hardware.targets.loihi.lava.child`; or the
 bundle directory itself plus an ``inputs`` .npz) in, a result .npz out. Every numpy-only check
-(inputs, layouts, :func:`hardware.lava_backend.check_lava_limits`) runs here, before any
+(inputs, layouts, :func:`hardware.targets.loihi.lava.backend.check_lava_limits`) runs here, before any
 interpreter starts.
 The child imports this very ``hardware`` package (a link to it is put first on its path).
 A missing Lava environment raises :class:`LavaEnvironmentError` saying how to create it.
@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware import lava_run, processes
+from hardware import processes
 from hardware.bundle import BundleError, read_bundle
 from hardware.graph import Graph
-from hardware.lava_backend import check_run
-from hardware.lava_run import LavaJob
 from hardware.reference import IntegerRun
+from hardware.targets.loihi.lava import child as lava_run
+from hardware.targets.loihi.lava.backend import check_run
+from hardware.targets.loihi.lava.child import LavaJob
 
 __all__ = ["ENV_VAR", "LavaEnvironmentError", "LavaJob", "LavaRunError", "find_lava_python", "lava_importable",
            "run_lava", "run_lava_bundle", "run_lava_jobs"]  # LavaJob lives in lava_run (the child reads jobs)
@@ -70,8 +71,13 @@ def lava_importable() -> bool:
     return True
 
 
+def _package_dir() -> Path:
+    """The ``hardware`` package's directory (this module is ``hardware/targets/loihi/lava/parent.py``)."""
+    return Path(__file__).resolve().parents[3]
+
+
 def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return _package_dir().parent
 
 
 def find_lava_python() -> Path:
@@ -89,13 +95,13 @@ def find_lava_python() -> Path:
 
 
 def _call(args: list[str], work: Path, python: Path | None, timeout: float | None) -> None:
-    """Run ``python -m hardware.lava_run ARGS`` in ``work``, which gets a link to this package."""
+    """Run ``python -m hardware.targets.loihi.lava.child ARGS`` in ``work``, which gets a link to this package."""
     python = python or find_lava_python()
-    (work / "hardware").symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+    (work / "hardware").symlink_to(_package_dir(), target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
     env["PYTHONPATH"] = str(work)
     try:
-        proc = processes.run([str(python), "-m", "hardware.lava_run", *args], cwd=work, env=env,
+        proc = processes.run([str(python), "-m", "hardware.targets.loihi.lava.child", *args], cwd=work, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise LavaRunError(f"the Lava run in {python} took longer than {timeout} s") from None
@@ -127,7 +133,7 @@ def run_lava_jobs(jobs: list[LavaJob], *, in_process: bool | None = None, python
     for job in jobs:  # numpy-only checks: fail here, before any interpreter starts
         check_run(job.graph, job.inputs, job.timesteps)
     if _in_process(in_process, python):
-        from hardware import lava_backend
+        from hardware.targets.loihi.lava import backend as lava_backend
 
         results = []
         for job in jobs:

@@ -2,13 +2,13 @@
 
 Two ways in, one way out::
 
-    python -m hardware.lava_run --bundle DIR --inputs in.npz --out result.npz
-    python -m hardware.lava_run --job JOBDIR [--job JOBDIR ...]
+    python -m hardware.targets.loihi.lava.child --bundle DIR --inputs in.npz --out result.npz
+    python -m hardware.targets.loihi.lava.child --job JOBDIR [--job JOBDIR ...]
 
 A job is a network plus its inputs. ``--bundle``: the bundle directory itself (its ``loihi``
 graph and ``T``, read and verified by :func:`hardware.bundle.read_bundle`) and ``in.npz``
 holding ``inputs``, the encoded inputs (``(B, C, H, W)`` direct, ``(B, T, C, H, W)`` event
-frames). A job directory (written by :func:`write_job`, used by :mod:`hardware.lava_subprocess`)
+frames). A job directory (written by :func:`write_job`, used by :mod:`hardware.targets.loihi.lava.parent`)
 holds ``job.json`` (``timesteps``, the ``input`` and the ``loihi`` graph in the bundle's JSON
 form), ``arrays.npz`` (the graph's arrays, keyed as in a bundle) and ``inputs.npz``; its result
 goes to ``JOBDIR/result.npz``. Several jobs share one interpreter start. A result file holds
@@ -44,7 +44,7 @@ class LavaJob:
     """One network and its inputs: ``graph`` (a ``loihi`` graph) run on ``inputs`` for ``T`` steps.
 
     ``_pad_delays=False`` leaves shortcut edges unpadded on Lava: not bit-exact, it exists so a
-    test can show that the delay pad is needed (:mod:`hardware.lava_backend`).
+    test can show that the delay pad is needed (:mod:`hardware.targets.loihi.lava.backend`).
     """
 
     graph: Graph
@@ -116,7 +116,7 @@ def read_result(path: Path) -> tuple[IntegerRun, dict[str, float]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hardware.lava_run", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hardware.targets.loihi.lava.child", description=__doc__.split("\n")[0])
     p.add_argument("--bundle", type=Path, help="bundle directory (its loihi graph and timesteps)")
     p.add_argument("--inputs", type=Path, help=f".npz with {INPUTS_KEY!r}, the encoded inputs (with --bundle)")
     p.add_argument("--out", type=Path, help="result .npz (with --bundle)")
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # fail here, not halfway through a build
         import lava.magma.core.run_configs  # noqa: F401
 
-        from hardware import lava_backend
+        from hardware.targets.loihi.lava import backend as lava_backend
     except Exception as exc:  # lava-nc fails in many ways on the wrong Python; all mean the same
         print(f"lava_run: lava-nc is not importable in {sys.executable}: {exc}", file=sys.stderr)
         return EXIT_NO_LAVA

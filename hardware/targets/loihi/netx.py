@@ -95,7 +95,7 @@ NETX_BIAS_EXP = 6  #: netx gives every CUBA neuron ``bias_exp = 6``; the file ho
 NETX_RESET_OFFSET = 1  #: ``Network(reset_offset=...)`` that aligns resets with direct input
 MESSAGE_BITS = (8, 16, 24)  #: graded-spike widths on Loihi 2
 REF_DELAY = 1  #: slayer's default; netx does not read it
-GENERATOR = "lsg-deploy export.netx"
+GENERATOR = "lsg-deploy hardware.targets.loihi.netx"
 
 
 class NetxError(ValueError):

@@ -12,11 +12,11 @@ The design is four fixed modules and one generated top:
 * ``lif_layer.v``   one node and the edge into it (conv with shared kernels, or dense),
   time-multiplexed over its neurons, ``LANES`` output channels per cycle: event-driven
   accumulation, then one update pass that writes the spike buffer (the next layer's source);
-* the top (:mod:`hardware.rtl.chain` writes it from the FPGA tables' manifest): the input memory,
+* the top (:mod:`hardware.targets.fpga.rtl.chain` writes it from the FPGA tables' manifest): the input memory,
   one ``lif_layer`` per node, the step sequencer and the host's read port.
 
-:mod:`hardware.rtl.driver` is the cocotb test that drives the top sample by sample; it runs inside
-the simulator, started by :mod:`hardware.rtl_backend`.
+:mod:`hardware.targets.fpga.rtl.driver` is the cocotb test that drives the top sample by sample; it runs inside
+the simulator, started by :mod:`hardware.targets.fpga.rtl.backend`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from hardware.fixed_point import bits_signed, bits_unsigned
 from hardware.graph import INPUT, BundleError, Graph, per_neuron
 from hardware.profile import Profile
 
@@ -53,15 +54,6 @@ class Tables:
 
 
 # --- words ----------------------------------------------------------------------------------------
-
-def bits_signed(lo: int, hi: int) -> int:
-    """Smallest two's-complement width holding [lo, hi]."""
-    return max((-int(lo) - 1).bit_length() if lo < 0 else 0, int(hi).bit_length()) + 1
-
-
-def bits_unsigned(hi: int) -> int:
-    return max(int(hi).bit_length(), 1)
-
 
 def to_words(values: np.ndarray, bits: int) -> list[str]:
     """Two's-complement hex words of ``bits`` bits, ``ceil(bits / 4)`` digits each (-1 is ``ff``

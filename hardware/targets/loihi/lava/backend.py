@@ -1,7 +1,7 @@
 """Run a bundle's ``loihi`` graph on Lava's bit-accurate CPU backend (lava-nc 0.10.0).
 
 Needs the Lava interpreter (Python 3.10, ``make lava-env``); from the main environment use
-:mod:`hardware.lava_subprocess`. The network is built from lava-nc's own processes and run with
+:mod:`hardware.targets.loihi.lava.parent`. The network is built from lava-nc's own processes and run with
 ``Loihi2SimCfg(select_tag='fixed_pt')``: every node a ``LIFReset``, every edge a ``Conv`` or
 ``Dense`` from its source's ``s_out`` (or an ``io.source.RingBuffer`` holding the encoded
 input) into its target's ``a_in``. Several edges into one node connect to the same ``a_in``::

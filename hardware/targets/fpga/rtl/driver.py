@@ -1,6 +1,6 @@
-"""cocotb test that drives chain tops (:mod:`hardware.rtl.chain`) over many samples.
+"""cocotb test that drives chain tops (:mod:`hardware.targets.fpga.rtl.chain`) over many samples.
 
-It runs inside the simulator (Icarus Verilog), started by :mod:`hardware.rtl_backend`, which
+It runs inside the simulator (Icarus Verilog), started by :mod:`hardware.targets.fpga.rtl.backend`, which
 names the job files in ``LSG_RTL_JOBS`` and the results files in ``LSG_RTL_RESULTS`` (one per
 network, separated by ``os.pathsep``). A job (``.npz``) holds one network's inputs, its layers'
 word layout and the prefix of its signals in the bench (``lsg_bench``: the clock, and network

@@ -1,0 +1,66 @@
+"""The FPGA target: integer datapaths for FPGA designers.
+
+* profiles: ``fpga-mul`` (the default), ``fpga-shift``, ``fpga-mul4``
+  (:mod:`hardware.targets.fpga.profiles`);
+* writer: the tables, ``$readmemh`` files, CSV, a C header and ``manifest.json`` stating every
+  width and rule (:mod:`hardware.targets.fpga.tables`);
+* backend: ``rtl``, the Verilog design built from those tables alone, simulated by Icarus Verilog
+  under cocotb (:mod:`hardware.targets.fpga.rtl`);
+* resources: memory bits and block RAM against an iCE40 UP5K (:mod:`hardware.targets.fpga.resources`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hardware.bundle import Bundle
+from hardware.reference import IntegerRun
+from hardware.targets.base import Backend, BackendError, Progress, Target, Writer
+from hardware.targets.fpga import resources
+from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
+from hardware.targets.fpga.tables import MANIFEST_NAME, write_tables
+
+
+def _write_tables(bundle: Bundle, directory: Path) -> tuple[str, ...]:
+    return write_tables(bundle.integer_graph, bundle.profile, bundle.timesteps, directory)
+
+
+def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
+    """The RTL design built from the bundle's FPGA tables, simulated by Icarus under cocotb
+    (:mod:`hardware.targets.fpga.rtl.backend`); its stats hold the design's clock cycles per timestep."""
+    from hardware.targets.fpga.rtl.backend import RtlEnvironmentError, RtlRunError, run_rtl
+
+    try:
+        run = run_rtl(bundle_dir, inputs)
+    except RtlEnvironmentError as exc:
+        raise BackendError(str(exc)) from None
+    except RtlRunError as exc:
+        raise BackendError(exc.summary, exc.detail) from None
+    if progress is not None:
+        progress(len(inputs))
+    return run
+
+
+def _rtl_refuses(bundle: Bundle) -> str | None:
+    if not TARGET.owns(bundle.profile):
+        return (f"the RTL design computes the FPGA profiles ({', '.join(TARGET.profile_names)}); this bundle is "
+                f"{bundle.profile.name} (target {bundle.target}): export it with --target fpga")
+    if not bundle.integer_graph.is_chain:
+        return "the RTL backend runs chains; this network has a node with several inputs or an edge that skips nodes"
+    if "fpga_tables" not in bundle.artifacts or "file" not in bundle.artifacts["fpga_tables"]:
+        return "the bundle has no FPGA tables (manifest.json and .mem files): export it with --target fpga"
+    return None
+
+
+TARGET = Target(
+    name="fpga",
+    description="an FPGA integer datapath (bundle, $readmemh/CSV/C tables and manifest.json, model.nir)",
+    profiles=(FPGA_MUL, FPGA_SHIFT, FPGA_MUL4),
+    writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables),),
+    backends=(Backend("rtl", "the FPGA RTL design (hardware/targets/fpga/rtl) built from the FPGA tables, "
+                      "simulated by Icarus Verilog under cocotb; reports clock cycles per timestep", _run_rtl,
+                      refuses=_rtl_refuses),),
+    resources=resources.model,
+)
