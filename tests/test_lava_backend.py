@@ -371,7 +371,8 @@ def test_bundle_directory_runs_through_the_subprocess(tmp_path):
                    tuple(FloatNode(n.name, n.shape, np.zeros(n.shape[0]), 0.5, 0.5, n.readout) for n in graph.nodes),
                    tuple(FloatEdge(e.name, e.source, e.target, e.geometry, e.weight.astype(float))
                          for e in graph.edges))
-    write_bundle(Bundle(target="loihi", timesteps=3, float_graph=floats, integer_graph=graph), tmp_path)
+    write_bundle(Bundle(target="loihi", timesteps=3, float_graph=floats, integer_graph=graph, profile=LOIHI2),
+                 tmp_path)
     inputs = netgen.random_inputs(5, graph, 3, batch=2)
     timing: dict[str, float] = {}
     lava = _lava(run_lava_bundle, tmp_path, inputs, timing=timing)
