@@ -20,10 +20,10 @@ from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, quantize
 from hardware.bundle import Bundle, BundleError, write_bundle
-from hardware.files import staged_directory
 from hardware.fpga_tables import MANIFEST_NAME, write_tables
 from hardware.graph import Graph, Input
 from hardware.profile import PROFILES, TARGET_PROFILES
+from lsg_io.files import staged_directory
 
 TARGET = "fpga"
 

@@ -14,9 +14,9 @@ from export.netx import NETX_BIAS_EXP, NETX_NAME, skip_reason, write_netx
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware.bundle import Bundle, BundleError, write_bundle
-from hardware.files import staged_directory
 from hardware.graph import Graph, Input
 from hardware.profile import LOIHI2
+from lsg_io.files import staged_directory
 
 #: lava-dl's netx fixes bias_exp = 6; quantizing with it keeps model.net exact (export/netx.py)
 LOIHI_BIAS_EXP = NETX_BIAS_EXP

@@ -48,7 +48,6 @@ import numpy as np
 
 from hardware import processes
 from hardware.bundle import JSON_NAME, read_bundle
-from hardware.files import staged_directory
 from hardware.fpga_tables import check_tables, read_tables
 from hardware.reference import SATURATION_KINDS, IntegerRun
 from hardware.rtl import SOURCES
@@ -63,6 +62,7 @@ from hardware.rtl.chain import (
     top_verilog,
     write_design,
 )
+from lsg_io.files import staged_directory
 
 DRIVER = "hardware.rtl.driver"
 SIM_FILE = "sim.vvp"

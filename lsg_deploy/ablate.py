@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardware import files
 from lsg_deploy.errors import UsageError
+from lsg_io import files
 
 
 @dataclass(frozen=True)

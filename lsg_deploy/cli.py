@@ -266,9 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from hardware import files
     from lsg_deploy import pipeline
     from lsg_deploy.outputs import check_file_target
+    from lsg_io import files
 
     say = (lambda *a: None) if args.quiet else print
     try:

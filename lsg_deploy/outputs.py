@@ -40,9 +40,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from hardware import files
 from lsg_deploy import runlog
 from lsg_deploy.errors import UsageError
+from lsg_io import files
 
 #: what ``train --seeds`` and ``ablate`` write beside their runs (:mod:`lsg_deploy.ablate`)
 SEEDS_FILES, ABLATION_FILES = ("summary.json", "summary.md"), ("ablation.md", "ablation.json", "ablation.png")

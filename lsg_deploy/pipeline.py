@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hardware import files
 from lsg_deploy import data, runlog
 from lsg_deploy.errors import UsageError
 from lsg_deploy.outputs import (
@@ -23,6 +22,7 @@ from lsg_deploy.outputs import (
     check_repeated_runs,
     check_run_target,
 )
+from lsg_io import files
 
 CHECKPOINT_NAME, RESUME_NAME = runlog.CHECKPOINT_NAME, runlog.RESUME_NAME
 

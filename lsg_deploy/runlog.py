@@ -5,7 +5,7 @@
 * ``tensorboard/``: the same numbers as TensorBoard scalars (``tensorboard --logdir runs``);
 * ``plots/``: the paper's figures (:mod:`lsg_deploy.plots`), drawn when the run ends.
 
-Every file is rewritten whole (``hardware.files``), so a killed run leaves them complete up to
+Every file is rewritten whole (``lsg_io.files``), so a killed run leaves them complete up to
 its last finished epoch, and a resumed run carries the earlier epochs' rows on. With the
 checkpoints ``model.pt`` and ``train_state.pt`` these are all the names a run directory holds
 (:func:`is_run_entry`): :mod:`lsg_deploy.outputs` recognises a run, and never touches anything
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hardware import files
+from lsg_io import files
 
 CHECKPOINT_NAME, RESUME_NAME = "model.pt", "train_state.pt"
 METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME, TENSORBOARD_DIR, PLOTS_DIR = (
@@ -37,7 +37,7 @@ def is_run_entry(relative: str, is_dir: bool) -> bool:
     """Whether a run writes the entry ``relative`` (a path inside the run directory, ``/``-separated)
     of that kind (directory or regular file): one of :data:`RUN_FILES`, ``plots/`` and its
     figures (:data:`lsg_deploy.plots.NAMES`), ``tensorboard/`` and its event files, or a
-    temporary (:func:`hardware.files.temporary_of`) of one of those files: a killed writer's,
+    temporary (:func:`lsg_io.files.temporary_of`) of one of those files: a killed writer's,
     which the next writer of that name collects."""
     from lsg_deploy.plots import NAMES as FIGURES
 

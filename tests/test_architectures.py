@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from hardware import files
 from lsg_deploy.cli import main
 from lsg_deploy.data import DataSpec, load
+from lsg_io import files
 from training.checkpoint import checkpoint_bytes, checkpoint_document, content_digest, load_checkpoint
 from training.config import TrainConfig
 from training.loop import Split, activation_bytes, fit, predict

@@ -36,11 +36,11 @@ from export import onnx_format as fmt
 from export.fold import fold, run_float
 from export.onnx_export import OPSET, step_model
 from export.targets import TARGETS
-from hardware import files
 from hardware.graph import EVENT_FRAMES, Input
 from hardware.profile import TARGET_PROFILES
 from lsg_deploy.cli import main
 from lsg_deploy.data import DATASETS, DataSpec, load
+from lsg_io import files
 from training.checkpoint import checkpoint_bytes, checkpoint_document, load_checkpoint
 from training.config import TrainConfig
 from training.loop import predict

@@ -15,7 +15,7 @@ from pathlib import Path
 from datafiles import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("lsg_deploy", "training", "export", "hardware")
+TOP_LEVEL = ("lsg_deploy", "training", "export", "hardware", "lsg_io")
 
 
 def _wheel(tmp_path: Path) -> tuple[Path, Path]:
