@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsg_deploy import data, runlog
+from lsg_deploy import data
 from lsg_deploy.errors import UsageError
 from lsg_deploy.outputs import (
     check_bundle_target,
@@ -23,6 +23,7 @@ from lsg_deploy.outputs import (
     check_run_target,
 )
 from lsg_io import files
+from training import runlog
 
 CHECKPOINT_NAME, RESUME_NAME = runlog.CHECKPOINT_NAME, runlog.RESUME_NAME
 
@@ -66,9 +67,6 @@ NORMALIZED_DATASETS = ("cifar10", "cifar100")
 #: the digits' 1,437, the first 2,048 of CIFAR's 50,000
 CALIBRATION_SAMPLES = 2048
 
-#: settings a resumed run may change: where it runs, not what it trains
-RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data", "neuron_impl")
-
 
 def _training_data(config, spec: data.DataSpec, download: bool):
     """``(train, test, classes)`` as torch datasets (file datasets) or :class:`training.loop.Split`."""
@@ -102,8 +100,9 @@ def _training_data(config, spec: data.DataSpec, download: bool):
 
 def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
     """The run in ``out`` to continue: its state and its own config, with only the settings of
-    :data:`RESUME_MAY_CHANGE` taken from the command line."""
+    :data:`training.config.RESUME_MAY_CHANGE` taken from the command line."""
     from training.checkpoint import CheckpointError, load_resume
+    from training.config import RESUME_MAY_CHANGE
 
     if config_file is not None:
         raise UsageError("--resume continues the run with its own config: drop --config")
@@ -132,7 +131,7 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
           resume: bool = False, download: bool = False, force: bool = False) -> dict[str, Any]:
     """Train on the configured dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`:
     an embedded one, or a file one read from ``data_dir``); write ``model.pt``, ``train_state.pt``
-    and the logs of :mod:`lsg_deploy.runlog` in ``out``.
+    and the logs of :mod:`training.runlog` in ``out``.
 
     Each is rewritten, complete, at the end of every epoch: a run killed at any point leaves the
     last finished epoch's checkpoint, loadable, and ``resume`` continues it from there, bit for bit
@@ -247,36 +246,42 @@ def _resolved(overrides: dict[str, Any], config_file: Path | None):
 
 def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, quiet: bool = False,
                 resume: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
-    """``train`` once per seed of ``seeds`` (:func:`lsg_deploy.ablate.parse_seeds`) in ``out/seed-<s>``;
-    returns and writes the summary (:func:`lsg_deploy.ablate.run_seeds`). Every seed's directory
+    """``train`` once per seed of ``seeds`` (:func:`training.ablate.parse_seeds`) in ``out/seed-<s>``;
+    returns and writes the summary (:func:`training.ablate.run_seeds`). Every seed's directory
     is checked first (:func:`lsg_deploy.outputs.check_repeated_runs`); ``force`` lets the runs be
     written beside files that are not theirs."""
-    from lsg_deploy.ablate import parse_seeds, run_seeds
+    from training.ablate import AblationError, parse_seeds, run_seeds
 
     if overrides.get("seed") is not None:
         raise UsageError("--seed and --seeds exclude each other")
     if resume:
         raise UsageError("--seeds resumes unfinished seeds by itself: drop --resume")
     config = _resolved(overrides, config_file)
-    check_repeated_runs(Path(out), parse_seeds(seeds), config.epochs, force)
-    return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), quiet, say,
-                     download=download, force=force)
+    try:
+        check_repeated_runs(Path(out), parse_seeds(seeds), config.epochs, force)
+        return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), quiet, say,
+                         download=download, force=force)
+    except AblationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def ablate(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, tables: str,
            quiet: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
-    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`lsg_deploy.ablate`); ``out`` is checked as
+    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`training.ablate`); ``out`` is checked as
     :func:`train_seeds` checks its own."""
-    from lsg_deploy import ablate as ablation
+    from training import ablate as ablation
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     if not chosen or any(t not in ablation.TABLES for t in chosen):
         raise UsageError(f"--tables must list tables among {', '.join(ablation.TABLES)}, got {tables!r}")
     config = _resolved(overrides, config_file)
     rows = list(dict.fromkeys(name for t in chosen for name in ablation.TABLES[t][1]))
-    check_repeated_runs(Path(out), ablation.parse_seeds(seeds), config.epochs, force, rows=rows)
-    return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
-                           quiet, say, download=download, force=force)
+    try:
+        check_repeated_runs(Path(out), ablation.parse_seeds(seeds), config.epochs, force, rows=rows)
+        return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
+                               quiet, say, download=download, force=force)
+    except ablation.AblationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def tqdm_write(line: str) -> None:

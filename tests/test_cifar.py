@@ -241,7 +241,8 @@ def test_a_failed_download_leaves_nothing_it_created(tmp_path, monkeypatch):
 
 def test_a_resumed_run_verifies_the_files_unless_told_again(tmp_path, cifar_root, capsys, monkeypatch):
     """--no-verify-data is not carried from train_state.pt into ``train --resume``."""
-    from lsg_deploy import pipeline, runlog
+    from lsg_deploy import pipeline
+    from training import runlog
 
     out = tmp_path / "run"
     real = runlog.RunLog.epoch

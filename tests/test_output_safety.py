@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from hardware.bundle import read_bundle
-from lsg_deploy import plots
 from lsg_deploy.cli import main
 from lsg_io import files
+from training import plots
 from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -100,7 +100,7 @@ def test_a_run_stopped_between_its_state_and_its_logs_measures_the_lost_diagnost
     """The window the SIGKILL test can hit: epoch 2's train_state.pt is written, its logs are not.
     The resumed run measures epoch 2's diagnostics from the resumed weights (that epoch's model),
     so every epoch has its rows once."""
-    from lsg_deploy import runlog
+    from training import runlog
 
     out = tmp_path / "run"
     real = runlog.RunLog.epoch

@@ -25,6 +25,8 @@ MAX_CHANNELS = 4096
 MAX_CONV_BLOCKS = 64  #: digits-plain stacks one block per entry
 MAX_SEED = (1 << 32) - 1
 MAX_LR = 10.0  #: the recipes use 2e-3 (Adam) to 0.1 (SGD); far larger only saturates or diverges
+#: settings a resumed run may change: where it runs, not what it trains
+RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data", "neuron_impl")
 
 _CIFAR = {"arch": "resnet19", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
           "epochs": 300, "timesteps": 2, "v_th": 0.5, "beta_init": 0.2}
