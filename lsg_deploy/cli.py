@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from lsg_deploy.data import DATASETS
-    from training.datasets import DVS_FRAMES
+    from training.data import DATASETS
+    from training.data.file_datasets import DVS_FRAMES
     from training.models import ARCHITECTURES
 
     # the settings train and ablate share: what to train on and how

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsg_deploy import data
 from lsg_deploy.errors import UsageError
 from lsg_deploy.outputs import (
     check_bundle_target,
@@ -23,7 +22,7 @@ from lsg_deploy.outputs import (
     check_run_target,
 )
 from lsg_io import files
-from training import runlog
+from training import data, runlog
 
 CHECKPOINT_NAME, RESUME_NAME = runlog.CHECKPOINT_NAME, runlog.RESUME_NAME
 
@@ -70,7 +69,7 @@ CALIBRATION_SAMPLES = 2048
 
 def _training_data(config, spec: data.DataSpec, download: bool):
     """``(train, test, classes)`` as torch datasets (file datasets) or :class:`training.loop.Split`."""
-    from training import datasets
+    from training.data import file_datasets as datasets
     from training.loop import Split
 
     if not config.normalize and spec.dataset not in NORMALIZED_DATASETS:
@@ -129,7 +128,7 @@ def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
 
 def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False,
           resume: bool = False, download: bool = False, force: bool = False) -> dict[str, Any]:
-    """Train on the configured dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`:
+    """Train on the configured dataset (``dataset``: a name in :data:`training.data.DATASETS`:
     an embedded one, or a file one read from ``data_dir``); write ``model.pt``, ``train_state.pt``
     and the logs of :mod:`training.runlog` in ``out``.
 

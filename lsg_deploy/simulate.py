@@ -25,8 +25,8 @@ from hardware.bundle import Bundle
 from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
 from hardware.resources import resources
-from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
+from training.data import DataError, DataSpec, EncodedSplit
 
 Progress = Callable[[int], object]  #: called with the number of samples just finished
 

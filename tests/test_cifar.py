@@ -16,8 +16,8 @@ import torch
 from lsg_deploy.cli import main
 from tests.datafiles import write_cifar
 from training.checkpoint import load_checkpoint
-from training.datasets import FILE_DATASETS, DataFilesError, FileOptions, build
-from training.datasets.cifar import STATS
+from training.data.cifar import STATS
+from training.data.file_datasets import FILE_DATASETS, DataFilesError, FileOptions, build
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_the_restricted_reader_gives_what_torchvisions_class_gives(cifar_root, n
     """The same images (HWC uint8, byte for byte), the same labels (Python ints, in the same
     order) and, under one seed, the same transformed items as torchvision's ``CIFAR10`` /
     ``CIFAR100`` reading the same files with ``pickle.load``; the integer split is its bytes."""
-    from training.datasets.cifar import integer_split, transforms_for
+    from training.data.cifar import integer_split, transforms_for
 
     options = _options(cifar_root)
     ours = build(name, options)
@@ -203,7 +203,7 @@ def test_the_restricted_reader_gives_what_torchvisions_class_gives(cifar_root, n
 def test_numpys_pickles_of_any_protocol_and_numpy_1_names_are_read(tmp_path, protocol):
     """The published files are Python 2 pickles naming ``numpy.core.multiarray._reconstruct``
     (numpy 1's module); numpy 2 writes ``numpy._core``, and protocol 5 ``_frombuffer``: all read."""
-    from training.datasets.cifar import read_batch
+    from training.data.cifar import read_batch
 
     data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
     raw = pickle.dumps({"data": data, "labels": np.array([3, 9])}, protocol=protocol)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from training.config import TrainConfig
+from training.data import DataSpec, load
 from training.diagnostics import measure
 from training.models import build_model
 from training.neuron import LIF

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from lsg_deploy.cli import main
-from lsg_deploy.data import DATASETS, DataError, DataSpec, load
-from lsg_deploy.events import EVENT_DTYPE, SaccadeSensor, frame_window_us, spike_frames
 from training.checkpoint import load_checkpoint
+from training.data import DATASETS, DataError, DataSpec, load
+from training.data.events import EVENT_DTYPE, SaccadeSensor, frame_window_us, spike_frames
 from training.loop import activation_bytes, predict
 
 T = 4

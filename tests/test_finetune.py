@@ -34,9 +34,9 @@ from hardware.bundle import read_bundle
 from hardware.graph import Input
 from hardware.profile import LOIHI2, PROFILES, TARGET_PROFILES
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from tests.papernets import untrained
 from training.checkpoint import load_checkpoint
+from training.data import DataSpec, load
 
 #: (arch, input shape, width, encoding, input_max): a chain, a residual net, event frames
 NETS = {"digits-cnn": ((1, 8, 8), 1.0, "direct", 16), "digits-resnet": ((1, 8, 8), 1.0, "direct", 16),

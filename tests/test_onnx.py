@@ -39,10 +39,10 @@ from export.targets import TARGETS
 from hardware.graph import EVENT_FRAMES, Input
 from hardware.profile import TARGET_PROFILES
 from lsg_deploy.cli import main
-from lsg_deploy.data import DATASETS, DataSpec, load
 from lsg_io import files
 from training.checkpoint import checkpoint_bytes, checkpoint_document, load_checkpoint
 from training.config import TrainConfig
+from training.data import DATASETS, DataSpec, load
 from training.loop import predict
 from training.model import TdBN
 from training.models import build_model

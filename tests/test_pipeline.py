@@ -16,8 +16,8 @@ from export.fake_quant import run_fake_quant
 from hardware import reference
 from hardware.bundle import read_bundle
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from training.checkpoint import content_digest
+from training.data import DataSpec, load
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from training.checkpoint import load_checkpoint, load_resume
 from training.config import TrainConfig
+from training.data import DataSpec, load
 from training.distributed import PRECISIONS, Context, autocast
 from training.loop import ArrayDataset, Split, evaluate, fit
 

@@ -3,7 +3,7 @@
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits, direct encoding: the image
   (N, 1, 8, 8), pixels 0..16, is the input at every step.
 * ``digits-events``: the same images seen by an emulated event camera making three small
-  saccades (:mod:`lsg_deploy.events`), framed with tonic into T binary spike frames per image,
+  saccades (:mod:`training.data.events`), framed with tonic into T binary spike frames per image,
   (N, T, 2, 12, 12): a different input at every step, channel ``p`` (tonic's polarity index:
   0 OFF, 1 ON) 1 where the pixel had an event of that polarity in the step's bin. The frames depend
   on the network's timesteps, so :func:`load` needs them; nothing is cached on disk.
@@ -102,7 +102,7 @@ class Dataset:
     encoding: str  #: one of ENCODINGS; ``event-frames`` datasets need the timesteps
     description: str
     loader: Loader
-    files: bool = False  #: read from the user's --data-dir for training (training.datasets), not embedded
+    files: bool = False  #: read from the user's --data-dir for training (training.data.file_datasets), not embedded
     #: full scale of the integer encoding (the float input is ``pixels / input_max``); None: the
     #: dataset has none of its own (the file datasets: it depends on how the network was trained)
     input_max: int | None = None
@@ -193,7 +193,7 @@ def _load_digits(spec: DataSpec, timesteps: int | None, files: FileSource | None
 
 def _load_digits_events(spec: DataSpec, timesteps: int | None, files: FileSource | None = None
                         ) -> tuple[EncodedSplit, EncodedSplit, int]:
-    from lsg_deploy.events import EventsExtraMissing, SaccadeSensor, spike_frames, tonic_to_frame
+    from training.data.events import EventsExtraMissing, SaccadeSensor, spike_frames, tonic_to_frame
 
     try:
         tonic_to_frame()  # before any work: the events extra may be missing
@@ -214,11 +214,11 @@ def _load_digits_events(spec: DataSpec, timesteps: int | None, files: FileSource
 
 def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
                 ) -> tuple[EncodedSplit, EncodedSplit, int]:
-    """A file dataset's integer encoding (:attr:`training.datasets.FileDataset.integer`), for a
+    """A file dataset's integer encoding (:attr:`training.data.file_datasets.FileDataset.integer`), for a
     network trained as ``files`` says; read from the user's files."""
     from pathlib import Path
 
-    from training.datasets import FILE_DATASETS, DataFilesError, FileOptions
+    from training.data.file_datasets import FILE_DATASETS, DataFilesError, FileOptions
 
     entry = FILE_DATASETS[spec.dataset]
     if entry.integer is None or files is None:
@@ -241,7 +241,7 @@ def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
 
 
 def _file_datasets() -> tuple[Dataset, ...]:
-    from training.datasets import FILE_DATASETS
+    from training.data.file_datasets import FILE_DATASETS
 
     return tuple(Dataset(d.name, EVENT_FRAMES if d.per_step else DIRECT, d.description, _load_files, files=True)
                  for d in FILE_DATASETS.values())

@@ -1,13 +1,13 @@
 """Datasets read from a user's files (``--data-dir``), as torch datasets for training.
 
-The embedded datasets (digits, digits-events) live in :mod:`lsg_deploy.data`, as integer arrays
+The embedded datasets (digits, digits-events) live in :mod:`training.data`, as integer arrays
 every stage shares. These are the paper-scale ones, which no machine here downloads:
 
 * ``cifar10``, ``cifar100``: torchvision's files read by a restricted unpickler, with torchvision's
-  transforms (:mod:`training.datasets.cifar`);
+  transforms (:mod:`training.data.cifar`);
 * ``cifar10-dvs``: tonic's files and framing, checked and framed to T x 2 x 48 x 48 before
   training, into a frame cache keyed by each recording's size and modification time
-  (:mod:`training.datasets.cifar10_dvs`).
+  (:mod:`training.data.cifar10_dvs`).
 
 Each entry of :data:`FILE_DATASETS` builds ``(train, test)``: map-style datasets whose items are
 ``(x, label)`` with ``x`` a float tensor (C, H, W), the same at every step, or (T, C, H, W), a
@@ -85,20 +85,20 @@ class FileDataset:
 
 
 def _cifar10(options: FileOptions) -> tuple[Dataset, Dataset]:
-    from training.datasets.cifar import cifar_datasets
+    from training.data.cifar import cifar_datasets
 
     return cifar_datasets("cifar10", options)
 
 
 def _cifar100(options: FileOptions) -> tuple[Dataset, Dataset]:
-    from training.datasets.cifar import cifar_datasets
+    from training.data.cifar import cifar_datasets
 
     return cifar_datasets("cifar100", options)
 
 
 def _cifar_integer(name: str):
     def integer(options: FileOptions, train: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        from training.datasets.cifar import integer_split
+        from training.data.cifar import integer_split
 
         return integer_split(name, options, train)
 
@@ -106,13 +106,13 @@ def _cifar_integer(name: str):
 
 
 def _cifar10_dvs(options: FileOptions) -> tuple[Dataset, Dataset]:
-    from training.datasets.cifar10_dvs import cifar10_dvs_datasets
+    from training.data.cifar10_dvs import cifar10_dvs_datasets
 
     return cifar10_dvs_datasets(options)
 
 
 def _cifar10_dvs_integer(options: FileOptions, train: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    from training.datasets.cifar10_dvs import integer_split
+    from training.data.cifar10_dvs import integer_split
 
     return integer_split(options, train)
 
