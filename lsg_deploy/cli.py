@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from training.data import DATASETS
-    from training.data.file_datasets import DVS_FRAMES
+    from training.data import DATASETS, DVS_FRAMES
     from training.models import ARCHITECTURES
 
     # the settings train and ablate share: what to train on and how

@@ -69,7 +69,6 @@ CALIBRATION_SAMPLES = 2048
 
 def _training_data(config, spec: data.DataSpec, download: bool):
     """``(train, test, classes)`` as torch datasets (file datasets) or :class:`training.loop.Split`."""
-    from training.data import file_datasets as datasets
     from training.loop import Split
 
     if not config.normalize and spec.dataset not in NORMALIZED_DATASETS:
@@ -81,15 +80,15 @@ def _training_data(config, spec: data.DataSpec, download: bool):
         if not config.data_dir:
             raise UsageError(f"dataset {spec.dataset} is read from files: give --data-dir (no download happens "
                              f"without --download)")
-        options = datasets.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
-                                       autoaugment=config.autoaugment, cutout=config.cutout,
-                                       verify=config.verify_data, download=download, normalize=config.normalize,
-                                       dvs_frames=config.dvs_frames)
+        options = data.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
+                                   autoaugment=config.autoaugment, cutout=config.cutout,
+                                   verify=config.verify_data, download=download, normalize=config.normalize,
+                                   dvs_frames=config.dvs_frames)
         try:
-            train_set, test_set = datasets.build(spec.dataset, options)
-        except datasets.DataFilesError as exc:
+            train_set, test_set = data.build(spec.dataset, options)
+        except data.DataFilesError as exc:
             raise UsageError(str(exc)) from None
-        return train_set, test_set, datasets.FILE_DATASETS[spec.dataset].classes
+        return train_set, test_set, data.DATASETS[spec.dataset].classes
     try:
         train_split, test_split, classes = data.load(spec, timesteps=config.timesteps)
     except data.DataError as exc:
@@ -116,7 +115,7 @@ def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
     config = config.replace(**{k: overrides.get(k) for k in RESUME_MAY_CHANGE})
     # never carried over from the stored run: it verifies the files unless --no-verify-data is given again
     config = config.replace(verify_data=overrides.get("verify_data") is not False)
-    try:  # the data record: the dataset and split the config trains on (training does not know lsg_deploy's)
+    try:  # the data record: the dataset and split the config trains on
         recorded = data.DataSpec.from_dict(data_record)
         expected = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
     except data.DataError as exc:

@@ -25,7 +25,7 @@ from corpus import TINY_ARGS, Case, Planted, check
 
 from lsg_deploy.cli import main
 from tests.datafiles import cifar_images, write_aedat4_header_only, write_cifar, write_cifar10_dvs
-from training.data.file_datasets import FileOptions
+from training.data import FileOptions
 
 CIFAR_FOLDER = "cifar-10-batches-py"
 WIDTH = ("--width", "0.03125")

@@ -16,8 +16,8 @@ import torch
 from lsg_deploy.cli import main
 from tests.datafiles import write_cifar
 from training.checkpoint import load_checkpoint
+from training.data import DATASETS, DataFilesError, FileOptions, build
 from training.data.cifar import STATS
-from training.data.file_datasets import FILE_DATASETS, DataFilesError, FileOptions, build
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_test_split_is_the_files_pixels_normalised(cifar_root, name, folder, tra
         x, label = test[i]
         assert label == entry[label_key][i]
         assert torch.allclose(x, (planes - mean) / std, atol=1e-6)
-    assert FILE_DATASETS[name].input_shape == tuple(x.shape)
+    assert DATASETS[name].input_shape == tuple(x.shape)
 
 
 def test_training_augmentation_is_random_and_repeats_under_a_seed(cifar_root):
@@ -105,7 +105,7 @@ def test_resnet19_and_vggsnn_train_on_cifar_from_the_cli(tmp_path, cifar_root, c
                  "--quiet"]) == 0
     model, doc = load_checkpoint(out / "model.pt")
     assert doc["data"]["dataset"] == dataset and doc["config"]["data_dir"] == str(cifar_root)
-    assert model.input_shape == (3, 32, 32) and doc["classes"] == FILE_DATASETS[dataset].classes
+    assert model.input_shape == (3, 32, 32) and doc["classes"] == DATASETS[dataset].classes
     assert all(np.isfinite(row["train_loss"]) for row in doc["metrics"]) and doc["config"]["normalize"] is normalize
     if normalize:  # export needs an integer encoding of the input, which normalised images do not have
         assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle)]) == 2
@@ -153,7 +153,7 @@ def test_every_recipe_loads_and_states_the_papers_number():
     for path in recipes:
         config = TrainConfig.from_toml(path)
         paper = tomllib.loads(path.read_text())["paper"]
-        assert path.name.startswith(f"table{paper['table']}-") and config.dataset in FILE_DATASETS
+        assert path.name.startswith(f"table{paper['table']}-") and DATASETS[config.dataset].files
         assert paper["table"] == "1" or 30 < paper["accuracy"] < 100
     anchors = {"table3-cifar10-resnet19-t2.toml": 94.41, "table3-cifar100-resnet19-t6.toml": 77.13,
                "table3-cifar10dvs-vggsnn-t10.toml": 77.90, "table2-cifar10-resnet19-t2-alpha10.toml": 30.82}

@@ -27,9 +27,9 @@ from tests.datafiles import (
     write_aedat4_header_only,
     write_cifar10_dvs,
 )
+from training.data import DataFilesError, FileOptions
 from training.data import cifar10_dvs as dvs
 from training.data.cifar10_dvs import EventFrames, cifar10_dvs_datasets, flip_and_roll
-from training.data.file_datasets import DataFilesError, FileOptions
 
 T = 3
 PER_CLASS = 100

@@ -1,4 +1,4 @@
-"""``digits-events``: the saccade DVS emulation (lsg_deploy/events.py), its framing with tonic, the
+"""``digits-events``: the saccade DVS emulation (training/data/events.py), its framing with tonic, the
 dataset registry and ``lsg-deploy train --dataset digits-events``."""
 
 from __future__ import annotations

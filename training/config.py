@@ -10,7 +10,7 @@ from typing import Any
 
 import tomllib
 
-from training.data.file_datasets import DVS_FRAMES
+from training.data import DVS_FRAMES
 from training.distributed import DEVICES, PRECISIONS
 from training.models import ARCHITECTURES
 from training.neuron import MODES, NEURON_IMPLS
@@ -80,7 +80,7 @@ class TrainConfig:
     width: float = 1.0  #: multiplies every architecture's channel and hidden counts (small nets for tests)
     loss: str = "ce"  #: ce on the time-averaged readout, or tet (per-step CE, Deng et al. 2022)
     tet_lambda: float = 1e-3  #: tet only: weight of TET's MSE regulariser pulling every output toward v_th
-    #: a name in training.data.DATASETS, checked there (training does not import lsg_deploy)
+    #: a name in training.data.DATASETS, checked by the pipeline (its DataSpec)
     dataset: str = "digits"
     test_fraction: float = 0.2  #: the embedded datasets' test share (the file datasets have their own split)
     data_dir: str = ""  #: where the file datasets (cifar10, cifar100, cifar10-dvs) are; "" for the embedded ones

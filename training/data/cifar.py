@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.data.file_datasets import DataFilesError, FileOptions, missing_ancestors, remove_all
+from training.data.file_datasets import missing_ancestors, remove_all
+from training.data.records import DataFilesError, FileOptions
 
 #: per-channel mean and std of the training images (the values the tdBN/TET code uses)
 STATS = {

@@ -57,7 +57,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from training.data.file_datasets import DataFilesError, FileOptions, missing_ancestors, remove_all
+from training.data.file_datasets import missing_ancestors, remove_all
+from training.data.records import DataFilesError, FileOptions
 
 FOLDER = "CIFAR10DVS"  #: tonic's ``location_on_system``: ``save_to`` / the dataset class's name
 ARCHIVE = "CIFAR10DVS.zip"

@@ -1,7 +1,6 @@
-"""Datasets read from a user's files (``--data-dir``), as torch datasets for training.
+"""Datasets read from a user's files (``--data-dir``): the paper-scale ones, which no machine here downloads.
 
-The embedded datasets (digits, digits-events) live in :mod:`training.data`, as integer arrays
-every stage shares. These are the paper-scale ones, which no machine here downloads:
+The registry (:mod:`training.data`) holds them beside the embedded ones (:mod:`training.data.digits`):
 
 * ``cifar10``, ``cifar100``: torchvision's files read by a restricted unpickler, with torchvision's
   transforms (:mod:`training.data.cifar`);
@@ -9,25 +8,25 @@ every stage shares. These are the paper-scale ones, which no machine here downlo
   training, into a frame cache keyed by each recording's size and modification time
   (:mod:`training.data.cifar10_dvs`).
 
-Each entry of :data:`FILE_DATASETS` builds ``(train, test)``: map-style datasets whose items are
-``(x, label)`` with ``x`` a float tensor (C, H, W), the same at every step, or (T, C, H, W), a
-different input at every step. Missing or corrupt files raise :class:`DataFilesError` with what
-was expected where; nothing is downloaded unless ``download`` is set.
+Each entry's ``build`` makes ``(train, test)`` for training: map-style torch datasets whose items
+are ``(x, label)`` with ``x`` a float tensor (C, H, W), the same at every step, or (T, C, H, W), a
+different input at every step; its ``loader`` reads the integer encoding every stage shares, where
+the training has one. Missing or corrupt files raise :class:`DataFilesError` with what was
+expected where; nothing is downloaded unless ``download`` is set. Torch is imported by the modules
+that build the torch datasets, not here: the registry loads without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
+from training.data.records import DIRECT, EVENT_FRAMES, DataError, DataFilesError, Dataset, EncodedSplit, FileOptions
 
-class DataFilesError(ValueError):
-    """A dataset's files are missing, corrupt, or not the published ones (and not accepted)."""
+if TYPE_CHECKING:
+    from training.data.records import DataSpec, FileSource
 
 
 def missing_ancestors(*paths: Path) -> list[Path]:
@@ -52,45 +51,13 @@ def remove_all(paths: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-@dataclass(frozen=True)
-class FileOptions:
-    """What a file dataset's builder needs besides its name."""
-
-    root: Path  #: the user's ``--data-dir``
-    timesteps: int  #: the network's T (event datasets make one frame per step)
-    augment: bool = True  #: the recipe's training augmentation (never applied to the test split)
-    autoaugment: bool = True  #: CIFAR: AutoAugment's CIFAR10 policy on top of crop and flip
-    cutout: int = 0  #: CIFAR: side of the Cutout square in pixels (DeVries & Taylor 2017), 0 for none
-    verify: bool = True  #: check the published MD5 sums (CIFAR); False accepts other files of the format
-    download: bool = False  #: let the underlying library download what is missing
-    normalize: bool = True  #: CIFAR: per-channel normalisation (False: pixels / 255, the integer encoding's)
-    dvs_frames: str = "counts"  #: CIFAR10-DVS: "counts" (TET's resized event counts) or "spikes" (binary, integer)
-
-
-Builder = Callable[[FileOptions], "tuple[Dataset, Dataset]"]
-
-
-@dataclass(frozen=True)
-class FileDataset:
-    name: str
-    classes: int
-    input_shape: tuple[int, int, int]  #: (C, H, W) of one step's input
-    per_step: bool  #: True: items are (T, C, H, W), one frame per step
-    description: str
-    build: Builder
-    #: the integer encoding of a network trained on the files, ``(options, train) -> (pixels, labels,
-    #: input_max)`` with ``pixels`` an integer array of the float input times ``input_max``; None: none
-    integer: Callable[[FileOptions, bool], tuple[np.ndarray, np.ndarray, int]] | None = None
-    no_integer: str = ""  #: why there is no integer encoding (or when there is none for a training)
-
-
-def _cifar10(options: FileOptions) -> tuple[Dataset, Dataset]:
+def _cifar10(options: FileOptions) -> tuple[Any, Any]:
     from training.data.cifar import cifar_datasets
 
     return cifar_datasets("cifar10", options)
 
 
-def _cifar100(options: FileOptions) -> tuple[Dataset, Dataset]:
+def _cifar100(options: FileOptions) -> tuple[Any, Any]:
     from training.data.cifar import cifar_datasets
 
     return cifar_datasets("cifar100", options)
@@ -105,7 +72,7 @@ def _cifar_integer(name: str):
     return integer
 
 
-def _cifar10_dvs(options: FileOptions) -> tuple[Dataset, Dataset]:
+def _cifar10_dvs(options: FileOptions) -> tuple[Any, Any]:
     from training.data.cifar10_dvs import cifar10_dvs_datasets
 
     return cifar10_dvs_datasets(options)
@@ -126,24 +93,41 @@ _RESIZED = ("it was trained on event counts resized with bilinear interpolation,
 #: CIFAR10-DVS's frame kinds (``dvs_frames``): TET's resized counts, or binary spikes (integer)
 DVS_FRAMES = ("counts", "spikes")
 
-FILE_DATASETS: Mapping[str, FileDataset] = MappingProxyType({d.name: d for d in (
-    FileDataset("cifar10", 10, (3, 32, 32), False,
-                "CIFAR-10 from --data-dir (torchvision's cifar-10-batches-py)", _cifar10, _cifar_integer("cifar10"),
-                no_integer=_NORMALISED),
-    FileDataset("cifar100", 100, (3, 32, 32), False,
-                "CIFAR-100 from --data-dir (torchvision's cifar-100-python)", _cifar100, _cifar_integer("cifar100"),
-                no_integer=_NORMALISED),
-    FileDataset("cifar10-dvs", 10, (2, 48, 48), True,
-                "CIFAR10-DVS from --data-dir (tonic's CIFAR10DVS/*.aedat4), T frames of 2x48x48; needs the "
-                "events extra", _cifar10_dvs, _cifar10_dvs_integer, no_integer=_RESIZED),
-)})
+
+def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
+                ) -> tuple[EncodedSplit, EncodedSplit, int]:
+    """A file dataset's integer encoding (:attr:`training.data.records.Dataset.integer`), for a
+    network trained as ``files`` says; read from the user's files."""
+    from training.data import DATASETS
+
+    entry = DATASETS[spec.dataset]
+    if entry.integer is None or files is None:
+        raise DataError(f"dataset {spec.dataset}: {entry.no_integer}")
+    if not files.data_dir:
+        raise DataError(f"dataset {spec.dataset} is read from files: give --data-dir")
+    options = FileOptions(Path(files.data_dir), timesteps or 1, augment=False, verify=files.verify,
+                          normalize=files.normalize, dvs_frames=files.dvs_frames)
+    if not options.root.is_dir():
+        raise DataError(f"dataset {spec.dataset}: --data-dir {options.root} is not a directory (the network was "
+                        f"trained on files there; give --data-dir where they are now)")
+    try:
+        splits = [entry.integer(options, train) for train in (True, False)]
+    except DataFilesError as exc:
+        raise DataError(str(exc)) from None
+    (train, train_labels, input_max), (test, test_labels, _) = splits
+    return (EncodedSplit(train, train_labels, input_max, entry.encoding),
+            EncodedSplit(test, test_labels, input_max, entry.encoding), entry.classes)
 
 
-def build(name: str, options: FileOptions) -> tuple[Dataset, Dataset]:
-    """``(train, test)`` of the file dataset ``name``."""
-    if name not in FILE_DATASETS:
-        raise DataFilesError(f"unknown file dataset {name!r}; available: {', '.join(FILE_DATASETS)}")
-    if not options.download and not options.root.is_dir():
-        raise DataFilesError(f"--data-dir {options.root} is not a directory" if options.root.exists()
-                             else f"--data-dir {options.root} does not exist")
-    return FILE_DATASETS[name].build(options)
+#: this module's entries of the registry (:data:`training.data.DATASETS`)
+ENTRIES = (
+    Dataset("cifar10", DIRECT, "CIFAR-10 from --data-dir (torchvision's cifar-10-batches-py)", _load_files,
+            build=_cifar10, classes=10, input_shape=(3, 32, 32), integer=_cifar_integer("cifar10"),
+            no_integer=_NORMALISED),
+    Dataset("cifar100", DIRECT, "CIFAR-100 from --data-dir (torchvision's cifar-100-python)", _load_files,
+            build=_cifar100, classes=100, input_shape=(3, 32, 32), integer=_cifar_integer("cifar100"),
+            no_integer=_NORMALISED),
+    Dataset("cifar10-dvs", EVENT_FRAMES, "CIFAR10-DVS from --data-dir (tonic's CIFAR10DVS/*.aedat4), T frames of "
+            "2x48x48; needs the events extra", _load_files, build=_cifar10_dvs, classes=10, input_shape=(2, 48, 48),
+            integer=_cifar10_dvs_integer, no_integer=_RESIZED),
+)
