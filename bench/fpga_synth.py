@@ -155,7 +155,7 @@ def _fits(cells: dict[str, int]) -> bool:
 
 def test_images(bundle: Path, count: int) -> np.ndarray:
     from hardware.bundle import read_bundle
-    from lsg_deploy.data import DataSpec, load
+    from training.data import DataSpec, load
 
     b = read_bundle(bundle)
     _, test, _ = load(DataSpec.from_dict(b.source["data"]), timesteps=b.timesteps)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15, help="best of this many reference runs (default 15)")
     args = p.parse_args(argv)
 
-    from lsg_deploy.data import DataSpec, load
+    from training.data import DataSpec, load
 
     bundle = read_bundle(args.bundle)
     _, test, _ = load(DataSpec(**bundle.source.get("data", {})), bundle.timesteps)

@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lsg_deploy.data import DataSpec, load  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
+from training.data import DataSpec, load  # noqa: E402
 from training.loop import set_neuron_impl  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.neuron import LIF  # noqa: E402

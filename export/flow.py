@@ -27,10 +27,10 @@ from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware.bundle import Bundle, write_bundle
-from hardware.files import staged_directory
 from hardware.graph import Graph, Input
 from hardware.profile import Profile
 from hardware.targets import Target, Writer
+from lsg_io.files import staged_directory
 
 
 def _grid_writer(target: Target) -> Writer | None:

@@ -55,8 +55,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from hardware import files
 from hardware.graph import INPUT, FloatEdge, FloatNode, Graph
+from lsg_io import files
 
 DT = 1e-4
 NIR_INPUT, NIR_OUTPUT = "input", "output"

@@ -50,10 +50,10 @@ from onnx import helper, numpy_helper
 from export import onnx_format as fmt
 from export.common import source_record
 from export.fold import fold
-from hardware import files
 from hardware.bundle import sha256_file
-from hardware.files import staged_directory
 from hardware.graph import INPUT, FloatEdge, FloatNode, Graph, Input
+from lsg_io import files
+from lsg_io.files import staged_directory
 from training.checkpoint import load_checkpoint
 
 OPSET = 17

@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from lsg_deploy.data import DATASETS
-    from training.datasets import DVS_FRAMES
+    from training.data import DATASETS, DVS_FRAMES
     from training.models import ARCHITECTURES
 
     # the settings train and ablate share: what to train on and how
@@ -266,9 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from hardware import files
     from lsg_deploy import pipeline
     from lsg_deploy.outputs import check_file_target
+    from lsg_io import files
 
     say = (lambda *a: None) if args.quiet else print
     try:

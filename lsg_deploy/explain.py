@@ -56,7 +56,7 @@ import numpy as np
 from hardware.bundle import Bundle
 from hardware.graph import INPUT, Graph
 from hardware.profile import Profile
-from lsg_deploy.data import EncodedSplit
+from training.data import EncodedSplit
 
 #: the ingredients of the integer record that :func:`dequantized_graph` can put into the float network
 INGREDIENTS = ("decay", "weights", "biases", "thresholds")

@@ -8,7 +8,7 @@ What is "ours" is decided by names and checksums, never by a manifest's word alo
   matching SHA-256, and lists only names an export writes. Anything else is an error naming
   it, unless the user passes ``--force``.
 * a **run directory** (``train``, ``train --seeds``, ``ablate``) is ours when it holds only the
-  names a run writes (:func:`lsg_deploy.runlog.is_run_entry`); ``train`` writes only into an
+  names a run writes (:func:`training.runlog.is_run_entry`); ``train`` writes only into an
   absent or empty directory: a run there is continued with ``--resume`` or replaced with
   ``--force`` (which removes the old run's files, figures and event files included, just
   before the new run's first epoch is written, and keeps everything that is not a run's);
@@ -40,11 +40,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from hardware import files
-from lsg_deploy import runlog
 from lsg_deploy.errors import UsageError
+from lsg_io import files
+from training import runlog
 
-#: what ``train --seeds`` and ``ablate`` write beside their runs (:mod:`lsg_deploy.ablate`)
+#: what ``train --seeds`` and ``ablate`` write beside their runs (:mod:`training.ablate`)
 SEEDS_FILES, ABLATION_FILES = ("summary.json", "summary.md"), ("ablation.md", "ablation.json", "ablation.png")
 _SEED_DIR = re.compile(r"seed-(0|[1-9][0-9]*)")
 
@@ -288,7 +288,7 @@ def check_repeated_runs(out: Path, seeds: Sequence[int], epochs: int, force: boo
     seed directory of the work is checked (:func:`_seed_refusals`) before the first run trains;
     anything in ``out`` that such a command does not write is refused unless ``force`` (then it
     is kept)."""
-    from lsg_deploy.ablate import ROWS
+    from training.ablate import ROWS
 
     out = Path(out)
     _refuse_link(out, "a run")

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hardware import files
-from lsg_deploy import data, runlog
 from lsg_deploy.errors import UsageError
 from lsg_deploy.outputs import (
     check_bundle_target,
@@ -23,6 +21,8 @@ from lsg_deploy.outputs import (
     check_repeated_runs,
     check_run_target,
 )
+from lsg_io import files
+from training import data, runlog
 
 CHECKPOINT_NAME, RESUME_NAME = runlog.CHECKPOINT_NAME, runlog.RESUME_NAME
 
@@ -66,13 +66,9 @@ NORMALIZED_DATASETS = ("cifar10", "cifar100")
 #: the digits' 1,437, the first 2,048 of CIFAR's 50,000
 CALIBRATION_SAMPLES = 2048
 
-#: settings a resumed run may change: where it runs, not what it trains
-RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data", "neuron_impl")
-
 
 def _training_data(config, spec: data.DataSpec, download: bool):
     """``(train, test, classes)`` as torch datasets (file datasets) or :class:`training.loop.Split`."""
-    from training import datasets
     from training.loop import Split
 
     if not config.normalize and spec.dataset not in NORMALIZED_DATASETS:
@@ -84,15 +80,15 @@ def _training_data(config, spec: data.DataSpec, download: bool):
         if not config.data_dir:
             raise UsageError(f"dataset {spec.dataset} is read from files: give --data-dir (no download happens "
                              f"without --download)")
-        options = datasets.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
-                                       autoaugment=config.autoaugment, cutout=config.cutout,
-                                       verify=config.verify_data, download=download, normalize=config.normalize,
-                                       dvs_frames=config.dvs_frames)
+        options = data.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
+                                   autoaugment=config.autoaugment, cutout=config.cutout,
+                                   verify=config.verify_data, download=download, normalize=config.normalize,
+                                   dvs_frames=config.dvs_frames)
         try:
-            train_set, test_set = datasets.build(spec.dataset, options)
-        except datasets.DataFilesError as exc:
+            train_set, test_set = data.build(spec.dataset, options)
+        except data.DataFilesError as exc:
             raise UsageError(str(exc)) from None
-        return train_set, test_set, datasets.FILE_DATASETS[spec.dataset].classes
+        return train_set, test_set, data.DATASETS[spec.dataset].classes
     try:
         train_split, test_split, classes = data.load(spec, timesteps=config.timesteps)
     except data.DataError as exc:
@@ -102,8 +98,9 @@ def _training_data(config, spec: data.DataSpec, download: bool):
 
 def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
     """The run in ``out`` to continue: its state and its own config, with only the settings of
-    :data:`RESUME_MAY_CHANGE` taken from the command line."""
+    :data:`training.config.RESUME_MAY_CHANGE` taken from the command line."""
     from training.checkpoint import CheckpointError, load_resume
+    from training.config import RESUME_MAY_CHANGE
 
     if config_file is not None:
         raise UsageError("--resume continues the run with its own config: drop --config")
@@ -118,7 +115,7 @@ def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
     config = config.replace(**{k: overrides.get(k) for k in RESUME_MAY_CHANGE})
     # never carried over from the stored run: it verifies the files unless --no-verify-data is given again
     config = config.replace(verify_data=overrides.get("verify_data") is not False)
-    try:  # the data record: the dataset and split the config trains on (training does not know lsg_deploy's)
+    try:  # the data record: the dataset and split the config trains on
         recorded = data.DataSpec.from_dict(data_record)
         expected = data.DataSpec(dataset=config.dataset, test_fraction=config.test_fraction, split_seed=0)
     except data.DataError as exc:
@@ -130,9 +127,9 @@ def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
 
 def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False,
           resume: bool = False, download: bool = False, force: bool = False) -> dict[str, Any]:
-    """Train on the configured dataset (``dataset``: a name in :data:`lsg_deploy.data.DATASETS`:
+    """Train on the configured dataset (``dataset``: a name in :data:`training.data.DATASETS`:
     an embedded one, or a file one read from ``data_dir``); write ``model.pt``, ``train_state.pt``
-    and the logs of :mod:`lsg_deploy.runlog` in ``out``.
+    and the logs of :mod:`training.runlog` in ``out``.
 
     Each is rewritten, complete, at the end of every epoch: a run killed at any point leaves the
     last finished epoch's checkpoint, loadable, and ``resume`` continues it from there, bit for bit
@@ -247,36 +244,42 @@ def _resolved(overrides: dict[str, Any], config_file: Path | None):
 
 def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, quiet: bool = False,
                 resume: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
-    """``train`` once per seed of ``seeds`` (:func:`lsg_deploy.ablate.parse_seeds`) in ``out/seed-<s>``;
-    returns and writes the summary (:func:`lsg_deploy.ablate.run_seeds`). Every seed's directory
+    """``train`` once per seed of ``seeds`` (:func:`training.ablate.parse_seeds`) in ``out/seed-<s>``;
+    returns and writes the summary (:func:`training.ablate.run_seeds`). Every seed's directory
     is checked first (:func:`lsg_deploy.outputs.check_repeated_runs`); ``force`` lets the runs be
     written beside files that are not theirs."""
-    from lsg_deploy.ablate import parse_seeds, run_seeds
+    from training.ablate import AblationError, parse_seeds, run_seeds
 
     if overrides.get("seed") is not None:
         raise UsageError("--seed and --seeds exclude each other")
     if resume:
         raise UsageError("--seeds resumes unfinished seeds by itself: drop --resume")
     config = _resolved(overrides, config_file)
-    check_repeated_runs(Path(out), parse_seeds(seeds), config.epochs, force)
-    return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), quiet, say,
-                     download=download, force=force)
+    try:
+        check_repeated_runs(Path(out), parse_seeds(seeds), config.epochs, force)
+        return run_seeds(train, overrides, config_file, Path(out), parse_seeds(seeds), quiet, say,
+                         download=download, force=force)
+    except AblationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def ablate(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, tables: str,
            quiet: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
-    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`lsg_deploy.ablate`); ``out`` is checked as
+    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`training.ablate`); ``out`` is checked as
     :func:`train_seeds` checks its own."""
-    from lsg_deploy import ablate as ablation
+    from training import ablate as ablation
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     if not chosen or any(t not in ablation.TABLES for t in chosen):
         raise UsageError(f"--tables must list tables among {', '.join(ablation.TABLES)}, got {tables!r}")
     config = _resolved(overrides, config_file)
     rows = list(dict.fromkeys(name for t in chosen for name in ablation.TABLES[t][1]))
-    check_repeated_runs(Path(out), ablation.parse_seeds(seeds), config.epochs, force, rows=rows)
-    return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
-                           quiet, say, download=download, force=force)
+    try:
+        check_repeated_runs(Path(out), ablation.parse_seeds(seeds), config.epochs, force, rows=rows)
+        return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
+                               quiet, say, download=download, force=force)
+    except ablation.AblationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def tqdm_write(line: str) -> None:

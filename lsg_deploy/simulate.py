@@ -27,8 +27,8 @@ from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
 from hardware.targets import REFERENCE as REFERENCE_BACKEND
 from hardware.targets import BackendError, backends, resources
-from lsg_deploy.data import DataError, DataSpec, EncodedSplit
 from lsg_deploy.errors import UsageError
+from training.data import DataError, DataSpec, EncodedSplit
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -47,7 +47,7 @@ SETUP = (
 
 
 def prepare(args: argparse.Namespace) -> int:
-    from lsg_deploy import data
+    from training import data
 
     if args.checkpoint:  # the same export as `lsg-deploy export --target loihi`
         from lsg_deploy import pipeline

@@ -8,9 +8,8 @@ import statistics
 
 import pytest
 
-from lsg_deploy.ablate import ROWS, TABLES, parse_seeds
 from lsg_deploy.cli import main
-from lsg_deploy.errors import UsageError
+from training.ablate import ROWS, TABLES, AblationError, parse_seeds
 from training.checkpoint import load_checkpoint
 
 TINY = ["--timesteps", "2", "--batch-size", "128", "--epochs", "1", "--quiet"]
@@ -20,7 +19,7 @@ def test_seeds_parse_as_a_count_or_a_list():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds("5,") == [5]
     assert parse_seeds("1000") == list(range(1000)) and parse_seeds("4294967295,") == [4294967295]
     for bad in ("0", "a", "1,1", "-1,2", "", "1001", "0,4294967296", "1" + "0" * 30, ",".join(map(str, range(1001)))):
-        with pytest.raises(UsageError):
+        with pytest.raises(AblationError):
             parse_seeds(bad)
 
 

@@ -25,7 +25,7 @@ from corpus import TINY_ARGS, Case, Planted, check
 
 from lsg_deploy.cli import main
 from tests.datafiles import cifar_images, write_aedat4_header_only, write_cifar, write_cifar10_dvs
-from training.datasets import FileOptions
+from training.data import FileOptions
 
 CIFAR_FOLDER = "cifar-10-batches-py"
 WIDTH = ("--width", "0.03125")
@@ -126,7 +126,7 @@ def dvs_train(edit, cache: bool = False):
     """``train`` on a copy of the DVS fixture in ``data/``, with its frame cache for T = 2 made
     first if ``cache``, then ``edit(folder)`` applied to ``data/CIFAR10DVS``."""
     def build(sb) -> list[str]:
-        from training.datasets.cifar10_dvs import cifar10_dvs_datasets
+        from training.data.cifar10_dvs import cifar10_dvs_datasets
 
         shutil.copytree(sb.request.getfixturevalue("dvs_data"), sb.root / "data")
         if cache:

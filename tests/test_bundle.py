@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from hardware.bundle import FORMAT_VERSION, BundleError, read_bundle
-from hardware.files import staged_directory
 from hardware.graph import FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_SHIFT
 from hardware.targets.loihi.profile import LOIHI2
+from lsg_io.files import staged_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,8 +26,8 @@ from hardware import reference
 from hardware.bundle import read_bundle
 from hardware.graph import INPUT, Graph
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from training.checkpoint import load_checkpoint
+from training.data import DataSpec, load
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import torch
 from lsg_deploy.cli import main
 from tests.datafiles import write_cifar
 from training.checkpoint import load_checkpoint
-from training.datasets import FILE_DATASETS, DataFilesError, FileOptions, build
-from training.datasets.cifar import STATS
+from training.data import DATASETS, DataFilesError, FileOptions, build
+from training.data.cifar import STATS
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_test_split_is_the_files_pixels_normalised(cifar_root, name, folder, tra
         x, label = test[i]
         assert label == entry[label_key][i]
         assert torch.allclose(x, (planes - mean) / std, atol=1e-6)
-    assert FILE_DATASETS[name].input_shape == tuple(x.shape)
+    assert DATASETS[name].input_shape == tuple(x.shape)
 
 
 def test_training_augmentation_is_random_and_repeats_under_a_seed(cifar_root):
@@ -105,7 +105,7 @@ def test_resnet19_and_vggsnn_train_on_cifar_from_the_cli(tmp_path, cifar_root, c
                  "--quiet"]) == 0
     model, doc = load_checkpoint(out / "model.pt")
     assert doc["data"]["dataset"] == dataset and doc["config"]["data_dir"] == str(cifar_root)
-    assert model.input_shape == (3, 32, 32) and doc["classes"] == FILE_DATASETS[dataset].classes
+    assert model.input_shape == (3, 32, 32) and doc["classes"] == DATASETS[dataset].classes
     assert all(np.isfinite(row["train_loss"]) for row in doc["metrics"]) and doc["config"]["normalize"] is normalize
     if normalize:  # export needs an integer encoding of the input, which normalised images do not have
         assert main(["export", "--target", "loihi", str(out / "model.pt"), "--out", str(bundle)]) == 2
@@ -153,7 +153,7 @@ def test_every_recipe_loads_and_states_the_papers_number():
     for path in recipes:
         config = TrainConfig.from_toml(path)
         paper = tomllib.loads(path.read_text())["paper"]
-        assert path.name.startswith(f"table{paper['table']}-") and config.dataset in FILE_DATASETS
+        assert path.name.startswith(f"table{paper['table']}-") and DATASETS[config.dataset].files
         assert paper["table"] == "1" or 30 < paper["accuracy"] < 100
     anchors = {"table3-cifar10-resnet19-t2.toml": 94.41, "table3-cifar100-resnet19-t6.toml": 77.13,
                "table3-cifar10dvs-vggsnn-t10.toml": 77.90, "table2-cifar10-resnet19-t2-alpha10.toml": 30.82}
@@ -178,7 +178,7 @@ def test_the_restricted_reader_gives_what_torchvisions_class_gives(cifar_root, n
     """The same images (HWC uint8, byte for byte), the same labels (Python ints, in the same
     order) and, under one seed, the same transformed items as torchvision's ``CIFAR10`` /
     ``CIFAR100`` reading the same files with ``pickle.load``; the integer split is its bytes."""
-    from training.datasets.cifar import integer_split, transforms_for
+    from training.data.cifar import integer_split, transforms_for
 
     options = _options(cifar_root)
     ours = build(name, options)
@@ -203,7 +203,7 @@ def test_the_restricted_reader_gives_what_torchvisions_class_gives(cifar_root, n
 def test_numpys_pickles_of_any_protocol_and_numpy_1_names_are_read(tmp_path, protocol):
     """The published files are Python 2 pickles naming ``numpy.core.multiarray._reconstruct``
     (numpy 1's module); numpy 2 writes ``numpy._core``, and protocol 5 ``_frombuffer``: all read."""
-    from training.datasets.cifar import read_batch
+    from training.data.cifar import read_batch
 
     data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
     raw = pickle.dumps({"data": data, "labels": np.array([3, 9])}, protocol=protocol)
@@ -241,7 +241,8 @@ def test_a_failed_download_leaves_nothing_it_created(tmp_path, monkeypatch):
 
 def test_a_resumed_run_verifies_the_files_unless_told_again(tmp_path, cifar_root, capsys, monkeypatch):
     """--no-verify-data is not carried from train_state.pt into ``train --resume``."""
-    from lsg_deploy import pipeline, runlog
+    from lsg_deploy import pipeline
+    from training import runlog
 
     out = tmp_path / "run"
     real = runlog.RunLog.epoch

@@ -1,5 +1,5 @@
 """``cifar10-dvs``: AEDAT4 files written by the tests' own writer (tests/datafiles.py) and read by
-aedat/tonic, and :mod:`training.datasets.cifar10_dvs` on a synthetic tree in the published layout:
+aedat/tonic, and :mod:`training.data.cifar10_dvs` on a synthetic tree in the published layout:
 the TET split, tonic's framing, the frame cache keyed by T and by each recording's identity, the
 training augmentation, and the errors for missing, truncated, empty and off-sensor recordings and
 for a foreign cache entry (each before any training, leaving the data folder as it was), all
@@ -27,9 +27,9 @@ from tests.datafiles import (
     write_aedat4_header_only,
     write_cifar10_dvs,
 )
-from training.datasets import DataFilesError, FileOptions
-from training.datasets import cifar10_dvs as dvs
-from training.datasets.cifar10_dvs import EventFrames, cifar10_dvs_datasets, flip_and_roll
+from training.data import DataFilesError, FileOptions
+from training.data import cifar10_dvs as dvs
+from training.data.cifar10_dvs import EventFrames, cifar10_dvs_datasets, flip_and_roll
 
 T = 3
 PER_CLASS = 100
@@ -333,7 +333,7 @@ def test_spike_frames_are_the_events_binned_onto_48x48(tree):
 
 
 def test_counts_frames_have_no_integer_encoding(tree):
-    from lsg_deploy.data import DataError, DataSpec, FileSource, load
+    from training.data import DataError, DataSpec, FileSource, load
 
     with pytest.raises(DataError, match='resized with bilinear interpolation.*dvs_frames = "spikes"'):
         load(DataSpec("cifar10-dvs"), T, FileSource(str(tree)))

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
-from lsg_deploy.plots import NAMES
 from training.config import TrainConfig
+from training.data import DataSpec, load
 from training.diagnostics import measure
 from training.models import build_model
 from training.neuron import LIF
+from training.plots import NAMES
 
 
 def test_the_probe_sees_the_membranes_of_the_lif_equation():

@@ -1,4 +1,4 @@
-"""``digits-events``: the saccade DVS emulation (lsg_deploy/events.py), its framing with tonic, the
+"""``digits-events``: the saccade DVS emulation (training/data/events.py), its framing with tonic, the
 dataset registry and ``lsg-deploy train --dataset digits-events``."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from lsg_deploy.cli import main
-from lsg_deploy.data import DATASETS, DataError, DataSpec, load
-from lsg_deploy.events import EVENT_DTYPE, SaccadeSensor, frame_window_us, spike_frames
 from training.checkpoint import load_checkpoint
+from training.data import DATASETS, DataError, DataSpec, load
+from training.data.events import EVENT_DTYPE, SaccadeSensor, frame_window_us, spike_frames
 from training.loop import activation_bytes, predict
 
 T = 4

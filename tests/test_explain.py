@@ -31,8 +31,8 @@ from hardware import reference
 from hardware.bundle import Bundle, read_bundle
 from hardware.graph import INPUT, Graph
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, EncodedSplit, load
 from lsg_deploy.explain import INGREDIENTS, THRESHOLD_TOLERANCE, dequantized_graph, explain, threshold_difference
+from training.data import DataSpec, EncodedSplit, load
 
 LIMIT = 60
 TINY = ["--epochs", "2", "--timesteps", "2", "--batch-size", "128", "--lr", "0.01"]

@@ -12,8 +12,8 @@ from hardware import fixed_point as fp
 from hardware.bundle import read_bundle
 from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.targets.loihi.profile import LOIHI2
-from lsg_deploy.data import DataSpec, load
 from tests.netgen import random_graph, random_inputs
+from training.data import DataSpec, load
 
 
 def _assert_same(ref: reference.IntegerRun, fast: reference.IntegerRun) -> None:

@@ -35,9 +35,9 @@ from hardware.graph import Input
 from hardware.targets import TARGETS, profiles
 from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from tests.papernets import untrained
 from training.checkpoint import load_checkpoint
+from training.data import DataSpec, load
 
 #: (arch, input shape, width, encoding, input_max): a chain, a residual net, event frames
 NETS = {"digits-cnn": ((1, 8, 8), 1.0, "direct", 16), "digits-resnet": ((1, 8, 8), 1.0, "direct", 16),

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from export.fold import _pool_compose, fold, run_float
 from hardware.graph import Input
-from lsg_deploy.data import DataSpec, load
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
+from training.data import DataSpec, load
 from training.loop import predict
 from training.model import SpikingNet, TdBN
 from training.models import build_model

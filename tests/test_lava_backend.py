@@ -384,7 +384,7 @@ def test_digits_bundle_matches_bit_for_bit(tmp_path_factory):
     """A small trained and exported digits bundle (a few seconds of CPU), run as a bundle directory."""
     from hardware.bundle import read_bundle
     from lsg_deploy import pipeline
-    from lsg_deploy.data import DataSpec, load
+    from training.data import DataSpec, load
 
     root = tmp_path_factory.mktemp("lava-digits")
     pipeline.train({"epochs": 6, "channels": (8, 16), "hidden": 48, "seed": 0}, None, root / "run", quiet=True)

@@ -36,13 +36,13 @@ from export import onnx_format as fmt
 from export.fold import fold, run_float
 from export.onnx_export import OPSET, step_model
 from export.targets import FLOAT_EXPORTS, choices
-from hardware import files
 from hardware.graph import EVENT_FRAMES, Input
 from hardware.targets import TARGETS
 from lsg_deploy.cli import main
-from lsg_deploy.data import DATASETS, DataSpec, load
+from lsg_io import files
 from training.checkpoint import checkpoint_bytes, checkpoint_document, load_checkpoint
 from training.config import TrainConfig
+from training.data import DATASETS, DataSpec, load
 from training.loop import predict
 from training.model import TdBN
 from training.models import build_model

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hardware import files
 from hardware.bundle import read_bundle
-from lsg_deploy import plots
 from lsg_deploy.cli import main
+from lsg_io import files
+from training import plots
 from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,7 +253,7 @@ def test_seeds_write_beside_a_users_file_only_with_force(tiny_config, tmp_path, 
 _REPLACER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from hardware import files
+    from lsg_io import files
     if sys.argv[2] == "fallback":
         files._exchange = lambda a, b: False  # as on a filesystem without RENAME_EXCHANGE
     final, i, started = Path(sys.argv[1]), int(sys.argv[3]), Path(sys.argv[4])

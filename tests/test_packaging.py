@@ -1,6 +1,6 @@
 """The wheel holds every package of the source tree and the RTL's Verilog, and installed on its
 own it is the whole tool: train (on CIFAR files), export and simulate run from it, outside the
-checkout (a hand-kept package list once left out ``training.datasets``)."""
+checkout (a hand-kept package list once left out ``training.datasets``, now training.data)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from datafiles import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("lsg_deploy", "training", "export", "hardware")
+TOP_LEVEL = ("lsg_deploy", "training", "export", "hardware", "lsg_io")
 
 
 def _wheel(tmp_path: Path) -> tuple[Path, Path]:
@@ -38,7 +38,7 @@ def test_the_wheel_holds_every_package_and_the_verilog(tmp_path):
     wanted = {p.relative_to(source).as_posix() for name in TOP_LEVEL
               for p in (source / name).rglob("*") if p.suffix in (".py", ".v")}
     assert wanted - packed == set()
-    assert "training/datasets/cifar.py" in packed and "hardware/targets/fpga/rtl/lif_neuron.v" in packed
+    assert "training/data/cifar.py" in packed and "hardware/targets/fpga/rtl/lif_neuron.v" in packed
 
 
 def test_the_installed_wheel_trains_on_cifar_files_exports_and_simulates(tmp_path):
@@ -60,7 +60,7 @@ def test_the_installed_wheel_trains_on_cifar_files_exports_and_simulates(tmp_pat
         return subprocess.run([str(env / "bin" / "lsg-deploy"), *args], cwd=work, env=environ, capture_output=True,
                               text=True, timeout=600)
 
-    where = subprocess.run([str(env / "bin" / "python"), "-c", "import lsg_deploy, training.datasets.cifar as c; "
+    where = subprocess.run([str(env / "bin" / "python"), "-c", "import lsg_deploy, training.data.cifar as c; "
                             "print(lsg_deploy.__file__); print(c.__file__)"], cwd=work, env=environ,
                            capture_output=True, text=True, check=True).stdout.split()
     assert all(Path(f).is_relative_to(env) for f in where), where  # the wheel's modules, not the checkout's

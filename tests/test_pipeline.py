@@ -17,8 +17,8 @@ from hardware import reference
 from hardware.bundle import read_bundle
 from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from training.checkpoint import content_digest
+from training.data import DataSpec, load
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -51,8 +51,8 @@ def test_the_demo_report_fits_a_screen(default_run):
 
 
 def test_figures_tell_layers_and_implementations_apart():
-    from lsg_deploy.plots import layer_colours
     from lsg_deploy.report import IMPLEMENTATION_COLOURS
+    from training.plots import layer_colours
 
     for n in (6, 12):  # digits-resnet's six layers were six shades of one hue under viridis
         assert len(set(layer_colours(n))) == n

@@ -374,7 +374,7 @@ def digits_fpga(default_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_exported_digits_network_matches_the_reference_on_50_images(digits_fpga: Path, rtl_tools) -> None:
     from hardware.bundle import read_bundle
-    from lsg_deploy import data
+    from training import data
 
     bundle = read_bundle(digits_fpga)
     _, test, _ = data.load(data.DataSpec.from_dict(bundle.source["data"]), timesteps=bundle.timesteps)

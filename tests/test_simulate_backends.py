@@ -72,9 +72,20 @@ def test_bundle_holds_every_artifact(default_run):
 
 
 #: the CLI in an interpreter where ``import torch`` fails, as on a machine without the training side
-WITHOUT_TORCH = ("import sys; sys.modules['torch'] = None\n"
-                 "from lsg_deploy.cli import main\n"
-                 "sys.exit(main(sys.argv[1:]))\n")
+#: (a meta-path block, not sys.modules["torch"] = None, on which scipy under scikit-learn fails)
+WITHOUT_TORCH = """
+import sys
+
+class NoTorch:  # an import of torch or of a torch submodule fails, as where torch is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTorch())
+from lsg_deploy.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def test_simulate_runs_a_bundle_on_the_integer_backends_without_torch(default_run, tmp_path):

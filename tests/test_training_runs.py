@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from lsg_deploy.cli import main
-from lsg_deploy.data import DataSpec, load
 from training.checkpoint import load_checkpoint, load_resume
 from training.config import TrainConfig
+from training.data import DataSpec, load
 from training.distributed import PRECISIONS, Context, autocast
 from training.loop import ArrayDataset, Split, evaluate, fit
 
@@ -100,7 +100,7 @@ def test_a_run_stopped_between_its_state_and_its_logs_measures_the_lost_diagnost
     """The window the SIGKILL test can hit: epoch 2's train_state.pt is written, its logs are not.
     The resumed run measures epoch 2's diagnostics from the resumed weights (that epoch's model),
     so every epoch has its rows once."""
-    from lsg_deploy import runlog
+    from training import runlog
 
     out = tmp_path / "run"
     real = runlog.RunLog.epoch

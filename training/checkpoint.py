@@ -83,7 +83,7 @@ def checkpoint_document(model: SpikingNet, config: TrainConfig, metrics: list[di
 
 def checkpoint_bytes(doc: dict[str, Any]) -> bytes:
     """A document from :func:`checkpoint_document` as the bytes of ``model.pt``. Writing them
-    is the caller's (``hardware.files.write_bytes``: the file appears complete or not at all)."""
+    is the caller's (``lsg_io.files.write_bytes``: the file appears complete or not at all)."""
     buffer = io.BytesIO()
     torch.save(doc, buffer)
     return buffer.getvalue()

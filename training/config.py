@@ -10,7 +10,7 @@ from typing import Any
 
 import tomllib
 
-from training.datasets import DVS_FRAMES
+from training.data import DVS_FRAMES
 from training.distributed import DEVICES, PRECISIONS
 from training.models import ARCHITECTURES
 from training.neuron import MODES, NEURON_IMPLS
@@ -25,6 +25,8 @@ MAX_CHANNELS = 4096
 MAX_CONV_BLOCKS = 64  #: digits-plain stacks one block per entry
 MAX_SEED = (1 << 32) - 1
 MAX_LR = 10.0  #: the recipes use 2e-3 (Adam) to 0.1 (SGD); far larger only saturates or diverges
+#: settings a resumed run may change: where it runs, not what it trains
+RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data", "neuron_impl")
 
 _CIFAR = {"arch": "resnet19", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
           "epochs": 300, "timesteps": 2, "v_th": 0.5, "beta_init": 0.2}
@@ -78,7 +80,7 @@ class TrainConfig:
     width: float = 1.0  #: multiplies every architecture's channel and hidden counts (small nets for tests)
     loss: str = "ce"  #: ce on the time-averaged readout, or tet (per-step CE, Deng et al. 2022)
     tet_lambda: float = 1e-3  #: tet only: weight of TET's MSE regulariser pulling every output toward v_th
-    #: a name in lsg_deploy.data.DATASETS, checked there (training does not import lsg_deploy)
+    #: a name in training.data.DATASETS, checked by the pipeline (its DataSpec)
     dataset: str = "digits"
     test_fraction: float = 0.2  #: the embedded datasets' test share (the file datasets have their own split)
     data_dir: str = ""  #: where the file datasets (cifar10, cifar100, cifar10-dvs) are; "" for the embedded ones

@@ -1,7 +1,7 @@
 """Training and evaluation loops for the networks of :mod:`training.models` (:class:`training.model.SpikingNet`).
 
 One loop serves every dataset: the embedded ones as in-memory arrays (:class:`ArrayDataset`) and
-the file ones (:mod:`training.datasets`) through a ``DataLoader``. Every epoch is a function of the
+the file ones (:mod:`training.data.file_datasets`) through a ``DataLoader``. Every epoch is a function of the
 weights, the optimizer and scheduler state, the seed and the epoch number alone: the sample order
 comes from a ``DistributedSampler`` seeded with the config's seed and set to the epoch (one rank
 when not distributed), and torch's global RNG, which draws the augmentations, is reseeded per epoch.

@@ -13,21 +13,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from training.neuron import LIF
 
-if TYPE_CHECKING:
-    from training.config import TrainConfig
-
 #: tdBN's eta on each of the two currents a residual block sums (Zheng et al. 2021), so that their
 #: sum has the variance one tdBN-normalised current would have
 RESIDUAL_ETA = 1.0 / math.sqrt(2.0)
 
 Shape = tuple[int, ...]
+
+
+class NetConfig(Protocol):
+    """What the blocks and the architectures read of a configuration; :class:`training.config.TrainConfig`
+    is one. They take this, not the config itself, because the config checks its ``arch`` against
+    the architecture registry (:mod:`training.models`): the dependency points one way."""
+
+    @property
+    def arch(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def beta_init(self) -> float: ...
+    @property
+    def v_th(self) -> float: ...
+    @property
+    def timesteps(self) -> int: ...
+    @property
+    def channels(self) -> tuple[int, ...]: ...
+    @property
+    def hidden(self) -> int: ...
+    @property
+    def width(self) -> float: ...
 
 
 class ArchitectureError(ValueError):
@@ -39,7 +61,7 @@ def scaled(count: int, width: float) -> int:
     return max(1, round(count * width))
 
 
-def make_lif(config: TrainConfig) -> LIF:
+def make_lif(config: NetConfig) -> LIF:
     """A fresh LIF layer with the configured neuron mode, threshold, initial decay and width."""
     return LIF(config.mode, v_th=config.v_th, beta_init=config.beta_init, alpha=config.alpha)
 

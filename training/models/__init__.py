@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
-from training.model import ArchitectureError, SpikingNet
+from training.model import ArchitectureError, NetConfig, SpikingNet
 from training.models.digits_cnn import SpikingConvNet
 from training.models.digits_plain import DigitsPlain
 from training.models.digits_resnet import DigitsResNet
 from training.models.resnet19 import ResNet19
 from training.models.vggsnn import VGGSNN
 
-if TYPE_CHECKING:
-    from training.config import TrainConfig
-
-Builder = Callable[["TrainConfig", tuple[int, int, int], int], SpikingNet]
+Builder = Callable[[NetConfig, tuple[int, int, int], int], SpikingNet]
 
 ARCHITECTURES: Mapping[str, Builder] = MappingProxyType({
     "digits-cnn": SpikingConvNet,
@@ -32,7 +28,7 @@ ARCHITECTURES: Mapping[str, Builder] = MappingProxyType({
 })
 
 
-def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int) -> SpikingNet:
+def build_model(config: NetConfig, input_shape: tuple[int, ...], classes: int) -> SpikingNet:
     """The untrained network ``config.arch`` for inputs of ``input_shape`` (C, H, W) per step."""
     if config.arch not in ARCHITECTURES:
         raise ArchitectureError(f"unknown architecture {config.arch!r}; available: {', '.join(ARCHITECTURES)}")

@@ -6,8 +6,6 @@ multiplies the channel and hidden counts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
 from training.model import (
@@ -15,6 +13,7 @@ from training.model import (
     ConvBlock,
     DenseBlock,
     Flatten,
+    NetConfig,
     Pool,
     Readout,
     SpikingNet,
@@ -22,14 +21,11 @@ from training.model import (
     scaled,
 )
 
-if TYPE_CHECKING:
-    from training.config import TrainConfig
-
 
 class SpikingConvNet(SpikingNet):
     """Blocks ``conv1, pool1, ..., convN, poolN, flatten, fc1, readout``."""
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], classes: int):
+    def __init__(self, config: NetConfig, input_shape: tuple[int, int, int], classes: int):
         blocks: dict[str, nn.Module] = {}
         c, h, w = input_shape
         hidden = scaled(config.hidden, config.width)

@@ -10,8 +10,6 @@ ablate`` runs the seed paper's ablations on it with the embedded digits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
 from training.model import (
@@ -19,6 +17,7 @@ from training.model import (
     ConvBlock,
     DenseBlock,
     Flatten,
+    NetConfig,
     Pool,
     Readout,
     SpikingNet,
@@ -26,14 +25,11 @@ from training.model import (
     scaled,
 )
 
-if TYPE_CHECKING:
-    from training.config import TrainConfig
-
 
 class DigitsPlain(SpikingNet):
     """Blocks ``conv1 .. convN, pool, flatten, fc1, readout``."""
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], classes: int):
+    def __init__(self, config: NetConfig, input_shape: tuple[int, int, int], classes: int):
         c, h, w = input_shape
         if h < 2 or w < 2:
             raise ArchitectureError(f"digits-plain pools once by 2: input {tuple(input_shape)} is too small")

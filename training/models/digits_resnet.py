@@ -16,13 +16,12 @@ eta = 1/sqrt(2) on both summed branches (:class:`training.model.ResidualBlock`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from training.model import (
     ArchitectureError,
     ConvBlock,
     DenseBlock,
     Flatten,
+    NetConfig,
     Pool,
     Readout,
     ResidualBlock,
@@ -31,16 +30,13 @@ from training.model import (
     scaled,
 )
 
-if TYPE_CHECKING:
-    from training.config import TrainConfig
-
 POOL = 2
 
 
 class DigitsResNet(SpikingNet):
     """Blocks ``stem, res1, res2, pool, flatten, fc1, readout``."""
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], classes: int):
+    def __init__(self, config: NetConfig, input_shape: tuple[int, int, int], classes: int):
         if len(config.channels) != 2:
             raise ArchitectureError(f"digits-resnet needs channels = [c1, c2] (stem and first block, second "
                                     f"block), got {list(config.channels)}")

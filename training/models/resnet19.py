@@ -19,8 +19,6 @@ the two strided stages divide by 4 works (32x32 for CIFAR, 8x8 digits at a small
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
 from training.model import (
@@ -28,6 +26,7 @@ from training.model import (
     ConvBlock,
     DenseBlock,
     Flatten,
+    NetConfig,
     Pool,
     Readout,
     ResidualBlock,
@@ -35,9 +34,6 @@ from training.model import (
     make_lif,
     scaled,
 )
-
-if TYPE_CHECKING:
-    from training.config import TrainConfig
 
 STEM = 128
 STAGES = ((128, 3, 1), (256, 3, 2), (512, 2, 2))  #: (channels, blocks, stride of the first block)
@@ -47,7 +43,7 @@ HIDDEN = 256
 class ResNet19(SpikingNet):
     """Blocks ``stem, s1b1 .. s1b3, s2b1 .. s2b3, s3b1, s3b2, pool, flatten, fc1, readout``."""
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], classes: int):
+    def __init__(self, config: NetConfig, input_shape: tuple[int, int, int], classes: int):
         c, h, w = input_shape
         reduction = 1
         for _, _, stride in STAGES:

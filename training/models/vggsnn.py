@@ -11,14 +11,9 @@ sides 16 divides works (48x48 for CIFAR10-DVS).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
-from training.model import ArchitectureError, ConvBlock, Flatten, Pool, Readout, SpikingNet, make_lif, scaled
-
-if TYPE_CHECKING:
-    from training.config import TrainConfig
+from training.model import ArchitectureError, ConvBlock, Flatten, NetConfig, Pool, Readout, SpikingNet, make_lif, scaled
 
 #: conv widths, "pool" between them
 LAYOUT = (64, 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
@@ -28,7 +23,7 @@ POOL = 2
 class VGGSNN(SpikingNet):
     """Blocks ``conv1 .. conv8`` with ``pool1 .. pool4`` between them, ``flatten``, ``readout``."""
 
-    def __init__(self, config: TrainConfig, input_shape: tuple[int, int, int], classes: int):
+    def __init__(self, config: NetConfig, input_shape: tuple[int, int, int], classes: int):
         c, h, w = input_shape
         pools = LAYOUT.count("pool")
         if h % POOL**pools or w % POOL**pools:

@@ -85,10 +85,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hardware import files
 from hardware import fixed_point as fp
 from hardware.bundle import FORMAT_VERSION, Bundle
 from hardware.graph import Graph, IntegerEdge, IntegerNode
+from lsg_io import files
 
 NETX_NAME = "model.net"
 NETX_BIAS_EXP = 6  #: netx gives every CUBA neuron ``bias_exp = 6``; the file holds ``bias_mant``

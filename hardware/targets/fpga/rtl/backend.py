@@ -48,7 +48,6 @@ import numpy as np
 
 from hardware import processes
 from hardware.bundle import JSON_NAME, read_bundle
-from hardware.files import staged_directory
 from hardware.reference import SATURATION_KINDS, IntegerRun
 from hardware.targets.fpga.rtl import SOURCES
 from hardware.targets.fpga.rtl.chain import (
@@ -63,6 +62,7 @@ from hardware.targets.fpga.rtl.chain import (
     write_design,
 )
 from hardware.targets.fpga.tables import check_tables, read_tables
+from lsg_io.files import staged_directory
 
 DRIVER = "hardware.targets.fpga.rtl.driver"
 SIM_FILE = "sim.vvp"

@@ -95,9 +95,11 @@ def find_lava_python() -> Path:
 
 
 def _call(args: list[str], work: Path, python: Path | None, timeout: float | None) -> None:
-    """Run ``python -m hardware.targets.loihi.lava.child ARGS`` in ``work``, which gets a link to this package."""
+    """Run ``python -m hardware.targets.loihi.lava.child ARGS`` in ``work``, which gets links to the
+    ``hardware`` package and ``lsg_io``, the one package it imports besides numpy and h5py."""
     python = python or find_lava_python()
-    (work / "hardware").symlink_to(_package_dir(), target_is_directory=True)
+    for package in (_package_dir(), _project_root() / "lsg_io"):  # hardware and what it imports
+        (work / package.name).symlink_to(package, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
     env["PYTHONPATH"] = str(work)
     try:

@@ -3,9 +3,9 @@
 * ``metrics.csv``: one row per epoch (losses, accuracies, lr, seconds, images/s, every beta);
 * ``diagnostics.csv`` and ``membranes.npz``: :mod:`training.diagnostics` on a fixed test batch;
 * ``tensorboard/``: the same numbers as TensorBoard scalars (``tensorboard --logdir runs``);
-* ``plots/``: the paper's figures (:mod:`lsg_deploy.plots`), drawn when the run ends.
+* ``plots/``: the paper's figures (:mod:`training.plots`), drawn when the run ends.
 
-Every file is rewritten whole (``hardware.files``), so a killed run leaves them complete up to
+Every file is rewritten whole (``lsg_io.files``), so a killed run leaves them complete up to
 its last finished epoch, and a resumed run carries the earlier epochs' rows on. With the
 checkpoints ``model.pt`` and ``train_state.pt`` these are all the names a run directory holds
 (:func:`is_run_entry`): :mod:`lsg_deploy.outputs` recognises a run, and never touches anything
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hardware import files
+from lsg_io import files
 
 CHECKPOINT_NAME, RESUME_NAME = "model.pt", "train_state.pt"
 METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME, TENSORBOARD_DIR, PLOTS_DIR = (
@@ -36,10 +36,10 @@ EVENTS_PREFIX = "events.out.tfevents."
 def is_run_entry(relative: str, is_dir: bool) -> bool:
     """Whether a run writes the entry ``relative`` (a path inside the run directory, ``/``-separated)
     of that kind (directory or regular file): one of :data:`RUN_FILES`, ``plots/`` and its
-    figures (:data:`lsg_deploy.plots.NAMES`), ``tensorboard/`` and its event files, or a
-    temporary (:func:`hardware.files.temporary_of`) of one of those files: a killed writer's,
+    figures (:data:`training.plots.NAMES`), ``tensorboard/`` and its event files, or a
+    temporary (:func:`lsg_io.files.temporary_of`) of one of those files: a killed writer's,
     which the next writer of that name collects."""
-    from lsg_deploy.plots import NAMES as FIGURES
+    from training.plots import NAMES as FIGURES
 
     parts = relative.split("/")
     if len(parts) == 1:
@@ -134,6 +134,6 @@ class RunLog:
             self.writer.close()
             self.writer = None
         if draw and (self.out / MEMBRANES_NAME).is_file():
-            from lsg_deploy.plots import draw as draw_plots
+            from training.plots import draw as draw_plots
 
             draw_plots(self.out)

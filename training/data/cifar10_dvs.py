@@ -57,7 +57,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from training.datasets import DataFilesError, FileOptions, missing_ancestors, remove_all
+from training.data.file_datasets import missing_ancestors, remove_all
+from training.data.records import DataFilesError, FileOptions
 
 FOLDER = "CIFAR10DVS"  #: tonic's ``location_on_system``: ``save_to`` / the dataset class's name
 ARCHIVE = "CIFAR10DVS.zip"
@@ -366,7 +367,7 @@ def integer_split(options: FileOptions, train: bool) -> tuple[np.ndarray, np.nda
     """The integer encoding of one split for a network trained with ``dvs_frames = "spikes"``:
     ``(frames (N, T, 2, 48, 48) uint8 in {0, 1}, labels (N,) int64, 1)``, the training input
     itself (unaugmented); counts resized with interpolation have none (:class:`DataFilesError`)."""
-    from training.datasets import _RESIZED
+    from training.data.file_datasets import _RESIZED
 
     if options.dvs_frames != "spikes":
         raise DataFilesError(f"cifar10-dvs: {_RESIZED}")

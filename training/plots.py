@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware import files
+from lsg_io import files
 
 NAMES = ("fig3_membranes.png", "fig4_accuracy_loss.png", "fig5_in_window.png", "fig6_alpha.png", "fig7_beta.png")
 

@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardware import files
-from lsg_deploy.errors import UsageError
+from lsg_io import files
+
+
+class AblationError(ValueError):
+    """Bad input to the repeated runs (``--seeds``, a seed directory holding another run): the
+    CLI prints the message as one line (:mod:`lsg_deploy.pipeline` makes it a ``UsageError``)."""
 
 
 @dataclass(frozen=True)
@@ -65,18 +69,19 @@ def parse_seeds(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"--seeds must be a count or a comma-separated list of integers, got {text!r:.80}") from None
+        raise AblationError(f"--seeds must be a count or a comma-separated list of integers, "
+                            f"got {text!r:.80}") from None
     if "," not in text and len(values) == 1:
         if not 1 <= values[0] <= MAX_RUNS:
-            raise UsageError(f"--seeds: a count must lie in [1, {MAX_RUNS}], got {_shown(values[0])}")
+            raise AblationError(f"--seeds: a count must lie in [1, {MAX_RUNS}], got {_shown(values[0])}")
         values = list(range(values[0]))
     if not values or len(set(values)) != len(values):
-        raise UsageError(f"--seeds must name distinct seeds, got {text!r:.80}")
+        raise AblationError(f"--seeds must name distinct seeds, got {text!r:.80}")
     if len(values) > MAX_RUNS:
-        raise UsageError(f"--seeds names {len(values)} seeds; at most {MAX_RUNS} runs")
+        raise AblationError(f"--seeds names {len(values)} seeds; at most {MAX_RUNS} runs")
     bad = [v for v in values if not 0 <= v <= MAX_SEED]
     if bad:
-        raise UsageError(f"--seeds: seed {_shown(bad[0])} is outside [0, {MAX_SEED}] (numpy's seed range)")
+        raise AblationError(f"--seeds: seed {_shown(bad[0])} is outside [0, {MAX_SEED}] (numpy's seed range)")
     return values
 
 
@@ -99,18 +104,18 @@ def seed_config(overrides: dict[str, Any], config_file: Path | None, seed: int):
     try:
         return TrainConfig.layered(read_toml(config_file) if config_file else {}, {**overrides, "seed": seed})
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise AblationError(str(exc)) from None
 
 
 def _refuse_other(run: Path, name: str, theirs: dict[str, Any], ours: dict[str, Any]) -> None:
     """A run in ``run`` (its file ``name`` holds config ``theirs``) is read back or resumed only as
     the run of config ``ours``: they may differ only where a resumed run may (``RESUME_MAY_CHANGE``)."""
-    from lsg_deploy.pipeline import RESUME_MAY_CHANGE
+    from training.config import RESUME_MAY_CHANGE
 
     differ = [f"{k} {theirs.get(k)!r} (not {ours.get(k)!r})" for k in sorted(set(theirs) | set(ours))
               if k not in RESUME_MAY_CHANGE and theirs.get(k) != ours.get(k)]
     if differ:
-        raise UsageError(f"{run} holds a run of another configuration ({name}: {', '.join(differ[:4])}"
+        raise AblationError(f"{run} holds a run of another configuration ({name}: {', '.join(differ[:4])}"
                          f"{', ...' if len(differ) > 4 else ''}); move it away or choose another --out")
 
 
@@ -136,7 +141,7 @@ def _finished(run: Path, config: Any) -> dict[str, Any] | None:
         try:
             _, theirs, _, _ = load_resume(run / "train_state.pt")
         except CheckpointError as exc:
-            raise UsageError(str(exc)) from None
+            raise AblationError(str(exc)) from None
         _refuse_other(run, "train_state.pt", theirs.to_dict(), ours)
     return None
 
@@ -152,7 +157,7 @@ def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], c
     """One run per seed in ``out/seed-<s>`` (finished ones read back, interrupted ones resumed);
     returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``.
     Every seed directory is checked (:func:`check_seed_runs`) before the first run."""
-    from lsg_deploy.pipeline import RESUME_MAY_CHANGE  # what a resumed run may take from the command line
+    from training.config import RESUME_MAY_CHANGE  # what a resumed run may take from the command line
 
     check_seed_runs(overrides, config_file, out, seeds)
     finals: dict[int, dict[str, Any]] = {}

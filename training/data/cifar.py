@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.datasets import DataFilesError, FileOptions, missing_ancestors, remove_all
+from training.data.file_datasets import missing_ancestors, remove_all
+from training.data.records import DataFilesError, FileOptions
 
 #: per-channel mean and std of the training images (the values the tdBN/TET code uses)
 STATS = {
@@ -316,7 +317,7 @@ def integer_split(name: str, options: FileOptions, train: bool) -> tuple[np.ndar
     """The integer encoding of one split of ``cifar10`` or ``cifar100`` for a network trained with
     ``normalize = false``: ``(pixels (N, 3, 32, 32) uint8, labels (N,) int64, 255)``, the files'
     bytes (the float model's test input is exactly ``pixels / 255``)."""
-    from training.datasets import _NORMALISED
+    from training.data.file_datasets import _NORMALISED
 
     if options.normalize:
         raise DataFilesError(f"{name}: {_NORMALISED}")
