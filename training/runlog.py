@@ -17,12 +17,14 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from lsg_io import files
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_NAME, RESUME_NAME = "model.pt", "train_state.pt"
 METRICS_NAME, DIAGNOSTICS_NAME, MEMBRANES_NAME, TENSORBOARD_DIR, PLOTS_DIR = (
@@ -64,6 +66,8 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def diagnostic_batch(test, size: int) -> torch.Tensor:
     """The first ``size`` test inputs, stacked (the same every epoch)."""
+    import torch
+
     from training.loop import ArrayDataset, as_dataset
 
     test = as_dataset(test)
