@@ -319,7 +319,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"({result['seconds']:.0f} s); "
                 f"export it with: lsg-deploy export --target {result['target']} {result['checkpoint']} --out DIR")
         elif args.command == "simulate":
-            from lsg_deploy.report import accuracy_line, figure_png, format_report, per_layer
+            from lsg_deploy.report import accuracy_line, figure_png, format_report
 
             to_stdout = args.json is not None and str(args.json) == "-"  # the JSON is the output: no figure
             figure = args.json.with_suffix(".png") if args.json and not to_stdout else None
@@ -333,18 +333,18 @@ def _main(argv: Sequence[str] | None) -> int:
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
                                        verify_data=args.verify_data)
             if to_stdout:
-                print(json.dumps(report, indent=2))
+                print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:
                 png = figure_png(report)  # drawn first: a figure that fails leaves neither file
-                files.write_text(args.json, json.dumps(report, indent=2) + "\n")
+                files.write_text(args.json, json.dumps(report.to_json(), indent=2) + "\n")
                 files.write_bytes(figure, png)
             if not args.quiet and not to_stdout:
                 print(format_report(report, verbose=args.verbose))
             elif args.quiet and args.json is None:  # --quiet alone still says the result, in one line
                 print(accuracy_line(report))
-            if not report.get("exact", {}).get("equal", True):
-                print(f"lsg-deploy: {report['exact']['pair']} do not agree bit for bit: "
-                      f"{per_layer(report['exact']['mismatches'])}", file=sys.stderr)
+            if report.exact is not None and not report.exact.equal:
+                print(f"lsg-deploy: {report.exact.pair} do not agree bit for bit: {report.exact.in_words()}",
+                      file=sys.stderr)
                 return 1
     except UsageError as exc:
         return _error(str(exc), exc.detail, args.verbose)

@@ -23,6 +23,7 @@ from lsg_deploy.outputs import (
     check_repeated_runs,
     check_run_target,
 )
+from lsg_deploy.report.model import Report
 
 CHECKPOINT_NAME, RESUME_NAME = runlog.CHECKPOINT_NAME, runlog.RESUME_NAME
 
@@ -532,7 +533,7 @@ def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolle
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
-             verify_data: bool = True) -> dict[str, Any]:
+             verify_data: bool = True) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -540,7 +541,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
-    before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
+    before anything runs (:func:`lsg_deploy.simulate.load_for_report`). Returns the report
+    (:class:`lsg_deploy.report.model.Report`)."""
     from export.onnx_format import MANIFEST_NAME, STEP_NAME, is_onnx_export
     from hardware.targets import backends
     from lsg_deploy.simulate import ALL, backends_for, build_report, load_for_report, torch_missing

@@ -33,6 +33,7 @@ from hardware.graph import INPUT, Graph
 from lsg_deploy.cli import main
 from lsg_deploy.data import DataSpec, EncodedSplit, load
 from lsg_deploy.explain import INGREDIENTS, THRESHOLD_TOLERANCE, dequantized_graph, explain, threshold_difference
+from lsg_deploy.report import Report
 
 LIMIT = 60
 TINY = ["--epochs", "2", "--timesteps", "2", "--batch-size", "128", "--lr", "0.01"]
@@ -159,6 +160,7 @@ def test_nothing_quantized_is_the_float_run_and_decay_is_run_floats_betas(tiny):
 
 def _check_block(doc: dict) -> None:
     """What every explain block must satisfy: own vs full, the share's definition, the check."""
+    assert Report.from_json(doc).to_json() == doc  # the block reads back whole
     block = doc["explain"]
     assert set(block["ingredients"]) == set(INGREDIENTS)
     assert "skipped" in block["ingredients"]["thresholds"]
@@ -237,11 +239,10 @@ def test_thresholds_that_differ_from_the_float_ones_are_an_ingredient(tiny):
     changed = dataclasses.replace(bundle, integer_graph=Graph(graph.input, nodes, graph.edges))
     assert threshold_difference(changed.float_graph, changed.integer_graph, changed.profile) > THRESHOLD_TOLERANCE
     block = explain(changed, _test_split(changed))
-    entry = block["ingredients"]["thresholds"]
-    assert "skipped" not in entry
-    assert entry["agreement"]["conv1"] == 1.0  # a later threshold cannot change an earlier layer
-    assert entry["agreement"]["conv2"] < 1.0
-    assert block["all"]["agreement_with_fixed_overall"] >= 0.99
+    entry = block.ran["thresholds"]  # run, not skipped
+    assert entry.agreement["conv1"] == 1.0  # a later threshold cannot change an earlier layer
+    assert entry.agreement["conv2"] < 1.0
+    assert block.every.agreement_with_reference_overall >= 0.99
 
 
 def test_explain_needs_fixed_point(tiny, capsys):

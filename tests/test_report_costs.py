@@ -17,7 +17,7 @@ from hardware import costs
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input
 from hardware.reference import conv2d_int
 from lsg_deploy.cli import main
-from lsg_deploy.report import format_report
+from lsg_deploy.report import Report, format_report
 from lsg_deploy.simulate import per_class_accuracy
 
 
@@ -194,9 +194,10 @@ def test_per_class_accuracy_averages_to_the_overall_accuracy(tiny_report):
 
 def test_text_report_and_figure(tiny_report):
     bundle, out, report = tiny_report
-    text = format_report(report)
+    model = Report.from_json(report)
+    text = format_report(model)
     assert "not a measurement of Loihi or an FPGA" in text and "AC 0.9 pJ, MAC 4.6 pJ" in text
-    assert "Horowitz" not in text and "Horowitz" in format_report(report, verbose=True)  # sources: --verbose
+    assert "Horowitz" not in text and "Horowitz" in format_report(model, verbose=True)  # sources: --verbose
     total = next(line for line in text.splitlines() if line.strip().startswith("total"))
     assert f"{report['costs']['synapses']:,}" in total
     assert any(line.split()[:1] == ["fixed_point"] and len(line.split()) == 11 for line in text.splitlines())

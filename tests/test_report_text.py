@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from lsg_deploy.cli import main
-from lsg_deploy.report import _rate, format_report, per_layer
+from lsg_deploy.report import Report, format_report, per_layer
+from lsg_deploy.report.text import _rate
 
 
 def test_json_dash_writes_the_report_to_stdout_and_no_file(default_run, tmp_path, monkeypatch, capsys):
@@ -27,13 +28,20 @@ def test_quiet_alone_prints_the_accuracy_line_and_with_json_nothing(default_run,
     assert json.loads((tmp_path / "r.json").read_text())["samples"] == 20
 
 
+def test_the_json_is_the_whole_report(default_run):
+    """What --json writes reads back as the same report, which writes the same JSON."""
+    report = Report.from_json(default_run.report)
+    assert report.to_json() == default_run.report
+    assert Report.from_json(report.to_json()) == report
+
+
 def test_speeds_are_printed_as_measured_and_counts_in_words(default_run):
     assert _rate(0.0421) == "0.0421" and _rate(12.5) == "12.5" and _rate(18834.4) == "18,834"
     assert per_layer({"conv1": 0, "fc1": 2}) == "conv1 0, fc1 2"
-    report = {**default_run.report, "exact": {"pair": "reference vs lava", "equal": False,
+    report = {**default_run.report, "exact": {"pair": "reference == lava", "equal": False,
                                               "mismatches": {"conv1": 0, "fc1": 2}},
               "export_clipped": {"conv1": {"weight": 3, "bias": 0}}}
-    text = format_report(report)
+    text = format_report(Report.from_json(report))
     assert "mismatches per layer: conv1 0, fc1 2" in text and "conv1 weight 3, bias 0" in text
     assert "{" not in text
 
@@ -41,9 +49,11 @@ def test_speeds_are_printed_as_measured_and_counts_in_words(default_run):
 def test_the_demo_report_fits_a_screen(default_run):
     """The digits network's report, with --backend all's two more lines (the Lava run and the
     bit-exact verdict), stays within 40 lines; the sources of its figures are under --verbose."""
-    report = default_run.report
-    every = {**report, "backends": {**report["backends"], "lava": report["backends"]["reference"]},
-             "exact": {"pair": "reference vs lava", "equal": True, "mismatches": {"conv1": 0}}}
+    doc = default_run.report
+    every = Report.from_json({**doc, "backends": {**doc["backends"], "lava": doc["backends"]["reference"]},
+                              "accuracy": {**doc["accuracy"], "lava": doc["accuracy"]["fixed_point"]},
+                              "exact": {"pair": "reference == lava", "equal": True, "mismatches": {"conv1": 0}}})
+    report = Report.from_json(doc)
     assert len(format_report(report).splitlines()) <= 38
     assert len(format_report(every).splitlines()) <= 40
     verbose = format_report(report, verbose=True)
