@@ -2,7 +2,8 @@
 
 The float network here is the bundle's folded float graph (:func:`export.fold.run_float`); the
 fixed-point network is the bundle's integer graph in its profile, run by the torch fake-quant path
-(:mod:`export.fake_quant`, equal to the integer reference bit for bit). Two decompositions:
+(:mod:`export.fake_quant`, equal to the integer reference bit for bit; the report names it
+``reference``, as it names the reference everywhere). Two decompositions:
 
 **By ingredient.** The float network is rerun with one ingredient of the integer record put back
 in at a time (:func:`dequantized_graph`; the formulas are :mod:`export.quantize`'s inverses):
@@ -21,7 +22,7 @@ integer one after one rounded decay, :func:`export.quantize.dequantized_threshol
 ``decide_as_integer``) the float network computes the integer membrane divided by
 ``2^act_shift S``, so its spikes differ from the fixed-point network's only where the integer
 state's accumulated rounding (the decay product's shift) or an overflow decided a spike. The report gives that agreement
-(``all.agreement_with_fixed``) as the check that the formulas are the integer record's meaning,
+(``all.agreement_with_reference``) as the check that the formulas are the integer record's meaning,
 and what is left is the one ingredient the float network cannot hold: integer state arithmetic.
 Its predictions come from its logits in the integer readout's units, rounded. An ingredient's
 effect is measured through the whole network (a layer's agreement includes what the ingredient
@@ -124,7 +125,8 @@ SKIPPED_THRESHOLDS = ("not quantized separately: the quantizer derives each node
 #: what the block's numbers are, written into its JSON
 DESCRIPTIONS = {
     "float": "the folded float graph (export.fold.run_float)",
-    "fixed": "the integer graph in profile {profile} (export.fake_quant, equal to the reference bit for bit)",
+    "reference": "the integer graph in profile {profile}, run by export.fake_quant (equal to the integer reference, "
+                 "hardware.reference, bit for bit)",
     "agreement": "fraction of (sample, step, neuron) spike values equal to the float network's",
     "inherited_share": "(own - full) / (1 - full): the part of a layer's disagreement that disappears when its "
                        "inputs are the float network's spikes; null where full = 1",
@@ -204,8 +206,8 @@ class Explanation:
         return {k: v for k, v in self.ingredients.items() if isinstance(v, IngredientRun)}
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {**DESCRIPTIONS, "fixed": DESCRIPTIONS["fixed"].format(profile=self.profile),
-                               "accuracy": {"float": self.accuracy_float, "fixed": self.accuracy_reference,
+        doc: dict[str, Any] = {**DESCRIPTIONS, "reference": DESCRIPTIONS["reference"].format(profile=self.profile),
+                               "accuracy": {"float": self.accuracy_float, "reference": self.accuracy_reference,
                                             "readout_own": self.accuracy_readout_own},
                                "ingredients": {name: {"skipped": v.why, "largest_relative_difference":
                                                       v.largest_relative_difference} if isinstance(v, Skipped)
@@ -215,10 +217,10 @@ class Explanation:
             doc["float_equals_trained"] = self.float_equals_trained
         e = self.every
         doc[ALL] = {"thresholds": ALL_THRESHOLDS, "accuracy": e.accuracy, "agreement": dict(e.agreement),
-                    "agreement_with_fixed": dict(e.agreement_with_reference),
-                    "agreement_with_fixed_overall": e.agreement_with_reference_overall,
-                    "prediction_agreement_with_fixed": e.prediction_agreement_with_reference}
-        doc["layers"] = [{"name": r.name, "inputs": list(r.inputs), "agreement_fixed": r.agreement_reference,
+                    "agreement_with_reference": dict(e.agreement_with_reference),
+                    "agreement_with_reference_overall": e.agreement_with_reference_overall,
+                    "prediction_agreement_with_reference": e.prediction_agreement_with_reference}
+        doc["layers"] = [{"name": r.name, "inputs": list(r.inputs), "agreement_reference": r.agreement_reference,
                           "agreement_own": r.agreement_own, "inherited_share": r.inherited_share,
                           "dominant": r.dominant, "dominant_loss": r.dominant_loss} for r in self.layers]
         return doc
@@ -227,14 +229,14 @@ class Explanation:
     def from_json(cls, doc: Mapping[str, Any], profile: str) -> Explanation:
         """The block back from its JSON (:meth:`to_json`); ``profile``: the report's."""
         e = doc[ALL]
-        every = AllDequantized(e["accuracy"], e["agreement"], e["agreement_with_fixed"],
-                               e["agreement_with_fixed_overall"], e["prediction_agreement_with_fixed"])
+        every = AllDequantized(e["accuracy"], e["agreement"], e["agreement_with_reference"],
+                               e["agreement_with_reference_overall"], e["prediction_agreement_with_reference"])
         ingredients = {name: Skipped(v["skipped"], v["largest_relative_difference"]) if "skipped" in v
                        else IngredientRun(v["accuracy"], v["agreement"]) for name, v in doc["ingredients"].items()}
-        layers = tuple(LayerCauses(r["name"], tuple(r["inputs"]), r["agreement_fixed"], r["agreement_own"],
+        layers = tuple(LayerCauses(r["name"], tuple(r["inputs"]), r["agreement_reference"], r["agreement_own"],
                                    r["inherited_share"], r["dominant"], r["dominant_loss"]) for r in doc["layers"])
         acc = doc["accuracy"]
-        return cls(profile, acc["float"], acc["fixed"], acc["readout_own"], ingredients, every, layers,
+        return cls(profile, acc["float"], acc["reference"], acc["readout_own"], ingredients, every, layers,
                    doc.get("float_equals_trained"))
 
 

@@ -165,12 +165,12 @@ def _check_block(doc: dict) -> None:
     assert set(block["ingredients"]) == set(INGREDIENTS)
     assert "skipped" in block["ingredients"]["thresholds"]
     assert block["float_equals_trained"] == 1.0
-    assert block["all"]["agreement_with_fixed_overall"] >= 0.99
+    assert block["all"]["agreement_with_reference_overall"] >= 0.99
     layers = {row["name"]: row for row in doc["layers"]}
     for row in block["layers"]:
-        full, own = row["agreement_fixed"], row["agreement_own"]
+        full, own = row["agreement_reference"], row["agreement_own"]
         # the same comparison as the report's per-layer agreement (float run: the trained model's)
-        assert full == layers[row["name"]]["spike_agreement_fixed"]
+        assert full == layers[row["name"]]["spike_agreement_reference"]
         if row["inputs"] == [INPUT]:
             assert own == full  # exactly: it reads only the input, the same in both runs
         else:
@@ -182,7 +182,7 @@ def _check_block(doc: dict) -> None:
             assert lone == min(v["agreement"][row["name"]] for v in block["ingredients"].values() if "agreement" in v)
         else:
             assert row["inherited_share"] is None
-    assert block["accuracy"]["fixed"] == doc["accuracy"]["fixed_point"]
+    assert block["accuracy"]["reference"] == doc["accuracy"]["reference"]
     assert block["accuracy"]["float"] == doc["accuracy"]["folded_float"]
 
 
@@ -191,10 +191,10 @@ def test_report_blocks_on_a_loihi_export(tiny, tmp_path, capsys):
     _check_block(doc)
     block = doc["explain"]
     assert [row["name"] for row in block["layers"]] == ["conv1", "conv2", "fc1"]
-    assert any(row["agreement_fixed"] < 1.0 for row in block["layers"])  # something to explain
+    assert any(row["agreement_reference"] < 1.0 for row in block["layers"])  # something to explain
     assert block["ingredients"]["decay"]["accuracy"] == doc["accuracy"]["float_quantized_beta"]
     section = text[text.index("explain:"):].splitlines()
-    assert section[1].split() == ["layer", "fixed", "own", "inherited", "decay", "weights", "biases", "all"]
+    assert section[1].split() == ["layer", "reference", "own", "inherited", "decay", "weights", "biases", "all"]
     assert [line.split()[0] for line in section[2:6]] == ["conv1", "conv2", "fc1", "accuracy"]
     assert all(any(line.strip().startswith(f"{name}:") for line in section) for name in ("conv1", "conv2", "fc1"))
     assert any(line.strip().startswith("thresholds: skipped, not quantized separately") for line in section)

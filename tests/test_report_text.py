@@ -14,14 +14,14 @@ def test_json_dash_writes_the_report_to_stdout_and_no_file(default_run, tmp_path
     monkeypatch.chdir(tmp_path)
     assert main(["simulate", "--fixed-point", str(default_run.bundle), "--json", "-", "--limit", "20"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["samples"] == 20 and "fixed_point" in report["accuracy"]
+    assert report["samples"] == 20 and "reference" in report["accuracy"]
     assert list(tmp_path.iterdir()) == []  # no file named '-' nor '-.png'
 
 
 def test_quiet_alone_prints_the_accuracy_line_and_with_json_nothing(default_run, tmp_path, capsys):
     assert main(["simulate", "--fixed-point", str(default_run.bundle), "--quiet", "--limit", "20"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
-    assert line.startswith("accuracy on 20 test samples: float ") and "fixed_point" in line
+    assert line.startswith("accuracy on 20 test samples: float ") and "reference" in line
     assert main(["simulate", "--fixed-point", str(default_run.bundle), "--quiet", "--limit", "20",
                  "--json", str(tmp_path / "r.json")]) == 0
     assert capsys.readouterr().out == ""
@@ -51,7 +51,7 @@ def test_the_demo_report_fits_a_screen(default_run):
     bit-exact verdict), stays within 40 lines; the sources of its figures are under --verbose."""
     doc = default_run.report
     every = Report.from_json({**doc, "backends": {**doc["backends"], "lava": doc["backends"]["reference"]},
-                              "accuracy": {**doc["accuracy"], "lava": doc["accuracy"]["fixed_point"]},
+                              "accuracy": {**doc["accuracy"], "lava": doc["accuracy"]["reference"]},
                               "exact": {"pair": "reference == lava", "equal": True, "mismatches": {"conv1": 0}}})
     report = Report.from_json(doc)
     assert len(format_report(report).splitlines()) <= 38

@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from lsg_deploy.explain import Explanation
-from lsg_deploy.report.model import FLOAT, REFERENCE, Report, run_suffix
+from lsg_deploy.report.model import FLOAT, REFERENCE, Report
 
 #: one colour per implementation, the same in every panel and figure
 IMPLEMENTATION_COLOURS = {FLOAT: "tab:gray", REFERENCE: "tab:blue", "lava": "tab:orange", "rtl": "tab:green"}
@@ -18,24 +18,24 @@ def colour(implementation: str) -> str:
     return IMPLEMENTATION_COLOURS.get(implementation, "tab:purple")
 
 
-#: the explain panel's runs: the fixed-point network, and the float network with one ingredient quantized
+#: the explain panel's runs: the integer reference, and the float network with one ingredient quantized
 EXPLAIN_COLOURS = {"decay": "tab:brown", "weights": "tab:pink", "biases": "tab:olive", "thresholds": "tab:cyan",
                    "all": "tab:purple"}
 
 
 def _explain_panel(ax, explain: Explanation, names: list[str], x: np.ndarray) -> None:
     """``--explain`` in a picture: per layer, the share of spikes that differ from the float
-    network's, for the fixed-point network (its own part hatched) and for the float network with
+    network's, for the integer reference (its own part hatched) and for the float network with
     one ingredient quantized at a time."""
     own = {row.name: 1 - row.agreement_own for row in explain.layers}
-    fixed = {row.name: 1 - row.agreement_reference for row in explain.layers}
+    reference = {row.name: 1 - row.agreement_reference for row in explain.layers}
     runs = {k: v.agreement for k, v in explain.ran.items()}
     runs["all"] = explain.every.agreement
     width = 0.8 / (len(runs) + 1)
     offsets = (np.arange(len(runs) + 1) - len(runs) / 2) * width
-    ax.bar(x + offsets[0], [fixed[n] * 100 for n in names], width, color=colour(REFERENCE), label="fixed point")
+    ax.bar(x + offsets[0], [reference[n] * 100 for n in names], width, color=colour(REFERENCE), label=REFERENCE)
     ax.bar(x + offsets[0], [own[n] * 100 for n in names], width, color="none", edgecolor="black", hatch="//",
-           linewidth=0, label="fixed point: its own part")
+           linewidth=0, label=f"{REFERENCE}: its own part")
     for offset, (name, agreement) in zip(offsets[1:], runs.items(), strict=True):
         ax.bar(x + offset, [(1 - agreement[n]) * 100 for n in names], width, color=EXPLAIN_COLOURS.get(name),
                label=f"only {name}" if name != "all" else "all, in float")
@@ -68,7 +68,7 @@ def figure_png(report: Report) -> bytes:
     for i, key in enumerate(compared):
         values = np.array([row.spike_agreement[key] for row in rows]) * 100
         lowest = min(lowest, float(values.min(initial=100)) / 100)
-        bars = agree_ax.bar(x + (i - (len(compared) - 1) / 2) * width, values, width, label=run_suffix(key),
+        bars = agree_ax.bar(x + (i - (len(compared) - 1) / 2) * width, values, width, label=key,
                             color=colour(key))
         if len(rows) * len(compared) <= 8:  # room for the values on the bars
             agree_ax.bar_label(bars, fmt="%.2f", fontsize=7)
@@ -89,7 +89,7 @@ def figure_png(report: Report) -> bytes:
     width = 0.8 / len(runs)
     for i, key in enumerate(runs):
         values = [row.firing_rate[key] * 100 for row in rows]
-        rate_ax.bar(x + (i - (len(runs) - 1) / 2) * width, values, width, label=run_suffix(key), color=colour(key))
+        rate_ax.bar(x + (i - (len(runs) - 1) / 2) * width, values, width, label=key, color=colour(key))
     rate_ax.set(ylabel="firing rate (% of neurons per step)", title="firing rate per layer")
     rate_ax.set_xlabel("layer", fontsize=8)
     rate_ax.legend(fontsize=7)

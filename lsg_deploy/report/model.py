@@ -5,9 +5,10 @@ the figure (:mod:`lsg_deploy.report.figure`) read them by attribute; :meth:`Repo
 JSON of ``simulate --json`` (docs/report.md) and :meth:`Report.from_json` reads it back, so a
 report written once can be shown again: ``Report.from_json(r.to_json()) == r``.
 
-Every run is named as the report names it: ``float`` for the trained model (:data:`FLOAT`), and a
-fixed-point backend by its name (``reference``, ``lava``, ``rtl``). The JSON spells the integer
-reference its own way in places (:func:`accuracy_key`, :func:`run_suffix`).
+Every run has one name, the same in every section of the JSON and the text: ``float`` for the
+trained model (:data:`FLOAT`) and a fixed-point backend's own name, ``reference`` for the integer
+reference (:data:`REFERENCE`), ``lava``, ``rtl``. Keys built from a run's name:
+``firing_rate_<run>``, ``spike_agreement_<backend>``, ``<backend>_reference_mismatches``.
 """
 
 from __future__ import annotations
@@ -21,20 +22,6 @@ from lsg_deploy.explain import Explanation
 
 FLOAT = "float"  #: the trained float model's run
 REFERENCE = REFERENCE_BACKEND.name  #: the integer reference's (:mod:`hardware.reference`)
-
-
-def accuracy_key(run: str) -> str:
-    """A run's key in the JSON's ``accuracy`` and ``per_class``."""
-    return "fixed_point" if run == REFERENCE else run
-
-
-def run_suffix(run: str) -> str:
-    """A run's key in the JSON's per-layer keys (``firing_rate_<run>``) and in ``costs``."""
-    return "fixed" if run == REFERENCE else run
-
-
-def _from_suffix(key: str) -> str:
-    return REFERENCE if key == "fixed" else key
 
 
 @dataclass(frozen=True)
@@ -161,11 +148,11 @@ class LayerOps:
 
     def to_json(self) -> dict[str, Any]:
         return {"synapses": self.synapses,
-                **{run_suffix(k): {"ac": ops.ac, "mac": ops.mac} for k, ops in self.runs.items()}}
+                **{k: {"ac": ops.ac, "mac": ops.mac} for k, ops in self.runs.items()}}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> LayerOps:
-        return cls(doc["synapses"], {_from_suffix(k): Ops(v["ac"], v["mac"]) for k, v in doc.items()
+        return cls(doc["synapses"], {k: Ops(v["ac"], v["mac"]) for k, v in doc.items()
                                      if k != "synapses"})
 
 
@@ -195,16 +182,16 @@ class Layer:
             doc["saturation"] = dict(self.saturation)
         for run, rate in self.firing_rate.items():
             if run != FLOAT:
-                doc[f"firing_rate_{run_suffix(run)}"] = rate
+                doc[f"firing_rate_{run}"] = rate
             if run in self.spike_agreement:
-                doc[f"spike_agreement_{run_suffix(run)}"] = self.spike_agreement[run]
+                doc[f"spike_agreement_{run}"] = self.spike_agreement[run]
         doc.update({f"{name}_reference_mismatches": n for name, n in self.reference_mismatches.items()})
         return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], backends: list[str]) -> Layer:
         def each(runs: list[str], key: str) -> dict[str, Any]:
-            return {run: doc[k] for run in runs if (k := key.format(run_suffix(run))) in doc}
+            return {run: doc[k] for run in runs if (k := key.format(run)) in doc}
 
         return cls(doc["name"], doc["neurons"], doc["readout"], tuple(doc["inputs"]), LayerOps.from_json(doc["synops"]),
                    each([FLOAT, *backends], "firing_rate_{}"), each(backends, "spike_agreement_{}"),
@@ -245,13 +232,13 @@ class Costs:
         return {"basis": self.basis, "energy_source": self.energy_source, "pj_per_ac": self.pj_per_ac,
                 "pj_per_mac": self.pj_per_mac, "fan_out": self.fan_out, "input": self.input,
                 "synapses": self.synapses, "ann": {"mac": self.ann_mac, "energy_pj": self.ann_energy_pj},
-                **{run_suffix(k): vars(cost).copy() for k, cost in self.runs.items()}}
+                **{k: vars(cost).copy() for k, cost in self.runs.items()}}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Costs:
         fixed = ("basis", "energy_source", "pj_per_ac", "pj_per_mac", "fan_out", "input", "synapses", "ann")
         return cls(*(doc[k] for k in fixed[:-1]), doc["ann"]["mac"], doc["ann"]["energy_pj"],
-                   {_from_suffix(k): RunCost(**v) for k, v in doc.items() if k not in fixed})
+                   {k: RunCost(**v) for k, v in doc.items() if k not in fixed})
 
 
 @dataclass(frozen=True)
@@ -263,11 +250,11 @@ class PerClass:
     accuracy: Mapping[str, Mapping[str, float | None]]  #: run -> class -> accuracy
 
     def to_json(self) -> dict[str, Any]:
-        return {"samples": dict(self.samples), **{accuracy_key(k): dict(v) for k, v in self.accuracy.items()}}
+        return {"samples": dict(self.samples), **{k: dict(v) for k, v in self.accuracy.items()}}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], runs: list[str]) -> PerClass:
-        return cls(doc["samples"], {run: doc[accuracy_key(run)] for run in runs if accuracy_key(run) in doc})
+        return cls(doc["samples"], {run: doc[run] for run in runs if run in doc})
 
 
 @dataclass(frozen=True)
@@ -385,7 +372,7 @@ class Report:
     def accuracy(self) -> dict[str, float]:
         """Every run's test accuracy as the JSON names it: the float models, then each backend."""
         floats = self.float_accuracy.to_json() if self.float_accuracy else {}
-        return {**floats, **{accuracy_key(b.name): b.accuracy for b in self.backends}}
+        return {**floats, **{b.name: b.accuracy for b in self.backends}}
 
     def to_json(self) -> dict[str, Any]:
         """The report as ``simulate --json`` writes it (docs/report.md)."""
@@ -414,7 +401,7 @@ class Report:
         header = Header(doc["bundle"], doc["target"], doc["profile"], doc["input_encoding"], doc["artifacts"],
                         doc["samples"], doc["timesteps"])
         return cls(header, floats, doc.get("float_missing"), doc["export_clipped"], Scales.from_json(doc["scales"]),
-                   tuple(BackendRun.from_json(n, accuracy[accuracy_key(n)], doc["backends"][n]) for n in names),
+                   tuple(BackendRun.from_json(n, accuracy[n], doc["backends"][n]) for n in names),
                    tuple(Layer.from_json(row, names) for row in doc["layers"]),
                    Exact.from_json(doc["exact"]) if "exact" in doc else None,
                    PerClass.from_json(doc["per_class"], [FLOAT, *names]), Costs.from_json(doc["costs"]),

@@ -14,9 +14,7 @@ from lsg_deploy.report.model import (
     PerClass,
     Report,
     Scales,
-    accuracy_key,
     per_layer,
-    run_suffix,
 )
 
 CLASSES_PER_ROW = 10  #: per-class accuracy table: classes per block of lines
@@ -29,26 +27,21 @@ def _energy(pj: float) -> str:
     return f"{pj:.3g} pJ"
 
 
-def _label(run: str) -> str:
-    """A run's name in the text's column headings."""
-    return run_suffix(run)
-
-
 def _cost_lines(report: Report, shown: str, verbose: bool) -> list[str]:
     """Per-layer ACs and MACs of the float run and the ``shown`` backend's, totals, and the
     energy; its basis and source in full with ``verbose``, else one line."""
     costs = report.costs
     runs = [key for key in (FLOAT, shown) if key in costs.runs]
-    head = "".join(f" {'ACs ' + _label(key):>14} {'MACs ' + _label(key):>14}" for key in runs)
+    head = "".join(f" {'ACs ' + key:>15} {'MACs ' + key:>15}" for key in runs)
     lines = ["synaptic operations per inference (ACs: accumulates driven by events; MACs: multiply-accumulates "
              "on the analog input):", f"  {'layer':<12} {'synapses':>12}{head}"]
     for row in report.layers:
         ops = row.synops
         lines.append(f"  {row.name:<12} {ops.synapses:>12,}"
-                     + "".join(f" {ops.runs[key].ac:>14,.0f} {ops.runs[key].mac:>14,.0f}" for key in runs))
+                     + "".join(f" {ops.runs[key].ac:>15,.0f} {ops.runs[key].mac:>15,.0f}" for key in runs))
     lines.append(f"  {'total':<12} {costs.synapses:>12,}"
-                 + "".join(f" {costs.runs[key].ac:>14,.0f} {costs.runs[key].mac:>14,.0f}" for key in runs))
-    snn = ", ".join(f"SNN {_label(key)} {_energy(costs.runs[key].energy_pj)} "
+                 + "".join(f" {costs.runs[key].ac:>15,.0f} {costs.runs[key].mac:>15,.0f}" for key in runs))
+    snn = ", ".join(f"SNN {key} {_energy(costs.runs[key].energy_pj)} "
                     f"({costs.runs[key].energy_vs_ann:.3f} x the ANN's)" for key in runs)
     lines.append(f"energy per inference: {snn}; the same network as an ANN (every synapse one MAC, once) "
                  f"{_energy(costs.ann_energy_pj)}")
@@ -70,28 +63,28 @@ def _per_class_lines(per_class: PerClass) -> list[str]:
         lines.append(f"  {'class':<12}" + "".join(f" {c:>6}" for c in chunk))
         lines.append(f"  {'samples':<12}" + "".join(f" {counts[c]:>6}" for c in chunk))
         for model, values in per_class.accuracy.items():
-            lines.append(f"  {accuracy_key(model):<12}" + "".join(
+            lines.append(f"  {model:<12}" + "".join(
                 f" {'-':>6}" if values[c] is None else f" {values[c] * 100:6.1f}" for c in chunk))
     return lines
 
 
 def _explain_lines(explain: Explanation) -> list[str]:
     """The ``explain`` block (:mod:`lsg_deploy.explain`): per layer the spike agreement with the
-    float network of the fixed-point network, of the layer alone on float inputs ("own"), and of
+    float network of the integer reference, of the layer alone on float inputs ("own"), and of
     the float network with one ingredient quantized; the accuracies; one verdict line per layer."""
     agreement = {name: run.agreement for name, run in explain.ran.items()}
     accuracy = {name: run.accuracy for name, run in explain.ran.items()}
     agreement["all"], accuracy["all"] = explain.every.agreement, explain.every.accuracy
-    lines = ["explain: spike agreement with the float network per layer: the fixed-point network (fixed), the layer "
+    lines = ["explain: spike agreement with the float network per layer: the integer network (reference), the layer "
              "alone on the float network's spikes (own), the float network with one ingredient quantized (decay, "
              "weights, biases, thresholds) and with all of them (all)",
-             f"  {'layer':<12} {'fixed':>8} {'own':>8} {'inherited':>9}" + "".join(f" {c:>8}" for c in agreement)]
+             f"  {'layer':<12} {REFERENCE:>9} {'own':>8} {'inherited':>9}" + "".join(f" {c:>8}" for c in agreement)]
     for row in explain.layers:
         share = row.inherited_share
-        lines.append(f"  {row.name:<12} {row.agreement_reference * 100:7.3f}% {row.agreement_own * 100:7.3f}% "
+        lines.append(f"  {row.name:<12} {row.agreement_reference * 100:8.3f}% {row.agreement_own * 100:7.3f}% "
                      f"{'-' if share is None else f'{share * 100:.0f}%':>9}"
                      + "".join(f" {a[row.name] * 100:7.3f}%" for a in agreement.values()))
-    lines.append(f"  {'accuracy':<12} {explain.accuracy_reference * 100:7.2f}% "
+    lines.append(f"  {'accuracy':<12} {explain.accuracy_reference * 100:8.2f}% "
                  f"{explain.accuracy_readout_own * 100:7.2f}% {'':>9}"
                  + "".join(f" {a * 100:7.2f}%" for a in accuracy.values())
                  + f"   (float {explain.accuracy_float * 100:.2f}%; own: the readout alone on float spikes)")
@@ -109,7 +102,7 @@ def _explain_lines(explain: Explanation) -> list[str]:
         if name not in explain.ran:
             lines.append(f"  {name}: skipped, {entry.why} (largest relative difference "
                          f"{entry.largest_relative_difference:.1e})")
-    lines.append(f"  check: with every ingredient dequantized the float network equals the fixed-point one on "
+    lines.append(f"  check: with every ingredient dequantized the float network equals the integer reference on "
                  f"{explain.every.agreement_with_reference_overall * 100:.3f}% of spikes and "
                  f"{explain.every.prediction_agreement_with_reference * 100:.2f}% of predictions (the rest: integer "
                  f"state rounding and overflow)")
@@ -151,8 +144,8 @@ def accuracy_line(report: Report) -> str:
 
 
 #: what the accuracy rows are, in one line
-ACCURACY_LEGEND = (" (folded_float: tdBN in the weights; float_quantized_beta: the target's decays; fixed_point: "
-                   "the integer network)")
+ACCURACY_LEGEND = (" (folded_float: tdBN in the weights; float_quantized_beta: the target's decays; reference: "
+                   "the integer reference)")
 
 
 def _backend_line(run: BackendRun) -> str:
@@ -169,18 +162,18 @@ def _backend_line(run: BackendRun) -> str:
 def _layer_lines(report: Report, shown: str) -> list[str]:
     """Per layer: neurons, the float and the ``shown`` backend's firing rates, their spike
     agreement, the reference's saturation counts; the scales (in the heading when one line)."""
-    def pct(value: float | None) -> str:
-        return f"{'-':>10}" if value is None else f"{value * 100:9.2f}%"
+    def pct(value: float | None, width: int = 10) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value * 100:{width - 1}.2f}%"
 
     scales = _scale_lines(report.scales)
     heading = f"layers ({scales.pop(0)})" if len(scales) == 1 else "layers"  # one line of scales fits the heading
-    lines = [f"{heading}:", f"  {'layer':<12} {'neurons':>7} {'rate float':>10} {'rate ' + _label(shown):>10} "
+    lines = [f"{heading}:", f"  {'layer':<12} {'neurons':>7} {'rate float':>10} {'rate ' + shown:>14} "
                             f"{'agreement':>10}  saturation"]
     for row in report.layers:
         sat = row.saturation
         sat_text = "-" if sat is None else ", ".join(f"{k} {v}" for k, v in sat.items() if v) or "none"
         lines.append(f"  {row.name:<12} {row.neurons:>7} {pct(row.firing_rate.get(FLOAT))} "
-                     f"{pct(row.firing_rate.get(shown))} {pct(row.spike_agreement.get(shown))}  {sat_text}")
+                     f"{pct(row.firing_rate.get(shown), 14)} {pct(row.spike_agreement.get(shown))}  {sat_text}")
     return lines + scales
 
 
