@@ -269,6 +269,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from hardware import files
     from lsg_deploy import pipeline
     from lsg_deploy.outputs import check_file_target
+    from lsg_deploy.results import BundleExport
 
     say = (lambda *a: None) if args.quiet else print
     try:
@@ -300,24 +301,22 @@ def _main(argv: Sequence[str] | None) -> int:
                                      weight_percentile=args.weight_percentile, force=args.force,
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
                                      data_dir=args.data_dir, verify_data=args.verify_data)
-            if "bundle" in result:
-                say(f"wrote bundle {result['bundle']} (profile {result['profile']}, "
-                    f"{counted(len(result['layers']), 'layer')}"
-                    f"{', ' + counted(len(result['warnings']), 'warning') if result['warnings'] else ''})")
+            if isinstance(result, BundleExport):
+                say(f"wrote bundle {result.bundle} (profile {result.profile}, {counted(len(result.layers), 'layer')}"
+                    f"{', ' + counted(len(result.warnings), 'warning') if result.warnings else ''})")
             else:
-                say(f"wrote ONNX model {result['model']} ({result['lif_layers']} LIF layers, {result['timesteps']} "
-                    f"steps){'; unrolled: ' + result['unrolled'] if result['unrolled'] else ''}")
+                say(f"wrote ONNX model {result.model} ({result.lif_layers} LIF layers, {result.timesteps} "
+                    f"steps){f'; unrolled: {result.unrolled}' if result.unrolled else ''}")
         elif args.command == "finetune":
             result = pipeline.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
                                        weight_percentile=args.weight_percentile, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, seed=args.seed, quiet=args.quiet, say=say,
                                        calibrate=args.calibrate, data_dir=args.data_dir,
                                        verify_data=args.verify_data, force=args.force)
-            say(f"wrote {result['checkpoint']}: {result['target']} ({result['profile']}) fixed point "
-                f"{result['fixed_before'] * 100:.2f}% -> {result['fixed_after'] * 100:.2f}%, float "
-                f"{result['float_before'] * 100:.2f}% -> {result['float_after'] * 100:.2f}% "
-                f"({result['seconds']:.0f} s); "
-                f"export it with: lsg-deploy export --target {result['target']} {result['checkpoint']} --out DIR")
+            say(f"wrote {result.checkpoint}: {result.target} ({result.profile}) fixed point "
+                f"{result.fixed_before * 100:.2f}% -> {result.fixed_after * 100:.2f}%, float "
+                f"{result.float_before * 100:.2f}% -> {result.float_after * 100:.2f}% ({result.seconds:.0f} s); "
+                f"export it with: lsg-deploy export --target {result.target} {result.checkpoint} --out DIR")
         elif args.command == "simulate":
             from lsg_deploy.report import accuracy_line, figure_png, format_report
 
