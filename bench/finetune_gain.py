@@ -47,8 +47,8 @@ def _report(model: Path, target: str, profile: str, out: Path, flags: list[str])
           "--quiet"])
     _run(["simulate", "--fixed-point", str(bundle), "--json", str(report), "--quiet"])
     doc = json.loads(report.read_text())
-    return {"float": doc["accuracy"]["float"], "fixed": doc["accuracy"]["fixed_point"],
-            "agreement": {layer["name"]: layer["spike_agreement_fixed"] for layer in doc["layers"]
+    return {"float": doc["accuracy"]["float"], "fixed": doc["accuracy"]["reference"],
+            "agreement": {layer["name"]: layer["spike_agreement_reference"] for layer in doc["layers"]
                           if not layer["readout"]}}
 
 

@@ -267,6 +267,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from lsg_deploy import pipeline
     from lsg_deploy.outputs import check_file_target
+    from lsg_deploy.results import BundleExport
     from lsg_io import files
 
     say = (lambda *a: None) if args.quiet else print
@@ -299,26 +300,24 @@ def _main(argv: Sequence[str] | None) -> int:
                                      weight_percentile=args.weight_percentile, force=args.force,
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
                                      data_dir=args.data_dir, verify_data=args.verify_data)
-            if "bundle" in result:
-                say(f"wrote bundle {result['bundle']} (profile {result['profile']}, "
-                    f"{counted(len(result['layers']), 'layer')}"
-                    f"{', ' + counted(len(result['warnings']), 'warning') if result['warnings'] else ''})")
+            if isinstance(result, BundleExport):
+                say(f"wrote bundle {result.bundle} (profile {result.profile}, {counted(len(result.layers), 'layer')}"
+                    f"{', ' + counted(len(result.warnings), 'warning') if result.warnings else ''})")
             else:
-                say(f"wrote ONNX model {result['model']} ({result['lif_layers']} LIF layers, {result['timesteps']} "
-                    f"steps){'; unrolled: ' + result['unrolled'] if result['unrolled'] else ''}")
+                say(f"wrote ONNX model {result.model} ({result.lif_layers} LIF layers, {result.timesteps} "
+                    f"steps){f'; unrolled: {result.unrolled}' if result.unrolled else ''}")
         elif args.command == "finetune":
             result = pipeline.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
                                        weight_percentile=args.weight_percentile, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, seed=args.seed, quiet=args.quiet, say=say,
                                        calibrate=args.calibrate, data_dir=args.data_dir,
                                        verify_data=args.verify_data, force=args.force)
-            say(f"wrote {result['checkpoint']}: {result['target']} ({result['profile']}) fixed point "
-                f"{result['fixed_before'] * 100:.2f}% -> {result['fixed_after'] * 100:.2f}%, float "
-                f"{result['float_before'] * 100:.2f}% -> {result['float_after'] * 100:.2f}% "
-                f"({result['seconds']:.0f} s); "
-                f"export it with: lsg-deploy export --target {result['target']} {result['checkpoint']} --out DIR")
+            say(f"wrote {result.checkpoint}: {result.target} ({result.profile}) fixed point "
+                f"{result.fixed_before * 100:.2f}% -> {result.fixed_after * 100:.2f}%, float "
+                f"{result.float_before * 100:.2f}% -> {result.float_after * 100:.2f}% ({result.seconds:.0f} s); "
+                f"export it with: lsg-deploy export --target {result.target} {result.checkpoint} --out DIR")
         elif args.command == "simulate":
-            from lsg_deploy.report import accuracy_line, figure_png, format_report, per_layer
+            from lsg_deploy.report import accuracy_line, figure_png, format_report
 
             to_stdout = args.json is not None and str(args.json) == "-"  # the JSON is the output: no figure
             figure = args.json.with_suffix(".png") if args.json and not to_stdout else None
@@ -332,18 +331,18 @@ def _main(argv: Sequence[str] | None) -> int:
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
                                        verify_data=args.verify_data)
             if to_stdout:
-                print(json.dumps(report, indent=2))
+                print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:
                 png = figure_png(report)  # drawn first: a figure that fails leaves neither file
-                files.write_text(args.json, json.dumps(report, indent=2) + "\n")
+                files.write_text(args.json, json.dumps(report.to_json(), indent=2) + "\n")
                 files.write_bytes(figure, png)
             if not args.quiet and not to_stdout:
                 print(format_report(report, verbose=args.verbose))
             elif args.quiet and args.json is None:  # --quiet alone still says the result, in one line
                 print(accuracy_line(report))
-            if not report.get("exact", {}).get("equal", True):
-                print(f"lsg-deploy: {report['exact']['pair']} do not agree bit for bit: "
-                      f"{per_layer(report['exact']['mismatches'])}", file=sys.stderr)
+            if report.exact is not None and not report.exact.equal:
+                print(f"lsg-deploy: {report.exact.pair} do not agree bit for bit: {report.exact.in_words()}",
+                      file=sys.stderr)
                 return 1
     except UsageError as exc:
         return _error(str(exc), exc.detail, args.verbose)

@@ -2,7 +2,8 @@
 
 The float network here is the bundle's folded float graph (:func:`export.fold.run_float`); the
 fixed-point network is the bundle's integer graph in its profile, run by the torch fake-quant path
-(:mod:`export.fake_quant`, equal to the integer reference bit for bit). Two decompositions:
+(:mod:`export.fake_quant`, equal to the integer reference bit for bit; the report names it
+``reference``, as it names the reference everywhere). Two decompositions:
 
 **By ingredient.** The float network is rerun with one ingredient of the integer record put back
 in at a time (:func:`dequantized_graph`; the formulas are :mod:`export.quantize`'s inverses):
@@ -21,7 +22,7 @@ integer one after one rounded decay, :func:`export.quantize.dequantized_threshol
 ``decide_as_integer``) the float network computes the integer membrane divided by
 ``2^act_shift S``, so its spikes differ from the fixed-point network's only where the integer
 state's accumulated rounding (the decay product's shift) or an overflow decided a spike. The report gives that agreement
-(``all.agreement_with_fixed``) as the check that the formulas are the integer record's meaning,
+(``all.agreement_with_reference``) as the check that the formulas are the integer record's meaning,
 and what is left is the one ingredient the float network cannot hold: integer state arithmetic.
 Its predictions come from its logits in the integer readout's units, rounded. An ingredient's
 effect is measured through the whole network (a layer's agreement includes what the ingredient
@@ -48,7 +49,8 @@ Agreement is the fraction of (sample, step, neuron) spike values that are equal.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -118,8 +120,128 @@ def inherited_share(own: float, full: float) -> float | None:
     return None if full == 1.0 else (own - full) / (1.0 - full)
 
 
+SKIPPED_THRESHOLDS = ("not quantized separately: the quantizer derives each node's scale S from its integer "
+                      "threshold, so spike_level(vth) / (2^act_shift S) is the float v_th again")
+#: what the block's numbers are, written into its JSON
+DESCRIPTIONS = {
+    "float": "the folded float graph (export.fold.run_float)",
+    "reference": "the integer graph in profile {profile}, run by export.fake_quant (equal to the integer reference, "
+                 "hardware.reference, bit for bit)",
+    "agreement": "fraction of (sample, step, neuron) spike values equal to the float network's",
+    "inherited_share": "(own - full) / (1 - full): the part of a layer's disagreement that disappears when its "
+                       "inputs are the float network's spikes; null where full = 1",
+    "dequantization": {
+        "decay": "beta = the profile's decay of the node's code dv",
+        "weights": "W_int * 2^weight_exp * input_scale / S (S: the target node's scale)",
+        "biases": "bias_mant * 2^bias_exp / (2^act_shift * S)",
+        "thresholds": "spike_level(vth) / (2^act_shift * S)",
+    },
+}
+ALL_THRESHOLDS = ("(spike_level(vth) - r -+ 2^-10) / (2^act_shift * S), r the decay rounding's offset (0 floor or "
+                  "toward zero, 1/2 half up, 1 the shift form): a float membrane then spikes as the integer one after "
+                  "one rounded decay, ties included")
+
+
+@dataclass(frozen=True)
+class IngredientRun:
+    """The float network with one ingredient quantized: its accuracy and, per hidden layer, its
+    spike agreement with the float network."""
+
+    accuracy: float
+    agreement: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An ingredient not run, and why (the thresholds, where they are the float ones again)."""
+
+    why: str
+    largest_relative_difference: float
+
+
+@dataclass(frozen=True)
+class AllDequantized:
+    """The float network with every ingredient dequantized (:data:`ALL`): its accuracy, its spike
+    agreement with the float network and with the integer reference per layer and overall, and
+    how often its predictions equal the reference's."""
+
+    accuracy: float
+    agreement: Mapping[str, float]
+    agreement_with_reference: Mapping[str, float]
+    agreement_with_reference_overall: float
+    prediction_agreement_with_reference: float
+
+
+@dataclass(frozen=True)
+class LayerCauses:
+    """One hidden layer: its spike agreement with the float network in the integer network
+    (``full``) and alone on float inputs (``own``), the inherited share, and the ingredient that
+    alone costs it most (None where none changes a spike) with what it costs."""
+
+    name: str
+    inputs: tuple[str, ...]
+    agreement_reference: float
+    agreement_own: float
+    inherited_share: float | None
+    dominant: str | None
+    dominant_loss: float | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The ``explain`` block of the report (the module docstring says what each number is)."""
+
+    profile: str
+    accuracy_float: float
+    accuracy_reference: float
+    accuracy_readout_own: float  #: the integer readout alone on the float network's spikes
+    ingredients: Mapping[str, IngredientRun | Skipped]
+    every: AllDequantized
+    layers: tuple[LayerCauses, ...]
+    float_equals_trained: float | None = None  #: share of spikes where the folded graph equals the trained model
+
+    @property
+    def ran(self) -> dict[str, IngredientRun]:
+        """The ingredients that were run."""
+        return {k: v for k, v in self.ingredients.items() if isinstance(v, IngredientRun)}
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {**DESCRIPTIONS, "reference": DESCRIPTIONS["reference"].format(profile=self.profile),
+                               "accuracy": {"float": self.accuracy_float, "reference": self.accuracy_reference,
+                                            "readout_own": self.accuracy_readout_own},
+                               "ingredients": {name: {"skipped": v.why, "largest_relative_difference":
+                                                      v.largest_relative_difference} if isinstance(v, Skipped)
+                                               else {"accuracy": v.accuracy, "agreement": dict(v.agreement)}
+                                               for name, v in self.ingredients.items()}}
+        if self.float_equals_trained is not None:
+            doc["float_equals_trained"] = self.float_equals_trained
+        e = self.every
+        doc[ALL] = {"thresholds": ALL_THRESHOLDS, "accuracy": e.accuracy, "agreement": dict(e.agreement),
+                    "agreement_with_reference": dict(e.agreement_with_reference),
+                    "agreement_with_reference_overall": e.agreement_with_reference_overall,
+                    "prediction_agreement_with_reference": e.prediction_agreement_with_reference}
+        doc["layers"] = [{"name": r.name, "inputs": list(r.inputs), "agreement_reference": r.agreement_reference,
+                          "agreement_own": r.agreement_own, "inherited_share": r.inherited_share,
+                          "dominant": r.dominant, "dominant_loss": r.dominant_loss} for r in self.layers]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], profile: str) -> Explanation:
+        """The block back from its JSON (:meth:`to_json`); ``profile``: the report's."""
+        e = doc[ALL]
+        every = AllDequantized(e["accuracy"], e["agreement"], e["agreement_with_reference"],
+                               e["agreement_with_reference_overall"], e["prediction_agreement_with_reference"])
+        ingredients = {name: Skipped(v["skipped"], v["largest_relative_difference"]) if "skipped" in v
+                       else IngredientRun(v["accuracy"], v["agreement"]) for name, v in doc["ingredients"].items()}
+        layers = tuple(LayerCauses(r["name"], tuple(r["inputs"]), r["agreement_reference"], r["agreement_own"],
+                                   r["inherited_share"], r["dominant"], r["dominant_loss"]) for r in doc["layers"])
+        acc = doc["accuracy"]
+        return cls(profile, acc["float"], acc["reference"], acc["readout_own"], ingredients, every, layers,
+                   doc.get("float_equals_trained"))
+
+
 def explain(bundle: Bundle, test: EncodedSplit, trained_spikes: dict[str, np.ndarray] | None = None,
-            progress: Callable[[int, str], Any] | None = None) -> dict[str, Any]:
+            progress: Callable[[int, str], Any] | None = None) -> Explanation:
     """The ``explain`` block of the simulate report for ``bundle`` on ``test`` (see the module
     docstring for what it holds). ``trained_spikes`` ({layer: (B, T, N) bool}, the trained
     model's), if given, are compared with the folded float graph's, which this block measures
@@ -166,65 +288,41 @@ def explain(bundle: Bundle, test: EncodedSplit, trained_spikes: dict[str, np.nda
             bar.close()
 
     labels = test.labels
-    block: dict[str, Any] = {
-        "float": "the folded float graph (export.fold.run_float)",
-        "fixed": f"the integer graph in profile {profile.name} (export.fake_quant, equal to the reference bit for bit)",
-        "agreement": "fraction of (sample, step, neuron) spike values equal to the float network's",
-        "inherited_share": "(own - full) / (1 - full): the part of a layer's disagreement that disappears when its "
-                           "inputs are the float network's spikes; null where full = 1",
-        "dequantization": {
-            "decay": "beta = the profile's decay of the node's code dv",
-            "weights": "W_int * 2^weight_exp * input_scale / S (S: the target node's scale)",
-            "biases": "bias_mant * 2^bias_exp / (2^act_shift * S)",
-            "thresholds": "spike_level(vth) / (2^act_shift * S)",
-        },
-        "accuracy": {
-            "float": _accuracy(float_logits, labels),
-            "fixed": _accuracy(readout.numpy()[:, -1], labels),
-            "readout_own": _accuracy(readout_own.numpy()[:, -1], labels),
-        },
-        "ingredients": {},
-    }
-    if trained_spikes is not None:
-        total = sum(v.size for v in float_spikes.values())
-        block["float_equals_trained"] = sum(
-            int(np.count_nonzero(float_spikes[k] == trained_spikes[k])) for k in hidden) / total
+    ingredient_runs: dict[str, IngredientRun | Skipped] = {}
     for name in INGREDIENTS:
         if name in runs:
             logits, spikes = runs[name]
-            block["ingredients"][name] = {"accuracy": _accuracy(logits, labels),
-                                          "agreement": {k: _agreement(spikes[k], float_spikes[k]) for k in hidden}}
+            ingredient_runs[name] = IngredientRun(_accuracy(logits, labels),
+                                                  {k: _agreement(spikes[k], float_spikes[k]) for k in hidden})
         else:
-            block["ingredients"][name] = {
-                "skipped": "not quantized separately: the quantizer derives each node's scale S from its integer "
-                           "threshold, so spike_level(vth) / (2^act_shift S) is the float v_th again",
-                "largest_relative_difference": threshold_difference(fgraph, igraph, profile)}
-    with_fixed = {k: _agreement(all_spikes[k], fixed_spikes[k]) for k in hidden}
+            ingredient_runs[name] = Skipped(SKIPPED_THRESHOLDS, threshold_difference(fgraph, igraph, profile))
+    float_equals_trained = None
+    if trained_spikes is not None:
+        total = sum(v.size for v in float_spikes.values())
+        float_equals_trained = sum(
+            int(np.count_nonzero(float_spikes[k] == trained_spikes[k])) for k in hidden) / total
+    with_reference = {k: _agreement(all_spikes[k], fixed_spikes[k]) for k in hidden}
     neurons = {k: fixed_spikes[k].size for k in hidden}
     # the logits in the integer readout's units (its membrane after T steps), rounded: equal logits
     # there are equal integers, so a tie between classes goes the integer network's way
     all_predictions = np.rint(all_logits * t * (1 << profile.act_shift) * igraph.readout.scale).argmax(axis=1)
-    block[ALL] = {
-        "thresholds": "(spike_level(vth) - r -+ 2^-10) / (2^act_shift * S), r the decay rounding's offset (0 floor "
-                      "or toward zero, 1/2 half up, 1 the shift form): a float membrane then spikes as the integer "
-                      "one after one rounded decay, ties included",
-        "accuracy": float((all_predictions == labels).mean()),
-        "agreement": {k: _agreement(all_spikes[k], float_spikes[k]) for k in hidden},
-        "agreement_with_fixed": with_fixed,
-        "agreement_with_fixed_overall": sum(with_fixed[k] * neurons[k] for k in hidden) / sum(neurons.values()),
-        "prediction_agreement_with_fixed": float((all_predictions == readout.numpy()[:, -1].argmax(1)).mean()),
-    }
-    block["layers"] = []
+    every = AllDequantized(
+        accuracy=float((all_predictions == labels).mean()),
+        agreement={k: _agreement(all_spikes[k], float_spikes[k]) for k in hidden},
+        agreement_with_reference=with_reference,
+        agreement_with_reference_overall=sum(with_reference[k] * neurons[k] for k in hidden) / sum(neurons.values()),
+        prediction_agreement_with_reference=float((all_predictions == readout.numpy()[:, -1].argmax(1)).mean()))
+    layers = []
     for name in hidden:
         full = _agreement(fixed_spikes[name], float_spikes[name])
         mine = _agreement(own[name], float_spikes[name])
-        lone = {k: block["ingredients"][k]["agreement"][name] for k in runs}
+        lone = {k: ingredient_runs[k].agreement[name] for k in runs}
         dominant = min(lone, key=lone.get) if lone else None
         if dominant is not None and lone[dominant] == 1.0:
             dominant = None  # no ingredient alone changes a spike of this layer
-        block["layers"].append({
-            "name": name, "inputs": [e.source for e in igraph.incoming(name)],
-            "agreement_fixed": full, "agreement_own": mine, "inherited_share": inherited_share(mine, full),
-            "dominant": dominant, "dominant_loss": None if dominant is None else 1.0 - lone[dominant],
-        })
-    return block
+        layers.append(LayerCauses(name, tuple(e.source for e in igraph.incoming(name)), full, mine,
+                                  inherited_share(mine, full), dominant,
+                                  None if dominant is None else 1.0 - lone[dominant]))
+    return Explanation(profile.name, _accuracy(float_logits, labels), _accuracy(readout.numpy()[:, -1], labels),
+                       _accuracy(readout_own.numpy()[:, -1], labels), ingredient_runs, every, tuple(layers),
+                       float_equals_trained)

@@ -21,6 +21,8 @@ from lsg_deploy.outputs import (
     check_repeated_runs,
     check_run_target,
 )
+from lsg_deploy.report.model import Report
+from lsg_deploy.results import BundleExport, Finetuned, FloatExport
 from lsg_io import files
 from training import data, runlog
 
@@ -290,7 +292,8 @@ def tqdm_write(line: str) -> None:
 
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
            force: bool = False, profile: str | None = None, unrolled: bool = False,
-           calibrate: bool = False, data_dir: str | None = None, verify_data: bool = True) -> dict[str, Any]:
+           calibrate: bool = False, data_dir: str | None = None,
+           verify_data: bool = True) -> BundleExport | FloatExport:
     """Write ``checkpoint`` for ``target`` (:func:`export.targets.choices`) in the directory ``out``.
 
     A quantized target (:data:`hardware.targets.TARGETS`) folds and quantizes it in its integer
@@ -365,9 +368,8 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         # a fine-tuned network was trained with its clipped values clipped: they are no loss
         note = " (as it was fine-tuned)" if pinned and "clipped" in warning else ""
         print(f"WARNING: {warning}{note}", file=sys.stderr)
-    return {"bundle": str(out), "profile": profile, "warnings": result.warnings,
-            "layers": result.bundle.quantization["layers"],
-            "calibration": result.bundle.quantization.get("calibration")}
+    return BundleExport(Path(out), profile, tuple(result.warnings), result.bundle.quantization["layers"],
+                        result.bundle.quantization.get("calibration"))
 
 
 def _finetuned(doc: dict[str, Any], checkpoint: Path, model=None):
@@ -387,7 +389,7 @@ def _finetuned(doc: dict[str, Any], checkpoint: Path, model=None):
 def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = None, clip: bool = False,
              weight_percentile: float | None = None, epochs: int = 5, lr: float = 3e-4, batch_size: int = 64,
              seed: int = 0, quiet: bool = False, say=print, calibrate: bool = False,
-             data_dir: str | None = None, verify_data: bool = True, force: bool = False) -> dict[str, Any]:
+             data_dir: str | None = None, verify_data: bool = True, force: bool = False) -> Finetuned:
     """Fine-tune ``checkpoint`` with ``target``'s integer forward in the loop (:mod:`export.finetune`)
     and write ``out/model.pt`` after every epoch, each proven to export to the integer network it
     trained. The starting scales are the export's (``clip``, ``weight_percentile``, ``calibrate``); a
@@ -504,11 +506,12 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
                         progress=lambda total, desc: _progress(total, desc, quiet, "img"))
     except ft.FinetuneError as exc:
         raise UsageError(str(exc)) from None
-    return {"checkpoint": str(target_file), "target": target, "profile": profile, **history,
-            "seconds": time.perf_counter() - start_time}
+    return Finetuned(target_file, target, profile, history["fixed_before"], history["float_before"],
+                     history["fixed_after"], history["float_after"], tuple(history["epochs"]), history["config"],
+                     history["source_sha256"], time.perf_counter() - start_time)
 
 
-def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolled: bool) -> dict[str, Any]:
+def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolled: bool) -> FloatExport:
     """The float target ``target``: no calibration data is read, only the checkpoint's data record
     for the input's encoding (so networks trained on the file datasets export too)."""
     from export.fold import FoldError
@@ -529,13 +532,13 @@ def _export_float(checkpoint: Path, target: str, out: Path, force: bool, unrolle
         result = chosen.load()(checkpoint, out, spec, unrolled=unrolled, input_max=dataset.input_max)
     except (CheckpointError, data.DataError, FoldError, BundleError) as exc:
         raise UsageError(str(exc)) from None
-    return {"model": str(Path(out) / result.model), "unrolled": str(Path(out) / result.unrolled) if result.unrolled
-            else None, "files": list(result.files), "lif_layers": result.lif_layers, "timesteps": result.timesteps}
+    return FloatExport(Path(out) / result.model, Path(out) / result.unrolled if result.unrolled else None,
+                       tuple(result.files), result.lif_layers, result.timesteps)
 
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
-             verify_data: bool = True) -> dict[str, Any]:
+             verify_data: bool = True) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -543,7 +546,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
-    before anything runs (:func:`lsg_deploy.simulate.load_for_report`)."""
+    before anything runs (:func:`lsg_deploy.simulate.load_for_report`). Returns the report
+    (:class:`lsg_deploy.report.model.Report`)."""
     from export.onnx_format import MANIFEST_NAME, STEP_NAME, is_onnx_export
     from hardware.targets import backends
     from lsg_deploy.simulate import ALL, backends_for, build_report, load_for_report, torch_missing

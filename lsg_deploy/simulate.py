@@ -3,7 +3,8 @@
 synaptic operations per inference and their energy estimate (:mod:`hardware.costs`), the
 resources the network needs on its target (:mod:`hardware.resources`), bit-exact
 agreement between the fixed-point backends) and, asked for, where each layer's disagreement comes
-from (:mod:`lsg_deploy.explain`). Formatting them is :mod:`lsg_deploy.report`'s job.
+from (:mod:`lsg_deploy.explain`), as one typed :class:`~lsg_deploy.report.model.Report`; the text and
+the figure are :mod:`lsg_deploy.report`'s job.
 
 The fixed-point backends come from the target registry (:mod:`hardware.targets`): the integer
 reference runs every bundle, in the profile it stores; each target adds its own (Lava, the RTL)
@@ -25,9 +26,24 @@ import numpy as np
 from hardware.bundle import Bundle, BundleError
 from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
-from hardware.targets import REFERENCE as REFERENCE_BACKEND
 from hardware.targets import BackendError, backends, resources
 from lsg_deploy.errors import UsageError
+from lsg_deploy.report.model import (
+    FLOAT,
+    REFERENCE,
+    BackendRun,
+    Costs,
+    Exact,
+    FloatAccuracy,
+    Header,
+    Layer,
+    LayerOps,
+    Ops,
+    PerClass,
+    Report,
+    RunCost,
+    Scales,
+)
 from training.data import DataError, DataSpec, EncodedSplit
 
 
@@ -36,7 +52,6 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 ALL = "all"  #: every backend that can run the bundle, each compared with the reference bit for bit
-REFERENCE = REFERENCE_BACKEND.name
 
 
 def backends_for(choice: str, bundle: Bundle) -> tuple[str, ...]:
@@ -143,17 +158,6 @@ def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
     return counts
 
 
-def _scales(quantization: dict[str, Any]) -> dict[str, Any]:
-    """How the export chose its scales: from the weight ranges, calibrated (with every candidate's
-    own agreement, :mod:`export.calibrate`) or pinned by fine-tuning."""
-    layers = quantization.get("layers", {})
-    if "calibration" in quantization:
-        return {"rule": "calibrated", **quantization["calibration"]}
-    if layers and all(r.get("pinned") for r in layers.values() if isinstance(r, dict)):
-        return {"rule": "fine-tuned"}
-    return {"rule": "weight range", "weight_percentile": quantization.get("policy", {}).get("weight_percentile")}
-
-
 def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, float | None]:
     """Accuracy on the samples of each class ``0 .. classes-1`` (keys are the class as text, as
     JSON has them); None for a class without samples. Weighted by the class counts, the values
@@ -163,50 +167,38 @@ def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, classes: int
             for c in range(classes)}
 
 
-def _suffix(backend: str) -> str:
-    """A backend's name in per-layer keys: ``fixed`` for the reference, else the backend's."""
-    return "fixed" if backend == REFERENCE else backend
-
-
-def synaptic_costs(bundle: Bundle, float_spikes: dict[str, np.ndarray] | None, runs: dict[str, IntegerRun],
-                   inputs: np.ndarray) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Synaptic operations per inference per node, from the float run's and every fixed-point
-    run's spikes, and the totals with the energy estimate (:mod:`hardware.costs`, which has the
-    formulas and the source of the per-operation energies). Returns ``(per node, totals)``:
-    per node ``{"synapses": N, "float": {"ac", "mac"}, "fixed": {...}, <backend>: {...}}``;
-    the totals add the ANN comparison (every synapse one MAC per inference: T = 1)."""
+def synaptic_costs(bundle: Bundle, spike_sets: dict[str, dict[str, np.ndarray]],
+                   inputs: np.ndarray) -> tuple[dict[str, LayerOps], Costs]:
+    """Synaptic operations per inference per node, from each run's spikes (run -> hidden node ->
+    (B, T, N): the float run's, every fixed-point run's), and the totals with the energy estimate
+    (:mod:`hardware.costs`, which has the formulas and the source of the per-operation energies).
+    Returns ``(per node, totals)``; the totals add the ANN comparison (every synapse one MAC per
+    inference: T = 1)."""
     from hardware import costs
 
     graph, t = bundle.integer_graph, bundle.timesteps
-    spike_sets = {**({"float": float_spikes} if float_spikes is not None else {}),
-                  **{_suffix(name): run.spikes for name, run in runs.items()}}
     ops = {key: costs.synaptic_operations(graph, spikes, inputs, t) for key, spikes in spike_sets.items()}
-    nodes: dict[str, dict[str, Any]] = {n.name: {"synapses": 0} for n in graph.nodes}
+    synapses = {n.name: 0 for n in graph.nodes}
     for op in next(iter(ops.values()), []):  # structural: the same in every run
-        nodes[op.target]["synapses"] += op.synapses
-    for key, edge_ops in ops.items():
-        for name, sums in costs.per_node(graph, edge_ops).items():
-            nodes[name][key] = sums
-    total_synapses = sum(row["synapses"] for row in nodes.values())
+        synapses[op.target] += op.synapses
+    per_run = {key: costs.per_node(graph, edge_ops) for key, edge_ops in ops.items()}
+    nodes = {name: LayerOps(n, {key: Ops(sums[name][costs.AC], sums[name][costs.MAC]) for key, sums in per_run.items()})
+             for name, n in synapses.items()}
+    total_synapses = sum(synapses.values())
     ann_pj = costs.energy_pj(0.0, float(total_synapses))
-    totals: dict[str, Any] = {
-        "basis": costs.ESTIMATE_BASIS,
-        "energy_source": costs.ENERGY_SOURCE,
-        "pj_per_ac": costs.PJ_PER_AC,
-        "pj_per_mac": costs.PJ_PER_MAC,
-        "fan_out": "structural: every connection counts, zero weights included; padding is no connection",
-        "input": ("direct: MACs, every synapse every step" if bundle.input.encoding == DIRECT else
-                  "event frames: ACs, a value n counting as n events"),
-        "synapses": total_synapses,
-        "ann": {"mac": total_synapses, "energy_pj": ann_pj},
-    }
+    totals = {}
     for key, edge_ops in ops.items():
         acs = sum(op.operations for op in edge_ops if op.kind == costs.AC)
         macs = sum(op.operations for op in edge_ops if op.kind == costs.MAC)
         energy = costs.energy_pj(acs, macs)
-        totals[key] = {"ac": acs, "mac": macs, "synops": acs + macs, "energy_pj": energy,
-                       "energy_vs_ann": energy / ann_pj}
-    return nodes, totals
+        totals[key] = RunCost(acs, macs, acs + macs, energy, energy / ann_pj)
+    return nodes, Costs(
+        basis=costs.ESTIMATE_BASIS, energy_source=costs.ENERGY_SOURCE, pj_per_ac=costs.PJ_PER_AC,
+        pj_per_mac=costs.PJ_PER_MAC,
+        fan_out="structural: every connection counts, zero weights included; padding is no connection",
+        input=("direct: MACs, every synapse every step" if bundle.input.encoding == DIRECT else
+               "event frames: ACs, a value n counting as n events"),
+        synapses=total_synapses, ann_mac=total_synapses, ann_energy_pj=ann_pj, runs=totals)
 
 
 @dataclass(frozen=True)
@@ -214,7 +206,7 @@ class FloatModels:
     """The float side of a report: the accuracies of the source model, the folded graph and the
     folded graph with the quantized decays, the source model's predictions and spikes (B, T, N)."""
 
-    accuracy: dict[str, float]
+    accuracy: FloatAccuracy
     predictions: np.ndarray
     spikes: dict[str, np.ndarray]
 
@@ -233,94 +225,69 @@ def _float_models(bundle: Bundle, model: Any, test: EncodedSplit) -> FloatModels
     qbeta_logits, _ = run_float(bundle.float_graph, analog, t,
                                 betas=quantized_betas(bundle.integer_graph, bundle.profile))
     return FloatModels(
-        accuracy={"float": _accuracy(float_run.logits.numpy(), test.labels),
-                  "folded_float": _accuracy(folded_logits.numpy(), test.labels),
-                  "float_quantized_beta": _accuracy(qbeta_logits.numpy(), test.labels)},
+        accuracy=FloatAccuracy(trained=_accuracy(float_run.logits.numpy(), test.labels),
+                               folded=_accuracy(folded_logits.numpy(), test.labels),
+                               quantized_beta=_accuracy(qbeta_logits.numpy(), test.labels)),
         predictions=float_run.logits.numpy().argmax(axis=1),
         spikes={k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()})
 
 
 def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
                  progress: Callable[[int, str], Any] | None = None, explain: bool = False,
-                 float_missing: str | None = None) -> dict[str, Any]:
+                 float_missing: str | None = None) -> Report:
     """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
     models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
     fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
     name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run.
-    ``explain``: add the ``explain`` block, where each layer's disagreement comes from
-    (:mod:`lsg_deploy.explain`)."""
-    t = bundle.timesteps
+    ``explain``: add where each layer's disagreement comes from (:mod:`lsg_deploy.explain`)."""
     floats = _float_models(bundle, model, test) if model is not None else None
     float_pred, float_spikes = (floats.predictions, floats.spikes) if floats else (None, None)
-    report: dict[str, Any] = {
-        "bundle": str(bundle_dir),
-        "target": bundle.target,
-        "profile": bundle.profile.name,
-        "input_encoding": bundle.input.encoding,
-        "artifacts": bundle.artifacts,
-        "samples": int(len(test.labels)),
-        "timesteps": t,
-        "accuracy": dict(floats.accuracy) if floats else {},
-        **({} if floats else {"float_missing": float_missing or "the float models were not asked for"}),
-        "export_clipped": {name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
-                           if isinstance(rng, dict)},
-        "scales": _scales(bundle.quantization),
-        "backends": {},
-        "layers": [],
-    }
+    samples = len(test.labels)
     runs: dict[str, IntegerRun] = {}
+    timed: list[BackendRun] = []
     for backend in backends:
         setup = _warm_up(backend)
         runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels, progress)
-        report["accuracy"]["fixed_point" if backend == REFERENCE else backend] = _accuracy(
-            runs[backend].final_readout, test.labels)
-        report["backends"][backend] = {
-            "seconds": seconds,
-            "setup_seconds": setup,  #: before the timed run (compiling or loading kernels)
-            "seconds_per_sample": seconds / len(test.labels),
-            "samples_per_second": len(test.labels) / seconds if seconds > 0 else None,
-        }
-        if floats:
-            report["backends"][backend]["prediction_agreement_with_float"] = float(
-                (runs[backend].predictions() == float_pred).mean())
-        report["backends"][backend].update(runs[backend].stats)  # e.g. the RTL's cycles per timestep
+        run = runs[backend]
+        timed.append(BackendRun(
+            backend, _accuracy(run.final_readout, test.labels), seconds, setup, seconds / samples,
+            samples / seconds if seconds > 0 else None,
+            float((run.predictions() == float_pred).mean()) if floats else None,
+            run.stats))  # e.g. the RTL's cycles per timestep
     others = [name for name in runs if name != REFERENCE]
-    if REFERENCE in runs and others:
-        mismatches = {name: exact_agreement(runs[REFERENCE], runs[name]) for name in others}
-        # one backend besides the reference (today: lava) keeps the report's flat shape
-        report["exact"] = {"pair": " == ".join([REFERENCE, *others]),
-                           "mismatches": mismatches[others[0]] if len(others) == 1 else mismatches,
-                           "equal": not any(v for counts in mismatches.values() for v in counts.values())}
+    mismatches = {name: exact_agreement(runs[REFERENCE], runs[name]) for name in others} if REFERENCE in runs else {}
     classes = bundle.integer_graph.readout.neurons
-    report["per_class"] = {
-        "samples": {str(c): int(np.count_nonzero(test.labels == c)) for c in range(classes)},
-        **({"float": per_class_accuracy(float_pred, test.labels, classes)} if floats else {}),
-        **{"fixed_point" if name == REFERENCE else name: per_class_accuracy(run.predictions(), test.labels, classes)
-           for name, run in runs.items()},
-    }
-    synops, report["costs"] = synaptic_costs(bundle, float_spikes, runs, test.pixels)
-    report["resources"] = resources(bundle)  # what the network needs on its target (hardware.resources)
-    for layer in bundle.integer_graph.nodes:
-        row: dict[str, Any] = {"name": layer.name, "neurons": layer.neurons, "readout": layer.readout,
-                               "inputs": [e.source for e in bundle.integer_graph.incoming(layer.name)],
-                               "synops": synops[layer.name]}
-        if floats and not layer.readout:
-            row["firing_rate_float"] = float(float_spikes[layer.name].mean())
-        for backend, run in runs.items():
-            if backend == REFERENCE:
-                row["saturation"] = run.saturation[layer.name]
-            if not layer.readout:
-                suffix = _suffix(backend)
-                row[f"firing_rate_{suffix}"] = float(run.spikes[layer.name].mean())
-                if floats:
-                    row[f"spike_agreement_{suffix}"] = float(
-                        (run.spikes[layer.name] == float_spikes[layer.name]).mean())
-        if REFERENCE in runs:
-            for name in others:
-                row[f"{name}_reference_mismatches"] = mismatches[name][layer.name]
-        report["layers"].append(row)
+    per_class = PerClass(
+        samples={str(c): int(np.count_nonzero(test.labels == c)) for c in range(classes)},
+        accuracy={**({FLOAT: per_class_accuracy(float_pred, test.labels, classes)} if floats else {}),
+                  **{name: per_class_accuracy(run.predictions(), test.labels, classes) for name, run in runs.items()}})
+    spike_sets = {**({FLOAT: float_spikes} if floats else {}), **{name: run.spikes for name, run in runs.items()}}
+    synops, costs = synaptic_costs(bundle, spike_sets, test.pixels)
+    layers = []
+    graph = bundle.integer_graph
+    for layer in graph.nodes:
+        hidden = not layer.readout
+        layers.append(Layer(
+            layer.name, layer.neurons, layer.readout, tuple(e.source for e in graph.incoming(layer.name)),
+            synops[layer.name],
+            firing_rate={run: float(spikes[layer.name].mean()) for run, spikes in spike_sets.items()} if hidden else {},
+            spike_agreement={b: float((run.spikes[layer.name] == float_spikes[layer.name]).mean())
+                             for b, run in runs.items()} if hidden and floats else {},
+            saturation=runs[REFERENCE].saturation[layer.name] if REFERENCE in runs else None,
+            reference_mismatches={name: counts[layer.name] for name, counts in mismatches.items()}))
+    explained = None
     if explain:
-        from lsg_deploy.explain import explain as explain_block
+        from lsg_deploy.explain import explain as explain_layers
 
-        report["explain"] = explain_block(bundle, test, float_spikes, progress)
-    return report
+        explained = explain_layers(bundle, test, float_spikes, progress)
+    return Report(
+        header=Header(str(bundle_dir), bundle.target, bundle.profile.name, bundle.input.encoding, bundle.artifacts,
+                      int(samples), bundle.timesteps),
+        float_accuracy=floats.accuracy if floats else None,
+        float_missing=None if floats else float_missing or "the float models were not asked for",
+        export_clipped={name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
+                        if isinstance(rng, dict)},
+        scales=Scales.of(bundle.quantization), backends=tuple(timed), layers=tuple(layers),
+        exact=Exact(mismatches) if mismatches else None, per_class=per_class, costs=costs,
+        resources=resources(bundle),  # what the network needs on its target (hardware.resources)
+        explain=explained)

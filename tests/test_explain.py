@@ -32,6 +32,7 @@ from hardware.bundle import Bundle, read_bundle
 from hardware.graph import INPUT, Graph
 from lsg_deploy.cli import main
 from lsg_deploy.explain import INGREDIENTS, THRESHOLD_TOLERANCE, dequantized_graph, explain, threshold_difference
+from lsg_deploy.report import Report
 from training.data import DataSpec, EncodedSplit, load
 
 LIMIT = 60
@@ -159,16 +160,17 @@ def test_nothing_quantized_is_the_float_run_and_decay_is_run_floats_betas(tiny):
 
 def _check_block(doc: dict) -> None:
     """What every explain block must satisfy: own vs full, the share's definition, the check."""
+    assert Report.from_json(doc).to_json() == doc  # the block reads back whole
     block = doc["explain"]
     assert set(block["ingredients"]) == set(INGREDIENTS)
     assert "skipped" in block["ingredients"]["thresholds"]
     assert block["float_equals_trained"] == 1.0
-    assert block["all"]["agreement_with_fixed_overall"] >= 0.99
+    assert block["all"]["agreement_with_reference_overall"] >= 0.99
     layers = {row["name"]: row for row in doc["layers"]}
     for row in block["layers"]:
-        full, own = row["agreement_fixed"], row["agreement_own"]
+        full, own = row["agreement_reference"], row["agreement_own"]
         # the same comparison as the report's per-layer agreement (float run: the trained model's)
-        assert full == layers[row["name"]]["spike_agreement_fixed"]
+        assert full == layers[row["name"]]["spike_agreement_reference"]
         if row["inputs"] == [INPUT]:
             assert own == full  # exactly: it reads only the input, the same in both runs
         else:
@@ -180,7 +182,7 @@ def _check_block(doc: dict) -> None:
             assert lone == min(v["agreement"][row["name"]] for v in block["ingredients"].values() if "agreement" in v)
         else:
             assert row["inherited_share"] is None
-    assert block["accuracy"]["fixed"] == doc["accuracy"]["fixed_point"]
+    assert block["accuracy"]["reference"] == doc["accuracy"]["reference"]
     assert block["accuracy"]["float"] == doc["accuracy"]["folded_float"]
 
 
@@ -189,10 +191,10 @@ def test_report_blocks_on_a_loihi_export(tiny, tmp_path, capsys):
     _check_block(doc)
     block = doc["explain"]
     assert [row["name"] for row in block["layers"]] == ["conv1", "conv2", "fc1"]
-    assert any(row["agreement_fixed"] < 1.0 for row in block["layers"])  # something to explain
+    assert any(row["agreement_reference"] < 1.0 for row in block["layers"])  # something to explain
     assert block["ingredients"]["decay"]["accuracy"] == doc["accuracy"]["float_quantized_beta"]
     section = text[text.index("explain:"):].splitlines()
-    assert section[1].split() == ["layer", "fixed", "own", "inherited", "decay", "weights", "biases", "all"]
+    assert section[1].split() == ["layer", "reference", "own", "inherited", "decay", "weights", "biases", "all"]
     assert [line.split()[0] for line in section[2:6]] == ["conv1", "conv2", "fc1", "accuracy"]
     assert all(any(line.strip().startswith(f"{name}:") for line in section) for name in ("conv1", "conv2", "fc1"))
     assert any(line.strip().startswith("thresholds: skipped, not quantized separately") for line in section)
@@ -237,11 +239,10 @@ def test_thresholds_that_differ_from_the_float_ones_are_an_ingredient(tiny):
     changed = dataclasses.replace(bundle, integer_graph=Graph(graph.input, nodes, graph.edges))
     assert threshold_difference(changed.float_graph, changed.integer_graph, changed.profile) > THRESHOLD_TOLERANCE
     block = explain(changed, _test_split(changed))
-    entry = block["ingredients"]["thresholds"]
-    assert "skipped" not in entry
-    assert entry["agreement"]["conv1"] == 1.0  # a later threshold cannot change an earlier layer
-    assert entry["agreement"]["conv2"] < 1.0
-    assert block["all"]["agreement_with_fixed_overall"] >= 0.99
+    entry = block.ran["thresholds"]  # run, not skipped
+    assert entry.agreement["conv1"] == 1.0  # a later threshold cannot change an earlier layer
+    assert entry.agreement["conv2"] < 1.0
+    assert block.every.agreement_with_reference_overall >= 0.99
 
 
 def test_explain_needs_fixed_point(tiny, capsys):

@@ -157,7 +157,7 @@ def test_finetune_exports_to_the_network_it_trained(finetuned, tmp_path):
     assert torch.equal(trained, exported)
 
     assert main(["simulate", "--fixed-point", str(bundle_dir), "--json", str(report), "--quiet"]) == 0
-    assert json.loads(report.read_text())["accuracy"]["fixed_point"] == history["fixed_after"]
+    assert json.loads(report.read_text())["accuracy"]["reference"] == history["fixed_after"]
     assert main(["simulate", "--fixed-point", str(bundle_dir), "--backend", "all", "--limit", "8", "--quiet"]) == 0
 
 

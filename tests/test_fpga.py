@@ -312,7 +312,7 @@ def test_simulate_an_fpga_bundle_and_refuse_lava_for_it(fpga_bundles, tmp_path):
                  "--quiet"]) == 0
     report = json.loads(report_path.read_text())
     assert report["profile"] == "fpga-mul" and report["target"] == "fpga"
-    assert abs(report["accuracy"]["fixed_point"] - report["accuracy"]["float"]) <= 0.01
+    assert abs(report["accuracy"]["reference"] - report["accuracy"]["float"]) <= 0.01
     proc = subprocess.run([sys.executable, "-m", "lsg_deploy.cli", "simulate", "--fixed-point",
                            str(fpga_bundles["fpga-shift"]), "--backend", "lava", "--quiet"],
                           cwd=ROOT, capture_output=True, text=True)

@@ -52,8 +52,8 @@ def _check_accuracy_and_exactness(run: Run, float_target: float) -> None:
     assert run.report["samples"] == 360
     assert acc["float"] >= float_target, acc
     assert acc["folded_float"] == acc["float"]
-    assert abs(acc["fixed_point"] - acc["float"]) <= 0.01, acc
-    assert acc["lava"] == acc["fixed_point"]
+    assert abs(acc["reference"] - acc["float"]) <= 0.01, acc
+    assert acc["lava"] == acc["reference"]
     exact = run.report["exact"]
     assert exact["equal"] is True and set(exact["mismatches"].values()) == {0}
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_default_run_quality(default_run):
     acc = default_run.report["accuracy"]
     assert acc["float"] >= 0.95
-    assert abs(acc["fixed_point"] - acc["float"]) <= 0.01
+    assert abs(acc["reference"] - acc["float"]) <= 0.01
     assert acc["folded_float"] == acc["float"]
     assert default_run.report["samples"] == 360 and default_run.report["timesteps"] == 4
 
@@ -36,8 +36,8 @@ def test_report_has_per_layer_agreement_rates_and_saturation(default_run):
     assert list(layers) == ["conv1", "conv2", "fc1", "readout"]
     for name in ("conv1", "conv2", "fc1"):
         row = layers[name]
-        assert 0.9 <= row["spike_agreement_fixed"] <= 1.0
-        assert 0.0 < row["firing_rate_fixed"] < 1.0 and 0.0 < row["firing_rate_float"] < 1.0
+        assert 0.9 <= row["spike_agreement_reference"] <= 1.0
+        assert 0.0 < row["firing_rate_reference"] < 1.0 and 0.0 < row["firing_rate_float"] < 1.0
         assert set(row["saturation"]) == {"a_wrap", "u_wrap", "v_clip", "readout_spike"}
     assert layers["readout"]["saturation"]["readout_spike"] == 0
 

@@ -17,7 +17,7 @@ from hardware import costs
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input
 from hardware.reference import conv2d_int
 from lsg_deploy.cli import main
-from lsg_deploy.report import format_report
+from lsg_deploy.report import Report, format_report
 from lsg_deploy.simulate import per_class_accuracy
 
 
@@ -163,7 +163,7 @@ def test_report_costs_on_a_tiny_export(tiny_report):
     assert total["synapses"] == sum(row["synops"]["synapses"] for row in report["layers"])
     assert total["ann"] == {"mac": total["synapses"], "energy_pj": pytest.approx(4.6 * total["synapses"])}
     first = layers["conv1"]["synops"]  # fed by the direct input: MACs, every synapse every step
-    for run in ("float", "fixed"):
+    for run in ("float", "reference"):
         assert first[run] == {"ac": 0.0, "mac": t * first["synapses"]}
         assert total[run]["mac"] == t * first["synapses"]
         assert total[run]["ac"] == pytest.approx(sum(row["synops"][run]["ac"] for row in report["layers"]))
@@ -177,15 +177,15 @@ def test_report_costs_on_a_tiny_export(tiny_report):
                 expected = src[f"firing_rate_{run}"] * src["neurons"] * t * row["neurons"]
                 assert row["synops"][run]["ac"] == pytest.approx(expected, rel=1e-9)
                 assert row["synops"][run]["ac"] > 0  # the tiny net spikes in every layer
-    assert total["fixed"]["energy_pj"] < total["ann"]["energy_pj"]
+    assert total["reference"]["energy_pj"] < total["ann"]["energy_pj"]
 
 
 def test_per_class_accuracy_averages_to_the_overall_accuracy(tiny_report):
     _, _, report = tiny_report
     per_class, counts = report["per_class"], report["per_class"]["samples"]
-    assert set(per_class) == {"samples", "float", "fixed_point"}
+    assert set(per_class) == {"samples", "float", "reference"}
     assert list(counts) == [str(c) for c in range(10)] and sum(counts.values()) == report["samples"] == 40
-    for model in ("float", "fixed_point"):
+    for model in ("float", "reference"):
         acc = per_class[model]
         assert all((acc[c] is None) == (counts[c] == 0) for c in counts)
         weighted = sum(acc[c] * counts[c] for c in counts if counts[c]) / report["samples"]
@@ -194,12 +194,13 @@ def test_per_class_accuracy_averages_to_the_overall_accuracy(tiny_report):
 
 def test_text_report_and_figure(tiny_report):
     bundle, out, report = tiny_report
-    text = format_report(report)
+    model = Report.from_json(report)
+    text = format_report(model)
     assert "not a measurement of Loihi or an FPGA" in text and "AC 0.9 pJ, MAC 4.6 pJ" in text
-    assert "Horowitz" not in text and "Horowitz" in format_report(report, verbose=True)  # sources: --verbose
+    assert "Horowitz" not in text and "Horowitz" in format_report(model, verbose=True)  # sources: --verbose
     total = next(line for line in text.splitlines() if line.strip().startswith("total"))
     assert f"{report['costs']['synapses']:,}" in total
-    assert any(line.split()[:1] == ["fixed_point"] and len(line.split()) == 11 for line in text.splitlines())
+    assert any(line.split()[:1] == ["reference"] and len(line.split()) == 11 for line in text.splitlines())
     png = out.with_suffix(".png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     assert main(["simulate", str(bundle), "--json", str(out.with_suffix(".png")), "--quiet"]) == 2

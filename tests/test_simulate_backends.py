@@ -25,11 +25,11 @@ def test_all_backends_agree_bit_for_bit_on_50_digits(default_run, tmp_path):
     assert report["samples"] == 50
     assert report["exact"]["equal"] is True
     assert report["exact"]["mismatches"] == {"conv1": 0, "conv2": 0, "fc1": 0, "readout": 0}
-    assert report["accuracy"]["lava"] == report["accuracy"]["fixed_point"]
+    assert report["accuracy"]["lava"] == report["accuracy"]["reference"]
     assert set(report["backends"]) == {"reference", "lava"}
     assert report["backends"]["lava"]["seconds_per_sample"] > 0
     for row in report["layers"][:-1]:
-        assert row["firing_rate_lava"] == row["firing_rate_fixed"] > 0
+        assert row["firing_rate_lava"] == row["firing_rate_reference"] > 0
 
 
 def test_disagreement_exits_non_zero(default_run, tmp_path, monkeypatch, capsys):
@@ -96,11 +96,11 @@ def test_simulate_runs_a_bundle_on_the_integer_backends_without_torch(default_ru
                            "--json", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     report, full = json.loads(out.read_text()), default_run.report
-    assert report["accuracy"] == {"fixed_point": full["accuracy"]["fixed_point"]}
+    assert report["accuracy"] == {"reference": full["accuracy"]["reference"]}
     assert "torch is not installed" in report["float_missing"]
-    assert report["per_class"]["fixed_point"] == full["per_class"]["fixed_point"]
+    assert report["per_class"]["reference"] == full["per_class"]["reference"]
     for row, whole in zip(report["layers"], full["layers"], strict=True):
-        assert row.get("firing_rate_fixed") == whole.get("firing_rate_fixed") and "firing_rate_float" not in row
+        assert row.get("firing_rate_reference") == whole.get("firing_rate_reference") and "firing_rate_float" not in row
     proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "simulate", str(default_run.bundle)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "torch is not installed" in proc.stderr

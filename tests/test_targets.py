@@ -77,7 +77,7 @@ def test_a_bundle_of_an_unknown_target_and_profile_runs_on_the_reference_and_fak
     assert main(["simulate", "--fixed-point", str(mcu8_bundle), "--backend", "all", "--json", str(report),
                  "--quiet"]) == 0
     doc = json.loads(report.read_text())
-    assert doc["target"] == "mcu8" and doc["profile"] == "mcu8" and "fixed_point" in doc["accuracy"]
+    assert doc["target"] == "mcu8" and doc["profile"] == "mcu8" and "reference" in doc["accuracy"]
     assert doc["resources"] is None
 
 
