@@ -26,7 +26,7 @@ differentiable:
 The decay stays on the target's grid: the forward uses the code nearest the trained ``beta``,
 and the checkpoint written at the end holds the grid value itself. The checkpoint records the
 pins (its ``quantization`` field, :class:`QuantizationRecord`); ``export`` quantizes with them, and
-:func:`lsg_deploy.pipeline.finetune` proves, before it keeps a file, that the export of it is,
+:func:`lsg_deploy.deploy.finetune` proves, before it keeps a file, that the export of it is,
 array for array, the integer network it trained (:meth:`IntegerForward.integer_graph`).
 """
 

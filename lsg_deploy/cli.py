@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from lsg_deploy import pipeline
+    from lsg_deploy import deploy, pipeline
     from lsg_deploy.outputs import check_file_target
     from lsg_deploy.results import BundleExport
     from lsg_io import files
@@ -296,7 +296,7 @@ def _main(argv: Sequence[str] | None) -> int:
             say(result["markdown"])
             say(f"wrote {args.out}/ablation.md and ablation.png")
         elif args.command == "export":
-            result = pipeline.export(args.model, args.target, args.out, clip=args.clip,
+            result = deploy.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
                                      data_dir=args.data_dir, verify_data=args.verify_data)
@@ -307,7 +307,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 say(f"wrote ONNX model {result.model} ({result.lif_layers} LIF layers, {result.timesteps} "
                     f"steps){f'; unrolled: {result.unrolled}' if result.unrolled else ''}")
         elif args.command == "finetune":
-            result = pipeline.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
+            result = deploy.finetune(args.model, args.target, args.out, profile=args.profile, clip=args.clip,
                                        weight_percentile=args.weight_percentile, epochs=args.epochs, lr=args.lr,
                                        batch_size=args.batch_size, seed=args.seed, quiet=args.quiet, say=say,
                                        calibrate=args.calibrate, data_dir=args.data_dir,

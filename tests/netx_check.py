@@ -50,9 +50,9 @@ def prepare(args: argparse.Namespace) -> int:
     from training import data
 
     if args.checkpoint:  # the same export as `lsg-deploy export --target loihi`
-        from lsg_deploy import pipeline
+        from lsg_deploy import deploy
 
-        pipeline.export(args.checkpoint, "loihi", args.bundle)
+        deploy.export(args.checkpoint, "loihi", args.bundle)
     bundle = read_bundle(args.bundle)
     net_path = args.bundle / NETX_NAME
     if not net_path.exists():

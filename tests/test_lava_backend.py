@@ -383,12 +383,12 @@ def test_bundle_directory_runs_through_the_subprocess(tmp_path):
 def test_digits_bundle_matches_bit_for_bit(tmp_path_factory):
     """A small trained and exported digits bundle (a few seconds of CPU), run as a bundle directory."""
     from hardware.bundle import read_bundle
-    from lsg_deploy import pipeline
+    from lsg_deploy import deploy, pipeline
     from training.data import DataSpec, load
 
     root = tmp_path_factory.mktemp("lava-digits")
     pipeline.train({"epochs": 6, "channels": (8, 16), "hidden": 48, "seed": 0}, None, root / "run", quiet=True)
-    pipeline.export(root / "run" / "model.pt", "loihi", root / "bundle")
+    deploy.export(root / "run" / "model.pt", "loihi", root / "bundle")
     bundle = read_bundle(root / "bundle")
     _, test, _ = load(DataSpec(**bundle.source["data"]), bundle.timesteps)
     inputs = test.pixels[:DIGITS_SAMPLES]
