@@ -179,7 +179,7 @@ def resnet_job(encoding: str, pad_delays: bool = True) -> LavaJob:
 
 
 def random_job(seed: int) -> LavaJob:
-    graph, timesteps = netgen.random_graph(seed), 1 + seed % 4
+    graph, timesteps = netgen.random_graph(seed, LOIHI2), 1 + seed % 4
     return LavaJob(graph, netgen.random_inputs(seed, graph, timesteps, batch=4), timesteps)
 
 
