@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test events onnx rtl synth lint lava-env check-netx clean
+.PHONY: demo test events onnx rtl synth lint lava-env check-netx goldens clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits --force
@@ -15,6 +15,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed .venv-lava/.installed
 	$(BIN)/python -m pytest -q
+
+# The golden vectors in tests/goldens/: Lava's and the RTL's outputs on small seeded networks, which
+# tests/test_goldens.py compares the reference, fast path and fake-quant with (and a live run of
+# each): recorded again from the live oracles (tests/golden_vectors.py).
+goldens: $(VENV)/.installed $(VENV)/.rtl-installed .venv-lava/.installed
+	$(BIN)/python -m tests.golden_vectors
 
 # The events extra (tonic 1.7.0) for --dataset digits-events: its dependencies, librosa and
 # llvmlite among them, come to ~540 MB, so the tests install it and `make demo` does not.
