@@ -1,4 +1,5 @@
-"""Shared fixtures: one default end-to-end run through the CLI, reused by many tests."""
+"""Shared fixtures: one default end-to-end run through the CLI, and tiny trained networks, each
+trained once per test run and reused by every module whose needs agree."""
 
 from __future__ import annotations
 
@@ -44,11 +45,30 @@ def cli():
     server.wait(timeout=60)
 
 
+def _train_tiny(factory: pytest.TempPathFactory, name: str, *args: str) -> Path:
+    """``lsg-deploy train`` with channels [4, 8], hidden 16, T = 2 and ``args``: the checkpoint
+    (its run directory holds everything train writes)."""
+    root = factory.mktemp(name)
+    (root / "c.toml").write_text("[train]\nchannels = [4, 8]\nhidden = 16\n")
+    assert main(["train", "--out", str(root / "run"), "--timesteps", "2", "--config", str(root / "c.toml"),
+                 "--quiet", *args]) == 0
+    return root / "run" / "model.pt"
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second, different checkpoint (channels [4, 8], hidden 16, T = 2, one epoch)."""
-    root = tmp_path_factory.mktemp("tiny")
-    (root / "c.toml").write_text("[train]\nchannels = [4, 8]\nhidden = 16\n")
-    assert main(["train", "--out", str(root / "run"), "--epochs", "1", "--timesteps", "2",
-                 "--config", str(root / "c.toml"), "--quiet"]) == 0
-    return root / "run" / "model.pt"
+    """A second, different checkpoint: the tiny digits-cnn, two epochs."""
+    return _train_tiny(tmp_path_factory, "tiny", "--epochs", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny digits-resnet (residual adds), one epoch in batches of 256."""
+    return _train_tiny(tmp_path_factory, "tiny-resnet", "--arch", "digits-resnet", "--epochs", "1",
+                       "--batch-size", "256")
+
+
+@pytest.fixture(scope="session")
+def tiny_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny digits-cnn on digits-events (event frames, 2 x 12 x 12), three epochs."""
+    return _train_tiny(tmp_path_factory, "tiny-events", "--dataset", "digits-events", "--epochs", "3")
