@@ -3,11 +3,14 @@ trained once per test run and reused by every module whose needs agree."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from corpus import environment
@@ -34,11 +37,27 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     return PipelineRun(run_dir, run_dir / "model.pt", bundle, json.loads(report.read_text()))
 
 
+class Finetuned(NamedTuple):
+    model: Path
+    printed: str  #: what finetune printed (its "fixed point a% -> b%" line among it)
+
+
+@pytest.fixture(scope="session")
+def finetuned(default_run: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Finetuned:
+    """The default run fine-tuned for loihi, one epoch at the default lr 3e-4, through the CLI."""
+    out = tmp_path_factory.mktemp("finetuned") / "ft"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["finetune", str(default_run.model), "--target", "loihi", "--out", str(out), "--epochs", "1",
+                     "--lr", "3e-4"]) == 0
+    return Finetuned(out / "model.pt", printed.getvalue())
+
+
 @pytest.fixture(scope="module")
 def cli():
     """``python -m lsg_deploy.cli`` as a fork server (tests/cli_server.py: each run a forked child
     with its own directory, environment, stdio and exit code; the torch import paid once)."""
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_server.py"))], env=environment(),
+    here = Path(__file__).parent
+    server = subprocess.Popen([sys.executable, str(here / "cli_server.py")], cwd=here.parent, env=environment(),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     yield server
     server.stdin.close()
