@@ -1,19 +1,29 @@
 # The README's two commands: `make demo` (install + the main job end to end) and `make test`.
-# Both create what they need on a fresh machine and are safe to re-run.
+# Both create what they need on a fresh machine and are safe to re-run; `make test-all` adds the
+# long campaigns to `make test`.
 PYTHON311 ?= python3.11
 PYTHON310 ?= $(shell sh scripts/find-python310)
 VENV := .venv
 BIN := $(VENV)/bin
 LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test events onnx rtl synth lint lava-env check-netx goldens clean
+.PHONY: demo test test-all events onnx rtl synth lint lava-env check-netx goldens clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits --force
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 
-test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed .venv-lava/.installed
+# What CI runs (.ci/run): the suite but the long campaigns marked `slow` (pyproject.toml), each of
+# which a smaller test covers (named where it is marked); Lava and the RTL run live on small nets.
+# `make test-all`: everything, the slow campaigns included (trained nets' accuracy, Lava on 360
+# images, the RTL on 50, kill loops, the full-width paper networks).
+TEST_DEPS := $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed \
+	.venv-lava/.installed
+test: $(TEST_DEPS)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(TEST_DEPS)
 	$(BIN)/python -m pytest -q
 
 # The golden vectors in tests/goldens/: Lava's and the RTL's outputs on small seeded networks, which

@@ -138,6 +138,10 @@ def test_fake_quant_equals_reference_on_random_graphs(seed, profile):
     assert np.array_equal(readout.numpy(), ref.readout)
 
 
+# slow: the full-width networks (make test-all). make test covers them at 1/16 width by
+# test_lava_backend.py::test_the_papers_networks_match_bit_for_bit (Lava == reference == fake-quant
+# on all 19 and 9 layers)
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, shape, encoding, input_max", [("resnet19", (3, 32, 32), "direct", 255),
                                                                ("vggsnn", (2, 48, 48), "event-frames", 1)])
 def test_fake_quant_equals_reference_on_the_papers_networks_at_full_width(arch, shape, encoding, input_max):
