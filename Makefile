@@ -1,20 +1,36 @@
 # The README's two commands: `make demo` (install + the main job end to end) and `make test`.
-# Both create what they need on a fresh machine and are safe to re-run.
+# Both create what they need on a fresh machine and are safe to re-run; `make test-all` adds the
+# long campaigns to `make test`.
 PYTHON311 ?= python3.11
 PYTHON310 ?= $(shell sh scripts/find-python310)
 VENV := .venv
 BIN := $(VENV)/bin
 LAVA_PACKAGES := lava-nc==0.10.0 "numpy<2" scipy h5py "networkx<=2.8.7" "asteval<0.10"
 
-.PHONY: demo test events onnx rtl synth lint lava-env check-netx clean
+.PHONY: demo test test-all events onnx rtl synth lint lava-env check-netx goldens clean
 
 demo: $(VENV)/.installed
 	$(BIN)/lsg-deploy train --out runs/digits --force
 	$(BIN)/lsg-deploy export --target loihi runs/digits/model.pt --out deploy/digits
 	$(BIN)/lsg-deploy simulate --fixed-point deploy/digits --json runs/digits/report.json
 
-test: $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed .venv-lava/.installed
+# What CI runs (.ci/run): the suite but the long campaigns marked `slow` (pyproject.toml), each of
+# which a smaller test covers (named where it is marked); Lava and the RTL run live on small nets.
+# `make test-all`: everything, the slow campaigns included (trained nets' accuracy, Lava on 360
+# images, the RTL on 50, kill loops, the full-width paper networks).
+TEST_DEPS := $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed \
+	.venv-lava/.installed
+test: $(TEST_DEPS)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(TEST_DEPS)
 	$(BIN)/python -m pytest -q
+
+# The golden vectors in tests/goldens/: Lava's and the RTL's outputs on small seeded networks, which
+# tests/test_goldens.py compares the reference, fast path and fake-quant with (and a live run of
+# each): recorded again from the live oracles (tests/golden_vectors.py).
+goldens: $(VENV)/.installed $(VENV)/.rtl-installed .venv-lava/.installed
+	$(BIN)/python -m tests.golden_vectors
 
 # The events extra (tonic 1.7.0) for --dataset digits-events: its dependencies, librosa and
 # llvmlite among them, come to ~540 MB, so the tests install it and `make demo` does not.

@@ -28,7 +28,9 @@ import sys
 import threading
 import traceback
 
-sys.path.pop(0)  # this file's folder: import the CLI as ``python -m lsg_deploy.cli`` would
+# this file's folder out, the working directory first: import the CLI as ``python -m lsg_deploy.cli``
+# would there (the checkout's code, not whichever copy an editable install points to)
+sys.path[0] = os.getcwd()
 import lsg_deploy.cli  # noqa: E402  (the import every child inherits)
 
 

@@ -1,12 +1,16 @@
-"""Shared fixtures: one default end-to-end run through the CLI, reused by many tests."""
+"""Shared fixtures: one default end-to-end run through the CLI, and tiny trained networks, each
+trained once per test run and reused by every module whose needs agree."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from corpus import environment
@@ -33,22 +37,57 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     return PipelineRun(run_dir, run_dir / "model.pt", bundle, json.loads(report.read_text()))
 
 
+class Finetuned(NamedTuple):
+    model: Path
+    printed: str  #: what finetune printed (its "fixed point a% -> b%" line among it)
+
+
+@pytest.fixture(scope="session")
+def finetuned(default_run: PipelineRun, tmp_path_factory: pytest.TempPathFactory) -> Finetuned:
+    """The default run fine-tuned for loihi, one epoch at the default lr 3e-4, through the CLI."""
+    out = tmp_path_factory.mktemp("finetuned") / "ft"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["finetune", str(default_run.model), "--target", "loihi", "--out", str(out), "--epochs", "1",
+                     "--lr", "3e-4"]) == 0
+    return Finetuned(out / "model.pt", printed.getvalue())
+
+
 @pytest.fixture(scope="module")
 def cli():
     """``python -m lsg_deploy.cli`` as a fork server (tests/cli_server.py: each run a forked child
     with its own directory, environment, stdio and exit code; the torch import paid once)."""
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_server.py"))], env=environment(),
+    here = Path(__file__).parent
+    server = subprocess.Popen([sys.executable, str(here / "cli_server.py")], cwd=here.parent, env=environment(),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     yield server
     server.stdin.close()
     server.wait(timeout=60)
 
 
+def _train_tiny(factory: pytest.TempPathFactory, name: str, *args: str) -> Path:
+    """``lsg-deploy train`` with channels [4, 8], hidden 16, T = 2 and ``args``: the checkpoint
+    (its run directory holds everything train writes)."""
+    root = factory.mktemp(name)
+    (root / "c.toml").write_text("[train]\nchannels = [4, 8]\nhidden = 16\n")
+    assert main(["train", "--out", str(root / "run"), "--timesteps", "2", "--config", str(root / "c.toml"),
+                 "--quiet", *args]) == 0
+    return root / "run" / "model.pt"
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second, different checkpoint (channels [4, 8], hidden 16, T = 2, one epoch)."""
-    root = tmp_path_factory.mktemp("tiny")
-    (root / "c.toml").write_text("[train]\nchannels = [4, 8]\nhidden = 16\n")
-    assert main(["train", "--out", str(root / "run"), "--epochs", "1", "--timesteps", "2",
-                 "--config", str(root / "c.toml"), "--quiet"]) == 0
-    return root / "run" / "model.pt"
+    """A second, different checkpoint: the tiny digits-cnn, two epochs."""
+    return _train_tiny(tmp_path_factory, "tiny", "--epochs", "2")
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny digits-resnet (residual adds), one epoch in batches of 256."""
+    return _train_tiny(tmp_path_factory, "tiny-resnet", "--arch", "digits-resnet", "--epochs", "1",
+                       "--batch-size", "256")
+
+
+@pytest.fixture(scope="session")
+def tiny_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny digits-cnn on digits-events (event frames, 2 x 12 x 12), three epochs."""
+    return _train_tiny(tmp_path_factory, "tiny-events", "--dataset", "digits-events", "--epochs", "3")

@@ -1,6 +1,10 @@
-"""Seeded random integer graphs in the Loihi profile, for cross-implementation tests.
+"""Seeded random integer graphs in any profile, for cross-implementation tests.
 
-They deliberately visit the edges: extreme and negative weights, thresholds 0 and VTH_MAX,
+:func:`random_graph` draws a graph within one profile's ranges (:data:`PROFILES`: every profile
+of every target; :func:`profile_of` rotates them over seeds). In LOIHI2 its draws are exactly
+those of the Loihi-only generator it grew from, so a seed keeps its graph; in any other profile
+nodes and weights come from :func:`profile_node` and :func:`fpga_weights`, over that profile's
+ranges. They deliberately visit the edges: extreme and negative weights, thresholds 0 and VTH_MAX,
 decays 0 and 4095, biases at the ends of their range, bias exponents 0..7, odd shapes, strides
 and padding; and the graph cases: residual adds with identity (``2 k I`` 1x1 conv) and conv
 shortcuts, skips over several nodes, several edges into the readout, dense nodes feeding convs,
@@ -25,6 +29,28 @@ import numpy as np
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.profile import Profile
+from hardware.targets import TARGETS
+from hardware.targets.loihi.profile import LOIHI2
+
+#: every profile of every registered target: what the random-graph tests run in
+PROFILES: tuple[Profile, ...] = tuple(p for t in TARGETS.values() for p in t.profiles)
+
+
+def profile_of(seed: int) -> Profile:
+    """The profile a rotated random-graph test draws seed ``seed`` in: the seeds take the
+    profiles in turn, so N seeds give each of the P profiles N / P graphs (the run time of N)."""
+    return PROFILES[seed % len(PROFILES)]
+
+
+def rotation(seeds: range) -> list[tuple[int, Profile]]:
+    """``(seed, profile_of(seed))`` for each seed: a rotated test's parameters."""
+    return [(seed, profile_of(seed)) for seed in seeds]
+
+
+def rotation_id(value: object) -> str | None:
+    """pytest ids for :func:`rotation`'s pairs: a profile by its name (the seed as pytest writes it)."""
+    return value.name if isinstance(value, Profile) else None
+
 
 IDENTITY_GAINS = (1, 2, 32, 127)  #: an identity shortcut's weight is 2 k I for one of these k
 
@@ -81,10 +107,12 @@ def conv_edge(rng: np.random.Generator, source: str, target: str, in_shape: tupl
 
 
 def dense_edge(rng: np.random.Generator, source: str, target: str, fan_in: int, n_out: int,
-               weight_exp: int = 0) -> IntegerEdge:
+               weight_exp: int = 0, weight: np.ndarray | None = None) -> IntegerEdge:
+    """A dense edge (random Loihi weights unless given) named ``<source>-<target>``."""
+    w = _weights(rng, (n_out, fan_in)) if weight is None else np.asarray(weight, np.int64)
     return IntegerEdge(name=f"{source}-{target}", source=source, target=target,
-                     geometry=Geometry("dense", (fan_in,), (n_out,)), weight=_weights(rng, (n_out, fan_in)),
-                     weight_exp=weight_exp, input_scale=1.0)
+                     geometry=Geometry("dense", (fan_in,), (n_out,)), weight=w, weight_exp=weight_exp,
+                     input_scale=1.0)
 
 
 def identity_shortcut(source: str, target: str, shape: tuple[int, ...], gain: int) -> IntegerEdge:
@@ -109,10 +137,16 @@ def conv_solutions(src: tuple[int, ...], dst_hw: tuple[int, int]) -> list[tuple]
 # --- graphs --------------------------------------------------------------------------------------
 
 class _Builder:
-    """Accumulates nodes and edges; hidden nodes are named n1, n2, ... in creation order."""
+    """Accumulates nodes and edges; hidden nodes are named n1, n2, ... in creation order.
 
-    def __init__(self, rng: np.random.Generator, spec: Input):
-        self.rng, self.spec = rng, spec
+    Values are drawn within ``profile``'s ranges: in LOIHI2 by :func:`loihi_node` and ``_weights``
+    (the Loihi-only generator's stream, unchanged), in any other profile by :func:`profile_node`
+    and :func:`fpga_weights`, a third of the graphs in the regime of membranes of a few units."""
+
+    def __init__(self, rng: np.random.Generator, spec: Input, profile: Profile):
+        self.rng, self.spec, self.profile = rng, spec, profile
+        self.loihi = profile == LOIHI2
+        self.small = not self.loihi and bool(rng.random() < 0.35)
         self.nodes: list[IntegerNode] = []
         self.edges: list[IntegerEdge] = []
         self.shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(spec.shape)}
@@ -122,23 +156,50 @@ class _Builder:
 
     def node(self, shape: tuple[int, ...], readout: bool = False) -> str:
         name = "out" if readout else f"n{len(self.nodes) + 1}"
-        self.nodes.append(loihi_node(self.rng, name, shape, readout))
+        if self.loihi:
+            self.nodes.append(loihi_node(self.rng, name, shape, readout))
+        else:
+            self.nodes.append(profile_node(self.rng, self.profile, name, tuple(shape), readout, self.small))
         self.shapes[name] = tuple(shape)
         return name
 
+    def weights(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self.loihi:
+            return _weights(self.rng, shape)
+        p = self.profile
+        return fpga_weights(self.rng, shape, self.small, p.weight_min, p.weight_max, p.weight_step)
+
     def dense_exp(self) -> int:
-        return int(self.rng.choice([0, 0, 0, -2, 1]))
+        if self.loihi:
+            return int(self.rng.choice([0, 0, 0, -2, 1]))
+        top = self.profile.weight_exp_max
+        return int(self.rng.choice([0, 0, 0, -min(top, 2), 1])) if top else 0
+
+    def identity_gain(self) -> int:
+        """``k`` of an identity shortcut's ``2 k I``, within the profile's weights."""
+        if self.loihi:
+            return int(self.rng.choice(IDENTITY_GAINS))
+        step = self.profile.weight_step
+        top = self.profile.weight_max // (2 * step) * step
+        return int(self.rng.choice([g for g in (step, top // 2 // step * step, top) if g >= 1]))
+
+    def dense_edge(self, source: str, target: str, fan_in: int, n_out: int) -> IntegerEdge:
+        exp = self.dense_exp()
+        return dense_edge(self.rng, source, target, fan_in, n_out, exp, self.weights((n_out, fan_in)))
+
+    def conv_edge(self, source: str, target: str, view: tuple[int, int, int], out_c: int, k, stride,
+                  padding) -> IntegerEdge:
+        return conv_edge(self.rng, source, target, view, out_c, k, stride, padding, self.weights((out_c, view[0], *k)))
 
     def conv(self, source: str, out_c: int, k, stride, padding) -> str:
         view = self.views.get(source, self.shapes[source])
         target = self.node(conv_out(view, out_c, k, stride, padding))
-        self.edges.append(conv_edge(self.rng, source, target, view, out_c, k, stride, padding))
+        self.edges.append(self.conv_edge(source, target, view, out_c, k, stride, padding))
         return target
 
     def dense(self, source: str, n_out: int, view: tuple[int, int, int] | None = None) -> str:
         target = self.node((n_out,))
-        fan_in = int(np.prod(self.shapes[source]))
-        self.edges.append(dense_edge(self.rng, source, target, fan_in, n_out, self.dense_exp()))
+        self.edges.append(self.dense_edge(source, target, int(np.prod(self.shapes[source])), n_out))
         if view is not None:
             self.views[target] = view
         return target
@@ -147,19 +208,19 @@ class _Builder:
         """Add an edge ``source -> target`` that fits both shapes (identity if allowed and it fits)."""
         rng, src, dst = self.rng, self.shapes[source], self.shapes[target]
         if len(dst) == 1:
-            self.edges.append(dense_edge(rng, source, target, int(np.prod(src)), dst[0], self.dense_exp()))
+            self.edges.append(self.dense_edge(source, target, int(np.prod(src)), dst[0]))
             return True
         view = self.views.get(source, src if len(src) == 3 else None)
         if view is None:
             return False
         if identity_ok and view == dst and source != INPUT and rng.random() < 0.5:
-            self.edges.append(identity_shortcut(source, target, dst, int(rng.choice(IDENTITY_GAINS))))
+            self.edges.append(identity_shortcut(source, target, dst, self.identity_gain()))
             return True
         options = conv_solutions(view, dst[1:])
         if not options:
             return False
         k, stride, padding = options[int(rng.integers(len(options)))]
-        self.edges.append(conv_edge(rng, source, target, view, dst[0], k, stride, padding))
+        self.edges.append(self.conv_edge(source, target, view, dst[0], k, stride, padding))
         return True
 
     def is_3d(self, name: str) -> bool:
@@ -223,14 +284,15 @@ def _dense_to_conv(b: _Builder, x: str) -> str:
 BLOCKS = ("conv", "residual", "skip", "dense-conv", "dense")
 
 
-def random_graph(seed: int) -> Graph:
-    """A random DAG: 1-3 blocks (conv, residual, skip, dense -> conv, dense), optional edges from
-    the input and from early nodes into deeper ones, and a readout fed by one to three edges."""
+def random_graph(seed: int, profile: Profile) -> Graph:
+    """A random DAG in ``profile``: 1-3 blocks (conv, residual, skip, dense -> conv, dense),
+    optional edges from the input and from early nodes into deeper ones, and a readout fed by
+    one to three edges."""
     rng = np.random.default_rng(seed)
     event = rng.random() < 0.4
     shape = (int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9)))
     spec = Input(shape, "event-frames" if event else "direct", 1 if event else int(rng.choice([1, 15, 255])))
-    b = _Builder(rng, spec)
+    b = _Builder(rng, spec, profile)
     last = INPUT
     for _ in range(int(rng.integers(1, 4))):
         block = BLOCKS[int(rng.integers(len(BLOCKS)))]
@@ -255,15 +317,19 @@ def random_graph(seed: int) -> Graph:
         if not any(e.source == source and e.target == target for e in b.edges):
             b.shortcut(source, target, identity_ok=False)
     out = b.node((int(rng.integers(2, 6)),), readout=True)
-    b.edges.append(dense_edge(rng, last, out, int(np.prod(b.shapes[last])), b.shapes[out][0], b.dense_exp()))
+    b.edges.append(b.dense_edge(last, out, int(np.prod(b.shapes[last])), b.shapes[out][0]))
     candidates = [INPUT] + [n.name for n in b.nodes[:-1] if n.name != last]
     for source in rng.permutation(candidates)[: int(rng.integers(0, 3))]:
         b.shortcut(str(source), out, identity_ok=False)
-    # 255-pixel sums into a remembering current can overflow Lava's int32 LIF (which
-    # lava_backend.check_lava_limits refuses): nodes reading such pixels forget their current
-    fed = {e.target for e in b.edges if e.source == INPUT} if spec.input_max > 15 else set()
-    nodes = tuple(dataclasses.replace(n, du=fp.DECAY_MAX) if n.name in fed else n for n in b.nodes)
-    return Graph(spec, nodes, tuple(b.edges))
+    nodes = tuple(b.nodes)
+    if profile.current_stage:
+        # 255-pixel sums into a remembering current can overflow Lava's int32 LIF (which
+        # lava_backend.check_lava_limits refuses): nodes reading such pixels forget their current
+        fed = {e.target for e in b.edges if e.source == INPUT} if spec.input_max > 15 else set()
+        nodes = tuple(dataclasses.replace(n, du=profile.decay_max) if n.name in fed else n for n in nodes)
+    graph = Graph(spec, nodes, tuple(b.edges))
+    profile.check(graph)  # every value in range, and a checked accumulator holds every sum
+    return graph
 
 
 def random_inputs(seed: int, graph: Graph, timesteps: int, batch: int) -> np.ndarray:
@@ -336,39 +402,48 @@ def _fpga_decay_code(rng: np.random.Generator, profile: Profile) -> int:
 
 
 def fpga_weights(rng: np.random.Generator, shape: tuple[int, ...], small: bool = False, lo: int = -128,
-                 hi: int = 127) -> np.ndarray:
-    """Weights in ``[lo, hi]`` (a profile's range), a tenth of them at the two ends; ``small``:
-    in ``[-4, 4]``, which every FPGA profile holds."""
+                 hi: int = 127, step: int = 1) -> np.ndarray:
+    """Weights in ``[lo, hi]`` (a profile's range, multiples of ``step``), a tenth of them at the
+    two ends; ``small``: in ``[-4, 4]``, which every profile holds."""
     if small:
-        return rng.integers(-4, 5, size=shape).astype(np.int64)
-    w = rng.integers(lo, hi + 1, size=shape)
+        return (step * rng.integers(-4 // step, 4 // step + 1, size=shape)).astype(np.int64)
+    w = step * rng.integers(lo // step, hi // step + 1, size=shape)
     extremes = rng.random(shape) < 0.1
     w[extremes] = rng.choice([lo, hi], size=int(extremes.sum()))
     return w.astype(np.int64)
 
 
-def _fpga_bias(rng: np.random.Generator, n: int, scale: int) -> np.ndarray:
+def _profile_bias(rng: np.random.Generator, profile: Profile, n: int, scale: int) -> np.ndarray:
     b = rng.integers(-scale, scale + 1, size=n)
-    b[rng.random(n) < 0.15] = -FPGA_LIMIT
-    b[rng.random(n) < 0.15] = FPGA_LIMIT
-    return b.astype(np.int64)
+    b[rng.random(n) < 0.15] = profile.bias_mant_min
+    b[rng.random(n) < 0.15] = profile.bias_mant_max
+    return np.clip(b, profile.bias_mant_min, profile.bias_mant_max).astype(np.int64)
 
 
-def _fpga_node(rng: np.random.Generator, profile: Profile, name: str, shape: tuple[int, ...], readout: bool,
-          small: bool) -> IntegerNode:
+def profile_node(rng: np.random.Generator, profile: Profile, name: str, shape: tuple[int, ...], readout: bool,
+                 small: bool) -> IntegerNode:
+    """A node at and inside the edges of ``profile``'s ranges: decay codes 0, 1, the largest and
+    "none", thresholds 0, 1 and the largest, biases up to the inputs' sums and at both ends (or,
+    ``small``, membranes of a few units, where one unit of rounding decides a spike). A readout
+    keeps its membrane (decay "none") under the largest threshold."""
     if readout:
-        dv, vth = profile.decay_none, FPGA_LIMIT
+        dv, vth = profile.decay_none, profile.vth_max
     else:
         dv = _fpga_decay_code(rng, profile)
         if small:  # membranes of a few units: one unit of rounding decides a spike
             vth = int(rng.integers(1, 5))
         else:
-            vth = int(rng.choice([0, 1, FPGA_LIMIT])) if rng.random() < 0.3 else int(rng.integers(1, 3000))
+            top = min(3000, profile.vth_max)
+            vth = int(rng.choice([0, 1, profile.vth_max])) if rng.random() < 0.3 else int(rng.integers(1, top))
     if small:
         bias = rng.integers(-6, 7, size=shape[0]).astype(np.int64)
     else:  # membranes should both spike and clamp: biases up to the inputs' sums, and the extremes
-        bias = _fpga_bias(rng, shape[0], int(rng.choice([500, 5000, 30000])))
-    return IntegerNode(name=name, shape=shape, bias_mant=bias, bias_exp=0, du=0, dv=dv, vth=vth, scale=1.0,
+        bias = _profile_bias(rng, profile, shape[0], int(rng.choice([500, 5000, 30000])))
+    # drawn last, and only where the profile has a choice, so the FPGA chains' streams are as they were
+    du = _pick(rng, [0, profile.decay_max], 0, profile.decay_max) if profile.current_stage else 0
+    lo, hi = profile.bias_exp_min, profile.bias_exp_max
+    bias_exp = _pick(rng, [lo, hi], lo, hi) if hi > lo else lo
+    return IntegerNode(name=name, shape=shape, bias_mant=bias, bias_exp=bias_exp, du=du, dv=dv, vth=vth, scale=1.0,
                        readout=readout)
 
 
@@ -409,7 +484,7 @@ def random_fpga_chain(seed: int, profile: Profile) -> Graph:
             geometry = Geometry("dense", (int(np.prod(shape)),), (n_out,))
             weight = fpga_weights(rng, (n_out, int(np.prod(shape))), small, **w_range)
         name = "out" if readout else f"h{i}"
-        nodes.append(_fpga_node(rng, profile, name, geometry.output_shape, readout, small))
+        nodes.append(profile_node(rng, profile, name, geometry.output_shape, readout, small))
         edges.append(IntegerEdge(name=f"{source}-{name}", source=source, target=name, geometry=geometry,
                                  weight=weight, weight_exp=0, input_scale=1.0))
         shape, source = geometry.output_shape, name

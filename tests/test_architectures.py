@@ -26,8 +26,6 @@ TINY = {"timesteps": 2, "channels": (4, 8), "hidden": 16, "epochs": 1, "width": 
 SMALL = {"digits-cnn": ((1, 8, 8), 1.0), "digits-resnet": ((1, 8, 8), 1.0), "digits-plain": ((1, 8, 8), 1.0),
          "resnet19": ((1, 8, 8), 1 / 16),
          "vggsnn": ((2, 16, 16), 1 / 16)}
-TINY_TOML = "[train]\nepochs = 1\ntimesteps = 2\nchannels = [4, 8]\nhidden = 16\nbatch_size = 256\n"
-
 #: today's digits-cnn (before the registry): exported bundles and old checkpoints depend on these names
 DIGITS_CNN_KEYS = sorted(
     [f"blocks.{layer}.{p}" for layer in ("conv1", "conv2") for p in ("conv.weight", "lif.b")]
@@ -43,13 +41,9 @@ def digits() -> tuple[Split, Split, int]:
 
 
 @pytest.fixture(scope="module")
-def resnet_cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``lsg-deploy train --arch digits-resnet``, tiny: the checkpoint."""
-    root = tmp_path_factory.mktemp("resnet")
-    (root / "tiny.toml").write_text(TINY_TOML)
-    assert main(["train", "--arch", "digits-resnet", "--config", str(root / "tiny.toml"), "--out", str(root / "run"),
-                 "--quiet"]) == 0
-    return root / "run" / "model.pt"
+def resnet_cli_run(tiny_resnet: Path) -> Path:
+    """``lsg-deploy train --arch digits-resnet``, tiny: the checkpoint (conftest's, shared)."""
+    return tiny_resnet
 
 
 def _lines(err: str) -> list[str]:

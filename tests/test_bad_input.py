@@ -32,6 +32,8 @@ from corpus import (
     NAN,
     Case,
     Planted,
+    _diff,
+    _snapshot,
     check,
     edited_source,
     export,
@@ -221,8 +223,17 @@ CASES = [
 
 
 
-def test_corpus_is_large_and_ids_unique():
+def test_the_harness_fails_what_is_not_a_clean_refusal(default_run, cli, request, tmp_path):
+    """So that the corpus can fail: a good command (simulate on the intact bundle: exit 0, a report
+    written) fails ``check``, and its snapshot sees a file's bytes or mode change. The ids are unique."""
     assert len(CASES) >= 45 and len({c.id for c in CASES}) == len(CASES)
+    with pytest.raises(AssertionError, match=r"\nexit 0\n"):
+        check(Case("not-bad", simulate("--limit", "2")), default_run, cli, request, tmp_path)
+    before = _snapshot(tmp_path)
+    (tmp_path / "sandbox" / "report.json").chmod(0o600)
+    (tmp_path / "sandbox" / "bundle" / "bundle.json").write_bytes(b"{}")
+    assert _diff(before, _snapshot(tmp_path)) == ("created [], removed [], changed ['sandbox/bundle/bundle.json', "
+                                                  "'sandbox/report.json']")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,18 +88,9 @@ def other_width(sb: Sandbox) -> list[str]:
 
 # --- export, finetune: a fine-tuned checkpoint's record ---------------------------------------------
 
-@pytest.fixture(scope="module")
-def finetuned(default_run, tmp_path_factory) -> Path:
-    """The default run fine-tuned for loihi, one epoch, through the command line."""
-    out = tmp_path_factory.mktemp("finetuned") / "ft"
-    assert main(["finetune", "--target", "loihi", str(default_run.model), "--out", str(out), "--epochs", "1",
-                 "--quiet"]) == 0
-    return out / "model.pt"
-
-
 def _finetuned_copy(sb: Sandbox, edit: Callable[[dict], None] | None) -> str:
     path = sb.root / "ft.pt"
-    shutil.copyfile(sb.request.getfixturevalue("finetuned"), path)
+    shutil.copyfile(sb.request.getfixturevalue("finetuned").model, path)  # conftest's, shared
     if edit is not None:
         doc = torch.load(path, weights_only=True)
         edit(doc["quantization"])
@@ -290,7 +280,7 @@ def test_a_resealed_unfinished_state_resumes(default_run, tmp_path):
 
 def test_a_resealed_record_exports(finetuned, tmp_path):
     path = tmp_path / "ft.pt"
-    doc = torch.load(finetuned, weights_only=True)
+    doc = torch.load(finetuned.model, weights_only=True)
     _reseal_checkpoint(doc)
     torch.save(doc, path)
     assert main(["export", "--target", "loihi", str(path), "--out", str(tmp_path / "b"), "--quiet"]) == 0

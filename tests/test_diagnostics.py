@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from lsg_deploy.cli import main
 from training.config import TrainConfig
 from training.data import DataSpec, load
 from training.diagnostics import measure
@@ -75,12 +74,11 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_a_run_writes_diagnostics_tensorboard_and_the_figures(tmp_path):
+def test_a_run_writes_diagnostics_tensorboard_and_the_figures(tiny_model):
+    """A two-epoch run through the CLI (conftest's tiny digits-cnn, shared) wrote them all."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = tmp_path / "run"
-    assert main(["train", "--epochs", "2", "--timesteps", "2", "--batch-size", "256", "--out", str(out),
-                 "--quiet"]) == 0
+    out = tiny_model.parent
     rows = _rows(out / "diagnostics.csv")
     assert [(r["epoch"], r["layer"]) for r in rows] == [(e, n) for e in ("1", "2") for n in ("conv1", "conv2", "fc1")]
     metrics = _rows(out / "metrics.csv")

@@ -173,14 +173,10 @@ def test_unknown_dataset_lists_the_registry(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_train_cli_on_digits_events(tmp_path):
-    """A tiny run through the CLI: the checkpoint records the dataset and the (2, 12, 12) input,
-    and the loaded network scores on the frames exactly what training recorded."""
-    (tmp_path / "tiny.toml").write_text("[train]\nepochs = 3\ntimesteps = 2\nchannels = [4, 8]\nhidden = 16\n")
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", "digits-events", "--config", str(tmp_path / "tiny.toml"), "--out", str(run),
-                 "--quiet"]) == 0
-    model, doc = load_checkpoint(run / "model.pt")
+def test_train_cli_on_digits_events(tiny_events):
+    """A tiny run through the CLI (conftest's, shared): the checkpoint records the dataset and the
+    (2, 12, 12) input, and the loaded network scores on the frames exactly what training recorded."""
+    model, doc = load_checkpoint(tiny_events)
     assert doc["data"] == {"dataset": "digits-events", "test_fraction": 0.2, "split_seed": 0}
     assert doc["config"]["dataset"] == "digits-events" and doc["input_shape"] == [2, H, W]
     # the loop's memory estimate counts one (2, H, W) input per step, as the network is fed

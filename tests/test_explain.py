@@ -36,25 +36,23 @@ from lsg_deploy.report import Report
 from training.data import DataSpec, EncodedSplit, load
 
 LIMIT = 60
-TINY = ["--epochs", "2", "--timesteps", "2", "--batch-size", "128", "--lr", "0.01"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny networks: a digits-cnn exported to loihi and to fpga-mul4, a digits-cnn on
-    digits-events (event-frame input) to fpga (fpga-mul and fpga-shift), a digits-resnet
-    (residual) to loihi."""
+def tiny(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tiny_events: Path, tiny_resnet: Path
+         ) -> dict[str, Path]:
+    """Tiny networks (conftest's, T = 2, shared): a digits-cnn exported to loihi and to fpga-mul4,
+    a digits-cnn on digits-events (event-frame input) to fpga (fpga-mul and fpga-shift), a
+    digits-resnet (residual) to loihi."""
     root = tmp_path_factory.mktemp("explain")
-    assert main(["train", *TINY, "--out", str(root / "cnn"), "--quiet"]) == 0
-    assert main(["train", "--dataset", "digits-events", *TINY, "--out", str(root / "events"), "--quiet"]) == 0
-    assert main(["train", "--arch", "digits-resnet", *TINY, "--out", str(root / "resnet"), "--quiet"]) == 0
+    runs = {"cnn": tiny_model, "events": tiny_events, "resnet": tiny_resnet}
     exports = {"loihi": ("cnn", ["--target", "loihi"]), "fpga": ("events", ["--target", "fpga"]),
                "fpga-shift": ("events", ["--target", "fpga", "--profile", "fpga-shift"]),
                "fpga-mul4": ("cnn", ["--target", "fpga", "--profile", "fpga-mul4"]),
                "resnet": ("resnet", ["--target", "loihi"])}
     out = {key: root / f"{run}-{key}" for key, (run, _) in exports.items()}
     for key, (run, flags) in exports.items():
-        assert main(["export", *flags, str(root / run / "model.pt"), "--out", str(out[key]), "--quiet"]) == 0
+        assert main(["export", *flags, str(runs[run]), "--out", str(out[key]), "--quiet"]) == 0
     return out
 
 

@@ -1,5 +1,7 @@
 """The integer reference's fast path equals the reference itself, bit for bit: spikes of every
-node, readout membranes and saturation counts, with the compiled kernels and numpy-only alike."""
+node, readout membranes and saturation counts, with the compiled kernels and numpy-only alike,
+on random graphs in every profile of every target (and a test that they reach each profile's
+edges)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import torch
 from hardware import fast_reference, reference
 from hardware import fixed_point as fp
 from hardware.bundle import read_bundle
-from hardware.graph import Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.graph import INPUT, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.targets.loihi.profile import LOIHI2
-from tests.netgen import random_graph, random_inputs
+from tests.netgen import PROFILES, random_graph, random_inputs, rotation, rotation_id
 from training.data import DataSpec, load
 
 
@@ -35,13 +37,59 @@ def path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("seed", range(200))
-def test_fast_equals_reference_on_random_graphs(seed, path):
-    graph = random_graph(seed)
+ROTATION = rotation(range(200))  #: 200 seeds, taking every profile of every target in turn
+
+
+@pytest.mark.parametrize("seed, profile", ROTATION, ids=rotation_id)
+def test_fast_equals_reference_on_random_graphs(seed, profile, path):
+    graph = random_graph(seed, profile)
     timesteps = 4
     inputs = random_inputs(seed, graph, timesteps, batch=7)
-    ref = reference.run(graph, inputs, timesteps, LOIHI2)
-    _assert_same(ref, fast_reference.run(graph, inputs, timesteps, LOIHI2, chunk=3))  # chunks of 3, 3 and 1
+    ref = reference.run(graph, inputs, timesteps, profile)
+    _assert_same(ref, fast_reference.run(graph, inputs, timesteps, profile, chunk=3))  # chunks of 3, 3 and 1
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_random_graphs_reach_the_edges_of_every_profile(profile):
+    """The rotation's seeds of each profile visit what the comparisons above (and
+    tests/test_reference.py's fake-quant one) must get right, so that they can fail: the graph
+    cases, both ends of every range and saturated membranes (and, with a current stage,
+    wrapped currents), in networks that fire."""
+    found = dict.fromkeys(["event frames", "255-pixel input", "a residual add into a conv node", "an identity shortcut",
+                           "a dense node feeding a conv", "several edges into the readout", "weight min",
+                           "weight max", "bias min", "bias max", "vth 0", "vth max", "dv 0", "dv max",
+                           "v clipped"] + (["u wrapped"] if profile.current_stage else []), False)
+    rates = []
+    for seed, p in ROTATION:
+        if p != profile:
+            continue
+        graph = random_graph(seed, profile)
+        run = fast_reference.run(graph, random_inputs(seed, graph, 4, batch=7), 4, profile)
+        rates += [float(s.mean()) for s in run.spikes.values()]
+        found["event frames"] |= graph.input.per_step
+        found["255-pixel input"] |= graph.input.input_max == 255
+        found["several edges into the readout"] |= len(graph.incoming(graph.readout.name)) > 1
+        for e in graph.edges:
+            found["weight min"] |= bool((e.weight == profile.weight_min).any())
+            found["weight max"] |= bool((e.weight == profile.weight_max).any())
+            found["an identity shortcut"] |= (e.geometry.kind == "conv" and e.weight.shape[2:] == (1, 1) and
+                                              np.count_nonzero(e.weight) == e.weight.shape[0] == e.weight.shape[1])
+            found["a dense node feeding a conv"] |= (e.geometry.kind == "conv" and e.source != INPUT
+                                                     and len(graph.shape(e.source)) == 1)
+        for n in graph.hidden:
+            found["a residual add into a conv node"] |= len(n.shape) == 3 and len(graph.incoming(n.name)) > 1
+            found["bias min"] |= bool((n.bias_mant == profile.bias_mant_min).any())
+            found["bias max"] |= bool((n.bias_mant == profile.bias_mant_max).any())
+            found["vth 0"] |= n.vth == 0
+            found["vth max"] |= n.vth == profile.vth_max
+            found["dv 0"] |= n.dv == 0
+            found["dv max"] |= n.dv == profile.decay_max
+        found["v clipped"] |= sum(s["v_clip"] for s in run.saturation.values()) > 0
+        if profile.current_stage:
+            found["u wrapped"] |= sum(s["u_wrap"] for s in run.saturation.values()) > 0
+    missing = [k for k, v in found.items() if not v]
+    assert not missing, f"the {profile.name} seeds never reach: {missing}"
+    assert sum(0.02 < r < 0.98 for r in rates) >= len(rates) // 3, f"{profile.name}: random graphs must be active"
 
 
 def test_fast_equals_reference_on_the_trained_net(default_run, path):
@@ -128,7 +176,8 @@ def test_fast_path_agrees_with_fake_quant_too():
     """The third implementation, torch's, on a random residual graph with event frames."""
     from export.fake_quant import run_fake_quant
 
-    graph = next(g for g in map(random_graph, range(50)) if not g.is_chain and g.input.encoding == "event-frames")
+    graph = next(g for g in (random_graph(s, LOIHI2) for s in range(50))
+                 if not g.is_chain and g.input.encoding == "event-frames")
     inputs = random_inputs(1, graph, 4, batch=6)
     fast = fast_reference.run(graph, inputs, 4, LOIHI2)
     spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), 4, LOIHI2)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -110,20 +109,6 @@ def test_gradients_are_the_float_models_where_the_grid_is_fine(default_run, digi
         ratio = float(a.norm() / b.norm())
         assert cosine >= 0.9 and 0.8 <= ratio <= 1.25, (name, cosine, ratio)
     assert all(integer[f"blocks.{n}.lif.b"] != 0 for n in ("conv1", "conv2", "fc1"))  # the decays learn
-
-
-@pytest.fixture(scope="module")
-def finetuned(default_run, tmp_path_factory) -> tuple[Path, str]:
-    """The default digits net fine-tuned for loihi, one epoch, through the CLI."""
-    out = tmp_path_factory.mktemp("finetune") / "ft"
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        assert main(["finetune", str(default_run.model), "--target", "loihi", "--out", str(out), "--epochs", "1",
-                     "--lr", "3e-4"]) == 0
-    return out / "model.pt", buffer.getvalue()
 
 
 def test_finetune_exports_to_the_network_it_trained(finetuned, tmp_path):

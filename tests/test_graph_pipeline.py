@@ -19,6 +19,13 @@ import pytest
 from hardware.bundle import read_bundle
 from lsg_deploy.cli import main
 
+# slow: two default trainings and Lava on 360 images each (make test-all). make test covers it by
+# test_architectures.py::test_a_residual_net_exports_everything_but_netx_and_simulates_exactly (a
+# tiny digits-resnet through train, export (netx skipped in one line) and simulate --backend all:
+# Lava == reference on 40 images), test_events.py::test_train_cli_on_digits_events, the residual
+# graph on direct and event-frame inputs in test_lava_backend.py, and tests/test_goldens.py
+pytestmark = pytest.mark.slow
+
 
 @dataclass(frozen=True)
 class Run:

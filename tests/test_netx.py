@@ -206,11 +206,19 @@ def test_unrepresentable_layers_are_refused_and_nothing_is_written(tmp_path, hid
     assert [p.name for p in tmp_path.iterdir()] == ["model.net"]
 
 
-def test_representable_edges_are_accepted(tmp_path):
-    for weight in ([[-254, -2]], [[0, 254]], [[-256, 254]], [[-6, -12]]):
-        bundle = _dense_bundle((_dense_layer(weight, bias_mant=-4096), _dense_layer([[2]], readout=True, name="r")),
-                               (1, 1, 2))
-        write_netx(bundle, tmp_path / "model.net")
+@pytest.mark.parametrize("weight", [[[-254, -2]], [[0, 254]], [[-256, 254]], [[-6, -12]]])
+def test_representable_edges_are_written_and_read_back_exactly(tmp_path, weight):
+    """At the edges netx can hold (one sign, both extremes, a bias at -4096): the file holds the
+    weights and bias, and netx's rescaling plus Lava's clip and truncation give back every weight."""
+    hidden = _dense_layer(weight, bias_mant=-4096)
+    bundle = _dense_bundle((hidden, _dense_layer([[2]], readout=True, name="r")), (1, 1, 2))
+    write_netx(bundle, tmp_path / "model.net")
+    _, recs, _, _ = _read(tmp_path / "model.net")
+    assert [r["type"] for r in recs] == ["input", "flatten", "dense", "dense"]
+    edge, node = hidden
+    assert np.array_equal(recs[2]["weight"], edge.weight)
+    assert np.array_equal(recs[2]["bias"].astype(np.int64) << NETX_BIAS_EXP, node.bias_mant << node.bias_exp)
+    assert np.array_equal(_netx_dense(recs[2]["weight"], np.eye(2, dtype=np.int64)).T, edge.weight)
 
 
 # --- the file, read the way netx + Lava read it, computes the reference ------------------------------

@@ -23,8 +23,11 @@ nirtorch's summation order follows a Python ``set`` of edges. nirtorch names its
 ``.`` replaced by ``_`` (``res1.conv1`` is the module ``res1_conv1``); the hooks here follow it.
 
 Hidden spikes must equal ours exactly. The only legitimate difference is a membrane at (or, for
-float32, within rounding of) the threshold, so the random networks are certified free of those
-first (:func:`_assert_no_near_ties`); the tie itself is pinned by its own test.
+float32, within rounding of) the threshold, so every sample is certified free of those up to a
+step (:func:`_certified_steps`), and up to that step its spikes must be equal; the tie itself is
+pinned by its own test. The seeds are a range, not picked: on seeds 0-7 a membrane of 1 to 3 of
+the 32 samples comes within 1e-5 of the threshold (the peers still agree there), and seed 7's
+network barely fires, so liveliness is asked of the seeds together.
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ SNNTORCH_INSTALL = "pip install snntorch==1.0.0 nirtorch==2.6"
 # --no-deps: its declared torchvision/torchaudio would replace torch 2.13.0; the NIR import needs only loguru
 SPIKINGJELLY_INSTALL = "pip install --no-deps spikingjelly==2.0.0 && pip install 'loguru>=0.7,<1'"
 TIMESTEPS = 6
-# No membrane of ours lies within TIE_MARGIN of the threshold. snnTorch's float32 currents differ
+# Spikes are compared where no membrane of ours lies within TIE_MARGIN of the threshold. snnTorch's
+# float32 currents differ
 # from our float64 ones by <= 8e-7 on these networks, residual and event-frame ones included
 # (5.7e-7 at most, measured), its membranes by that / (1 - beta) < 3e-6.
 TIE_MARGIN = 1e-5
 F32_ROUNDOFF, F64_ROUNDOFF = 2.0**-24, 2.0**-53
 DIRECT = Input((1, 8, 8), "direct", 16)
+SEEDS = range(8)  #: every seed of the range: the tests do not pick the ones that pass
 
 
 # --- random networks -------------------------------------------------------------------------------
@@ -139,21 +144,26 @@ def _with_thresholds_shifted(graph: Graph, d: float) -> Graph:
     return Graph(graph.input, tuple(dataclasses.replace(n, v_th=n.v_th + d) for n in graph.nodes), graph.edges)
 
 
-def _assert_no_near_ties(graph: Graph, x: torch.Tensor, margin: float) -> None:
-    """Certificate that no membrane lies in [v_th - margin, v_th + margin).
+def _certified_steps(graph: Graph, x: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per sample, how many first steps are certified: no membrane of any node lies in
+    ``[v_th - margin, v_th + margin)`` there.
 
-    If thresholds ``v_th - margin`` and ``v_th + margin`` give the same spikes, both runs follow
-    the same membrane trajectory, and at every step ``u >= v_th - margin`` iff ``u >= v_th + margin``.
+    Thresholds ``v_th - margin`` and ``v_th + margin`` give the same spikes up to the first step
+    where a membrane enters that band (the two runs follow the same trajectory until then); the
+    first step at which they differ, in any node, is that step.
     """
     low = run_float(_with_thresholds_shifted(graph, -margin), x, TIMESTEPS)[1]
     high = run_float(_with_thresholds_shifted(graph, margin), x, TIMESTEPS)[1]
-    for name in low:
-        assert torch.equal(low[name], high[name]), f"{name}: a membrane lies within {margin} of v_th; reseed"
+    differ = sum((low[name] != high[name]).any(dim=2).int() for name in low)  # (T, B)
+    steps = torch.arange(TIMESTEPS)[:, None].expand_as(differ)
+    return torch.where(differ > 0, steps, TIMESTEPS).min(dim=0).values
 
 
-def _assert_lively(spikes: dict[str, torch.Tensor]) -> None:
-    for name, s in spikes.items():  # neither silent nor saturated, or equality proves little
-        assert 0.05 < float(s.mean()) < 0.95, f"{name} spike rate {float(s.mean()):.3f}"
+def _assert_lively(rates: dict[str, list[float]]) -> None:
+    """Every node fires, not all the time, on every seed; over the seeds, neither rarely nor mostly
+    (or equality proves little)."""
+    for name, r in rates.items():
+        assert all(0 < v < 1 for v in r) and 0.05 < float(np.mean(r)) < 0.95, f"{name} spike rates {r}"
 
 
 def _readout_tolerance(graph: Graph, roundoff: float) -> float:
@@ -229,52 +239,64 @@ PEERS = {
 }
 
 
-def _check_peer(peer: str, graph: Graph, x: torch.Tensor, path: Path) -> None:
-    """Certify ``graph`` on ``x``, write it, read it back, run it in ``peer``: equal hidden spikes,
-    logits within the readout bound."""
+def _check_peer(peer: str, graph: Graph, x: torch.Tensor, path: Path) -> dict[str, float]:
+    """Write ``graph``, read it back, run it in ``peer``: hidden spikes equal ours on every
+    certified step of every sample, logits within the readout bound on the samples certified
+    throughout (most of them); returns each node's spike rate."""
     logits, spikes = run_float(graph, x, TIMESTEPS)
-    _assert_lively(spikes)
-    _assert_no_near_ties(graph, x, TIE_MARGIN)
+    certified = _certified_steps(graph, x, TIE_MARGIN)
+    assert (certified == TIMESTEPS).float().mean() >= 0.85, f"certified steps per sample: {certified.tolist()}"
 
     write_nir(graph, TIMESTEPS, path)
     run, roundoff = PEERS[peer]
     peer_logits, peer_spikes = run(nir.read(path), steps_float(graph.input, x, TIMESTEPS), list(spikes))
 
     assert peer_spikes.keys() == spikes.keys()
+    compared = torch.arange(TIMESTEPS)[:, None, None] < certified[None, :, None]  # (T, B, 1)
     for name, ours in spikes.items():
         theirs = peer_spikes[name]
         assert theirs.shape == ours.shape, name
-        mismatches = int((theirs != ours).sum())
-        assert mismatches == 0, f"{peer} {name}: {mismatches} of {ours.numel()} spikes differ"
+        mismatches = int(((theirs != ours) & compared).sum())
+        assert mismatches == 0, f"{peer} {name}: {mismatches} of {ours.numel()} spikes differ on certified steps"
+    whole = certified == TIMESTEPS
     tolerance = _readout_tolerance(graph, roundoff)
-    np.testing.assert_allclose(peer_logits.numpy(), logits.numpy(), rtol=0, atol=tolerance)
+    np.testing.assert_allclose(peer_logits[whole].numpy(), logits[whole].numpy(), rtol=0, atol=tolerance)
+    return {name: float(s.mean()) for name, s in spikes.items()}
+
+
+def _check_seeds(peer: str, build, inputs, path: Path) -> None:
+    """:func:`_check_peer` on ``build(seed)`` fed ``inputs(seed)`` for every seed of SEEDS."""
+    rates: dict[str, list[float]] = {}
+    for seed in SEEDS:
+        for name, rate in _check_peer(peer, build(seed), inputs(seed), path / f"seed{seed}.nir").items():
+            rates.setdefault(name, []).append(rate)
+    _assert_lively(rates)
 
 
 # --- tests ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("peer", sorted(PEERS))
-@pytest.mark.parametrize("seed", [1, 2])  # seeds 0 and 3 fail the near-tie certificate
-def test_peer_reproduces_float_spikes_and_readout(peer: str, seed: int, tmp_path: Path) -> None:
-    _check_peer(peer, _network(seed), _images(seed), tmp_path / "model.nir")
+def test_peer_reproduces_float_spikes_and_readout(peer: str, tmp_path: Path) -> None:
+    _check_seeds(peer, _network, _images, tmp_path)
 
 
 @pytest.mark.parametrize("peer", sorted(PEERS))
-@pytest.mark.parametrize("seed", [11, 16])  # the first seeds >= 0 that pass the certificate, lively
-def test_peer_reproduces_a_residual_graph(peer: str, seed: int, tmp_path: Path) -> None:
+def test_peer_reproduces_a_residual_graph(peer: str, tmp_path: Path) -> None:
     """Two edges into res1 and res2 (identity and 1x1 conv shortcuts) summed by the peer."""
-    graph = _residual_network(seed)
+    graph = _residual_network(0)
     assert len(graph.incoming("res1")) == 2 and len(graph.incoming("res2")) == 2
-    _check_peer(peer, graph, _images(seed), tmp_path / "model.nir")
+    _check_seeds(peer, _residual_network, _images, tmp_path)
 
 
 @pytest.mark.parametrize("peer", sorted(PEERS))
 def test_peer_reproduces_event_frames_fed_step_by_step(peer: str, tmp_path: Path) -> None:
     """A residual graph on (B, T, 2, 8, 8) event frames: frame t is the peer's input at step t."""
     spec = Input((2, 8, 8), "event-frames", 1)
-    graph, frames = _residual_network(0, spec), _event_frames(0, spec.shape)
+    frames = _event_frames(0, spec.shape)
     assert not torch.equal(frames[:, 0], frames[:, 1])  # the input changes every step
-    _check_peer(peer, graph, frames, tmp_path / "model.nir")
-    assert nir.read(tmp_path / "model.nir").metadata["input_encoding"].startswith("event-frames")
+    _check_seeds(peer, lambda seed: _residual_network(seed, spec), lambda seed: _event_frames(seed, spec.shape),
+                 tmp_path)
+    assert nir.read(tmp_path / "seed0.nir").metadata["input_encoding"].startswith("event-frames")
 
 
 def _tie_network() -> Graph:

@@ -330,6 +330,10 @@ def test_stale_temporaries_are_collected_but_live_ones_are_not(tmp_path):
         os.close(fd)
 
 
+# slow, this and the next: kill loops of whole commands (make test-all). make test covers them by
+# test_replacement_killed_at_random_points_leaves_old_or_new (24 SIGKILLs inside the replacement
+# every output goes through) and tests/test_signals.py (train and export interrupted mid-run)
+@pytest.mark.slow
 def test_export_killed_at_random_points_keeps_a_complete_bundle(work):
     """The new bundle differs from the old one (another weight percentile): after every kill
     the path holds one of the two, whole (read_bundle verifies every checksum)."""
@@ -352,6 +356,7 @@ def test_export_killed_at_random_points_keeps_a_complete_bundle(work):
     assert _leftovers(work) == []
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_leaves_a_loadable_checkpoint(tmp_path):
     child = subprocess.Popen([sys.executable, "-m", "lsg_deploy.cli", "train", "--out", "r", "--epochs", "500",
                               "--timesteps", "2", "--quiet"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -18,7 +18,7 @@ from hardware import fixed_point as fp
 from hardware.graph import INPUT, BundleError, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.targets.fpga.profiles import FPGA_MUL
 from hardware.targets.loihi.profile import LOIHI2
-from tests.netgen import random_fpga_chain, random_graph, random_inputs
+from tests.netgen import random_fpga_chain, random_graph, random_inputs, rotation, rotation_id
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -124,19 +124,24 @@ def test_edges_into_one_node_sum_without_a_second_wrap():
     assert run.saturation["readout"] == {"a_wrap": 0, "u_wrap": 1, "v_clip": 1, "readout_spike": 1}
 
 
-@pytest.mark.parametrize("seed", range(200))
-def test_fake_quant_equals_reference_on_random_graphs(seed):
-    graph = random_graph(seed)
+@pytest.mark.parametrize("seed, profile", rotation(range(200)), ids=rotation_id)
+def test_fake_quant_equals_reference_on_random_graphs(seed, profile):
+    """200 seeds, taking every profile of every target in turn (tests/netgen.py's rotation)."""
+    graph = random_graph(seed, profile)
     timesteps = 4
     inputs = random_inputs(seed, graph, timesteps, batch=5)
-    ref = reference.run(graph, inputs, timesteps, LOIHI2)
-    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), timesteps, LOIHI2)
+    ref = reference.run(graph, inputs, timesteps, profile)
+    spikes, readout = run_fake_quant(graph, torch.as_tensor(inputs), timesteps, profile)
     assert set(spikes) == set(ref.spikes)
     for name in ref.spikes:
         assert np.array_equal(spikes[name].numpy(), ref.spikes[name]), name
     assert np.array_equal(readout.numpy(), ref.readout)
 
 
+# slow: the full-width networks (make test-all). make test covers them at 1/16 width by
+# test_lava_backend.py::test_the_papers_networks_match_bit_for_bit (Lava == reference == fake-quant
+# on all 19 and 9 layers)
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, shape, encoding, input_max", [("resnet19", (3, 32, 32), "direct", 255),
                                                                ("vggsnn", (2, 48, 48), "event-frames", 1)])
 def test_fake_quant_equals_reference_on_the_papers_networks_at_full_width(arch, shape, encoding, input_max):
@@ -157,7 +162,7 @@ def test_fake_quant_equals_reference_on_the_papers_networks_at_full_width(arch, 
 
 
 def test_reference_rejects_float_inputs():
-    graph = random_graph(0)
+    graph = random_graph(0, LOIHI2)
     with pytest.raises(ValueError, match="integers"):
         reference.run(graph, np.zeros((1, *graph.input.shape)) if graph.input.encoding == "direct" else
                       np.zeros((1, 2, *graph.input.shape)), 2, LOIHI2)
@@ -230,12 +235,12 @@ def test_every_executor_refuses_inputs_outside_the_encoding(backend, case):
     """An input value above the graph's input_max, below 0, or an event frame that is not 0/1 is
     a ValueError from every executor (the same check: ``Input.check_encoded``), not a number."""
     if case == "event frame of 2":
-        graph = next(g for g in map(random_graph, range(50)) if g.input.per_step)
+        graph = next(g for g in (random_graph(s, LOIHI2) for s in range(50)) if g.input.per_step)
         x = random_inputs(0, graph, 3, batch=2)
         x[1, 2].flat[0] = 2
         message = "0/1 spikes"
     else:
-        graph = next(g for g in map(random_graph, range(50)) if not g.input.per_step)
+        graph = next(g for g in (random_graph(s, LOIHI2) for s in range(50)) if not g.input.per_step)
         x = random_inputs(0, graph, 3, batch=2)
         x[1].flat[-1] = graph.input.input_max + 1 if case == "above input_max" else -1
         message = rf"must lie in \[0, {graph.input.input_max}\]"

@@ -372,6 +372,10 @@ def digits_fpga(default_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# slow: 50 images through the design (make test-all). make test covers it by
+# test_simulate_reports_the_rtl_beside_the_reference (the same bundle, 5 images, through simulate
+# --backend all) and tests/test_goldens.py's live RTL run on a chain per profile
+@pytest.mark.slow
 def test_exported_digits_network_matches_the_reference_on_50_images(digits_fpga: Path, rtl_tools) -> None:
     from hardware.bundle import read_bundle
     from training import data
