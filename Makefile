@@ -17,7 +17,7 @@ demo: $(VENV)/.installed
 # What CI runs (.ci/run): the suite but the long campaigns marked `slow` (pyproject.toml), each of
 # which a smaller test covers (named where it is marked); Lava and the RTL run live on small nets.
 # `make test-all`: everything, the slow campaigns included (trained nets' accuracy, Lava on 360
-# images, the RTL on 50, kill loops, the full-width paper networks).
+# images, the RTL on 50, kill loops, the full-width paper networks, the installed wheel).
 TEST_DEPS := $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed \
 	.venv-lava/.installed
 test: $(TEST_DEPS)

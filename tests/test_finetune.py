@@ -169,7 +169,7 @@ def test_finetune_goes_on_at_its_pins_and_export_keeps_them(finetuned, tmp_path,
     assert not any(r["pinned"] for r in read_bundle(tmp_path / "f").quantization["layers"].values())
 
 
-def test_a_checkpoint_that_would_not_export_as_trained_is_not_left(default_run, tmp_path, monkeypatch, capsys):
+def test_a_checkpoint_that_would_not_export_as_trained_is_not_left(tiny_model, tmp_path, monkeypatch, capsys):
     """The guard: change what is written (the weights of conv1 doubled after training) and finetune
     refuses in one line, leaving no model.pt."""
     import training.checkpoint as checkpoint_module
@@ -183,7 +183,7 @@ def test_a_checkpoint_that_would_not_export_as_trained_is_not_left(default_run, 
 
     monkeypatch.setattr(checkpoint_module, "checkpoint_document", altered)
     out = tmp_path / "ft"
-    assert main(["finetune", str(default_run.model), "--target", "fpga", "--profile", "fpga-mul4", "--out", str(out),
+    assert main(["finetune", str(tiny_model), "--target", "fpga", "--profile", "fpga-mul4", "--out", str(out),
                  "--epochs", "1", "--quiet"]) == 2
     assert "the export of the fine-tuned checkpoint is not the network it trained" in capsys.readouterr().err
     assert not (out / "model.pt").exists()

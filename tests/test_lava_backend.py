@@ -5,7 +5,8 @@ membrane after every step must be equal (``==``, no tolerance) on hand-built cha
 digits-resnet-shaped residual graph (direct and event-frame inputs), seeded random graphs
 (:mod:`tests.netgen`) and a trained digits bundle. Lava runs through the subprocess path (the
 Lava interpreter, ``make lava-env``); a missing Lava environment fails these tests with the
-message saying how to create it, never skips them. All graphs run in one interpreter start.
+message saying how to create it, never skips them. The graphs run in one interpreter start, the
+50 random graphs (``make test-all``) in another.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
 from datafiles import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,10 @@ def test_the_wheel_holds_every_package_and_the_verilog(tmp_path):
     assert "training/data/cifar.py" in packed and "hardware/targets/fpga/rtl/lif_neuron.v" in packed
 
 
+# slow: a wheel installed into a fresh environment, then train, export and simulate (make test-all).
+# make test covers it by test_the_wheel_holds_every_package_and_the_verilog (what the wheel holds)
+# and the CLI tests that run the same commands from the checkout (tests/test_cifar.py on CIFAR files)
+@pytest.mark.slow
 def test_the_installed_wheel_trains_on_cifar_files_exports_and_simulates(tmp_path):
     """A fresh environment holding the wheel (its dependencies borrowed from this one's
     site-packages through a path file, which does not run this checkout's editable finder) runs

@@ -69,6 +69,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+# slow: two runs, one killed and resumed in a child process (make test-all). make test covers it by
+# test_resumed_fit_continues_bit_for_bit and the next test (the window a SIGKILL can hit, in-process)
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_and_ends_where_the_whole_run_ends(tmp_path, tiny_toml):
     args = ["train", "--config", str(tiny_toml), "--epochs", "4", *TINY, "--quiet"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
