@@ -37,17 +37,16 @@ def _grid_writer(target: Target) -> Writer | None:
     return next((w for w in target.writers if w.bias_exp is not None), None)
 
 
-def _on_grid(graph: Graph, bound: float, policy: QuantPolicy, profile: Profile, writer: Writer | None
-             ) -> tuple[Graph, dict, list[str], str | None]:
+def _on_grid(graph: Graph, bound: float, policy: QuantPolicy, profile: Profile, writer: Writer | None,
+             reason: str | None) -> tuple[Graph, dict, list[str], str | None]:
     """Quantize on ``writer``'s bias grid where it can hold the network, so that its file is
     exact; else, or where a bias does not fit that grid, with each node's smallest exponent that
     fits. A pinned bias exponent (``policy.pins``: fine-tuning, calibration) is kept as it is; the
     writer is skipped where one is not its exponent. Returns the graph, its ranges, warnings and
-    why the writer is skipped (None: it is not)."""
+    why the writer is skipped (None: it is not); ``reason``: why it refuses the graph, if it does."""
     if writer is None:
         return (*quantize(graph, bound, policy, profile), None)
     grid = writer.bias_exp
-    reason = writer.refuses(graph)
     pinned = {name for name, pin in (policy.pins or {}).items() if pin.bias_exp is not None}
     off_grid = sorted(name for name in pinned if policy.pins[name].bias_exp != grid)
     if reason is None and off_grid:
@@ -80,12 +79,14 @@ def quantize_for(target: Target, profile: Profile, graph: Graph, bound: float, p
     writer = _grid_writer(target)
     # candidates are tried on the writer's grid where it can hold the network, as _on_grid applies
     # it, so that the chosen pins carry the exponent the export uses
-    trial = dataclasses.replace(policy, bias_exp=writer.bias_exp) if writer and writer.refuses(graph) is None else None
+    refusals = {w.name: w.refuses(graph) for w in target.writers}  # structural: asked once
+    refused = refusals[writer.name] if writer else None
+    trial = dataclasses.replace(policy, bias_exp=writer.bias_exp) if writer and refused is None else None
     policy, record = calibrated(graph, calibration, policy, profile, trial)
-    integer_graph, ranges, warnings, reason = _on_grid(graph, bound, policy, profile, writer)
+    integer_graph, ranges, warnings, reason = _on_grid(graph, bound, policy, profile, writer, refused)
     if record is not None:
         ranges["calibration"] = record
-    skipped = {w.name: w.refuses(graph) for w in target.writers if w is not writer and w.refuses(graph)}
+    skipped = {name: why for name, why in refusals.items() if why and (writer is None or name != writer.name)}
     if reason is not None:
         skipped[writer.name] = reason
     return integer_graph, ranges, warnings, skipped
