@@ -32,7 +32,7 @@ from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.tables import from_words, parse_header, read_mem, read_tables, to_words
 from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
-from tests.netgen import fpga_inputs, random_fpga_chain
+from tests.netgen_chains import fpga_inputs, random_fpga_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 FPGA = (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)

@@ -39,7 +39,7 @@ from hardware.profile import Profile
 FORMAT_NAME = "lsg-deploy-fpga-tables"
 #: a change to any byte the writer produces needs a new version: ``check_tables`` compares tables
 #: with what this version writes, byte for byte
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 HEADER_NAME = "network.h"
 
@@ -154,8 +154,9 @@ def update_equations(profile: Profile) -> list[str]:
         f"v_sat = clamp(v_raw, -{lim}, {lim})",
         f"spike[n] = v_sat {profile.threshold} vth",
         "v[n] = spike[n] ? 0 : v_sat",
-        "state starts at 0 for every sample; the readout (last node) never decays, its vth is the maximum, "
-        "and its membrane after step T is the output (argmax = class)",
+        "state starts at 0 for every sample; the readout (last node) never decays and never fires: "
+        "spike = 0 and v[n] = v_sat (a pure integrator, held at the limit once it reaches it); "
+        "its membrane after step T is the output (argmax = class)",
     ]
 
 

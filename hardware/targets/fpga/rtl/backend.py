@@ -22,8 +22,8 @@ driving a simulation-only bench that makes the clock); :func:`simulate` puts sev
 into one such process (each with its own gated clock) and can record every layer's membranes.
 Besides spikes and readout membranes a run returns:
 
-* ``saturation``: per node, the membranes the design clipped (``v_clip``) and the readout's
-  spikes (``readout_spike``), counted by the design itself; ``a_wrap`` and ``u_wrap`` are 0
+* ``saturation``: per node, the membranes the design clipped (``v_clip``), counted by the design
+  itself (the readout's included: it never fires, it holds at the limit); ``a_wrap`` and ``u_wrap`` are 0
   (the FPGA profiles have no current stage and the export proves the accumulator never wraps);
 * ``stats``: clock cycles per time step as the design's own counter measures them (from a
   step's start to its last layer's done; mean, min, max, per layer), the cycles the host spent
@@ -306,8 +306,7 @@ def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) ->
     membranes = {L.name: _neuron_order(L, out[f"membranes{k}"], np.int64)
                  for k, L in enumerate(layers) if f"membranes{k}" in out}
     counts = out["counts"].sum(axis=0)  # (layers, [spikes, clipped])
-    saturation = {L.name: {"a_wrap": 0, "u_wrap": 0, "v_clip": int(counts[k, 1]),
-                           "readout_spike": int(counts[k, 0]) if L.readout else 0} for k, L in enumerate(layers)}
+    saturation = {L.name: {"a_wrap": 0, "u_wrap": 0, "v_clip": int(counts[k, 1])} for k, L in enumerate(layers)}
     step = out["step_cycles"]
     stats = {
         "cycles_per_timestep": float(step.mean()),
