@@ -54,39 +54,17 @@ from hardware import reference
 from hardware.fixed_point import bits_unsigned
 from hardware.graph import BundleError, Graph
 from hardware.profile import Profile
+from hardware.targets.base import Samples
 from hardware.targets.fpga.tables import MANIFEST_NAME, to_words
 
 DIRECTORY = "testvectors"
 INPUTS_NPZ, INPUTS_MEM, EXPECTED_NPZ, EXPECTED_MEM = "inputs.npz", "inputs.mem", "expected.npz", "expected.mem"
 FILES = (INPUTS_NPZ, INPUTS_MEM, EXPECTED_NPZ, EXPECTED_MEM)
-SPLIT = "test"  #: the split the export draws its test vectors from
+SPLIT = "test"  #: the split the export draws its test vectors from, and ``simulate`` evaluates on
 DEFAULT_COUNT = 20  #: test vectors an FPGA export writes unless told otherwise
 RESULT_BITS = 32  #: the width of an ``expected.mem`` word
 CHUNK = 64  #: samples the reference runs at once (and after which progress is reported)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-@dataclass(frozen=True)
-class Samples:
-    """Test samples handed to the export: encoded inputs as the integer graph receives them
-    ((N, C, H, W) direct, (N, T, C, H, W) event frames), their labels, their positions in the
-    dataset's split, the dataset's name and the split's."""
-
-    inputs: np.ndarray
-    labels: np.ndarray
-    indices: np.ndarray
-    dataset: str
-    split: str = SPLIT
-
-    def __post_init__(self) -> None:
-        if not (len(self.inputs) == len(self.labels) == len(self.indices)):
-            raise BundleError(f"test vectors need one label and one index per input, got {len(self.inputs)} inputs, "
-                              f"{len(self.labels)} labels, {len(self.indices)} indices")
-        if not isinstance(self.dataset, str) or not self.dataset or not isinstance(self.split, str) or not self.split:
-            raise BundleError(f"test vectors name their dataset and split, got {self.dataset!r}, {self.split!r}")
-
-    def __len__(self) -> int:
-        return len(self.inputs)
 
 
 def geometry(graph: Graph, timesteps: int) -> dict[str, int]:
