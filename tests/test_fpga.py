@@ -300,7 +300,11 @@ def test_manifest_states_the_arithmetic_and_a_worked_example(fpga_bundles):
         assert [e["name"] for e in m["edges"]] == ["conv1", "conv2", "fc1", "readout"]
         assert m["edges"][1]["kernel"] == [6, 6] and m["edges"][1]["stride"] == [2, 2]
         ex = check_worked_example(path)  # every number recomputed from the .mem files and the stated input
-        assert [n["node"] for n in ex["neurons"]] == ["conv1", "conv2"] and ex["neurons"][0]["steps"][1]["spike"]
+        assert [n["node"] for n in ex["neurons"]] == ["conv1", "conv2"]
+        # with the trained decays (beta about 0.2) a conv1 neuron charges at step 0 and fires at step 1 (fpga-shift
+        # rounds such a beta to 0 or 0.5: its membranes may forget each step, the same input giving the same step)
+        steps = ex["neurons"][0]["steps"]
+        assert name == "fpga-shift" or (steps[0]["spike"], steps[1]["spike"]) == (False, True)
         bundle = read_bundle(path)
         assert all(f in bundle.files for f in m["files"])  # every table is checksummed by the bundle
 

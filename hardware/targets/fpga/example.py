@@ -132,8 +132,7 @@ def _taps(edge: IntegerEdge, values: np.ndarray, n: int) -> list[dict[str, Any]]
     return taps
 
 
-def _neuron(graph: Graph, node, n: int, profile: Profile, steps: list[dict[str, np.ndarray]],
-            result: IntegerRun) -> dict[str, Any]:
+def _neuron(graph: Graph, node, n: int, profile: Profile, steps: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """Neuron ``n`` of ``node`` through the example's steps, each number from the one before."""
     channel = n // (node.neurons // node.shape[0])
     bias, lim, v = int(node.bias_mant[channel]), profile.state_limit, 0
@@ -152,9 +151,6 @@ def _neuron(graph: Graph, node, n: int, profile: Profile, steps: list[dict[str, 
         v_sat = min(max(v_raw, -lim), lim)
         spike = bool(profile.fires(np.array([v_sat]), node.vth)[0])
         after = 0 if spike else v_sat
-        done = result.readout[0, t, n] if node.readout else (0 if result.spikes[node.name][0, t, n] else after)
-        if int(done) != after:  # the spelled-out update must be the reference's, or the example is wrong
-            raise AssertionError(f"worked example: {node.name}[{n}] at step {t} gives {after}, the reference {done}")
         entry["steps"].append({"t": t, "v_before": v, "edges": edges, "acc": acc, "d": d, "v_raw": v_raw,
                                "v_sat": v_sat, "spike": spike, "v_after": after})
         v = after
@@ -168,11 +164,11 @@ def worked_example(graph: Graph, profile: Profile, timesteps: int) -> dict[str, 
     steps = [_source_values(graph, result, x, t) for t in range(min(STEPS, timesteps))]
     first = graph.nodes[0]
     _, _, n_first = min((c, k == 0 or k > TAP_LIMIT, n) for c, k, n in _candidates(graph, first, profile, steps))
-    neurons = [_neuron(graph, first, n_first, profile, steps, result)]
+    neurons = [_neuron(graph, first, n_first, profile, steps)]
     if len(graph.nodes) > 1:
         second = graph.nodes[1]
         _, _, _, n = min((c, k == 0, k, n) for c, k, n in _candidates(graph, second, profile, steps))
-        neurons.append(_neuron(graph, second, n, profile, steps, result))
+        neurons.append(_neuron(graph, second, n, profile, steps))
     readout = result.readout[0]
     return {
         "input": input_rule(graph),

@@ -7,12 +7,16 @@
                         a leading // comment; conv (O, C, KH, KW), dense (N, F), row-major
     <node>.bias.mem     one word per output channel (C of a conv node, N of a dense node)
     <name>.<field>.csv  the same values in decimal, with their indices
-    network.h           C99: <stdint.h> arrays of every table and #defines of every scalar, each
-                        table in the smallest type that holds its width (4-bit weights: int8_t,
-                        sign-extended; the manifest's ``c_type`` says which)
+    network.h           C99: <stdint.h> arrays of every table, each in the smallest type that
+                        holds its width (4-bit weights: int8_t, sign-extended; the manifest's
+                        ``c_type`` says which), and the topology and arithmetic as #defines and
+                        structs, so that a C implementation needs no JSON
+                        (:mod:`hardware.targets.fpga.header`)
     manifest.json       every width, signedness, rounding and saturation rule; each layer's
                         shape, stride, padding and memory layout; the graph's edges; the input
-                        encoding; the neuron update as equations and a worked example
+                        encoding; the neuron update as equations; ``definitions`` (channel(n),
+                        the class and its tie rule, ``scale``, ``beta``); a worked example, a
+                        stated input fed through the network (:mod:`hardware.targets.fpga.example`)
 
 ``read_tables(directory)`` parses the ``.mem`` files back (and ``parse_header`` the C header), so
 the tests can check that the tables hold exactly the bundle's integers; ``check_tables`` refuses
