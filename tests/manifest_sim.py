@@ -7,15 +7,23 @@ node per step in the manifest's order with the update the manifest states (``acc
 ``profile.decay``, ``bias[channel(n)]``, the clamp, the threshold compare, the reset), convolving
 by the manifest's formula ``in[c, y*stride_h + i - pad_h, x*stride_w + j - pad_w]`` one kernel tap
 at a time over all output positions.
+
+:func:`check_c_program` does the same for ``network.h``: it compiles ``tests/c/network_h_run.c``,
+a C program written against the header alone, and compares what it prints with a reference run.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+C_PROGRAM = Path(__file__).parent / "c" / "network_h_run.c"
 
 
 def read_words(path: Path, bits: int) -> np.ndarray:
@@ -173,3 +181,32 @@ def check_worked_example(directory: Path) -> dict:
     last = readout[-1].tolist()
     assert ex["class"] == last.index(max(last))  # the lowest index among the largest
     return ex
+
+
+def c_compiler() -> str | None:
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def check_c_program(compiler: str, directory: Path, inputs: np.ndarray, expected: Any) -> None:
+    """Compile ``tests/c/network_h_run.c`` against ``directory``'s ``network.h`` (C99, every
+    warning an error), run it on each sample of ``inputs`` and assert that it prints the
+    ``expected`` run's (``hardware.reference.IntegerRun``) spikes, readout after every step and
+    class, with ``==``."""
+    nodes = json.loads((Path(directory) / "manifest.json").read_text())["nodes"]
+    binary = Path(directory) / "network_h_run"
+    subprocess.run([compiler, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O1", "-I", str(directory),
+                    str(C_PROGRAM), "-o", str(binary)], check=True, capture_output=True, text=True)
+    for b, x in enumerate(inputs):
+        proc = subprocess.run([str(binary)], input=" ".join(map(str, x.ravel().tolist())), capture_output=True,
+                              text=True, timeout=60, check=True)
+        rows: dict[str, list[list[int]]] = {n["name"]: [] for n in nodes}
+        *steps, last = proc.stdout.splitlines()
+        for line in steps:
+            _, t, name, *values = line.split()
+            assert int(t) == len(rows[name])
+            rows[name].append([int(v) for v in values])
+        for n in nodes:
+            want = expected.readout[b] if n["readout"] else expected.spikes[n["name"]][b]
+            assert np.array_equal(np.array(rows[n["name"]]), want), (directory.name, b, n["name"])
+        final = expected.readout[b, -1]
+        assert last == f"class {int(np.flatnonzero(final == final.max())[0])}", (directory.name, b, last)

@@ -28,11 +28,12 @@ from hardware.bundle import read_bundle
 from hardware.graph import BundleError, FloatEdge, FloatNode, Geometry, Graph, Input
 from hardware.profile import Profile
 from hardware.targets import TARGETS, profiles
+from hardware.targets.fpga.example import example_input
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.tables import from_words, parse_header, read_mem, read_tables, to_words
 from hardware.targets.loihi.profile import LOIHI2
 from lsg_deploy.cli import main
-from tests.manifest_sim import check_worked_example
+from tests.manifest_sim import c_compiler, check_c_program, check_worked_example
 from tests.netgen import fpga_inputs, random_fpga_chain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,6 +308,10 @@ def test_manifest_states_the_arithmetic_and_a_worked_example(fpga_bundles):
         assert name == "fpga-shift" or (steps[0]["spike"], steps[1]["spike"]) == (False, True)
         bundle = read_bundle(path)
         assert all(f in bundle.files for f in m["files"])  # every table is checksummed by the bundle
+        if name == "fpga-mul" and c_compiler():  # network.h alone runs the trained network (test_fpga_manifest)
+            graph = bundle.integer_graph
+            x = np.concatenate([example_input(graph, bundle.timesteps), fpga_inputs(1, graph, bundle.timesteps, 2)])
+            check_c_program(c_compiler(), path, x, reference.run(graph, x, bundle.timesteps, bundle.profile))
 
 
 def test_simulate_an_fpga_bundle_and_refuse_lava_for_it(fpga_bundles, tmp_path):

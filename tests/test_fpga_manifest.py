@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +26,9 @@ from hardware.profile import Profile
 from hardware.targets.fpga.example import example_input
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.tables import check_tables, parse_header, read_tables, write_tables
-from tests.manifest_sim import Network, check_worked_example
+from tests.manifest_sim import Network, c_compiler, check_c_program, check_worked_example
 from tests.netgen import fpga_inputs, random_fpga_chain, random_graph
 
-C_PROGRAM = Path(__file__).parent / "c" / "network_h_run.c"
 PROFILES = (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)
 #: chains in every profile, and graphs with residual adds, skips and dense -> conv reshapes
 CASES = [("chain", seed, p) for p in PROFILES for seed in range(4)] + [
@@ -194,36 +191,11 @@ def test_two_names_that_become_one_c_identifier_are_refused(tmp_path):
         write_tables(Graph(graph.input, nodes, edges), FPGA_MUL, 2, tmp_path)
 
 
-def _c_runs(binary: Path, x: np.ndarray, graph: Graph) -> tuple[dict[str, np.ndarray], int]:
-    """The C program's per-step outputs of one sample and its class."""
-    proc = subprocess.run([str(binary)], input=" ".join(map(str, x.ravel().tolist())), capture_output=True,
-                          text=True, timeout=60, check=True)
-    rows: dict[str, list[list[int]]] = {n.name: [] for n in graph.nodes}
-    lines = proc.stdout.splitlines()
-    for line in lines[:-1]:
-        _, t, name, *values = line.split()
-        assert int(t) == len(rows[name])
-        rows[name].append([int(v) for v in values])
-    assert lines[-1].startswith("class ")
-    return {k: np.array(v) for k, v in rows.items()}, int(lines[-1].split()[1])
-
-
 def test_a_c_program_written_against_network_h_alone_is_the_reference(tmp_path):
-    compiler = shutil.which("cc") or shutil.which("gcc")
+    compiler = c_compiler()
     if compiler is None:
         pytest.skip("no C compiler: neither cc nor gcc is on PATH (apt-get install gcc), so network.h is not compiled")
     for kind, seed, profile in CASES:
         graph, out = _export(tmp_path, kind, seed, profile)
-        binary = out / "run"
-        subprocess.run([compiler, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O1", "-I", str(out),
-                        str(C_PROGRAM), "-o", str(binary)], check=True, capture_output=True, text=True)
         x = np.concatenate([example_input(graph, 3), fpga_inputs(seed, graph, 3, 2)])
-        run = reference.run(graph, x, 3, profile)
-        for b in range(len(x)):
-            got, label = _c_runs(binary, x[b], graph)
-            where = (kind, seed, profile.name, b)
-            assert np.array_equal(got[graph.readout.name], run.readout[b]), where
-            for n in graph.hidden:
-                assert np.array_equal(got[n.name], run.spikes[n.name][b]), (*where, n.name)
-            last = run.readout[b, -1]
-            assert label == int(np.flatnonzero(last == last.max())[0]) == run.predictions()[b], where
+        check_c_program(compiler, out, x, reference.run(graph, x, 3, profile))
