@@ -287,6 +287,13 @@ def ablate(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds
     if folds and data.DATASETS[config.dataset].files:
         raise UsageError(f"--folds splits an embedded dataset (digits, digits-events), not {config.dataset}, "
                          f"which has its own test split")
+    if folds:  # train checks the device of a run; the folds train without it
+        from training.distributed import DeviceError, resolve_device
+
+        try:
+            resolve_device(config.device)
+        except DeviceError as exc:
+            raise UsageError(str(exc)) from None
 
     def fold_data(run_config):
         """All samples of the embedded dataset (the train and test splits together), and the classes."""

@@ -204,6 +204,8 @@ def test_ablate_folds_compare_paired_seeds_with_lsg_over_every_digit(tmp_path):
     stamp = (out / "lsg" / "seed-0-folds2.json").stat().st_mtime_ns
     assert main(args) == 0  # read back, not trained again
     assert (out / "lsg" / "seed-0-folds2.json").stat().st_mtime_ns == stamp
+    assert main([*args, "--lr", "0.003"]) == 2  # fold results of another config: refused before any run
+    assert (out / "lsg" / "seed-0-folds2.json").stat().st_mtime_ns == stamp
     assert main(["ablate", "--rows", "lsg", "--folds", "1", *SMALL, "--out", str(tmp_path / "f1")]) == 2
     assert main(["ablate", "--rows", "lsg", "--folds", "2", "--dataset", "cifar10", *SMALL,
                  "--out", str(tmp_path / "f2")]) == 2

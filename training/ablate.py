@@ -257,31 +257,38 @@ def fold_parts(labels: np.ndarray, folds: int) -> list[np.ndarray]:
     return [test for _, test in split.split(np.zeros(len(labels)), labels)]
 
 
+def fold_record(path: Path, config: Any, folds: int) -> dict[str, Any]:
+    """The fold results in ``path`` if they are ``config``'s with ``folds`` folds (a fresh record
+    when there is none); another configuration's, or an unreadable file, is an :class:`AblationError`."""
+    from training.config import RESUME_MAY_CHANGE
+
+    ours = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE}
+    if not path.is_file():
+        return {"config": ours, "folds": folds, "done": {}}
+    try:
+        theirs = json.loads(path.read_text())
+        ok = theirs["config"] == ours and theirs["folds"] == folds and isinstance(theirs["done"], dict)
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise AblationError(f"{path} holds fold results of another configuration or is not readable; move it away "
+                            f"or choose another --out")
+    return theirs
+
+
 def run_folds(overrides: dict[str, Any], config_file: Path | None, row_dir: Path, seeds: list[int], folds: int,
               fold_data: Callable[[Any], tuple[Any, int]], say: Callable[[str], None]) -> dict[str, Any]:
     """``--folds K``: per seed, K runs, each testing on one fold of all samples and training on
     the rest; a seed's score is its pooled accuracy (every sample tested once). Each fold's result
     is written as it finishes (``fold_file``) and read back on a rerun of the same config."""
-    from training.config import RESUME_MAY_CHANGE
     from training.distributed import setup, teardown
     from training.loop import Split, fit
 
     finals: dict[int, float] = {}
     for seed in seeds:
         config = seed_config(overrides, config_file, seed)
-        ours = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE}
         path = fold_file(row_dir, seed, folds)
-        doc = {"config": ours, "folds": folds, "done": {}}
-        if path.is_file():
-            try:
-                theirs = json.loads(path.read_text())
-                ok = theirs["config"] == ours and theirs["folds"] == folds and isinstance(theirs["done"], dict)
-            except (OSError, ValueError, KeyError, TypeError):
-                ok = False
-            if not ok:
-                raise AblationError(f"{path} holds fold results of another configuration or is not readable; "
-                                    f"move it away or choose another --out")
-            doc = theirs
+        doc = fold_record(path, config, folds)
         split, classes = fold_data(config)
         for k, test in enumerate(fold_parts(split.y, folds)):
             if str(k) in doc["done"]:
@@ -336,8 +343,12 @@ def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str,
 
     start = time.perf_counter()
     names = [n for n in dict.fromkeys(name for t in tables for name in TABLES[t][1]) if rows is None or n in rows]
-    if not folds:
-        for name in names:  # every row's seed directories, before the first run
+    for name in names:  # every row's seed directories (fold results), before the first run
+        if folds:
+            for seed in seeds:
+                fold_record(fold_file(Path(out) / name, seed, folds),
+                            seed_config({**overrides, **row_overrides(name)}, config_file, seed), folds)
+        else:
             check_seed_runs({**overrides, **row_overrides(name)}, config_file, Path(out) / name, seeds)
     results: dict[str, Any] = {}
     for name in names:
