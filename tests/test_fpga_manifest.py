@@ -27,7 +27,8 @@ from hardware.targets.fpga.example import example_input
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.tables import check_tables, parse_header, read_tables, write_tables
 from tests.manifest_sim import Network, c_compiler, check_c_program, check_worked_example
-from tests.netgen import fpga_inputs, random_fpga_chain, random_graph
+from tests.netgen import random_graph
+from tests.netgen_chains import fpga_inputs, random_fpga_chain
 
 PROFILES = (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)
 #: chains in every profile, and graphs with residual adds, skips and dense -> conv reshapes
