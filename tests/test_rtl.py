@@ -107,7 +107,7 @@ def _membranes(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profil
             bias = np.repeat(node.bias_mant, node.neurons // node.shape[0])
             before = v[node.name]
             raw = profile.decay(before, node.dv) + a + bias
-            fired, _, v[node.name], _ = profile.lif_step(a, 0, before, 0, node.dv, bias, node.vth)
+            fired, _, v[node.name], _ = profile.lif_step(a, 0, before, 0, node.dv, bias, node.vth, readout=node.readout)
             seen[node.name].append((before, raw, v[node.name]))
             out[node.name] = fired.astype(np.int64)
     return {k: tuple(np.stack([x[i] for x in s], 1) for i in range(3)) for k, s in seen.items()}
