@@ -12,13 +12,17 @@ only:
   a warning. A writer that holds one bias exponent only (``Writer.bias_exp``: netx's 6) makes
   quantization use that exponent where every bias fits it, so that its file is exact; where one
   does not fit, the biases take their own exponents and that writer is skipped, saying why.
+  A writer that takes test samples (``Writer.test_samples``: the FPGA test vectors) is handed
+  the export's (:class:`hardware.targets.Samples`, or None) and a progress callback.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +33,7 @@ from export.quantize import QuantPolicy, RangeError, quantize
 from hardware.bundle import Bundle, write_bundle
 from hardware.graph import Graph, Input
 from hardware.profile import Profile
-from hardware.targets import Target, Writer
+from hardware.targets import Samples, Target, Writer
 from lsg_io.files import staged_directory
 
 
@@ -92,12 +96,29 @@ def quantize_for(target: Target, profile: Profile, graph: Graph, bound: float, p
     return integer_graph, ranges, warnings, skipped
 
 
+def _write(writer: Writer, bundle: Bundle, stage: Path, samples: Samples | None,
+           progress: Callable[[int], Any] | None) -> tuple[str, ...]:
+    """One writer's files; a writer that takes test samples gets ``samples`` and, while it
+    writes them, a progress bar from ``progress(total)`` (``update(n)``, ``close()``)."""
+    if not writer.test_samples:
+        return writer.write(bundle, stage)
+    bar = progress(len(samples)) if progress is not None and samples is not None and len(samples) else None
+    try:
+        return writer.write(bundle, stage, samples, bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def export_bundle(checkpoint: Path, out: Path, target: Target, profile: Profile, calibration_inputs: np.ndarray,
-                  spec: Input, policy: QuantPolicy | None = None) -> ExportResult:
+                  spec: Input, policy: QuantPolicy | None = None, samples: Samples | None = None,
+                  progress: Callable[[int], Any] | None = None) -> ExportResult:
     """Fold, calibrate the readout range on ``calibration_inputs`` (encoded as ``spec`` says),
     quantize to ``profile`` and write ``out``: the bundle, ``model.nir`` (the folded float graph),
     the checkpoint's copy and every writer's files (a writer that cannot hold the network is
-    skipped, recorded in the bundle's ``artifacts`` and reported as a warning).
+    skipped, recorded in the bundle's ``artifacts`` and reported as a warning). ``samples``: the
+    test samples of the writers that take them (None: none); ``progress(total)``: a progress bar
+    for them.
 
     ``out`` is written whole or not at all (staged in a sibling directory, swapped in atomically);
     whether ``out`` may be replaced is decided before this is called (``lsg_deploy.outputs``).
@@ -125,7 +146,7 @@ def export_bundle(checkpoint: Path, out: Path, target: Target, profile: Profile,
         shutil.copyfile(checkpoint, stage / SOURCE_MODEL)
         for writer in target.writers:
             if writer.name not in skipped:
-                written += writer.write(bundle, stage)
+                written += _write(writer, bundle, stage, samples, progress)
         write_bundle(bundle, stage, files=tuple(written))  # last: it lists the others
     warnings += [f"skipped {w.file}: {skipped[w.name]}" for w in target.writers if w.name in skipped]
     return ExportResult(bundle=bundle, warnings=warnings)

@@ -7,7 +7,8 @@ A bundle is a directory readable with numpy and json alone::
                   the input (shape, encoding, input_max), the graph's node and edge records (scalars) for each record,
                   the artifacts the export wrote or skipped (and why), quantization ranges and
                   clip counts, provenance, the SHA-256 of every other file of the bundle
-                  (``files``) and of its own content (``sha256``)
+                  (``files``: a name, or ``folder/name`` for a target's folder such as the FPGA
+                  test vectors') and of its own content (``sha256``)
     arrays.npz    every array of every record, keyed ``<record>/nodes/<node>/<field>`` and
                   ``<record>/edges/<edge>/<field>``
 
@@ -286,6 +287,14 @@ def _read_document(directory: Path) -> dict[str, Any]:
     return doc
 
 
+def _is_file_name(name: str) -> bool:
+    """A name ``files`` may list: a file of the bundle's directory, or of one folder in it
+    (``testvectors/inputs.npz``), never ``bundle.json``, a path that climbs or an absolute one."""
+    parts = name.split("/") if isinstance(name, str) else []
+    return (0 < len(parts) <= 2 and all(p not in ("", ".", "..") and Path(p).name == p for p in parts)
+            and name != JSON_NAME)
+
+
 def verify_files(directory: Path, doc: dict[str, Any]) -> None:
     """Check the document's own digest and every listed file's SHA-256."""
     if doc.get("sha256") != document_digest(doc):
@@ -295,7 +304,7 @@ def verify_files(directory: Path, doc: dict[str, Any]) -> None:
         raise BundleError(f"{directory / JSON_NAME}: files must list {ARRAYS_NAME} and its SHA-256")
     for name, digest in files.items():
         path = directory / name
-        if Path(name).name != name or name == JSON_NAME:
+        if not _is_file_name(name):
             raise BundleError(f"{directory / JSON_NAME}: files lists {name!r}, which is not a bundle file name")
         if not path.is_file():
             raise BundleError(f"{directory} lacks {name}, a file of the bundle")
@@ -403,10 +412,12 @@ def read_bundle(directory: Path) -> Bundle:
 def _export_names(doc: dict[str, Any]) -> set[str]:
     """The names an export writes into a bundle: those of version 1 (every target's), and an FPGA
     export's tables (:mod:`hardware.targets.fpga.tables`): its manifest, its C header and a ``.mem`` and
-    a ``.csv`` per edge weight and node bias of the document's integer graph."""
+    a ``.csv`` per edge weight and node bias of the document's integer graph, and its test vectors
+    (:mod:`hardware.targets.fpga.testvectors`)."""
+    from hardware.targets.fpga import testvectors
     from hardware.targets.fpga.tables import HEADER_NAME, MANIFEST_NAME
 
-    names = {*_V1_FILES, MANIFEST_NAME, HEADER_NAME}
+    names = {*_V1_FILES, MANIFEST_NAME, HEADER_NAME, *(f"{testvectors.DIRECTORY}/{n}" for n in testvectors.FILES)}
     graph = doc.get("graph")
     graph = graph.get("integer") if isinstance(graph, dict) else None
     for part, table in (("edges", "weight"), ("nodes", "bias")):
@@ -418,14 +429,18 @@ def _export_names(doc: dict[str, Any]) -> set[str]:
     return names
 
 
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def replace_refusal(path: Path) -> str | None:
     """Why ``path`` may not be replaced by a new bundle, or None: absent, an empty directory, or
-    an earlier bundle of ours, which means all of: every entry is a regular file that
-    ``bundle.json`` lists, every listed name is one an export writes (:func:`_export_names`),
-    and the document's own SHA-256 and every file's verify (:func:`verify_files`). A digest
-    holds no secret, so the names are checked as well: a forged manifest cannot make a user's
-    file part of a bundle. A corrupt bundle (or one of format 1, without checksums) is not
-    replaced without ``--force`` either."""
+    an earlier bundle of ours, which means all of: every entry (a file in a folder of it counts as
+    ``folder/name``) is a regular file that ``bundle.json`` lists, every listed name is one an
+    export writes (:func:`_export_names`), and the document's own SHA-256 and every file's verify
+    (:func:`verify_files`). A digest holds no secret, so the names are checked as well: a forged
+    manifest cannot make a user's file part of a bundle. A corrupt bundle (or one of format 1,
+    without checksums) is not replaced without ``--force`` either."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return None
@@ -436,6 +451,11 @@ def replace_refusal(path: Path) -> str | None:
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return None
+    # a folder's files are entries of their own (testvectors/inputs.npz), the folder is none
+    entries = sorted([*(f"{name}/{p.name}" for name in entries if _is_folder(path / name)
+                        for p in (path / name).iterdir()),
+                      *(name if not _is_folder(path / name) else f"{name}/" for name in entries
+                        if not _is_folder(path / name) or not any((path / name).iterdir()))])
     try:
         doc = _read_document(path)
     except BundleError:

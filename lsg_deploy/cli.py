@@ -43,6 +43,17 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _count(text: str) -> int:
+    """An argument that counts things: an integer >= 0 (argparse reports anything else)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--quiet", action="store_true",
@@ -155,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="choose each hidden layer's scale from activation statistics on training data: the weight "
                          "percentile (100 down to 90, weights beyond it clipped) whose integer layer, fed the float "
                          "network's spikes, agrees best with the float layer; the bundle and report show each choice")
+    ex.add_argument("--testvectors", type=_count, metavar="N",
+                    help="targets that write test vectors (fpga: testvectors/, the inputs as the hardware receives "
+                         "them and what the integer reference computes for each): the first N samples of the "
+                         "dataset's test split (default 20; 0: none)")
     ex.add_argument("--profile", choices=tuple(profiles()),
                     help="the target's integer arithmetic (default: the target's first): " + "; ".join(
                         f"{name} (target {t}{', default' if i == 0 else ''}): {profiles()[name].description}"
@@ -195,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
+    si.add_argument("--dump", type=Path, metavar="DIR",
+                    help="with --fixed-point: write every hidden layer's spikes per sample and step, the readout "
+                         "membranes and the predictions of each backend to DIR/<backend>.npz (keys in docs/report.md); "
+                         "DIR must be absent or empty (see --force)")
+    si.add_argument("--force", action="store_true", help="replace a non-empty --dump DIR (whole, atomically)")
     si.add_argument("--data-dir", help=DATA_DIR_HELP)
     si.add_argument("--no-verify-data", dest="verify_data", action="store_false", help=NO_VERIFY_HELP)
     si.add_argument("--explain", action="store_true",
@@ -299,7 +319,8 @@ def _main(argv: Sequence[str] | None) -> int:
             result = deploy.export(args.model, args.target, args.out, clip=args.clip,
                                      weight_percentile=args.weight_percentile, force=args.force,
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
-                                     data_dir=args.data_dir, verify_data=args.verify_data)
+                                     data_dir=args.data_dir, verify_data=args.verify_data,
+                                     testvectors=args.testvectors, quiet=args.quiet)
             if isinstance(result, BundleExport):
                 say(f"wrote bundle {result.bundle} (profile {result.profile}, {counted(len(result.layers), 'layer')}"
                     f"{', ' + counted(len(result.warnings), 'warning') if result.warnings else ''})")
@@ -329,7 +350,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 check_file_target(figure, "--json's figure", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
-                                       verify_data=args.verify_data)
+                                       verify_data=args.verify_data, dump=args.dump, force=args.force)
             if to_stdout:
                 print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:

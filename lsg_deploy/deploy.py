@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lsg_deploy.errors import UsageError
 from lsg_deploy.outputs import check_bundle_target, check_creatable_dir, check_finetune_target
 from lsg_deploy.pipeline import CHECKPOINT_NAME, progress_bar, tqdm_write
@@ -24,7 +26,7 @@ CALIBRATION_SAMPLES = 2048
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
            force: bool = False, profile: str | None = None, unrolled: bool = False,
            calibrate: bool = False, data_dir: str | None = None,
-           verify_data: bool = True) -> BundleExport | FloatExport:
+           verify_data: bool = True, testvectors: int | None = None, quiet: bool = False) -> BundleExport | FloatExport:
     """Write ``checkpoint`` for ``target`` (:func:`export.targets.choices`) in the directory ``out``.
 
     A quantized target (:data:`hardware.targets.TARGETS`) folds and quantizes it in its integer
@@ -34,6 +36,10 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     network (:func:`_export_float`; ``unrolled``: also all T steps) and refuses the quantization
     options. ``out`` may hold an earlier export (replaced atomically); anything else there is
     refused unless ``force`` (see :mod:`lsg_deploy.outputs`).
+
+    ``testvectors``: how many samples of the dataset's test split (the first) a target that
+    writes test vectors (fpga: ``testvectors/``, default 20) gets; 0: none. A progress bar shows
+    while they are computed, unless ``quiet``.
     """
     from export.flow import export_bundle
     from export.fold import FoldError
@@ -41,7 +47,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     from export.targets import FLOAT_EXPORTS, choices
     from hardware.bundle import BundleError
     from hardware.graph import Input
-    from hardware.targets import TARGETS
+    from hardware.targets import TARGETS, Samples
     from hardware.targets.loihi.netx import NetxError
     from training.checkpoint import CheckpointError, load_checkpoint
 
@@ -50,11 +56,13 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     if target in FLOAT_EXPORTS:
         given = [flag for flag, value in (("--profile", profile is not None), ("--clip", clip),
                                           ("--weight-percentile", weight_percentile is not None),
-                                          ("--calibrate", calibrate)) if value]
+                                          ("--calibrate", calibrate),
+                                          ("--testvectors", testvectors is not None)) if value]
         if given:
             raise UsageError(f"{', '.join(given)}: target {target} writes the float network, which has no integer "
                              f"profile nor quantization; drop {'them' if len(given) > 1 else 'it'}")
         return _export_float(checkpoint, target, out, force, unrolled)
+    count = _testvectors_count(TARGETS[target], testvectors)
     if unrolled:
         floats = ", ".join(FLOAT_EXPORTS)
         raise UsageError(f"--unrolled: target {target} writes a bundle; only target {floats} writes an unrolled model")
@@ -85,14 +93,22 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         raise UsageError(f"--weight-percentile: {exc}") from None
     check_bundle_target(out, checkpoint, force)
     try:
-        train_split, _, _ = data.load(data.DataSpec.from_dict(doc["data"]), timesteps=model.timesteps,
-                                      files=data.FileSource.from_config(doc["config"], data_dir, verify_data))
+        data_spec = data.DataSpec.from_dict(doc["data"])
+        train_split, test_split, _ = data.load(data_spec, timesteps=model.timesteps,
+                                               files=data.FileSource.from_config(doc["config"], data_dir,
+                                                                                 verify_data))
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
+    if count > len(test_split.labels):
+        raise UsageError(f"--testvectors {count}: the test split of {data_spec.dataset} has "
+                         f"{len(test_split.labels)} samples")
+    samples = Samples(test_split.pixels[:count], test_split.labels[:count], np.arange(count),
+                      data_spec.dataset) if count else None
     try:
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
         result = export_bundle(checkpoint, out, TARGETS[target], TARGETS[target].profile(profile),
-                               train_split.pixels[:CALIBRATION_SAMPLES], spec, policy)
+                               train_split.pixels[:CALIBRATION_SAMPLES], spec, policy, samples,
+                               lambda total: progress_bar(total, "test vectors", quiet, "img"))
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
@@ -101,6 +117,19 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         print(f"WARNING: {warning}{note}", file=sys.stderr)
     return BundleExport(Path(out), profile, tuple(result.warnings), result.bundle.quantization["layers"],
                         result.bundle.quantization.get("calibration"))
+
+
+def _testvectors_count(target, requested: int | None) -> int:
+    """How many test vectors ``target`` (a :class:`hardware.targets.Target`) writes for
+    ``--testvectors requested`` (None: its writers' default; 0: none)."""
+    default = max((w.test_samples for w in target.writers), default=0)
+    if requested is None:
+        return default
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise UsageError(f"--testvectors must be an integer >= 0 (0: none), got {requested!r}")
+    if requested and not default:
+        raise UsageError(f"--testvectors: target {target.name} writes no test vectors")
+    return requested
 
 
 def _finetuned(doc: dict[str, Any], checkpoint: Path, model=None):

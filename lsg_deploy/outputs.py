@@ -23,7 +23,9 @@ What is "ours" is decided by names and checksums, never by a manifest's word alo
   one holding only a ``model.pt`` fine-tuned from the same checkpoint (its record names the
   checkpoint's SHA-256).
 * a report file (``--json``) must not be a directory nor inside the bundle it reports on, and
-  its directory must be creatable.
+  its directory must be creatable; ``simulate --dump DIR`` writes only an absent or empty
+  directory, anything else only with ``--force`` (replaced whole), never the bundle nor a
+  directory inside or around it (:func:`check_dump_target`).
 
 Never, whatever ``--force`` says: an ``--out`` that is a symbolic link (for the commands that
 write into a directory: nothing is written through a link into a user's directory), nor the
@@ -88,8 +90,8 @@ def _listing(names: Sequence[str]) -> str:
     return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
-def refuse_protected(out: Path, output: str, checkpoint: Path | None = None) -> None:
-    """Refuse an ``--out`` that is (or holds) the current directory, the home directory or
+def refuse_protected(out: Path, output: str, checkpoint: Path | None = None, flag: str = "--out") -> None:
+    """Refuse an ``--out`` (``flag``) that is (or holds) the current directory, the home directory or
     ``checkpoint``: no ``--force`` replaces or writes a run into those. ``output`` names what
     was to be written there."""
     real = Path(out).resolve()
@@ -102,7 +104,7 @@ def refuse_protected(out: Path, output: str, checkpoint: Path | None = None) -> 
         pass
     for inside, what in protected:
         if _is_within(inside, real):
-            raise UsageError(f"--out {out} is {what}; choose a new directory for {output}")
+            raise UsageError(f"{flag} {out} is {what}; choose a new directory for {output}")
 
 
 def _refuse_link(out: Path, output: str) -> None:
@@ -124,6 +126,24 @@ def check_bundle_target(out: Path, checkpoint: Path, force: bool) -> None:
     if refusal and not force:
         raise UsageError(f"--out: {refusal}; choose another path, or pass --force to replace it")
     check_creatable_dir(out.parent, "--out")
+
+
+def check_dump_target(out: Path, bundle: Path, force: bool) -> None:
+    """May ``simulate --dump`` write the directory ``out``? An absent or empty directory; anything
+    else only with ``force`` (replaced whole, atomically); never a symbolic link, the bundle, a
+    directory inside it or holding it, the current or the home directory or their parents."""
+    out = Path(out)
+    if out.is_symlink():
+        raise UsageError(f"--dump {out} is a symbolic link; the dump is never written through a link: give a "
+                         f"new directory")
+    refuse_protected(out, "the dump", flag="--dump")
+    real, held = out.resolve(), Path(bundle).resolve()
+    if _is_within(real, held) or _is_within(held, real):
+        raise UsageError(f"--dump {out} is the bundle {bundle}, inside it or holds it; write the dump elsewhere")
+    if not force and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "is not empty" if out.is_dir() else "exists and is not a directory"
+        raise UsageError(f"--dump {out} {what}; choose another directory, or pass --force to replace it")
+    check_creatable_dir(out.parent, "--dump")
 
 
 # --- run directories ------------------------------------------------------------------------------

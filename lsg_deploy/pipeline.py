@@ -287,12 +287,14 @@ def tqdm_write(line: str) -> None:
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
-             verify_data: bool = True) -> Report:
+             verify_data: bool = True, dump: Path | None = None, force: bool = False) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
     ``explain`` (needs ``fixed_point``) attributes each layer's disagreement to its causes
-    (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend).
+    (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend). ``dump``
+    (needs ``fixed_point``): write every backend's spikes per sample and step there
+    (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``.
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`). Returns the report
@@ -312,6 +314,12 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*backends(), ALL])}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
+    if dump is not None and not fixed_point:
+        raise UsageError("--dump writes the fixed-point backends' spikes: add --fixed-point")
+    if dump is not None:
+        from lsg_deploy.outputs import check_dump_target
+
+        check_dump_target(Path(dump), Path(bundle_dir), force)
     no_torch = torch_missing()
     if no_torch and not fixed_point:
         raise UsageError(f"simulate without --fixed-point runs the float models, but {no_torch}")
@@ -330,6 +338,15 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"{bundle_dir}: its input is {recorded.encoding} with input_max {recorded.input_max}, but "
                          f"dataset {spec.dataset} gives {test.encoding} with input_max {test.input_max}: the bundle "
                          f"was edited, or exported from another data set; export it again")
-    return build_report(bundle, model, Path(bundle_dir), test.head(limit), chosen,
+    test = test.head(limit)
+
+    def write_dump(runs) -> None:
+        import numpy as np
+
+        from lsg_deploy.dump import write_dump
+
+        write_dump(Path(dump), runs, test.labels, np.arange(len(test.labels)))  # the split's first samples
+
+    return build_report(bundle, model, Path(bundle_dir), test, chosen,
                         progress=lambda total, name: progress_bar(total, f"simulate {name}", quiet), explain=explain,
-                        float_missing=no_torch)
+                        float_missing=no_torch, on_runs=write_dump if dump is not None else None)

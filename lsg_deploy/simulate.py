@@ -40,6 +40,7 @@ from lsg_deploy.report.model import (
     LayerOps,
     Ops,
     PerClass,
+    Predictions,
     Report,
     RunCost,
     Scales,
@@ -234,12 +235,15 @@ def _float_models(bundle: Bundle, model: Any, test: EncodedSplit) -> FloatModels
 
 def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
                  progress: Callable[[int, str], Any] | None = None, explain: bool = False,
-                 float_missing: str | None = None) -> Report:
+                 float_missing: str | None = None,
+                 on_runs: Callable[[dict[str, IntegerRun]], Any] | None = None) -> Report:
     """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
     models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
     fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
     name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run.
-    ``explain``: add where each layer's disagreement comes from (:mod:`lsg_deploy.explain`)."""
+    ``explain``: add where each layer's disagreement comes from (:mod:`lsg_deploy.explain`).
+    ``on_runs(runs)``, if given, is handed every backend's run (backend -> run) once they are
+    done (``simulate --dump``)."""
     floats = _float_models(bundle, model, test) if model is not None else None
     float_pred, float_spikes = (floats.predictions, floats.spikes) if floats else (None, None)
     samples = len(test.labels)
@@ -254,6 +258,8 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
             samples / seconds if seconds > 0 else None,
             float((run.predictions() == float_pred).mean()) if floats else None,
             run.stats))  # e.g. the RTL's cycles per timestep
+    if on_runs is not None:
+        on_runs(runs)
     others = [name for name in runs if name != REFERENCE]
     mismatches = {name: exact_agreement(runs[REFERENCE], runs[name]) for name in others} if REFERENCE in runs else {}
     classes = bundle.integer_graph.readout.neurons
@@ -290,4 +296,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         scales=Scales.of(bundle.quantization), backends=tuple(timed), layers=tuple(layers),
         exact=Exact(mismatches) if mismatches else None, per_class=per_class, costs=costs,
         resources=resources(bundle),  # what the network needs on its target (hardware.resources)
-        explain=explained)
+        explain=explained,
+        predictions=Predictions(tuple(range(samples)), tuple(int(c) for c in test.labels),
+                                {**({FLOAT: tuple(int(c) for c in float_pred)} if floats else {}),
+                                 **{name: tuple(int(c) for c in run.predictions()) for name, run in runs.items()}}))

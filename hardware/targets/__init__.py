@@ -26,9 +26,9 @@ from hardware.bundle import Bundle
 from hardware.graph import Graph
 from hardware.profile import Profile
 from hardware.targets import fpga, loihi
-from hardware.targets.base import REFERENCE, Backend, BackendError, Target, Writer
+from hardware.targets.base import REFERENCE, Backend, BackendError, Samples, Target, Writer
 
-__all__ = ["TARGETS", "REFERENCE", "Backend", "BackendError", "Target", "Writer", "backends", "profiles",
+__all__ = ["TARGETS", "REFERENCE", "Backend", "BackendError", "Samples", "Target", "Writer", "backends", "profiles",
            "target_of", "resources"]
 
 #: every target this copy of lsg-deploy knows, by name: one entry per target folder

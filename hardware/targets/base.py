@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from hardware.bundle import Bundle
-from hardware.graph import Graph
+from hardware.graph import BundleError, Graph
 from hardware.profile import Profile
 from hardware.reference import IntegerRun
 
@@ -27,6 +27,29 @@ class BackendError(RuntimeError):
     def __init__(self, summary: str, detail: str = ""):
         super().__init__(summary + (f"\n{detail}" if detail else ""))
         self.summary, self.detail = summary, detail
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Test samples handed to the export: encoded inputs as the integer graph receives them
+    ((N, C, H, W) direct, (N, T, C, H, W) event frames), their labels, their positions in the
+    dataset's split, the dataset's name and the split's."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    dataset: str
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        if not (len(self.inputs) == len(self.labels) == len(self.indices)):
+            raise BundleError(f"test vectors need one label and one index per input, got {len(self.inputs)} inputs, "
+                              f"{len(self.labels)} labels, {len(self.indices)} indices")
+        if not isinstance(self.dataset, str) or not self.dataset or not isinstance(self.split, str) or not self.split:
+            raise BundleError(f"test vectors name their dataset and split, got {self.dataset!r}, {self.split!r}")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
 
 
 def _never(_: Any) -> str | None:
@@ -49,6 +72,10 @@ class Writer:
     refuses: Callable[[Graph], str | None] = _never
     #: the one bias exponent the artifact can hold, which quantization then uses where it can
     bias_exp: int | None = None
+    #: how many test samples it writes by default (the FPGA test vectors); 0: none, and ``write``
+    #: takes none. Otherwise ``write(bundle, directory, samples, progress)``: the export's
+    #: :class:`Samples` (None: write none) and ``progress(n)`` after every ``n`` samples, or None
+    test_samples: int = 0
 
 
 @dataclass(frozen=True)

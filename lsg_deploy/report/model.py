@@ -258,6 +258,26 @@ class PerClass:
 
 
 @dataclass(frozen=True)
+class Predictions:
+    """Per test sample: its position in the dataset's test split (``indices``), its label and
+    each run's predicted class (``float``, each backend; argmax of the final readout, the lowest
+    index on ties), in the order run."""
+
+    indices: tuple[int, ...]
+    labels: tuple[int, ...]
+    runs: Mapping[str, tuple[int, ...]]  #: run -> predicted class per sample
+
+    def to_json(self) -> dict[str, Any]:
+        return {"indices": list(self.indices), "labels": list(self.labels),
+                **{run: list(classes) for run, classes in self.runs.items()}}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Predictions:
+        return cls(tuple(doc["indices"]), tuple(doc["labels"]),
+                   {k: tuple(v) for k, v in doc.items() if k not in ("indices", "labels")})
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A scale calibration tried for a layer (:mod:`export.calibrate`): the weight percentile
     mapped to the largest integer weight, the scale and threshold it gives, the weights it clips
@@ -355,6 +375,7 @@ class Report:
     costs: Costs
     resources: Mapping[str, Any] | None  #: :func:`hardware.targets.resources`, formatted by hardware.resources
     explain: Explanation | None = None
+    predictions: Predictions | None = None  #: per sample (None in reports written before they were)
 
     def __post_init__(self) -> None:
         if (self.float_accuracy is None) == (self.float_missing is None):
@@ -387,7 +408,10 @@ class Report:
                     "layers": [layer.to_json() for layer in self.layers]})
         if self.exact is not None:
             doc["exact"] = self.exact.to_json()
-        doc.update({"per_class": self.per_class.to_json(), "costs": self.costs.to_json(), "resources": self.resources})
+        doc["per_class"] = self.per_class.to_json()
+        if self.predictions is not None:
+            doc["predictions"] = self.predictions.to_json()
+        doc.update({"costs": self.costs.to_json(), "resources": self.resources})
         if self.explain is not None:
             doc["explain"] = self.explain.to_json()
         return doc
@@ -405,4 +429,5 @@ class Report:
                    tuple(Layer.from_json(row, names) for row in doc["layers"]),
                    Exact.from_json(doc["exact"]) if "exact" in doc else None,
                    PerClass.from_json(doc["per_class"], [FLOAT, *names]), Costs.from_json(doc["costs"]),
-                   doc["resources"], Explanation.from_json(explain, header.profile) if explain is not None else None)
+                   doc["resources"], Explanation.from_json(explain, header.profile) if explain is not None else None,
+                   Predictions.from_json(doc["predictions"]) if "predictions" in doc else None)

@@ -3,7 +3,9 @@
 * profiles: ``fpga-mul`` (the default), ``fpga-shift``, ``fpga-mul4``
   (:mod:`hardware.targets.fpga.profiles`);
 * writer: the tables, ``$readmemh`` files, CSV, a C header and ``manifest.json`` stating every
-  width and rule (:mod:`hardware.targets.fpga.tables`);
+  width and rule (:mod:`hardware.targets.fpga.tables`), and test vectors: test samples as the
+  hardware receives them with what the integer reference computes for each
+  (:mod:`hardware.targets.fpga.testvectors`, ``testvectors/``);
 * backend: ``rtl``, the Verilog design built from those tables alone, simulated by Icarus Verilog
   under cocotb (:mod:`hardware.targets.fpga.rtl`);
 * resources: memory bits and block RAM against an iCE40 UP5K (:mod:`hardware.targets.fpga.resources`).
@@ -17,14 +19,24 @@ import numpy as np
 
 from hardware.bundle import Bundle
 from hardware.reference import IntegerRun
-from hardware.targets.base import Backend, BackendError, Progress, Target, Writer
-from hardware.targets.fpga import resources
+from hardware.targets.base import Backend, BackendError, Progress, Samples, Target, Writer
+from hardware.targets.fpga import resources, testvectors
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.tables import MANIFEST_NAME, write_tables
 
 
-def _write_tables(bundle: Bundle, directory: Path) -> tuple[str, ...]:
-    return write_tables(bundle.integer_graph, bundle.profile, bundle.timesteps, directory)
+def _write_tables(bundle: Bundle, directory: Path, samples: Samples | None,
+                  progress: Progress | None) -> tuple[str, ...]:
+    """The tables and, for ``samples``, their test vectors; the manifest names the dataset (the
+    bundle's source data, evaluated on its test split) and records the test vectors."""
+    graph, profile, timesteps = bundle.integer_graph, bundle.profile, bundle.timesteps
+    data = bundle.source.get("data")
+    split = samples.split if samples is not None else testvectors.SPLIT
+    dataset = {"name": data["dataset"], "split": split} if isinstance(data, dict) else None
+    vectors, record = (), None
+    if samples is not None and len(samples):
+        vectors, record = testvectors.write(graph, profile, timesteps, samples, directory, progress)
+    return (*vectors, *write_tables(graph, profile, timesteps, directory, dataset, record))
 
 
 def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
@@ -58,7 +70,7 @@ TARGET = Target(
     name="fpga",
     description="an FPGA integer datapath (bundle, $readmemh/CSV/C tables and manifest.json, model.nir)",
     profiles=(FPGA_MUL, FPGA_SHIFT, FPGA_MUL4),
-    writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables),),
+    writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables, test_samples=testvectors.DEFAULT_COUNT),),
     backends=(Backend("rtl", "the FPGA RTL design (hardware/targets/fpga/rtl) built from the FPGA tables, "
                       "simulated by Icarus Verilog under cocotb; reports clock cycles per timestep", _run_rtl,
                       refuses=_rtl_refuses),),

@@ -38,8 +38,9 @@ from hardware.profile import Profile
 
 FORMAT_NAME = "lsg-deploy-fpga-tables"
 #: a change to any byte the writer produces needs a new version: ``check_tables`` compares tables
-#: with what this version writes, byte for byte
-FORMAT_VERSION = 1
+#: with what this version writes, byte for byte. 2: the manifest names the dataset and the test
+#: vectors (:mod:`hardware.targets.fpga.testvectors`)
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 HEADER_NAME = "network.h"
 
@@ -211,10 +212,12 @@ def _worked_example(graph: Graph, profile: Profile) -> dict[str, Any]:
 
 # --- writing -------------------------------------------------------------------------------------
 
-def render_tables(graph: Graph, profile: Profile, timesteps: int) -> dict[str, bytes]:
+def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[str, str] | None = None,
+                  testvectors: dict[str, Any] | None = None) -> dict[str, bytes]:
     """The tables of an integer ``graph`` in ``profile``: file name -> content, in the order
     written (per edge, then per node, the ``.mem`` and ``.csv`` files; the header; the manifest
-    last)."""
+    last). ``dataset`` ({"name", "split"}) and ``testvectors`` (the test vectors' record,
+    :func:`hardware.targets.fpga.testvectors.section`) go into the manifest where given."""
     profile.check(graph)
     spec = profile_manifest(profile, graph.input.input_max)
     wbits, bbits = spec["weight"]["bits"], spec["bias"]["bits"]
@@ -272,16 +275,20 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int) -> dict[str, b
         "source_of_first_edges": INPUT,
         "header": HEADER_NAME,
         "worked_example": _worked_example(graph, profile),
+        **({"dataset": dataset} if dataset is not None else {}),
+        **({"testvectors": testvectors} if testvectors is not None else {}),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
     files[MANIFEST_NAME] = (json.dumps(manifest, indent=2) + "\n").encode()
     return files
 
 
-def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path) -> tuple[str, ...]:
-    """Write the tables of an integer ``graph`` in ``profile`` into ``directory``; returns the
-    names written (the manifest last)."""
-    files = render_tables(graph, profile, timesteps)
+def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path,
+                 dataset: dict[str, str] | None = None, testvectors: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """Write the tables of an integer ``graph`` in ``profile`` into ``directory`` (``dataset``
+    and ``testvectors`` as :func:`render_tables` takes them); returns the names written (the
+    manifest last)."""
+    files = render_tables(graph, profile, timesteps, dataset, testvectors)
     for name, data in files.items():
         (Path(directory) / name).write_bytes(data)
     return tuple(files)
@@ -335,9 +342,16 @@ def check_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
     integer ``graph`` holds exactly what it would write: every ``.mem`` word, every manifest
     value (widths, shapes, codes, thresholds, ...), the CSV files and the header. The
     :class:`BundleError` names the file and the first word, line or field that differs (the
-    ``.mem`` files first, the manifest last)."""
+    ``.mem`` files first, the manifest last). The manifest's dataset and test vectors are
+    checked too: the test vector files are rendered again from their stored inputs
+    (:func:`hardware.targets.fpga.testvectors.recorded`) and compared like the tables."""
+    from hardware.targets.fpga import testvectors  # it builds on this module
+
     directory = Path(directory)
-    for name, want in render_tables(graph, profile, timesteps).items():
+    extra = testvectors.recorded(graph, profile, timesteps, directory)
+    files = render_tables(graph, profile, timesteps, extra.dataset, extra.testvectors)
+    manifest = files.pop(MANIFEST_NAME)
+    for name, want in {**files, **(extra.files or {}), MANIFEST_NAME: manifest}.items():
         path = directory / name
         try:
             got = path.read_bytes()
@@ -351,8 +365,10 @@ def check_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BundleError(f"{path} is not valid JSON: {exc}") from None
             detail = found or "its bytes differ from what the export writes"
-        else:
-            detail = _lines_difference(got, want, words=name.endswith(".mem"))
+        elif name.endswith(".npz"):  # a test vector file: inputs.npz is rendered back from itself
+            detail = "its arrays differ from what the integer reference gives for the stored inputs"
+        else:  # the test vectors' .mem files have no comment line
+            detail = _lines_difference(got, want, words=name.endswith(".mem") and "/" not in name)
         raise BundleError(f"{path} does not hold the bundle's integer network: {detail}")
 
 
