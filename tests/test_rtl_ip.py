@@ -128,7 +128,10 @@ def test_verilator_and_icarus_give_the_reference(profile: str, rtl_tools, tmp_pa
     one bench: Verilator's run equals Icarus's and the integer reference's, with ==."""
     arithmetic = PROFILES[profile]
     networks, cases = [], []
-    for seed in (0, 3):  # event frames, direct
+    kinds = {}  # the first seed with event frames, the first with direct input
+    for seed in range(20):
+        kinds.setdefault(random_fpga_chain(seed, arithmetic).input.per_step, seed)
+    for seed in sorted(kinds.values()):
         graph = random_fpga_chain(seed, arithmetic)
         inputs = fpga_inputs(seed, graph, 3, 3)
         tables = tmp_path / f"seed{seed}"
@@ -177,8 +180,83 @@ def test_the_design_is_lint_clean(profile: str, tmp_path: Path) -> None:
             tables, design = tmp_path / f"t{seed}-{lanes}", tmp_path / f"d{seed}-{lanes}"
             tables.mkdir()
             design.mkdir()
-            write_tables(graph, PROFILES[profile], 3, tables)
+            write_tables(graph, PROFILES[profile], 2 + seed, tables)  # T = 2, 3, 4
             chain = chain_from_tables(read_tables(tables), lanes)
             write_design(chain, tables, design)
             (design / "lsg_axi_top.v").write_text(axi_verilog(chain))
             assert lint(design) == "", f"seed {seed}, {lanes} lanes:\n{lint(design)}"
+
+
+# --- slow (make test-all): make test covers them by the tiny export's sim-icarus above, the two
+# --- random chains in both simulators and the digits network under Verilator in
+# --- tests/test_rtl.py::test_simulate_reports_the_rtl_beside_the_reference
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_digits_ip_passes_its_testbench_in_both_simulators(profile: str, default_run, tmp_path: Path) -> None:
+    """digits-cnn exported in the profile with 20 test vectors: from rtl/ and testvectors/ alone,
+    make sim-icarus and make sim-verilator print PASS, make lint is clean; one spike count of
+    sample 7 changed, both fail naming it."""
+    bundle = tmp_path / "bundle"
+    _export(default_run.model, bundle, "--profile", profile)
+    alone = _alone(bundle, tmp_path / "alone")
+    for target in ("sim-icarus", "sim-verilator", "lint"):
+        start = time.perf_counter()
+        done = _make(alone, target)
+        print(f"{profile} make {target}: {time.perf_counter() - start:.1f} s")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert target == "lint" or "PASS 20 samples" in done.stdout, done.stdout
+    expected = np.load(bundle / "testvectors" / "expected.npz")
+    k, (t, layers) = expected["readout"].shape[1], expected["spike_counts"].shape[1:]
+    r = 1 + k + t * layers
+    old, new = _change_one_word(alone / "testvectors" / "expected.mem", 7 * r + 1 + k + (t - 1) * layers + 1)
+    for target in ("sim-icarus", "sim-verilator"):
+        failed = _make(alone, target)
+        assert failed.returncode != 0 and "PASS" not in failed.stdout, failed.stdout
+        assert f"FAIL sample 7: spike count of layer 1 in step {t - 1} expected {new} got {old}" in failed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_random_chains_match_the_reference_under_verilator(profile: str, rtl_tools, tmp_path: Path) -> None:
+    """tests/test_rtl.py's 20 seeded chains per profile (every lane organisation, the edges of the
+    arithmetic), in one Verilator bench through the AXI ports: == the reference, membranes too."""
+    from tests.test_rtl import SEEDS, _case, _membranes
+
+    arithmetic = PROFILES[profile]
+    cases = [_case(seed, arithmetic) for seed in SEEDS]
+    networks = []
+    for seed, (graph, timesteps, inputs, _) in zip(SEEDS, cases, strict=True):
+        tables = tmp_path / f"seed{seed}"
+        tables.mkdir()
+        write_tables(graph, arithmetic, timesteps, tables)
+        networks.append((tables, inputs))
+    runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True,
+                    simulator="verilator")
+    for seed, (graph, timesteps, inputs, lanes), got in zip(SEEDS, cases, runs, strict=True):
+        what = f"{profile} seed {seed} (max lanes {lanes}) on verilator"
+        assert_equal_runs(got.run, reference.run(graph, inputs, timesteps, arithmetic), what)
+        for name, (_, _, after) in _membranes(graph, inputs, timesteps, arithmetic).items():
+            assert np.count_nonzero(got.membranes[name] != after) == 0, f"{what}: membranes of {name}"
+
+
+@pytest.mark.slow
+def test_seconds_per_digits_image(default_run, rtl_tools, tmp_path: Path) -> None:
+    """The digits network on its 20 test vectors through the AXI ports under each simulator:
+    == the reference, and the seconds per image (printed; compile excluded)."""
+    from hardware.bundle import read_bundle
+    from hardware.targets.fpga.rtl.backend import run_rtl
+
+    bundle = tmp_path / "bundle"
+    _export(default_run.model, bundle)
+    loaded = read_bundle(bundle)
+    inputs = np.load(bundle / "testvectors" / "inputs.npz")["inputs"]
+    want = reference.run(loaded.integer_graph, inputs, loaded.timesteps, loaded.profile)
+    per_image = {}
+    for simulator in tools.SIMULATORS:
+        got = run_rtl(bundle, inputs, build_root=tmp_path / "build", simulator=simulator)
+        assert_equal_runs(got, want, f"digits on {simulator}")
+        per_image[simulator] = got.stats["simulation_seconds"] / len(inputs)
+        print(f"{simulator}: {per_image[simulator] * 1000:.1f} ms per image "
+              f"(compile {got.stats['compile_seconds']:.0f} s)")
+    assert per_image["verilator"] < per_image["icarus"]

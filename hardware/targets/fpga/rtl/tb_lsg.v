@@ -60,7 +60,8 @@ module tb_lsg;
         .reg_addr(reg_addr), .reg_wdata(32'd0), .reg_we(1'b0), .reg_re(reg_re), .reg_rdata(reg_rdata),
         .trace_valid(trace_valid), .trace_step(trace_step_w), .trace_counts(trace_counts),
         .dbg_hold(1'b0), .dbg_continue(1'b0), .dbg_paused(paused_unused),
-        .dbg_rd_sel(0), .dbg_rd_what(2'd0), .dbg_rd_addr(0), .dbg_rd_data(dbg_data_unused));
+        .dbg_rd_sel({`LSG_SEL_BITS{1'b0}}), .dbg_rd_what(2'd0), .dbg_rd_addr({`LSG_ADDR_BITS{1'b0}}),
+        .dbg_rd_data(dbg_data_unused));
 
     // --- the first mismatch stops the run ------------------------------------------------------
     // (what: a name, then index >= 0 is printed after it; expected and got as signed decimals)
