@@ -1,5 +1,6 @@
-"""The RTL design (hardware/targets/fpga/rtl, simulated by Icarus Verilog under cocotb) against the integer
-reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
+"""The RTL design (hardware/targets/fpga/rtl, driven under cocotb through its AXI ports: Icarus Verilog
+for the random chains here, Verilator for the CLI's default run and in tests/test_rtl_ip.py) against
+the integer reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
 
 (a) Seeded random chains in every FPGA profile, drawn at the edges of the arithmetic (membranes
     clamped at +-32767, the readout saturating and resetting, thresholds 0 and 32767, decay codes
@@ -10,8 +11,8 @@ reference, bit for bit: every layer's spikes, the readout's membranes and the sa
 (b) The trained digits network, exported with ``lsg-deploy export --target fpga``, on 50 test
     images.
 
-Icarus and cocotb are required, not optional: without them these tests fail, saying how to
-install them (CI installs both).
+Icarus, Verilator and cocotb are required, not optional: without them these tests fail, saying how to
+install them (CI installs them: make rtl).
 """
 
 from __future__ import annotations

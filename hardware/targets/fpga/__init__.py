@@ -6,9 +6,10 @@
   width and rule (:mod:`hardware.targets.fpga.tables`), and test vectors: test samples as the
   hardware receives them with what the integer reference computes for each
   (:mod:`hardware.targets.fpga.testvectors`, ``testvectors/``);
-* writer: ``rtl/``, the IP core (its Verilog, memory images, testbench and Makefile: :mod:`hardware.targets.fpga.rtl.ip`);
-* backend: ``rtl``, the Verilog design built from those tables alone, simulated by Verilator or Icarus Verilog
-  under cocotb (:mod:`hardware.targets.fpga.rtl`);
+* writer: ``rtl/``, the IP core (its Verilog, memory images, testbench and Makefile:
+  :mod:`hardware.targets.fpga.rtl.ip`);
+* backend: ``rtl``, the Verilog design built from those tables alone, simulated by Verilator or
+  Icarus Verilog under cocotb through its AXI ports (:mod:`hardware.targets.fpga.rtl`);
 * resources: memory bits and block RAM against an iCE40 UP5K (:mod:`hardware.targets.fpga.resources`).
 """
 

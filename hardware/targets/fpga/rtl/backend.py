@@ -6,9 +6,9 @@ reference, to be compared with it bit for bit.
 The design is built from the FPGA tables alone (``manifest.json`` and the ``.mem`` files that
 ``lsg-deploy export --target fpga`` writes), as a hardware designer would build it: nothing of
 the bundle's own records enters the RTL. Numpy only at import; the simulator
-(:mod:`hardware.targets.fpga.rtl.tools`) and cocotb are needed when a run starts, and their absence
-is an :class:`RtlEnvironmentError` that says how to install them. Where the directory is a bundle (``lsg-deploy export --target
-fpga``), its tables must first be exactly what its own integer graph gives
+(:mod:`hardware.targets.fpga.rtl.tools`) and cocotb are needed when a run starts, and their
+absence is an :class:`RtlEnvironmentError` that says how to install them. Where the directory is
+a bundle (``lsg-deploy export --target fpga``), its tables must first be exactly what its own integer graph gives
 (:func:`hardware.targets.fpga.tables.check_tables`): tables edited after export, digests recomputed or
 not, are refused before anything is built, never simulated as if they were the bundle's network.
 
