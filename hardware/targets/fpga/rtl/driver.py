@@ -9,10 +9,11 @@ i's ports as ``n<i>_<port>`` with a clock enable that gives it the clock only wh
 
 Per network: reset, ``dbg_hold`` high (the core stops at every step's end); per sample: the
 input frame(s) on the input stream (event frames: frame t + 1 once step t has ended, as the core
-asks with ``tready``); at every step's end (``dbg_paused``): the step's trace (its index and the
+asks with ``tready``); at every step's end (``dbg_paused``, once the bench's recorder has read the
+core's buffers through the debug read port: ``rec_done``): the step's trace (its index and the
 hidden layers' spike counts), every hidden layer's spike words, the readout's membrane words
-(every layer's, if the job says ``membranes``) and the cycle counters through the debug read
-port, then ``dbg_continue``; after the last step the result stream: the class and the K final
+(every layer's, if the job says ``membranes``) and the cycle counters from the recorder's
+tables, then ``dbg_continue``; after the last step the result stream: the class and the K final
 readout membranes. Words are split into lanes here; the backend puts the lanes into neuron
 order and checks the trace, the class and the streamed membranes against what it read.
 
@@ -29,9 +30,7 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
-SPIKES, MEMBRANES, COUNTS, CYCLES = 0, 1, 2, 3
 PERIOD_NS = 10
-STEP_CYCLES = 0x0C  # the AXI top's register of the last step's cycles
 
 
 class _Ports:
@@ -52,26 +51,11 @@ def _lanes(word: int, lanes: int, bits: int, signed: bool) -> list[int]:
     return values
 
 
-async def _read_words(clk, ports: _Ports, layer: int, what: int, count: int) -> list[int]:
-    """``count`` words of one layer through the debug read port, one per cycle (pipelined)."""
-    ports.dbg_rd_sel.value = layer
-    ports.dbg_rd_what.value = what
-    ports.dbg_rd_addr.value = 0
-    words = []
-    for addr in range(1, count + 1):
-        await FallingEdge(clk)  # the word of the address set before the last rising edge
-        words.append(int(ports.dbg_rd_data.value))
-        if addr < count:
-            ports.dbg_rd_addr.value = addr
-    return words
-
-
-async def _read_register(clk, ports: _Ports, address: int) -> int:
-    ports.reg_addr.value = address
-    ports.reg_re.value = 1
-    await FallingEdge(clk)
-    ports.reg_re.value = 0
-    return int(ports.reg_rdata.value)
+def _table(ports: _Ports, name: str, words: int, bits: int) -> list[int]:
+    """One of the bench recorder's tables (:mod:`hardware.targets.fpga.rtl.bench`): its words."""
+    packed = int(getattr(ports, "rec_" + name).value)
+    mask = (1 << bits) - 1
+    return [(packed >> (a * bits)) & mask for a in range(words)]
 
 
 async def _wait_high(clk, signal, cycles: int, what: str) -> None:
@@ -127,8 +111,7 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     trace_steps = np.zeros((batch, timesteps), np.int64)
     streamed = np.zeros((batch, 1 + classes), np.int64)  # the result stream: class, K membranes
 
-    for name in ("s_axis_tvalid", "s_axis_tdata", "s_axis_tlast", "reg_addr", "reg_wdata", "reg_we", "reg_re",
-                 "dbg_continue", "dbg_rd_sel", "dbg_rd_what", "dbg_rd_addr"):
+    for name in ("s_axis_tvalid", "s_axis_tdata", "s_axis_tlast", "reg_wdata", "reg_we", "dbg_continue"):
         getattr(ports, name).value = 0
     ports.m_axis_tready.value = 1
     ports.dbg_hold.value = 1
@@ -141,22 +124,22 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
         begin = get_sim_time("ns")
         await _stream_frame(clk, ports, inputs[b, 0].tolist(), limit, f"sample {b}: input tready")
         for t in range(timesteps):
-            await _wait_high(clk, ports.dbg_paused, limit, f"sample {b}, step {t}: the step's end")
+            await _wait_high(clk, ports.rec_done, limit, f"sample {b}, step {t}: the step's end")
             trace_steps[b, t] = int(ports.trace_step.value)
             packed = int(ports.trace_counts.value)
             trace[b, t] = [(packed >> (32 * k)) & 0xFFFFFFFF for k in range(trace.shape[2])]
-            step_cycles[b, t] = await _read_register(clk, ports, STEP_CYCLES)
+            step_cycles[b, t] = int(ports.rec_step_cycles.value)
             for k in range(layers):
                 if not readout[k]:
-                    got = await _read_words(clk, ports, k, SPIKES, words[k])
+                    got = _table(ports, f"spk{k}", words[k], lanes[k])
                     spikes[k][b, t] = [_lanes(w, lanes[k], 1, False) for w in got]
                 if record[k]:
-                    got = await _read_words(clk, ports, k, MEMBRANES, words[k])
+                    got = _table(ports, f"v{k}", words[k], lanes[k] * vbits)
                     membranes[k][b, t] = [_lanes(w, lanes[k], vbits, True) for w in got]
-                layer_cycles[b, t, k] = (await _read_words(clk, ports, k, CYCLES, 1))[0]
+                layer_cycles[b, t, k] = _table(ports, f"cyc{k}", 1, 32)[0]
             if t == timesteps - 1:
                 for k in range(layers):
-                    word = (await _read_words(clk, ports, k, COUNTS, 1))[0]
+                    word = _table(ports, f"cnt{k}", 1, 64)[0]
                     counts[b, k] = (word >> 32, word & 0xFFFFFFFF)
             ports.dbg_continue.value = 1
             await FallingEdge(clk)
