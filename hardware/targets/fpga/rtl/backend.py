@@ -188,10 +188,11 @@ def check_bundle_tables(directory: Path) -> None:
 
 
 def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path | None = None,
-          simulator: str | None = tools.SIMULATORS[0]) -> Built:
+          simulator: str | None = tools.SIMULATORS[0], membranes: bool = False) -> Built:
     """Generate and compile the design of the tables in ``tables_dir`` (checked against the
     bundle there, if any: :func:`check_bundle_tables`), with a one-network simulation bench
-    (``simulator`` None: generate it, compile nothing)."""
+    (``simulator`` None: generate it, compile nothing; ``membranes``: its recorder reads every
+    layer's membranes)."""
     start = time.perf_counter()
     check_bundle_tables(Path(tables_dir))
     chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes)  # refuses what the RTL cannot run
@@ -203,7 +204,7 @@ def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         write_design(chain, Path(tables_dir), Path(scratch))
         (Path(scratch) / f"{AXI_TOP}.v").write_text(axi_verilog(chain))
-        (Path(scratch) / f"{BENCH}.v").write_text(bench_verilog([chain], [AXI_TOP]))
+        (Path(scratch) / f"{BENCH}.v").write_text(bench_verilog([chain], [AXI_TOP], membranes))
         final = root / _digest(Path(scratch), COMPILE_FLAGS)  # every source, the bench and the .mem files
         if not final.is_dir():
             with staged_directory(final) as stage:
@@ -302,14 +303,16 @@ def _simulate(simulator: str, model: Path, design: Path, jobs: list[tuple[Chain,
 
 # --- a bench of several networks in one simulator run ----------------------------------------------
 
-def _compile_bench(chains: list[Chain], designs: list[Path], directory: Path, simulator: str) -> None:
+def _compile_bench(chains: list[Chain], designs: list[Path], directory: Path, simulator: str,
+                   membranes: bool) -> None:
     """A bench of several networks: each top renamed, its ``.mem`` files named by absolute path."""
     sources = [directory / f"{AXI_TOP}_n{i}.v" for i in range(len(chains))]
     for i, (chain, design) in enumerate(zip(chains, designs, strict=True)):
         prefixes = [tuple(str(design / p) for p in table_prefixes(layer)) for layer in chain.layers]
         core = f"{TOP}_n{i}"
         sources[i].write_text(top_verilog(chain, prefixes, module=core) + axi_verilog(chain, core, f"{AXI_TOP}_n{i}"))
-    (directory / f"{BENCH}.v").write_text(bench_verilog(chains, [f"{AXI_TOP}_n{i}" for i in range(len(chains))]))
+    modules = [f"{AXI_TOP}_n{i}" for i in range(len(chains))]
+    (directory / f"{BENCH}.v").write_text(bench_verilog(chains, modules, membranes))
     sources = [*SOURCES, *sources, directory / f"{BENCH}.v"]
     if simulator == "icarus":
         _compile(directory, BENCH, [str(p) for p in sources])
@@ -410,7 +413,7 @@ def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int]
         raise ValueError(f"{len(lanes)} max_lanes values for {len(networks)} networks")
     check_tools(simulator)
     several = sum(1 for _, inputs in networks if len(inputs)) > 1
-    built = [build(Path(d), m, build_root, None if several else simulator)  # several: one bench of them all
+    built = [build(Path(d), m, build_root, None if several else simulator, membranes)  # several: one bench
              for (d, _), m in zip(networks, lanes, strict=True)]
     frames = [_frames(b.chain, inputs) for b, (_, inputs) in zip(built, networks, strict=True)]
     todo = [i for i, f in enumerate(frames) if len(f)]
@@ -429,7 +432,7 @@ def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int]
             bench = work / "bench"
             bench.mkdir()
             chains = [built[i].chain for i in todo]
-            _compile_bench(chains, [built[i].design for i in todo], bench, simulator)
+            _compile_bench(chains, [built[i].design for i in todo], bench, simulator, membranes)
             bench_seconds = time.perf_counter() - start
             jobs = [(chain, frames[i], f"n{j}_") for j, (chain, i) in enumerate(zip(chains, todo, strict=True))]
             outs = _simulate(simulator, bench, bench, jobs, membranes, work)
