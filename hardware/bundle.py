@@ -430,6 +430,15 @@ def _export_names(doc: dict[str, Any]) -> set[str]:
     return names
 
 
+def _rtl_name(name: str, names: set[str]) -> bool:
+    """Whether ``name`` is one the FPGA export's ``rtl/`` folder holds (:mod:`hardware.targets.fpga.rtl.ip`),
+    for a bundle whose tables are among ``names``: a fixed file, or a lane's ``.mem`` file of one
+    of them."""
+    from hardware.targets.fpga.rtl import ip
+
+    return ip.is_file_name(name, names)
+
+
 def _is_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
@@ -469,7 +478,8 @@ def replace_refusal(path: Path) -> str | None:
     odd = [name for name in entries if (path / name).is_symlink() or not (path / name).is_file()]
     if odd:
         return f"{path} is not a bundle lsg-deploy wrote: {', '.join(odd[:4])} is not a regular file"
-    strange = sorted(name for name in files if name not in _export_names(doc))
+    names = _export_names(doc)
+    strange = sorted(name for name in files if name not in names and not _rtl_name(name, names))
     if strange:
         return (f"{path} is not a bundle lsg-deploy wrote: its {JSON_NAME} lists {', '.join(strange[:4])}, which no "
                 f"export writes")

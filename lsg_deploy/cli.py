@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
+    si.add_argument("--simulator", help="the HDL simulator of --backend rtl: verilator (the default) or icarus")
     si.add_argument("--dump", type=Path, metavar="DIR",
                     help="with --fixed-point: write every hidden layer's spikes per sample and step, the readout "
                          "membranes and the predictions of each backend to DIR/<backend>.npz (keys in docs/report.md); "
@@ -359,7 +360,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 check_file_target(figure, "--json's figure", not_inside=args.bundle)
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
-                                       verify_data=args.verify_data, dump=args.dump, force=args.force)
+                                       verify_data=args.verify_data, dump=args.dump, force=args.force,
+                                       simulator=args.simulator)
             if to_stdout:
                 print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:

@@ -323,14 +323,16 @@ def tqdm_write(line: str) -> None:
 
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
-             verify_data: bool = True, dump: Path | None = None, force: bool = False) -> Report:
+             verify_data: bool = True, dump: Path | None = None, force: bool = False,
+             simulator: str | None = None) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
     ``explain`` (needs ``fixed_point``) attributes each layer's disagreement to its causes
     (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend). ``dump``
     (needs ``fixed_point``): write every backend's spikes per sample and step there
-    (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``.
+    (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``. ``simulator``: the one
+    the chosen backends that simulate run on (``rtl``: ``verilator``, the default, or ``icarus``).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`). Returns the report
@@ -363,6 +365,15 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"--explain reruns the float network with each quantization step, but {no_torch}")
     bundle, model, spec = load_for_report(Path(bundle_dir), float_models=no_torch is None)
     chosen = backends_for(backend, bundle) if fixed_point else ()
+    if simulator is not None:
+        simulating = [b for b in chosen if backends()[b].simulators]
+        if not simulating:
+            raise UsageError(f"--simulator {simulator}: none of the backends run ({', '.join(chosen) or 'none'}) "
+                             f"simulates; it applies to {', '.join(b for b in backends() if backends()[b].simulators)}")
+        for b in simulating:
+            if simulator not in backends()[b].simulators:
+                raise UsageError(f"--simulator {simulator}: backend {b} runs on "
+                                 f"{', '.join(backends()[b].simulators)}")
     try:
         _, test, _ = data.load(spec, timesteps=bundle.timesteps,
                                files=data.FileSource.from_config(bundle.source.get("train_config", {}), data_dir,
@@ -385,4 +396,5 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
 
     return build_report(bundle, model, Path(bundle_dir), test, chosen,
                         progress=lambda total, name: progress_bar(total, f"simulate {name}", quiet), explain=explain,
-                        float_missing=no_torch, on_runs=write_dump if dump is not None else None)
+                        float_missing=no_torch, on_runs=write_dump if dump is not None else None,
+                        simulator=simulator)

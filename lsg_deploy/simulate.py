@@ -77,11 +77,13 @@ def _warm_up(backend: str) -> float:
 
 
 def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray,
-               progress: Callable[[int, str], Any] | None) -> tuple[IntegerRun, float]:
+               progress: Callable[[int, str], Any] | None, simulator: str | None = None) -> tuple[IntegerRun, float]:
     bar = progress(len(inputs), backend) if progress else None
+    chosen = backends()[backend]
+    options = {"simulator": simulator or chosen.simulators[0]} if chosen.simulators else {}
     start = time.perf_counter()
     try:
-        run = backends()[backend].run(bundle, bundle_dir, inputs, bar.update if bar is not None else None)
+        run = chosen.run(bundle, bundle_dir, inputs, bar.update if bar is not None else None, **options)
     except BundleError as exc:
         raise UsageError(str(exc)) from None
     except BackendError as exc:
@@ -236,7 +238,8 @@ def _float_models(bundle: Bundle, model: Any, test: EncodedSplit) -> FloatModels
 def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
                  progress: Callable[[int, str], Any] | None = None, explain: bool = False,
                  float_missing: str | None = None,
-                 on_runs: Callable[[dict[str, IntegerRun]], Any] | None = None) -> Report:
+                 on_runs: Callable[[dict[str, IntegerRun]], Any] | None = None,
+                 simulator: str | None = None) -> Report:
     """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
     models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
     fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
@@ -251,7 +254,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     timed: list[BackendRun] = []
     for backend in backends:
         setup = _warm_up(backend)
-        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels, progress)
+        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels, progress, simulator)
         run = runs[backend]
         timed.append(BackendRun(
             backend, _accuracy(run.final_readout, test.labels), seconds, setup, seconds / samples,

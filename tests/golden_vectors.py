@@ -154,7 +154,8 @@ def live_runs(cases: list[Case], work: Path) -> list[IntegerRun]:
             tables.mkdir(parents=True)
             write_tables(graph, case.arithmetic, case.timesteps, tables)
             networks.append((tables, case.inputs(graph)))
-        return [r.run for r in simulate(networks, [c.lanes for c in cases], build_root=work / "build")]
+        return [r.run for r in simulate(networks, [c.lanes for c in cases], build_root=work / "build",
+                                        simulator="icarus")]
     raise ValueError(f"cases of one oracle, lava or rtl, please: got {sorted(oracles)}")
 
 

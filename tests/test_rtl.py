@@ -1,5 +1,6 @@
-"""The RTL design (hardware/targets/fpga/rtl, simulated by Icarus Verilog under cocotb) against the integer
-reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
+"""The RTL design (hardware/targets/fpga/rtl, driven under cocotb through its AXI ports: Icarus Verilog
+for the random chains here, Verilator for the CLI's default run and in tests/test_rtl_ip.py) against
+the integer reference, bit for bit: every layer's spikes, the readout's membranes and the saturation counts.
 
 (a) Seeded random chains in every FPGA profile, drawn at the edges of the arithmetic (membranes
     clamped at +-32767, the readout saturating and resetting, thresholds 0 and 32767, decay codes
@@ -10,8 +11,8 @@ reference, bit for bit: every layer's spikes, the readout's membranes and the sa
 (b) The trained digits network, exported with ``lsg-deploy export --target fpga``, on 50 test
     images.
 
-Icarus and cocotb are required, not optional: without them these tests fail, saying how to
-install them (CI installs both).
+Icarus, Verilator and cocotb are required, not optional: without them these tests fail, saying how to
+install them (CI installs them: make rtl).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def assert_equal_runs(got: reference.IntegerRun, want: reference.IntegerRun, wha
 
 @pytest.fixture(scope="session")
 def rtl_tools() -> None:
-    check_tools()  # RtlEnvironmentError (a failure, not a skip) when Icarus or cocotb is missing
+    for simulator in ("icarus", "verilator"):
+        check_tools(simulator)  # RtlEnvironmentError (a failure, not a skip) when a simulator or cocotb is missing
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
@@ -80,7 +82,8 @@ def test_random_chains_match_the_reference(profile: str, rtl_tools, tmp_path: Pa
         write_tables(graph, arithmetic, timesteps, tables)
         networks.append((tables, inputs))
     start = time.perf_counter()
-    runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True)
+    runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True,
+                    simulator="icarus")  # Verilator on these chains: tests/test_rtl_ip.py
     print(f"{profile}: {len(cases)} networks simulated in {time.perf_counter() - start:.1f} s")
     for seed, (graph, timesteps, inputs, lanes), got in zip(SEEDS, cases, runs, strict=True):
         what = f"{profile} seed {seed} (max lanes {lanes})"
@@ -236,7 +239,7 @@ def test_missing_icarus_is_an_error_that_says_how_to_install_it(monkeypatch) -> 
 
     monkeypatch.setattr(rtl_backend.shutil, "which", lambda tool: None)
     with pytest.raises(rtl_backend.RtlEnvironmentError, match="apt-get install iverilog"):
-        rtl_backend.check_tools()
+        rtl_backend.check_tools("icarus")
 
 
 def test_missing_cocotb_is_an_error_that_says_how_to_install_it(monkeypatch) -> None:
@@ -266,7 +269,7 @@ graph = random_fpga_chain(3, FPGA_MUL)
 (root / "tables").mkdir()
 write_tables(graph, FPGA_MUL, 4, root / "tables")
 try:
-    run_rtl(root / "tables", fpga_inputs(3, graph, 4, 20000), build_root=root / "build")
+    run_rtl(root / "tables", fpga_inputs(3, graph, 4, 20000), build_root=root / "build", simulator="icarus")
 except KeyboardInterrupt:
     print("interrupted")
     sys.exit(130)
@@ -330,7 +333,8 @@ def test_an_interrupted_run_leaves_no_simulator_and_no_temporaries(signum, to_gr
     assert child.returncode == 130 and "interrupted" in out, out[-3000:]
     assert _state(vvp[0]) is None, f"vvp {vvp[0]} is still there (state {_state(vvp[0])})"
     assert not any(tmp.iterdir()), f"temporaries left: {sorted(p.name for p in tmp.iterdir())}"
-    left = [p.name for p in (root / "build").iterdir() if not re.fullmatch(r"[0-9a-f]{24}", p.name)]
+    left = [p.name for p in (root / "build").iterdir()
+            if not re.fullmatch(r"(icarus-|verilator-)?[0-9a-f]{24}", p.name)]
     assert not left, f"build scratch left: {left}"
 
 

@@ -95,6 +95,9 @@ class Backend:
     refuses: Callable[[Bundle], str | None] = _never
     #: one-time set-up, done (and timed) before the run is timed: compiling or loading kernels
     warm_up: Callable[[], None] = _nothing
+    #: the simulators it can run on, the first its default (``simulate --simulator``); where there
+    #: are any, ``run`` takes the chosen one as the keyword ``simulator``
+    simulators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@
   width and rule (:mod:`hardware.targets.fpga.tables`), and test vectors: test samples as the
   hardware receives them with what the integer reference computes for each
   (:mod:`hardware.targets.fpga.testvectors`, ``testvectors/``);
-* backend: ``rtl``, the Verilog design built from those tables alone, simulated by Icarus Verilog
-  under cocotb (:mod:`hardware.targets.fpga.rtl`);
+* writer: ``rtl/``, the IP core (its Verilog, memory images, testbench and Makefile:
+  :mod:`hardware.targets.fpga.rtl.ip`);
+* backend: ``rtl``, the Verilog design built from those tables alone, simulated by Verilator or
+  Icarus Verilog under cocotb through its AXI ports (:mod:`hardware.targets.fpga.rtl`);
 * resources: memory bits and block RAM against an iCE40 UP5K (:mod:`hardware.targets.fpga.resources`).
 """
 
@@ -22,6 +24,8 @@ from hardware.reference import IntegerRun
 from hardware.targets.base import Backend, BackendError, Progress, Samples, Target, Writer
 from hardware.targets.fpga import resources, testvectors
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
+from hardware.targets.fpga.rtl import ip
+from hardware.targets.fpga.rtl.tools import SIMULATORS
 from hardware.targets.fpga.tables import MANIFEST_NAME, write_tables
 
 
@@ -39,13 +43,15 @@ def _write_tables(bundle: Bundle, directory: Path, samples: Samples | None,
     return (*vectors, *write_tables(graph, profile, timesteps, directory, dataset, record))
 
 
-def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None) -> IntegerRun:
-    """The RTL design built from the bundle's FPGA tables, simulated by Icarus under cocotb
-    (:mod:`hardware.targets.fpga.rtl.backend`); its stats hold the design's clock cycles per timestep."""
+def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None,
+             simulator: str = SIMULATORS[0]) -> IntegerRun:
+    """The RTL design built from the bundle's FPGA tables, simulated by Verilator or Icarus under
+    cocotb through its AXI ports (:mod:`hardware.targets.fpga.rtl.backend`); its stats hold the
+    design's clock cycles per timestep."""
     from hardware.targets.fpga.rtl.backend import RtlEnvironmentError, RtlRunError, run_rtl
 
     try:
-        run = run_rtl(bundle_dir, inputs)
+        run = run_rtl(bundle_dir, inputs, simulator=simulator)
     except RtlEnvironmentError as exc:
         raise BackendError(str(exc)) from None
     except RtlRunError as exc:
@@ -70,9 +76,12 @@ TARGET = Target(
     name="fpga",
     description="an FPGA integer datapath (bundle, $readmemh/CSV/C tables and manifest.json, model.nir)",
     profiles=(FPGA_MUL, FPGA_SHIFT, FPGA_MUL4),
-    writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables, test_samples=testvectors.DEFAULT_COUNT),),
+    writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables, test_samples=testvectors.DEFAULT_COUNT),
+             # after the tables, which it reads: the IP core, its memory images, testbench and Makefile
+             Writer("fpga_rtl", ip.MAIN_FILE, ip.write_rtl, refuses=ip.refuses)),
     backends=(Backend("rtl", "the FPGA RTL design (hardware/targets/fpga/rtl) built from the FPGA tables, "
-                      "simulated by Icarus Verilog under cocotb; reports clock cycles per timestep", _run_rtl,
-                      refuses=_rtl_refuses),),
+                      "simulated by Verilator (--simulator icarus: Icarus Verilog) under cocotb through its AXI "
+                      "ports; reports clock cycles per timestep", _run_rtl, refuses=_rtl_refuses,
+                      simulators=SIMULATORS),),
     resources=resources.model,
 )

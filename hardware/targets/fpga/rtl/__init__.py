@@ -15,8 +15,14 @@ The design is four fixed modules and one generated top:
 * the top (:mod:`hardware.targets.fpga.rtl.chain` writes it from the FPGA tables' manifest): the input memory,
   one ``lif_layer`` per node, the step sequencer and the host's read port.
 
-:mod:`hardware.targets.fpga.rtl.driver` is the cocotb test that drives the top sample by sample; it runs inside
-the simulator, started by :mod:`hardware.targets.fpga.rtl.backend`.
+* the IP core's top, ``lsg_axi_top`` (:mod:`hardware.targets.fpga.rtl.axi` writes it): AXI4-Stream input and
+  result streams (the class computed in hardware), a register bus, a per-step trace and a debug port
+  (docs/fpga-ip.md); :mod:`hardware.targets.fpga.rtl.ip` writes it into an export's ``rtl/`` with its memory
+  images, ``tb_lsg.v`` (a self-checking testbench), ``lint.vlt`` and a Makefile.
+
+:mod:`hardware.targets.fpga.rtl.driver` is the cocotb test that drives the AXI top sample by sample; it runs
+inside the simulator (Verilator or Icarus: :mod:`hardware.targets.fpga.rtl.tools`), in the bench of
+:mod:`hardware.targets.fpga.rtl.bench`, started by :mod:`hardware.targets.fpga.rtl.backend`.
 """
 
 from __future__ import annotations

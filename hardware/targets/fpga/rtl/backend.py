@@ -1,13 +1,14 @@
-"""The RTL backend: an exported chain network's Verilog (:mod:`hardware.targets.fpga.rtl`) simulated by Icarus
-Verilog under cocotb, sample by sample, returning the same :class:`~hardware.reference.IntegerRun`
-as the integer reference, to be compared with it bit for bit.
+"""The RTL backend: an exported chain network's Verilog (:mod:`hardware.targets.fpga.rtl`) simulated by
+Verilator (the default) or Icarus Verilog under cocotb, sample by sample through the IP core's AXI
+ports (``lsg_axi_top``), returning the same :class:`~hardware.reference.IntegerRun` as the integer
+reference, to be compared with it bit for bit.
 
 The design is built from the FPGA tables alone (``manifest.json`` and the ``.mem`` files that
 ``lsg-deploy export --target fpga`` writes), as a hardware designer would build it: nothing of
-the bundle's own records enters the RTL. Numpy only at import; Icarus (``iverilog``, ``vvp``)
-and cocotb are needed when a run starts, and their absence is an :class:`RtlEnvironmentError`
-that says how to install them. Where the directory is a bundle (``lsg-deploy export --target
-fpga``), its tables must first be exactly what its own integer graph gives
+the bundle's own records enters the RTL. Numpy only at import; the simulator
+(:mod:`hardware.targets.fpga.rtl.tools`) and cocotb are needed when a run starts, and their
+absence is an :class:`RtlEnvironmentError` that says how to install them. Where the directory is
+a bundle (``lsg-deploy export --target fpga``), its tables must first be exactly what its own integer graph gives
 (:func:`hardware.targets.fpga.tables.check_tables`): tables edited after export, digests recomputed or
 not, are refused before anything is built, never simulated as if they were the bundle's network.
 
@@ -16,19 +17,23 @@ an exception, SIGINT's ``KeyboardInterrupt`` or the CLI's SIGTERM included, stop
 (``vvp`` runs with ``-N``, so that SIGINT or SIGTERM ends it, exit code 1, rather than stopping
 it at its interactive prompt), and the temporary directories go with them.
 
-A run compiles the design once (cached by the SHA-256 of its sources, ``.mem`` files included)
+A run compiles the design once (cached by the SHA-256 of its sources, ``.mem`` files included;
+Verilator's model by its Verilog alone, since it loads the ``.mem`` files when it starts)
 and simulates every sample in one simulator process (:mod:`hardware.targets.fpga.rtl.driver`, the cocotb test,
 driving a simulation-only bench that makes the clock); :func:`simulate` puts several networks
 into one such process (each with its own gated clock) and can record every layer's membranes.
-Besides spikes and readout membranes a run returns:
+The class and the final readout membranes are the result stream's; the run fails
+(:class:`RtlRunError`) unless they, and the trace's per-step spike counts, agree with the
+membranes and spikes read through the debug port. Besides spikes and readout membranes a run
+returns:
 
 * ``saturation``: per node, the membranes the design clipped (``v_clip``), counted by the design
   itself (the readout's included: it never fires, it holds at the limit); ``a_wrap`` and ``u_wrap`` are 0
   (the FPGA profiles have no current stage and the export proves the accumulator never wraps);
 * ``stats``: clock cycles per time step as the design's own counter measures them (from a
   step's start to its last layer's done; mean, min, max, per layer), the cycles the host spent
-  outside the steps (writing inputs, reading outputs), the lanes of each layer and the seconds
-  spent compiling and simulating.
+  outside the steps (streaming inputs and results, the debug reads), the lanes of each layer,
+  the simulator and the seconds spent compiling and simulating.
 """
 
 from __future__ import annotations
@@ -49,15 +54,15 @@ import numpy as np
 from hardware import processes
 from hardware.bundle import JSON_NAME, read_bundle
 from hardware.reference import SATURATION_KINDS, IntegerRun
-from hardware.targets.fpga.rtl import SOURCES
+from hardware.targets.fpga.rtl import SOURCES, tools
+from hardware.targets.fpga.rtl.axi import AXI_TOP, axi_verilog
+from hardware.targets.fpga.rtl.bench import BENCH, bench_verilog
 from hardware.targets.fpga.rtl.chain import (
     DEFAULT_MAX_LANES,
     TOP,
     Chain,
     chain_from_tables,
-    port_range,
     table_prefixes,
-    top_ports,
     top_verilog,
     write_design,
 )
@@ -81,12 +86,19 @@ class RtlRunError(RuntimeError):
         self.summary, self.detail = summary, detail
 
 
-def check_tools() -> None:
-    """Refuse to run without Icarus Verilog or cocotb, saying how to install them."""
-    missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
-    if missing:
-        raise RtlEnvironmentError(f"the RTL backend needs Icarus Verilog ({', '.join(missing)} not found): "
-                                  "install it with `apt-get install iverilog`")
+def check_tools(simulator: str = tools.SIMULATORS[0]) -> None:
+    """Refuse to run without the simulator or cocotb, saying how to install them."""
+    if simulator not in tools.SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(tools.SIMULATORS)}")
+    if simulator == "icarus":
+        missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
+        if missing:
+            raise RtlEnvironmentError(f"the RTL backend needs Icarus Verilog ({', '.join(missing)} not found): "
+                                      "install it with `apt-get install iverilog`")
+    try:
+        tools.check(simulator)
+    except tools.ToolMissing as exc:
+        raise RtlEnvironmentError(str(exc)) from None
     if importlib.util.find_spec("cocotb") is None or importlib.util.find_spec("cocotb_tools") is None:
         raise RtlEnvironmentError(f"the RTL backend needs cocotb ({COCOTB_SPEC}), which is not installed: "
                                   "install it with `pip install -e .[rtl]`")
@@ -96,13 +108,20 @@ def default_build_root() -> Path:
     return Path(os.environ.get("LSG_RTL_BUILD", Path(tempfile.gettempdir()) / "lsg-deploy-rtl"))
 
 
-COMPILE_FLAGS = ("-g2005", "-Wall", "-Wno-timescale")  #: Verilog-2005, every warning
+COMPILE_FLAGS = ("-g2005", "-Wall", "-Wno-timescale")  #: Icarus: Verilog-2005, every warning
+#: Verilator: the bench's clock needs --timing; lint is a test of its own (tests/test_rtl_ip.py), so
+#: warnings do not stop a simulation build
+#: the model's C++: its design code optimized (-O1, much of the speed for a fraction of -O2's compile
+#: time), Verilator's runtime and VPI library not (it is not where the time goes)
+MAKE_OPT = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0")
+VERILATOR_FLAGS = ("--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast")
 
 
-def _digest(directory: Path) -> str:
-    h = hashlib.sha256(" ".join(COMPILE_FLAGS).encode() + b"\0")
+def _digest(directory: Path, flags: tuple[str, ...], suffix: str = "") -> str:
+    h = hashlib.sha256(" ".join(flags).encode() + b"\0")
     for path in sorted(directory.iterdir()):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        if path.name.endswith(suffix):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:24]
 
 
@@ -111,6 +130,49 @@ def _compile(directory: Path, top: str, sources: list[str]) -> None:
     result = processes.run(cmd, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise RtlRunError(f"iverilog could not compile the design in {directory}", result.stdout + result.stderr)
+
+
+def _verilate(sources: list[Path], top: str, out: Path) -> None:
+    """Verilator's model of ``top`` with cocotb's VPI main, built in ``out`` (its executable: ``out/top``)."""
+    from cocotb_tools import config
+
+    command, env = tools.verilator()
+    env = {**os.environ, **env}
+    libs = config.libs_dir
+    jobs = str(min(4, os.cpu_count() or 1))
+    steps = [[*command, "-cc", "--exe", "--build", "-j", jobs, "-Mdir", str(out), "--top-module", top, "--vpi",
+              "--prefix", "Vtop", "-o", top, *VERILATOR_FLAGS, *(f for opt in MAKE_OPT for f in ("-MAKEFLAGS", opt)),
+              "-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
+              str(config.share_dir / "lib" / "verilator" / "verilator.cpp"), *map(str, sources)]]
+    for cmd in steps:
+        result = processes.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            raise RtlRunError(f"verilator could not build the design in {out}", result.stdout[-4000:])
+
+
+@dataclass(frozen=True)
+class Built:
+    """A compiled design: ``design`` holds its sources and ``.mem`` files (the simulation's working
+    directory), ``model`` the simulator's build (Icarus: ``design`` itself)."""
+
+    chain: Chain
+    design: Path
+    model: Path
+    seconds: float  #: spent compiling (0 when cached)
+
+
+def _model(simulator: str, design: Path, root: Path, sources: list[str]) -> Path:
+    """The simulator's build of the bench in ``design``, cached by its Verilog alone: both
+    simulators load the ``.mem`` files when the simulation starts, from its working directory."""
+    icarus = simulator == "icarus"
+    model = root / f"{simulator}-{_digest(design, COMPILE_FLAGS if icarus else VERILATOR_FLAGS + MAKE_OPT, '.v')}"
+    if not (model / (SIM_FILE if icarus else BENCH)).is_file():
+        with staged_directory(model) as stage:
+            if icarus:
+                _compile(stage, BENCH, [str(design / s) for s in sources])
+            else:
+                _verilate([design / s for s in sources], BENCH, stage)
+    return model
 
 
 def check_bundle_tables(directory: Path) -> None:
@@ -125,29 +187,31 @@ def check_bundle_tables(directory: Path) -> None:
     check_tables(bundle.integer_graph, bundle.profile, bundle.timesteps, directory)
 
 
-def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path | None = None
-          ) -> tuple[Chain, Path, float]:
+def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path | None = None,
+          simulator: str | None = tools.SIMULATORS[0], membranes: bool = False) -> Built:
     """Generate and compile the design of the tables in ``tables_dir`` (checked against the
-    bundle there, if any: :func:`check_bundle_tables`); returns the chain, the directory holding
-    the design (with a one-network simulation bench) and its ``sim.vvp``, and the seconds spent
-    (0 when cached)."""
+    bundle there, if any: :func:`check_bundle_tables`), with a one-network simulation bench
+    (``simulator`` None: generate it, compile nothing; ``membranes``: its recorder reads every
+    layer's membranes)."""
     start = time.perf_counter()
     check_bundle_tables(Path(tables_dir))
     chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes)  # refuses what the RTL cannot run
-    check_tools()
+    if simulator is not None:
+        check_tools(simulator)
     root = Path(build_root) if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
+    sources = [p.name for p in SOURCES] + [f"{TOP}.v", f"{AXI_TOP}.v", f"{BENCH}.v"]
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         write_design(chain, Path(tables_dir), Path(scratch))
-        (Path(scratch) / f"{BENCH}.v").write_text(_bench_verilog([chain], [TOP]))
-        final = root / _digest(Path(scratch))  # every source, the bench and the .mem files
-        if (final / SIM_FILE).is_file():
-            return chain, final, 0.0
-        with staged_directory(final) as stage:
-            for path in Path(scratch).iterdir():
-                shutil.copyfile(path, stage / path.name)
-            _compile(stage, BENCH, [p.name for p in SOURCES] + [f"{TOP}.v", f"{BENCH}.v"])
-    return chain, final, time.perf_counter() - start
+        (Path(scratch) / f"{AXI_TOP}.v").write_text(axi_verilog(chain))
+        (Path(scratch) / f"{BENCH}.v").write_text(bench_verilog([chain], [AXI_TOP], membranes))
+        final = root / _digest(Path(scratch), COMPILE_FLAGS)  # every source, the bench and the .mem files
+        if not final.is_dir():
+            with staged_directory(final) as stage:
+                for path in Path(scratch).iterdir():
+                    shutil.copyfile(path, stage / path.name)
+    model = _model(simulator, final, root, sources) if simulator is not None else final
+    return Built(chain, final, model, time.perf_counter() - start)
 
 
 def _frames(chain: Chain, inputs: np.ndarray) -> np.ndarray:
@@ -187,15 +251,16 @@ def _job(chain: Chain, frames: np.ndarray, prefix: str, membranes: bool, path: P
 VVP_ARGS = ("-N",)
 
 
-def _runner():
-    """cocotb's Icarus runner, its commands (``vvp``) run by :func:`hardware.processes.run`, so
+def _runner(simulator: str):
+    """cocotb's runner of ``simulator``, its commands run by :func:`hardware.processes.run`, so
     that they end with this process's run (cocotb itself uses ``subprocess.run``)."""
-    from cocotb_tools.runner import Icarus
+    from cocotb_tools.runner import Icarus, Verilator
 
-    if not hasattr(Icarus, "_execute_cmds"):  # the one method replaced here (cocotb 2.1)
+    base = Icarus if simulator == "icarus" else Verilator
+    if not hasattr(base, "_execute_cmds"):  # the one method replaced here (cocotb 2.1)
         raise RtlEnvironmentError(f"the RTL backend needs {COCOTB_SPEC}: install it with `pip install -e .[rtl]`")
 
-    class Runner(Icarus):
+    class Runner(base):
         def _execute_cmds(self, cmds, cwd, stdout=None) -> None:
             for cmd in cmds:
                 result = processes.run(cmd, cwd=cwd, env=self.env, stdout=stdout,
@@ -206,9 +271,9 @@ def _runner():
     return Runner()
 
 
-def _simulate(toplevel: str, build_dir: Path, jobs: list[tuple[Chain, np.ndarray, str]], membranes: bool,
+def _simulate(simulator: str, model: Path, design: Path, jobs: list[tuple[Chain, np.ndarray, str]], membranes: bool,
               work: Path) -> list[dict[str, np.ndarray]]:
-    """Run the driver on ``build_dir/sim.vvp`` (cwd ``build_dir``), one job per network."""
+    """Run the driver on the bench built in ``model``, in ``design`` (its ``.mem`` files), one job per network."""
     job_files = [work / f"job{i}.npz" for i in range(len(jobs))]
     result_files = [work / f"results{i}.npz" for i in range(len(jobs))]
     for (chain, frames, prefix), path in zip(jobs, job_files, strict=True):
@@ -218,16 +283,17 @@ def _simulate(toplevel: str, build_dir: Path, jobs: list[tuple[Chain, np.ndarray
            "LSG_RTL_RESULTS": os.pathsep.join(map(str, result_files)), "COCOTB_LOG_LEVEL": "WARNING",
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # numpy in the simulator needs no threads
     failed: BaseException | None = None
-    runner = _runner()
+    runner = _runner(simulator)
     try:
-        runner.test(test_module=DRIVER, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=build_dir, extra_env=env, test_args=list(VVP_ARGS),
+        runner.test(test_module=DRIVER, hdl_toplevel=BENCH, hdl_toplevel_lang="verilog",
+                    build_dir=model, test_dir=design, extra_env=env,
+                    test_args=list(VVP_ARGS) if simulator == "icarus" else [],
                     results_xml=str(work / "results.xml"), log_file=str(log))
     except (SystemExit, RuntimeError) as exc:  # the runner exits when a test fails under pytest
         failed = exc
     if failed is not None or not all(f.is_file() for f in result_files):
         text = log.read_text(errors="replace") if log.is_file() else ""
-        raise RtlRunError(f"the RTL simulation in {build_dir} failed", "\n".join(text.splitlines()[-40:]))
+        raise RtlRunError(f"the RTL simulation ({simulator}) in {design} failed", "\n".join(text.splitlines()[-40:]))
     results = []
     for path in result_files:
         with np.load(path) as npz:
@@ -237,41 +303,21 @@ def _simulate(toplevel: str, build_dir: Path, jobs: list[tuple[Chain, np.ndarray
 
 # --- a bench of several networks in one simulator run ----------------------------------------------
 
-BENCH = "lsg_bench"
-PERIOD_NS = 10  #: the bench's clock (the driver's PERIOD_NS)
-
-
-def _bench_verilog(chains: list[Chain], modules: list[str]) -> str:
-    """A simulation-only wrapper around the tops (synthesis never sees it): the clock, made here
-    rather than by cocotb (each edge through the VPI would cost more than the design), and
-    network i's ports on ``n<i>_<port>`` signals, its clock gated by ``n<i>_clk_en`` so that
-    networks not running cost nothing."""
-    out = ["// Simulation-only bench, generated by hardware/targets/fpga/rtl/backend.py.", "`timescale 1ns / 1ps",
-           "`default_nettype none", "", f"module {BENCH};", "    reg clk = 1'b0;",
-           f"    always #{PERIOD_NS // 2} clk = ~clk;"]
-    for i, (chain, module) in enumerate(zip(chains, modules, strict=True)):
-        n = f"n{i}_"
-        out += [f"    reg {n}clk_en = 1'b0;", f"    wire {n}clk = clk & {n}clk_en;"]
-        connections = []
-        for direction, name, width in top_ports(chain):
-            bits = port_range(name, width)
-            if name != "clk":
-                out.append(f"    {'reg ' if direction == 'input' else 'wire'} {bits}{n}{name}"
-                           f"{' = 0' if direction == 'input' else ''};")
-            connections.append(f".{name}({n}{name})")
-        out.append(f"    {module} u_n{i} ({', '.join(connections)});")
-    out += ["endmodule", "", "`default_nettype wire", ""]
-    return "\n".join(out)
-
-
-def _compile_bench(chains: list[Chain], designs: list[Path], directory: Path) -> None:
+def _compile_bench(chains: list[Chain], designs: list[Path], directory: Path, simulator: str,
+                   membranes: bool) -> None:
     """A bench of several networks: each top renamed, its ``.mem`` files named by absolute path."""
+    sources = [directory / f"{AXI_TOP}_n{i}.v" for i in range(len(chains))]
     for i, (chain, design) in enumerate(zip(chains, designs, strict=True)):
         prefixes = [tuple(str(design / p) for p in table_prefixes(layer)) for layer in chain.layers]
-        (directory / f"{TOP}_n{i}.v").write_text(top_verilog(chain, prefixes, module=f"{TOP}_n{i}"))
-    (directory / f"{BENCH}.v").write_text(_bench_verilog(chains, [f"{TOP}_n{i}" for i in range(len(chains))]))
-    sources = [str(p) for p in SOURCES] + [f"{TOP}_n{i}.v" for i in range(len(chains))] + [f"{BENCH}.v"]
-    _compile(directory, BENCH, sources)
+        core = f"{TOP}_n{i}"
+        sources[i].write_text(top_verilog(chain, prefixes, module=core) + axi_verilog(chain, core, f"{AXI_TOP}_n{i}"))
+    modules = [f"{AXI_TOP}_n{i}" for i in range(len(chains))]
+    (directory / f"{BENCH}.v").write_text(bench_verilog(chains, modules, membranes))
+    sources = [*SOURCES, *sources, directory / f"{BENCH}.v"]
+    if simulator == "icarus":
+        _compile(directory, BENCH, [str(p) for p in sources])
+    else:
+        _verilate(sources, BENCH, directory)
 
 
 # --- results -----------------------------------------------------------------------------------------
@@ -299,12 +345,44 @@ class RtlRun:
     membranes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _check_interface(chain: Chain, out: dict[str, np.ndarray], spikes: dict[str, np.ndarray],
+                     readout: np.ndarray) -> None:
+    """The AXI top's own outputs against what the debug port read: the trace's step indices and
+    per-step spike counts, and the result stream's class (argmax of its membranes, the lowest
+    index on ties); an :class:`RtlRunError` names the first that differs."""
+    batch, timesteps = out["trace_steps"].shape
+    if (out["trace_steps"] != np.arange(timesteps)).any():
+        raise RtlRunError(f"the trace's step indices {out['trace_steps'].tolist()} are not 0..{timesteps - 1}")
+    for k, layer in enumerate(chain.layers[:-1]):
+        counted = spikes[layer.name].sum(axis=2)
+        bad = np.argwhere(out["trace"][:, :, k] != counted)
+        if len(bad):
+            b, t = bad[0]
+            raise RtlRunError(f"sample {b}, step {t}: the trace counts {out['trace'][b, t, k]} spikes of "
+                              f"{layer.name}, its spike buffer holds {counted[b, t]}")
+    classes = out["streamed"][:, 0]
+    want = readout.argmax(axis=1)  # numpy's argmax: the first maximum
+    bad = np.flatnonzero(classes != want)
+    if len(bad):
+        raise RtlRunError(f"sample {bad[0]}: the result stream's class is {classes[bad[0]]}, the argmax of its "
+                          f"membranes {readout[bad[0]].tolist()} is {want[bad[0]]}")
+
+
 def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) -> RtlRun:
-    """The driver's lane words in neuron order, the design's counters and its cycle counts."""
+    """The driver's lane words in neuron order, the design's counters and its cycle counts; the
+    final readout membranes are the result stream's."""
     layers = chain.layers
     spikes = {L.name: _neuron_order(L, out[f"spikes{k}"], bool) for k, L in enumerate(layers[:-1])}
     membranes = {L.name: _neuron_order(L, out[f"membranes{k}"], np.int64)
                  for k, L in enumerate(layers) if f"membranes{k}" in out}
+    vbits = chain.arithmetic.membrane_bits
+    final = out["streamed"][:, 1:].astype(np.int64)
+    final = np.where(final >= 1 << 31, final - (1 << 32), final)  # 32-bit two's complement beats
+    if ((final < -(1 << (vbits - 1))) | (final >= 1 << (vbits - 1))).any():
+        raise RtlRunError("the result stream's membranes are not sign-extended from the membrane's width")
+    _check_interface(chain, out, spikes, final)
+    readout = membranes[layers[-1].name]
+    readout[:, -1] = final
     counts = out["counts"].sum(axis=0)  # (layers, [spikes, clipped])
     saturation = {L.name: {"a_wrap": 0, "u_wrap": 0, "v_clip": int(counts[k, 1])} for k, L in enumerate(layers)}
     step = out["step_cycles"]
@@ -319,56 +397,61 @@ def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) ->
         "cycles_measured_by": f"{TOP}.step_cycles: from a step's start to its last layer's done",
         **stats,
     }
-    run = IntegerRun(spikes=spikes, readout=membranes[layers[-1].name], saturation=saturation, stats=stats)
+    run = IntegerRun(spikes=spikes, readout=readout, saturation=saturation, stats=stats)
     return RtlRun(run=run, membranes=membranes)
 
 
 def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int] = DEFAULT_MAX_LANES,
-             build_root: Path | None = None, membranes: bool = False) -> list[RtlRun]:
+             build_root: Path | None = None, membranes: bool = False,
+             simulator: str = tools.SIMULATORS[0]) -> list[RtlRun]:
     """Simulate several networks (``(tables directory, inputs)`` pairs) in one simulator run;
     ``max_lanes``: one value, or one per network; ``membranes``: record every layer's membranes,
-    not just the readout's."""
+    not just the readout's; ``simulator``: ``verilator`` or ``icarus``."""
     lanes = [max_lanes] * len(networks) if isinstance(max_lanes, int) else list(max_lanes)
     if len(lanes) != len(networks):
         raise ValueError(f"{len(lanes)} max_lanes values for {len(networks)} networks")
-    built = [build(Path(d), m, build_root) for (d, _), m in zip(networks, lanes, strict=True)]
-    frames = [_frames(chain, inputs) for (chain, _, _), (_, inputs) in zip(built, networks, strict=True)]
+    check_tools(simulator)
+    several = sum(1 for _, inputs in networks if len(inputs)) > 1
+    built = [build(Path(d), m, build_root, None if several else simulator, membranes)  # several: one bench
+             for (d, _), m in zip(networks, lanes, strict=True)]
+    frames = [_frames(b.chain, inputs) for b, (_, inputs) in zip(built, networks, strict=True)]
     todo = [i for i, f in enumerate(frames) if len(f)]
-    runs = [RtlRun(_empty_run(chain)) for chain, _, _ in built]
+    runs = [RtlRun(_empty_run(b.chain)) for b in built]
     if not todo:
         return runs
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lsg-rtl-run-") as work:
         work = Path(work)
         if len(todo) == 1:
-            (chain, design, _), = [built[i] for i in todo]
-            outs = _simulate(BENCH, design, [(chain, frames[todo[0]], "n0_")], membranes, work)
+            one = built[todo[0]]
+            outs = _simulate(simulator, one.model, one.design, [(one.chain, frames[todo[0]], "n0_")], membranes,
+                             work)
             bench_seconds = 0.0
         else:
             bench = work / "bench"
             bench.mkdir()
-            chains = [built[i][0] for i in todo]
-            _compile_bench(chains, [built[i][1] for i in todo], bench)
+            chains = [built[i].chain for i in todo]
+            _compile_bench(chains, [built[i].design for i in todo], bench, simulator, membranes)
             bench_seconds = time.perf_counter() - start
             jobs = [(chain, frames[i], f"n{j}_") for j, (chain, i) in enumerate(zip(chains, todo, strict=True))]
-            outs = _simulate(BENCH, bench, jobs, membranes, work)
+            outs = _simulate(simulator, bench, bench, jobs, membranes, work)
     seconds = time.perf_counter() - start - bench_seconds
     for i, out in zip(todo, outs, strict=True):
-        chain, _, compile_seconds = built[i]
-        runs[i] = _rtl_run(chain, out, {"compile_seconds": compile_seconds + bench_seconds,
-                                        "simulation_seconds": seconds, "networks_in_simulation": len(todo)})
+        runs[i] = _rtl_run(built[i].chain, out, {
+            "compile_seconds": built[i].seconds + bench_seconds, "simulation_seconds": seconds,
+            "networks_in_simulation": len(todo), "simulator": simulator})
     return runs
 
 
 def run_rtl_many(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int] = DEFAULT_MAX_LANES,
-                 build_root: Path | None = None) -> list[IntegerRun]:
+                 build_root: Path | None = None, simulator: str = tools.SIMULATORS[0]) -> list[IntegerRun]:
     """:func:`run_rtl` for several networks (``(tables directory, inputs)`` pairs) in one simulator run."""
-    return [r.run for r in simulate(networks, max_lanes, build_root)]
+    return [r.run for r in simulate(networks, max_lanes, build_root, simulator=simulator)]
 
 
 def run_rtl(bundle_dir: Path, inputs: np.ndarray, max_lanes: int = DEFAULT_MAX_LANES,
-            build_root: Path | None = None) -> IntegerRun:
+            build_root: Path | None = None, simulator: str = tools.SIMULATORS[0]) -> IntegerRun:
     """Run the FPGA tables in ``bundle_dir`` on encoded inputs (``(B, C, H, W)`` direct pixels or
-    ``(B, T, C, H, W)`` 0/1 event frames) in the RTL simulation. ``max_lanes`` caps the output
-    channels a layer updates per cycle (1: fully serial)."""
-    return run_rtl_many([(Path(bundle_dir), inputs)], max_lanes, build_root)[0]
+    ``(B, T, C, H, W)`` 0/1 event frames) in the RTL simulation (``simulator``: ``verilator`` or
+    ``icarus``). ``max_lanes`` caps the output channels a layer updates per cycle (1: fully serial)."""
+    return run_rtl_many([(Path(bundle_dir), inputs)], max_lanes, build_root, simulator)[0]

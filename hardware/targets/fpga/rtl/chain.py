@@ -19,6 +19,11 @@ The top's interface (one sample at a time, the host steps it)::
                                 the sample so far, 3 the layer's cycles in the last step
     step_cycles                 clock cycles of the last step, from its start to its last
                                 layer's done
+    spike_totals                every layer's spikes of the sample so far, 32 bits each (layer k
+                                at [32k +: 32]; the AXI top, :mod:`hardware.targets.fpga.rtl.axi`,
+                                takes each step's counts from it)
+
+:mod:`hardware.targets.fpga.rtl.axi` wraps this top in the AXI4-Stream interface (``lsg_axi_top``).
 """
 
 from __future__ import annotations
@@ -265,7 +270,7 @@ def top_ports(chain: Chain) -> list[tuple[str, str, int]]:
         ("output", "t", _clog2(chain.timesteps)),
         ("input", "rd_sel", _clog2(len(layers))), ("input", "rd_what", 2),
         ("input", "rd_addr", max(_clog2(layer.words) for layer in layers)), ("output", "rd_data", rd_w),
-        ("output", "step_cycles", 32),
+        ("output", "step_cycles", 32), ("output", "spike_totals", 32 * len(layers)),
     ]
 
 
@@ -299,8 +304,6 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
         f"module {module} (",
         ",\n".join(declared),
         ");",
-        f"    localparam LAYERS = {n};",
-        f"    localparam TIMESTEPS = {chain.timesteps};",
         "    localparam [1:0] IDLE = 2'd0, RUN = 2'd1, WAIT = 2'd2;",
         "    reg [1:0] state;",
         f"    reg [{sel_w - 1}:0] cur;",
@@ -309,7 +312,7 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
         "    reg [1:0] what_q;",
         f"    wire [{n - 1}:0] layer_ready, layer_done;",
         "    assign step_done = state == WAIT;",
-        "    assign last_step = t == TIMESTEPS - 1;",
+        f"    assign last_step = t == {_clog2(chain.timesteps)}'d{chain.timesteps - 1};",
         "    assign ready = state == IDLE && &layer_ready;",
         "",
         "    // the input: one pixel per word, written by the host between steps",
@@ -338,7 +341,7 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
             "    lif_layer #(",
             ",\n".join(f"        .{key}({value})" for key, value in params.items()),
             f"    ) u_l{k} (",
-            "        .clk(clk), .rst(rst), .go(go_pulse && cur == " + str(k) + "), .first_step(first),",
+            f"        .clk(clk), .rst(rst), .go(go_pulse && cur == {sel_w}'d{k}), .first_step(first),",
             f"        .ready(layer_ready[{k}]), .done(layer_done[{k}]),",
             f"        .src_re(l{k}_src_re), .src_raddr(l{k}_src_raddr), .src_rdata({src}_rdata),",
             f"        .spk_re(l{k}_spk_re), .spk_raddr(l{k}_spk_raddr), .spk_rdata(l{k}_spk_rdata),",
@@ -352,6 +355,7 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
             out.append(f"    assign l{k - 1}_spk_re = step_done || l{k}_src_re;")
             out.append(f"    assign l{k - 1}_spk_raddr = step_done ? rd_addr[{_clog2(layers[k - 1].words) - 1}:0]"
                        f" : l{k}_src_raddr;")
+    out.append("    assign spike_totals = {" + ", ".join(f"l{k}_spikes" for k in reversed(range(n))) + "};")
     out.append(f"    assign l{n - 1}_spk_re = step_done;")
     out.append(f"    assign l{n - 1}_spk_raddr = rd_addr[{_clog2(layers[-1].words) - 1}:0];")
     out += [
@@ -380,9 +384,9 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
         "                end",
         "                RUN: begin",
         "                    step_cycles <= step_cycles + 1;",
-        *(f"                    if (cur == {k}) l{k}_cycles <= l{k}_cycles + 1;" for k in range(n)),
+        *(f"                    if (cur == {sel_w}'d{k}) l{k}_cycles <= l{k}_cycles + 1;" for k in range(n)),
         "                    if (layer_done[cur]) begin",
-        "                        if (cur == LAYERS - 1) begin",
+        f"                        if (cur == {sel_w}'d{n - 1}) begin",
         "                            state <= WAIT;",
         "                        end else begin",
         "                            cur <= cur + 1'b1;",
@@ -411,10 +415,15 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
         "    // the host's read port: registered select, data one cycle after the address",
         "    assign rd_data =",
     ]
-    for k in range(n):
+    def wide(expr: str, width: int) -> str:  # zero-extended to rd_data's width
+        return expr if width == rd_w else f"{{{{{rd_w - width}{{1'b0}}}}, {expr}}}"
+
+    for k, layer in enumerate(layers):
+        spk, v = wide(f"l{k}_spk_rdata", layer.lanes), wide(f"l{k}_v_rdata", layer.lanes * a.membrane_bits)
         out += [
-            f"        sel_q == {sel_w}'d{k} ? (what_q == 2'd0 ? l{k}_spk_rdata : what_q == 2'd1 ? l{k}_v_rdata :",
-            f"                      what_q == 2'd2 ? {{l{k}_spikes, l{k}_clips}} : l{k}_cycles) :",
+            f"        sel_q == {sel_w}'d{k} ? (what_q == 2'd0 ? {spk} : what_q == 2'd1 ? {v} :",
+            f"                      what_q == 2'd2 ? {wide(f'{{l{k}_spikes, l{k}_clips}}', 64)} : "
+            f"{wide(f'l{k}_cycles', 32)}) :",
         ]
     out += [
         f"        {rd_w}'d0;",

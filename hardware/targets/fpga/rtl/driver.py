@@ -1,17 +1,21 @@
-"""cocotb test that drives chain tops (:mod:`hardware.targets.fpga.rtl.chain`) over many samples.
+"""cocotb test that drives the IP core (``lsg_axi_top``, :mod:`hardware.targets.fpga.rtl.axi`) over many
+samples, through its AXI4-Stream ports.
 
-It runs inside the simulator (Icarus Verilog), started by :mod:`hardware.targets.fpga.rtl.backend`, which
-names the job files in ``LSG_RTL_JOBS`` and the results files in ``LSG_RTL_RESULTS`` (one per
+It runs inside the simulator (Verilator or Icarus Verilog), started by :mod:`hardware.targets.fpga.rtl.backend`,
+which names the job files in ``LSG_RTL_JOBS`` and the results files in ``LSG_RTL_RESULTS`` (one per
 network, separated by ``os.pathsep``). A job (``.npz``) holds one network's inputs, its layers'
 word layout and the prefix of its signals in the bench (``lsg_bench``: the clock, and network
 i's ports as ``n<i>_<port>`` with a clock enable that gives it the clock only while it runs).
 
-Per network: reset, wait for ``ready``; per sample: write the input memory, ``start``; per step:
-wait for ``step_done`` (a watchdog fails the test if it never comes), read every hidden layer's
-spike words, the readout's membrane words (every layer's, if the job says ``membranes``) and the
-cycle counters through the read port, write
-the next event frame if any, ``proceed``; after the last step read the spike and clip counters.
-Words are split into lanes here; the backend puts the lanes into neuron order.
+Per network: reset, ``dbg_hold`` high (the core stops at every step's end); per sample: the
+input frame(s) on the input stream (event frames: frame t + 1 once step t has ended, as the core
+asks with ``tready``); at every step's end (``dbg_paused``, once the bench's recorder has read the
+core's buffers through the debug read port: ``rec_done``): the step's trace (its index and the
+hidden layers' spike counts), every hidden layer's spike words, the readout's membrane words
+(every layer's, if the job says ``membranes``) and the cycle counters from the recorder's
+tables, then ``dbg_continue``; after the last step the result stream: the class and the K final
+readout membranes. Words are split into lanes here; the backend puts the lanes into neuron
+order and checks the trace, the class and the streamed membranes against what it read.
 
 The driver changes the design's inputs on falling clock edges; the design registers them on
 rising edges, so what the driver reads at a falling edge was registered half a cycle before.
@@ -26,12 +30,11 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
-SPIKES, MEMBRANES, COUNTS, CYCLES = 0, 1, 2, 3
 PERIOD_NS = 10
 
 
 class _Ports:
-    """A network's ports: ``ports.start`` is the toplevel's ``<prefix>start``."""
+    """A network's ports: ``ports.s_axis_tvalid`` is the toplevel's ``<prefix>s_axis_tvalid``."""
 
     def __init__(self, dut, prefix: str):
         self._dut, self._prefix = dut, prefix
@@ -48,34 +51,11 @@ def _lanes(word: int, lanes: int, bits: int, signed: bool) -> list[int]:
     return values
 
 
-async def _read_words(clk, ports: _Ports, layer: int, what: int, count: int) -> list[int]:
-    """``count`` words of one layer through the read port, one per cycle (pipelined)."""
-    ports.rd_sel.value = layer
-    ports.rd_what.value = what
-    ports.rd_addr.value = 0
-    words = []
-    for addr in range(1, count + 1):
-        await FallingEdge(clk)  # the word of the address set before the last rising edge
-        words.append(ports.rd_data.value.to_unsigned())
-        if addr < count:
-            ports.rd_addr.value = addr
-    return words
-
-
-async def _write_input(clk, ports: _Ports, pixels: np.ndarray) -> None:
-    """Write one input frame, one pixel per cycle."""
-    for addr, value in enumerate(pixels.tolist()):
-        ports.in_we.value = 1
-        ports.in_addr.value = addr
-        ports.in_data.value = value
-        await FallingEdge(clk)
-    ports.in_we.value = 0
-
-
-async def _pulse(clk, signal) -> None:
-    signal.value = 1
-    await FallingEdge(clk)
-    signal.value = 0
+def _table(ports: _Ports, name: str, words: int, bits: int) -> list[int]:
+    """One of the bench recorder's tables (:mod:`hardware.targets.fpga.rtl.bench`): its words."""
+    packed = int(getattr(ports, "rec_" + name).value)
+    mask = (1 << bits) - 1
+    return [(packed >> (a * bits)) & mask for a in range(words)]
 
 
 async def _wait_high(clk, signal, cycles: int, what: str) -> None:
@@ -87,6 +67,30 @@ async def _wait_high(clk, signal, cycles: int, what: str) -> None:
         await FallingEdge(clk)
 
 
+async def _stream_frame(clk, ports: _Ports, words: list[int], limit: int, what: str) -> None:
+    """One frame on the input stream, a beat per cycle while ``tready`` is high."""
+    last = len(words) - 1
+    for i, value in enumerate(words):
+        await _wait_high(clk, ports.s_axis_tready, limit, what)  # tready depends on registers only
+        ports.s_axis_tvalid.value = 1
+        ports.s_axis_tdata.value = value
+        ports.s_axis_tlast.value = int(i == last)
+        await FallingEdge(clk)  # taken at the rising edge between
+        ports.s_axis_tvalid.value = 0
+
+
+async def _result(clk, ports: _Ports, beats: int, limit: int, what: str) -> list[int]:
+    """One sample's result beats (``tready`` high throughout); checks ``tlast``."""
+    got = []
+    while len(got) < beats:
+        await _wait_high(clk, ports.m_axis_tvalid, limit, what)
+        if int(ports.m_axis_tlast.value) != int(len(got) == beats - 1):
+            raise AssertionError(f"{what}: tlast is {int(ports.m_axis_tlast.value)} on beat {len(got)} of {beats}")
+        got.append(int(ports.m_axis_tdata.value))
+        await FallingEdge(clk)
+    return got
+
+
 async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     inputs = job["inputs"]  # (B, frames, words): frames = T for event frames, else 1
     timesteps = int(job["timesteps"])
@@ -95,47 +99,58 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     record = [bool(r) or bool(job["membranes"]) for r in readout]  # whose membranes to read
     limit = int(job["step_cycle_limit"])  # a step that runs longer is a design fault
     batch, layers = inputs.shape[0], len(words)
+    hidden = layers - 1
+    classes = words[-1] * lanes[-1]
     spikes = [np.zeros((batch, timesteps, w, p), np.uint8) for w, p in zip(words, lanes, strict=True)]
     membranes = {k: np.zeros((batch, timesteps, words[k], lanes[k]), np.int64) for k in range(layers) if record[k]}
     counts = np.zeros((batch, layers, 2), np.int64)  # (spikes, clipped membranes) per sample
     step_cycles = np.zeros((batch, timesteps), np.int64)
     layer_cycles = np.zeros((batch, timesteps, layers), np.int64)
-    sample_cycles = np.zeros(batch, np.int64)  # from the first input write to idle again
+    sample_cycles = np.zeros(batch, np.int64)  # from the first input beat to the last result beat
+    trace = np.zeros((batch, timesteps, max(hidden, 1)), np.int64)  # the trace's per-step spike counts
+    trace_steps = np.zeros((batch, timesteps), np.int64)
+    streamed = np.zeros((batch, 1 + classes), np.int64)  # the result stream: class, K membranes
 
-    for name in ("in_we", "in_addr", "in_data", "start", "proceed", "rd_sel", "rd_what", "rd_addr"):
+    for name in ("s_axis_tvalid", "s_axis_tdata", "s_axis_tlast", "reg_wdata", "reg_we", "dbg_continue"):
         getattr(ports, name).value = 0
-    ports.rst.value = 1
+    ports.m_axis_tready.value = 1
+    ports.dbg_hold.value = 1
+    ports.aresetn.value = 0
     for _ in range(3):
         await FallingEdge(clk)
-    ports.rst.value = 0
-    await _wait_high(clk, ports.ready, limit, "ready after reset")
+    ports.aresetn.value = 1
 
     for b in range(batch):
         begin = get_sim_time("ns")
-        await _write_input(clk, ports, inputs[b, 0])
-        await _pulse(clk, ports.start)
+        await _stream_frame(clk, ports, inputs[b, 0].tolist(), limit, f"sample {b}: input tready")
         for t in range(timesteps):
-            await _wait_high(clk, ports.step_done, limit, f"sample {b}, step {t}: step_done")
-            step_cycles[b, t] = ports.step_cycles.value.to_unsigned()
+            await _wait_high(clk, ports.rec_done, limit, f"sample {b}, step {t}: the step's end")
+            trace_steps[b, t] = int(ports.trace_step.value)
+            packed = int(ports.trace_counts.value)
+            trace[b, t] = [(packed >> (32 * k)) & 0xFFFFFFFF for k in range(trace.shape[2])]
+            step_cycles[b, t] = int(ports.rec_step_cycles.value)
             for k in range(layers):
                 if not readout[k]:
-                    got = await _read_words(clk, ports, k, SPIKES, words[k])
+                    got = _table(ports, f"spk{k}", words[k], lanes[k])
                     spikes[k][b, t] = [_lanes(w, lanes[k], 1, False) for w in got]
                 if record[k]:
-                    got = await _read_words(clk, ports, k, MEMBRANES, words[k])
+                    got = _table(ports, f"v{k}", words[k], lanes[k] * vbits)
                     membranes[k][b, t] = [_lanes(w, lanes[k], vbits, True) for w in got]
-                layer_cycles[b, t, k] = (await _read_words(clk, ports, k, CYCLES, 1))[0]
+                layer_cycles[b, t, k] = _table(ports, f"cyc{k}", 1, 32)[0]
             if t == timesteps - 1:
                 for k in range(layers):
-                    word = (await _read_words(clk, ports, k, COUNTS, 1))[0]
+                    word = _table(ports, f"cnt{k}", 1, 64)[0]
                     counts[b, k] = (word >> 32, word & 0xFFFFFFFF)
-            elif inputs.shape[1] > 1:
-                await _write_input(clk, ports, inputs[b, t + 1])
-            await _pulse(clk, ports.proceed)
-        await _wait_high(clk, ports.ready, limit, f"sample {b}: ready after the last step")
+            ports.dbg_continue.value = 1
+            await FallingEdge(clk)
+            ports.dbg_continue.value = 0
+            if t < timesteps - 1 and inputs.shape[1] > 1:
+                await _stream_frame(clk, ports, inputs[b, t + 1].tolist(), limit, f"sample {b}, frame {t + 1}")
+        streamed[b] = await _result(clk, ports, 1 + classes, limit, f"sample {b}: result stream")
         sample_cycles[b] = round((get_sim_time("ns") - begin) / PERIOD_NS)
 
     np.savez(results, counts=counts, step_cycles=step_cycles, layer_cycles=layer_cycles, sample_cycles=sample_cycles,
+             trace=trace, trace_steps=trace_steps, streamed=streamed,
              **{f"spikes{k}": s for k, s in enumerate(spikes)}, **{f"membranes{k}": m for k, m in membranes.items()})
 
 
