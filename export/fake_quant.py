@@ -85,7 +85,7 @@ def run_node(node: IntegerNode, edges: Sequence[IntegerEdge], sources: Mapping[s
     u = v = torch.zeros(b, node.neurons, dtype=torch.int64, device=device)
     spikes, membranes = [], []
     for step in range(t):
-        fired, u, v, _ = profile.lif_step(a[:, step], u, v, node.du, node.dv, bias, node.vth)
+        fired, u, v, _ = profile.lif_step(a[:, step], u, v, node.du, node.dv, bias, node.vth, readout=node.readout)
         spikes.append(fired)
         membranes.append(v)
     return torch.stack(spikes, dim=1), torch.stack(membranes, dim=1)

@@ -238,7 +238,7 @@ class IntegerForward:
                 a_t = a[:, t]
                 u_i, v_pre_i, _ = profile.integrate(a_t.detach().to(torch.int64), u_i, v_i, du, code, bias_int)
                 v_pre = _straight_through(beta * v_prev + a_t * shift + bias, v_pre_i)
-                fired = profile.fires(v_pre_i, vth)
+                fired = v_pre_i < v_pre_i if node.readout else profile.fires(v_pre_i, vth)  # the readout never fires
                 o = _IntegerSpike.apply(v_pre, fired, level, alpha) if level is not None else fired.to(torch.float64)
                 v_prev = v_pre * (1.0 - o)
                 v_i = torch.where(fired, 0, v_pre_i)

@@ -31,7 +31,7 @@ from export.common import NIR_NAME, SOURCE_MODEL, ExportResult, prepare, source_
 from export.nir_export import write_nir
 from export.quantize import QuantPolicy, RangeError, quantize
 from hardware.bundle import Bundle, write_bundle
-from hardware.graph import Graph, Input
+from hardware.graph import BundleError, Graph, Input
 from hardware.profile import Profile
 from hardware.targets import Samples, Target, Writer
 from lsg_io.files import staged_directory
@@ -127,6 +127,9 @@ def export_bundle(checkpoint: Path, out: Path, target: Target, profile: Profile,
     integer_graph, quantization, warnings, skipped = quantize_for(
         target, profile, prepared.float_graph, prepared.bound, policy or QuantPolicy(),
         (calibration_inputs, prepared.timesteps))
+    refusal = target.refuses(integer_graph, prepared.timesteps)
+    if refusal is not None:
+        raise BundleError(f"target {target.name} cannot compute this network as specified: {refusal}")
     artifacts = {"nir": {"file": NIR_NAME}, "source_model": {"file": SOURCE_MODEL},
                  **{w.name: {"skipped": skipped[w.name]} if w.name in skipped else {"file": w.file}
                     for w in target.writers}}

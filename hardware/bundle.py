@@ -57,8 +57,9 @@ __all__ = ["Bundle", "BundleError", "read_bundle", "write_bundle", "replace_refu
 
 FORMAT_NAME = "lsg-deploy-bundle"
 #: 2: checksums; 3: the network as a graph, input encoding, artifacts; 4: integer profiles (by name);
-#: 5: the profile stored whole
-FORMAT_VERSION = 5
+#: 5: the profile stored whole; 6: the readout never fires (a pure integrator held at the limit; a
+#: format-5 readout fired and reset at its threshold)
+FORMAT_VERSION = 6
 JSON_NAME = "bundle.json"
 ARRAYS_NAME = "arrays.npz"
 SOURCE_MODEL = "source_model.pt"  #: the checkpoint's copy inside every bundle

@@ -187,7 +187,6 @@ if numba is not None:
         for m in numba.prange(m_total):
             u_wrap = 0
             v_clip = 0
-            fired = 0
             u = np.zeros(n_total, np.int64)
             v = np.zeros(n_total, np.int64)
             for t in range(steps):
@@ -201,7 +200,6 @@ if numba is not None:
                     s = v_n > thr
                     if s:
                         v_n = 0
-                        fired += 1
                     u[n] = u_n
                     v[n] = v_n
                     spikes_f[t, m, n] = s
@@ -210,7 +208,6 @@ if numba is not None:
                         v_out[m, t, n] = v_n
             counts[m, 0] = u_wrap
             counts[m, 1] = v_clip
-            counts[m, 2] = fired
 
     @numba.njit(parallel=True, cache=True)
     def _accumulate(x, wt, out):
@@ -246,27 +243,27 @@ def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
     (T, M, N) for the next synapses and bool (M, T, N) for the result, membranes (M, T, N) if
     ``keep_v``, and the saturation counts."""
     steps, m, n = a.shape
-    thr = int(node.vth) << profile.vth_shift
+    # the readout never fires (Profile.lif_step): no int64 exceeds the largest one
+    thr = np.iinfo(np.int64).max if node.readout else int(node.vth) << profile.vth_shift
     if numba is not None and _compiled_step(profile):
         spikes_f = np.empty((steps, m, n), np.uint8)
         spikes_b = np.empty((m, steps, n), bool)
         v_out = np.empty((m, steps, n) if keep_v else (1, 1, 1), np.int64)
-        counts = np.zeros((m, 3), np.int64)
+        counts = np.zeros((m, 2), np.int64)
         _lif_kernel(a, bias, int(node.du), int(node.dv), thr, profile.decay_shift, profile.act_shift,
                     profile.state_bits, _rule(profile.current_overflow), _rule(profile.voltage_overflow),
                     spikes_f, spikes_b, v_out, keep_v, counts)
         total = counts.sum(axis=0)
         return spikes_f, spikes_b, (v_out if keep_v else None), {
-            "u_wrap": int(total[0]), "v_clip": int(total[1]), "fired": int(total[2])}
+            "u_wrap": int(total[0]), "v_clip": int(total[1])}
     u = v = np.zeros((m, n), np.int64)
     spikes_b = np.empty((m, steps, n), bool)
     v_out = np.empty((m, steps, n), np.int64) if keep_v else None
-    counts = {"u_wrap": 0, "v_clip": 0, "fired": 0}
+    counts = {"u_wrap": 0, "v_clip": 0}
     for t in range(steps):
-        fired, u, v, c = profile.lif_step(a[t], u, v, node.du, node.dv, bias, node.vth)
+        fired, u, v, c = profile.lif_step(a[t], u, v, node.du, node.dv, bias, node.vth, readout=node.readout)
         counts["u_wrap"] += c["u_wrap"]
         counts["v_clip"] += c["v_clip"]
-        counts["fired"] += int(np.count_nonzero(fired))
         spikes_b[:, t] = fired
         if keep_v:
             v_out[:, t] = v
@@ -334,7 +331,6 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
             sat["u_wrap"] += counts["u_wrap"]
             sat["v_clip"] += counts["v_clip"]
             if node.readout:
-                sat["readout_spike"] += counts["fired"]
                 readout[lo:hi] = v
             else:
                 spikes[node.name][lo:hi] = spikes_b

@@ -25,7 +25,7 @@ import numpy as np
 
 from hardware import fixed_point as fp
 from hardware.fixed_point import ArrayLike
-from hardware.graph import BundleError, Graph, activation_bound
+from hardware.graph import INPUT, BundleError, Graph, activation_bound
 
 #: how a value that leaves its width is brought back: ``wrap-once`` is Lava's single-step wrap of
 #: the current (see ``fixed_point.wrap_current``), ``wrap`` two's complement, ``saturate`` a clip to
@@ -61,6 +61,7 @@ class Profile:
         u <- a << act_shift                                          without one
         v <- overflow_voltage( D(v, dv) + u + bias )                 bias = bias_mant << bias_exp
         spike = v > (vth << vth_shift)   (or >=, per ``threshold``);   v[spike] = 0
+        the readout: no spike, no reset (a pure integrator, held at the voltage limit)
 
     ``D(x, code)`` per ``decay_form``, with the product brought back by ``decay_rounding``:
 
@@ -292,11 +293,17 @@ class Profile:
         level = int(vth) << self.vth_shift
         return v > level if self.threshold == ">" else v >= level
 
-    def lif_step(self, a: ArrayLike, u: ArrayLike, v: ArrayLike, du: int, dv: int, bias: ArrayLike, vth: int
-                 ) -> tuple[ArrayLike, ArrayLike, ArrayLike, dict[str, int]]:
+    def lif_step(self, a: ArrayLike, u: ArrayLike, v: ArrayLike, du: int, dv: int, bias: ArrayLike, vth: int,
+                 readout: bool = False) -> tuple[ArrayLike, ArrayLike, ArrayLike, dict[str, int]]:
         """One step for int64 arrays or tensors (any shape, ``bias`` broadcast): :meth:`integrate`,
-        :meth:`fires`, and the reset to 0; returns ``(spikes, u, v, counts)``."""
+        :meth:`fires`, and the reset to 0; returns ``(spikes, u, v, counts)``.
+
+        The ``readout`` is a pure integrator: it never fires and never resets, its membrane stays at
+        the voltage rule's limit once it reaches it (``v_clip`` counts that). Were it a LIF, the class
+        that saturates first would fire, reset to 0 and lose its evidence."""
         u, v, counts = self.integrate(a, u, v, du, dv, bias)
+        if readout:
+            return v < v, u, v, counts  # all False, of v's kind (array or tensor) and shape
         spikes = self.fires(v, vth)
         return spikes, u, fp.where(spikes, 0, v), counts
 
@@ -339,6 +346,37 @@ class Profile:
         limit = (1 << (self.synapse_bits - 1)) - 1
         worst = {n.name: activation_bound(graph, n.name, input_bound) for n in graph.nodes}
         return [(name, w) for name, w in worst.items() if w > limit]
+
+    def readout_peak(self, graph: Graph, timesteps: int) -> int:
+        """The largest value the readout's membrane can reach in ``timesteps`` steps, whatever the
+        input and the hidden spikes (what a threshold would be compared with):
+        ``T (U + max(bias, 0))``, with ``U`` the largest current a step can bring: the positive
+        weights' sum (times ``input_max`` from the input) ``<< act_shift``, ``T`` times that where
+        the current stage keeps memory; where a wrap could happen (a conv output past the synapse
+        width, a current past the state width), any value up to that width's limit. It holds for
+        any membrane decay, since ``D(x) <= max(x, 0)`` for every form and rounding."""
+        node, steps = graph.readout, int(timesteps)
+        up = down = 0  # the largest positive and negative activation a step can bring
+        for edge in graph.incoming(node.name):
+            w = edge.weight.astype(np.int64).reshape(edge.weight.shape[0], -1)
+            scale = graph.input.input_max if edge.source == INPUT else 1
+            pos = int(np.clip(w, 0, None).sum(axis=1).max()) * scale
+            neg = int(np.clip(-w, 0, None).sum(axis=1).max()) * scale
+            wraps = self.synapse_overflow != "checked" and max(pos, neg) >= 1 << (self.synapse_bits - 1)
+            if edge.geometry.kind == "conv" and wraps:
+                pos = neg = 1 << (self.synapse_bits - 1)  # a wrapped sum may land anywhere in the width
+            elif edge.geometry.kind == "dense":
+                exp = int(edge.weight_exp)
+                pos, neg = (pos << exp, neg << exp) if exp >= 0 else (pos >> -exp, -((-neg) >> -exp))
+            up, down = up + pos, down + neg
+        sums = steps if self.current_stage and node.du != self.decay_max else 1  # a current with memory
+        current = (up << self.act_shift) * sums
+        limit = 1 << (self.state_bits - 1)
+        swing = (max(up, down) << self.act_shift) * sums
+        if self.current_stage and self.current_overflow != "checked" and swing >= limit:
+            current = limit  # a wrapped current may land anywhere in the width
+        bias = fp.effective_bias(np.asarray(node.bias_mant), node.bias_exp)
+        return steps * (current + max(int(np.max(bias, initial=0)), 0))
 
     def check(self, graph: Graph) -> None:
         """Refuse an integer graph this profile cannot run exactly: every field in range, and

@@ -22,8 +22,9 @@ networks whose worst case could overflow int32 (``check_lava_limits``). Inputs a
 (:meth:`hardware.graph.Input.check_encoded`, :meth:`hardware.profile.Profile.check_input`).
 
 Saturation is counted per node, never hidden: conv outputs that wrapped (on any incoming edge),
-currents that wrapped, membranes that hit the clip, and readout neurons that crossed their
-(maximal) threshold.
+currents that wrapped and membranes that hit the clip. The readout never fires (a pure
+integrator: :meth:`hardware.profile.Profile.lif_step`); its ``v_clip`` counts membranes held at the
+limit, where the argmax may tie.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from hardware import fixed_point as fp
 from hardware.graph import Graph, IntegerEdge, per_neuron
 from hardware.profile import Profile
 
-SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip", "readout_spike")
+SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip")
 FLOAT64_EXACT = 1 << 53  #: every integer of magnitude up to this is exact in float64
 INT64_EXACT = 1 << 63  #: ... and below this in int64
 
@@ -132,12 +133,12 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile) -> I
                 a += a_e
                 sat["a_wrap"] += wrapped
             u, v = state[node.name]
-            fired, u, v, counts = profile.lif_step(a, u, v, node.du, node.dv, biases[node.name], node.vth)
+            fired, u, v, counts = profile.lif_step(a, u, v, node.du, node.dv, biases[node.name], node.vth,
+                                                   readout=node.readout)
             state[node.name] = (u, v)
             sat["u_wrap"] += counts["u_wrap"]
             sat["v_clip"] += counts["v_clip"]
             if node.readout:
-                sat["readout_spike"] += int(np.count_nonzero(fired))
                 readout[:, t] = v
             else:
                 spikes[node.name][:, t] = fired

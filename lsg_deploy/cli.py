@@ -133,10 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "finished seeds are still read back and unfinished ones resumed")
 
     ab = sub.add_parser("ablate", parents=[common, setting],
-                        help="rerun the paper's Tables 1 and 2 (decay and width ablations) over seeds")
+                        help="rerun the paper's Tables 1 and 2 (decay and width ablations) and fixed widths inside "
+                             "LSG's range over paired seeds; compare every row with LSG")
     ab.add_argument("--out", type=Path, required=True, help="directory: one folder per row and seed, ablation.md")
-    ab.add_argument("--seeds", default="3", help="a count (3: seeds 0-2, the default) or a list (0,1,2)")
-    ab.add_argument("--tables", default="1,2", help="which tables: 1, 2 or 1,2 (default)")
+    ab.add_argument("--seeds", default="3", help="a count (3: seeds 0-2, the default) or a list (0,1,2); a difference "
+                    "from LSG can be significant only from 6 seeds on")
+    ab.add_argument("--tables", default="1,2,reach",
+                    help="which tables: 1 (the method's parts), 2 (fixed widths, fixed decay), reach (fixed widths "
+                         "inside LSG's range, LSG from beta_0 0.5 and 0.8); default all three")
+    ab.add_argument("--rows", help="only these rows of the tables, comma-separated (e.g. fixed-a1,lsg; the names "
+                    "are in ablation.md and training/ablate.py)")
+    ab.add_argument("--folds", type=int, help="K-fold cross-validation over all samples of an embedded dataset "
+                    "(digits: all 1,797) per seed and row, instead of the one test split (K in [2, 20])")
     ab.add_argument("--force", action="store_true",
                     help="write beside files in --out that an ablation does not write (they are kept) and replace "
                          "seed directories that hold no run of their own; finished seeds are still read back and "
@@ -313,7 +321,8 @@ def _main(argv: Sequence[str] | None) -> int:
         elif args.command == "ablate":
             overrides = {k: getattr(args, k, None) for k in TRAIN_FLAGS if k not in ("mode", "alpha", "seed")}
             result = pipeline.ablate(overrides, args.config, args.out, args.seeds, args.tables, quiet=args.quiet,
-                                     download=args.download, say=say, force=args.force)
+                                     download=args.download, say=say, force=args.force, rows=args.rows,
+                                     folds=args.folds)
             say(result["markdown"])
             say(f"wrote {args.out}/ablation.md and ablation.png")
         elif args.command == "export":

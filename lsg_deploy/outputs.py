@@ -49,6 +49,7 @@ from training import runlog
 #: what ``train --seeds`` and ``ablate`` write beside their runs (:mod:`training.ablate`)
 SEEDS_FILES, ABLATION_FILES = ("summary.json", "summary.md"), ("ablation.md", "ablation.json", "ablation.png")
 _SEED_DIR = re.compile(r"seed-(0|[1-9][0-9]*)")
+_FOLD_FILE = re.compile(r"seed-(0|[1-9][0-9]*)-folds([2-9]|[1-9][0-9]+)\.json")  #: ``ablate --folds``' results
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -307,7 +308,8 @@ def check_repeated_runs(out: Path, seeds: Sequence[int], epochs: int, force: boo
     (``out/<row>/seed-<s>``, each row's ``summary.*``, ``ablation.*``) go on in ``out``? Every
     seed directory of the work is checked (:func:`_seed_refusals`) before the first run trains;
     anything in ``out`` that such a command does not write is refused unless ``force`` (then it
-    is kept)."""
+    is kept). ``ablate --folds`` keeps each row's fold results in files of its own (``seed-<s>-folds<K>.json``,
+    :func:`training.ablate.fold_file`), which it checks itself as it reads them back."""
     from training.ablate import ROWS
 
     out = Path(out)
@@ -325,7 +327,8 @@ def check_repeated_runs(out: Path, seeds: Sequence[int], epochs: int, force: boo
             refusals.append((f"{group} is a symbolic link; a run is never written through a link", False))
             continue
         if group.is_dir():
-            foreign = _foreign_names(group, SEEDS_FILES, _SEED_DIR.fullmatch)
+            foreign = [name for name in _foreign_names(group, SEEDS_FILES, _SEED_DIR.fullmatch)
+                       if rows is None or not _FOLD_FILE.fullmatch(files.temporary_of(name) or name)]
             if foreign:
                 refusals.append((f"{group} holds files that are not its seeds' ({_listing(foreign)}); {keep}", True))
         for seed in seeds:

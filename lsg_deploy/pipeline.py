@@ -261,20 +261,56 @@ def train_seeds(overrides: dict[str, Any], config_file: Path | None, out: Path, 
 
 
 def ablate(overrides: dict[str, Any], config_file: Path | None, out: Path, seeds: str, tables: str,
-           quiet: bool = False, download: bool = False, say=print, force: bool = False) -> dict[str, Any]:
-    """The paper's Tables 1 and 2 over ``seeds`` (:mod:`training.ablate`); ``out`` is checked as
-    :func:`train_seeds` checks its own."""
+           quiet: bool = False, download: bool = False, say=print, force: bool = False, rows: str | None = None,
+           folds: int | None = None) -> dict[str, Any]:
+    """The paper's Tables 1 and 2 and our learned-against-wider rows over ``seeds``
+    (:mod:`training.ablate`), only the rows named in ``rows`` when given, with ``folds``: K-fold
+    over all samples of an embedded dataset; ``out`` is checked as :func:`train_seeds` checks its own."""
     from training import ablate as ablation
 
     chosen = [t.strip() for t in tables.split(",") if t.strip()]
     if not chosen or any(t not in ablation.TABLES for t in chosen):
         raise UsageError(f"--tables must list tables among {', '.join(ablation.TABLES)}, got {tables!r}")
+    picked = None
+    if rows is not None:
+        picked = [r.strip() for r in rows.split(",") if r.strip()]
+        unknown = [r for r in picked if r not in ablation.ROWS]
+        if not picked or unknown:
+            raise UsageError(f"--rows must list rows among {', '.join(ablation.ROWS)}, got {rows!r:.80}")
+    names = [n for n in dict.fromkeys(n for t in chosen for n in ablation.TABLES[t][1])
+             if picked is None or n in picked]
+    if not names:
+        raise UsageError(f"--rows {rows!r:.80}: none of them is in --tables {tables}")
     config = _resolved(overrides, config_file)
-    rows = list(dict.fromkeys(name for t in chosen for name in ablation.TABLES[t][1]))
+    if folds is not None and not 2 <= folds <= ablation.MAX_FOLDS:
+        raise UsageError(f"--folds must lie in [2, {ablation.MAX_FOLDS}], got {folds}")
+    if folds and data.DATASETS[config.dataset].files:
+        raise UsageError(f"--folds splits an embedded dataset (digits, digits-events), not {config.dataset}, "
+                         f"which has its own test split")
+    if folds:  # train checks the device of a run; the folds train without it
+        from training.distributed import DeviceError, resolve_device
+
+        try:
+            resolve_device(config.device)
+        except DeviceError as exc:
+            raise UsageError(str(exc)) from None
+
+    def fold_data(run_config):
+        """All samples of the embedded dataset (the train and test splits together), and the classes."""
+        import numpy as np
+
+        from training.loop import Split
+
+        spec = data.DataSpec(dataset=run_config.dataset, test_fraction=run_config.test_fraction, split_seed=0)
+        train_split, test_split, classes = _training_data(run_config, spec, download)
+        return Split(np.concatenate([train_split.x, test_split.x]), np.concatenate([train_split.y, test_split.y])), \
+            classes
+
     try:
-        check_repeated_runs(Path(out), ablation.parse_seeds(seeds), config.epochs, force, rows=rows)
-        return ablation.ablate(train, config, overrides, config_file, Path(out), ablation.parse_seeds(seeds), chosen,
-                               quiet, say, download=download, force=force)
+        parsed = ablation.parse_seeds(seeds)
+        check_repeated_runs(Path(out), parsed, config.epochs, force, rows=names)
+        return ablation.ablate(train, config, overrides, config_file, Path(out), parsed, chosen, picked, quiet, say,
+                               folds=folds or 0, fold_data=fold_data, download=download, force=force)
     except ablation.AblationError as exc:
         raise UsageError(str(exc)) from None
 

@@ -37,10 +37,11 @@ from hardware.graph import Graph
 from hardware.profile import Profile
 from hardware.reference import IntegerRun
 from hardware.targets import profiles
-from tests.netgen import fpga_inputs, random_fpga_chain, random_graph, random_inputs
+from tests.netgen import random_graph, random_inputs
+from tests.netgen_chains import fpga_inputs, random_fpga_chain
 
 GOLDENS = Path(__file__).with_name("goldens")
-GENERATORS = {"lava": "tests.netgen.random_graph", "rtl": "tests.netgen.random_fpga_chain"}
+GENERATORS = {"lava": "tests.netgen.random_graph", "rtl": "tests.netgen_chains.random_fpga_chain"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ CASES = (
     Case("lava", "loihi2-lava-0.10-fixed_pt", 4),
     Case("lava", "loihi2-lava-0.10-fixed_pt", 14),
     Case("lava", "loihi2-lava-0.10-fixed_pt", 17),
-    Case("lava", "loihi2-lava-0.10-fixed_pt", 32),
+    Case("lava", "loihi2-lava-0.10-fixed_pt", 68),
     Case("lava", "loihi2-lava-0.10-fixed_pt", 39),
     Case("rtl", "fpga-mul", 34, lanes=2),
     Case("rtl", "fpga-mul", 7, lanes=32),

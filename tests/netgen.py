@@ -10,9 +10,8 @@ and padding; and the graph cases: residual adds with identity (``2 k I`` 1x1 con
 shortcuts, skips over several nodes, several edges into the readout, dense nodes feeding convs,
 edges from the input into deeper nodes, and event-frame (0/1 per step) as well as direct inputs.
 
-:func:`random_fpga_chain` draws chains in the FPGA profiles the same way, at the edges of their
-arithmetic (clamped membranes, saturating readouts, extreme thresholds, decay codes and weights,
-and a regime of membranes of a few units where one unit of rounding decides a spike).
+:func:`tests.netgen_chains.random_fpga_chain` draws chains in the FPGA profiles (what the RTL
+runs) from :func:`profile_node` and :func:`fpga_weights` too.
 
 Names are the same scheme for every seed: hidden nodes ``n1, n2, ...`` in topological order, the
 readout ``out``, an edge ``<source>-<target>``; :func:`random_network` keeps the chain names
@@ -29,11 +28,13 @@ import numpy as np
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, FloatEdge, FloatNode, Geometry, Graph, Input, IntegerEdge, IntegerNode
 from hardware.profile import Profile
-from hardware.targets import TARGETS
+from hardware.targets import TARGETS, target_of
 from hardware.targets.loihi.profile import LOIHI2
 
 #: every profile of every registered target: what the random-graph tests run in
 PROFILES: tuple[Profile, ...] = tuple(p for t in TARGETS.values() for p in t.profiles)
+#: the longest run the tests give a random graph: its readout is accepted by its target for so many steps
+MAX_TIMESTEPS = 4
 
 
 def profile_of(seed: int) -> Profile:
@@ -327,8 +328,27 @@ def random_graph(seed: int, profile: Profile) -> Graph:
         # lava_backend.check_lava_limits refuses): nodes reading such pixels forget their current
         fed = {e.target for e in b.edges if e.source == INPUT} if spec.input_max > 15 else set()
         nodes = tuple(dataclasses.replace(n, du=profile.decay_max) if n.name in fed else n for n in nodes)
-    graph = Graph(spec, nodes, tuple(b.edges))
+    graph = accepted(Graph(spec, nodes, tuple(b.edges)), profile)
     profile.check(graph)  # every value in range, and a checked accumulator holds every sum
+    return graph
+
+
+def accepted(graph: Graph, profile: Profile) -> Graph:
+    """``graph`` with its readout quieted until its target accepts it for :data:`MAX_TIMESTEPS`
+    steps (Loihi: a readout that cannot pass Lava's threshold, ``loihi.readout_refuses``): the
+    current forgets (as the export writes it) and the readout's weights and biases halve."""
+    target = target_of(profile)
+    if target is None or target.refuses(graph, MAX_TIMESTEPS) is None:
+        return graph
+    out = graph.readout.name
+    nodes = tuple(dataclasses.replace(n, du=profile.decay_max) if n.readout else n for n in graph.nodes)
+    edges = graph.edges
+    step = profile.weight_step
+    while target.refuses(graph := Graph(graph.input, nodes, edges), MAX_TIMESTEPS) is not None:
+        edges = tuple(dataclasses.replace(e, weight=np.trunc(e.weight / (2 * step)).astype(np.int64) * step)
+                      if e.target == out else e for e in edges)
+        nodes = tuple(dataclasses.replace(n, bias_mant=np.trunc(n.bias_mant / 2).astype(np.int64)) if n.readout
+                      else n for n in nodes)
     return graph
 
 
@@ -372,7 +392,8 @@ def random_network(seed: int, max_hidden: int = 3) -> Graph:
         nodes.append(IntegerNode(name=name, shape=geometry.output_shape, bias_mant=_bias(rng, geometry.output_shape[0]),
                                scale=1.0, readout=readout, **_neuron(rng, readout)))
         shape, source = geometry.output_shape, name
-    return Graph(Input(in_shape, "direct", 16), tuple(nodes), tuple(edges))
+    # the readout quieted until Loihi accepts it (netx and Lava fire a readout that passes its threshold)
+    return accepted(Graph(Input(in_shape, "direct", 16), tuple(nodes), tuple(edges)), LOIHI2)
 
 
 def random_pixels(seed: int, shape: tuple[int, ...], batch: int, input_max: int = 16) -> np.ndarray:
@@ -445,60 +466,3 @@ def profile_node(rng: np.random.Generator, profile: Profile, name: str, shape: t
     bias_exp = _pick(rng, [lo, hi], lo, hi) if hi > lo else lo
     return IntegerNode(name=name, shape=shape, bias_mant=bias, bias_exp=bias_exp, du=du, dv=dv, vth=vth, scale=1.0,
                        readout=readout)
-
-
-def _fpga_conv_geometry(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[Geometry, tuple[int, int]]:
-    """A conv of random kernel (up to 4), stride (up to 3) and padding (up to 2) per axis."""
-    while True:
-        k = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
-        stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-        padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
-        out = tuple((n + 2 * p - kk) // s + 1 for n, p, kk, s in zip(shape[1:], padding, k, stride, strict=True))
-        if min(out) >= 1 and all(n + 2 * p >= kk for n, p, kk in zip(shape[1:], padding, k, strict=True)):
-            out_c = int(rng.integers(1, 7))
-            return Geometry("conv", shape, (out_c, *out), stride, padding), k
-
-
-#: each FPGA profile's random stream (a profile added later gets its own, leaving the others' chains as they were)
-FPGA_STREAMS = {"fpga-mul": 7, "fpga-shift": 11, "fpga-mul4": 13}
-
-
-def random_fpga_chain(seed: int, profile: Profile) -> Graph:
-    """A chain input -> 1..3 hidden (conv or dense) -> dense readout, small enough to simulate
-    fast, its weights over the profile's whole range."""
-    rng = np.random.default_rng([seed, FPGA_STREAMS[profile.name]])
-    w_range = {"lo": profile.weight_min, "hi": profile.weight_max}
-    event = rng.random() < 0.3
-    shape: tuple[int, ...] = (int(rng.integers(1, 4)), int(rng.integers(3, 8)), int(rng.integers(3, 8)))
-    spec = Input(shape, "event-frames" if event else "direct", 1 if event else int(rng.choice([1, 15, 16, 255])))
-    nodes, edges, source = [], [], INPUT
-    hidden = int(rng.integers(1, 4))
-    small = rng.random() < 0.35
-    for i in range(hidden + 1):
-        readout = i == hidden
-        if len(shape) == 3 and not readout and rng.random() < 0.65:
-            geometry, k = _fpga_conv_geometry(rng, shape)
-            weight = fpga_weights(rng, (geometry.output_shape[0], shape[0], *k), small, **w_range)
-        else:
-            n_out = int(rng.integers(1, 7)) if readout else int(rng.integers(1, 13))
-            geometry = Geometry("dense", (int(np.prod(shape)),), (n_out,))
-            weight = fpga_weights(rng, (n_out, int(np.prod(shape))), small, **w_range)
-        name = "out" if readout else f"h{i}"
-        nodes.append(profile_node(rng, profile, name, geometry.output_shape, readout, small))
-        edges.append(IntegerEdge(name=f"{source}-{name}", source=source, target=name, geometry=geometry,
-                                 weight=weight, weight_exp=0, input_scale=1.0))
-        shape, source = geometry.output_shape, name
-    graph = Graph(spec, tuple(nodes), tuple(edges))
-    profile.check(graph)
-    return graph
-
-
-def fpga_inputs(seed: int, graph: Graph, timesteps: int, batch: int) -> np.ndarray:
-    """Inputs for :func:`random_fpga_chain`: 0/1 frames, or pixels with a third of them zero."""
-    rng = np.random.default_rng([seed, 99])
-    spec = graph.input
-    if spec.per_step:
-        return (rng.random((batch, timesteps, *spec.shape)) < rng.uniform(0.2, 0.6)).astype(np.int64)
-    x = rng.integers(0, spec.input_max + 1, size=(batch, *spec.shape))
-    x[rng.random(x.shape) < 0.3] = 0  # zero pixels: no events
-    return x.astype(np.int64)

@@ -6,10 +6,19 @@ sample standard deviation. ``ablate`` does that for every row of the paper's abl
 ``DIR/<row>/seed-<s>``, and writes ``DIR/ablation.md``, ``DIR/ablation.json`` and the figure
 ``DIR/ablation.png``:
 
-* Table 1, the method's parts: no trainable decay and a fixed width (``fixed``, alpha 1), a
-  trainable decay with a fixed width (``trainable-decay``, alpha 1), and LSG;
-* Table 2, fixed widths against LSG: ``trainable-decay`` with alpha 0.5, 1, 2.5, 5 and 10 (the
-  decay stays trainable so a row differs from LSG only in its width rule), and LSG.
+* Table 1, the method's parts: a fixed decay and width (``fixed-a1``), a trainable decay with a
+  fixed width (``decay-a1``), and LSG;
+* Table 2, fixed widths against LSG: a FIXED decay with alpha 0.5, 1, 2.5, 5 and 10 (the paper's
+  alpha 1 row, 92.68, is Table 1's fixed-decay row), and LSG;
+* ``reach`` (ours): a trainable decay with fixed widths inside the range LSG's width can reach,
+  alpha 1.1, 1.2 and 1.414 (at v_th 0.5 LSG's width lies in [1, sqrt 2]), and LSG started from
+  beta_0 0.5 and 0.8: a learned width against a slightly wider fixed one.
+
+:data:`ROWS` is the one table of what each row trains and the paper's number for it. Every row of
+seed ``s`` trains from the same initial weights on the same sample order (paired seeds); each row is
+compared with LSG by :mod:`training.ablation_stats`; :mod:`training.ablation_report` writes the
+table and the figure. ``--folds K`` replaces the one test split of an embedded dataset by a K-fold
+cross-validation over all its samples (:func:`run_folds`).
 
 Both are resumable: a seed whose run finished is read back, one with a ``train_state.pt`` resumes.
 Either only if it is that seed's run: a seed directory holding a run of another configuration is
@@ -18,14 +27,18 @@ refused, naming it, before the first run trains.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lsg_io import files
+from training.ablation_stats import spread
 
 
 class AblationError(ValueError):
@@ -35,26 +48,72 @@ class AblationError(ValueError):
 
 @dataclass(frozen=True)
 class Row:
+    """One run configuration of the ablation: what it trains and what the paper reports for it."""
+
     name: str  #: the run folder
     label: str  #: the table's words
-    mode: str
-    alpha: float
+    mode: str  #: :data:`training.neuron.MODES`
+    alpha: float  #: the fixed surrogate width (unused by ``lsg``, whose width follows beta)
+    beta_init: float  #: the decay's start (fixed for ever in ``fixed`` mode)
+    paper: tuple[tuple[str, float], ...] = ()  #: (paper table, its number in %) for each table reporting it
 
 
-ROWS = {
-    "fixed-a1": Row("fixed-a1", "no trainable decay, fixed width alpha 1", "fixed", 1.0),
-    **{f"decay-a{a:g}": Row(f"decay-a{a:g}", f"trainable decay, fixed width alpha {a:g}", "trainable-decay", a)
-       for a in (0.5, 1.0, 2.5, 5.0, 10.0)},
-    "lsg": Row("lsg", "LSG: trainable decay, alpha = 2 v_th sqrt(1 + beta^2)", "lsg", 1.0),
+#: where the paper's numbers come from (Lian et al., IJCAI 2023; CIFAR-10, ResNet-19, T = 2)
+PAPER_SOURCES = {
+    "1": "Lian et al. 2023, Table 1 (CIFAR-10, ResNet-19, T = 2), as quoted in issue 24: fixed decay 92.68, "
+         "trainable decay 93.16 (the LSG cell of Table 1 is not in our sources; its Table 2 number is shown)",
+    "2": "Lian et al. 2023, Table 2 (CIFAR-10, ResNet-19, T = 2, fixed decay), as quoted in DESIGN.md section 2",
 }
+BETA0 = 0.2  #: the paper's initial decay (DESIGN.md section 2)
+
+
+def _fixed(a: float, paper: tuple[tuple[str, float], ...]) -> Row:
+    return Row(f"fixed-a{a:g}", f"fixed decay {BETA0:g}, fixed width alpha {a:g}", "fixed", a, BETA0, paper)
+
+
+def _decay(a: float, paper: tuple[tuple[str, float], ...] = ()) -> Row:
+    return Row(f"decay-a{a:g}", f"trainable decay from {BETA0:g}, fixed width alpha {a:g}", "trainable-decay", a,
+               BETA0, paper)
+
+
+def _lsg(beta0: float, paper: tuple[tuple[str, float], ...] = ()) -> Row:
+    return Row("lsg" if beta0 == BETA0 else f"lsg-b{beta0:g}",
+               f"LSG from beta_0 {beta0:g}: trainable decay, alpha = 2 v_th sqrt(1 + beta^2)", "lsg", 1.0, beta0, paper)
+
+
+#: every row, once. The paper's Table 2 rows use a FIXED decay: its alpha 1 row (92.68) is Table 1's
+#: fixed-decay row. ``decay-a1.1`` .. ``decay-a1.414`` are fixed widths inside the range LSG's width
+#: can reach at v_th 0.5, [1, sqrt 2]; ``lsg-b0.5`` and ``lsg-b0.8`` start LSG wider (alpha 1.118,
+#: 1.281): together they tell a learned width from a slightly wider fixed one.
+ROWS = {r.name: r for r in (
+    _fixed(0.5, (("2", 92.12),)), _fixed(1.0, (("1", 92.68), ("2", 92.68))), _fixed(2.5, (("2", 90.68),)),
+    _fixed(5.0, (("2", 61.54),)), _fixed(10.0, (("2", 30.82),)),
+    _decay(1.0, (("1", 93.16),)), _decay(1.1), _decay(1.2), _decay(1.414),
+    _lsg(BETA0, (("2", 94.41),)), _lsg(0.5), _lsg(0.8),
+)}
+REFERENCE = "lsg"  #: the row every other is compared with
 TABLES = {
     "1": ("Table 1: the method's parts", ("fixed-a1", "decay-a1", "lsg")),
-    "2": ("Table 2: fixed widths against LSG",
-          ("decay-a0.5", "decay-a1", "decay-a2.5", "decay-a5", "decay-a10", "lsg")),
+    "2": ("Table 2: fixed widths (fixed decay) against LSG",
+          ("fixed-a0.5", "fixed-a1", "fixed-a2.5", "fixed-a5", "fixed-a10", "lsg")),
+    "reach": ("Ours: learned against wider (fixed widths inside LSG's range [1, 1.414], LSG from other beta_0)",
+              ("decay-a1", "decay-a1.1", "decay-a1.2", "decay-a1.414", "lsg", "lsg-b0.5", "lsg-b0.8")),
 }
-#: the paper's CIFAR-10 ResNet-19 T = 2 numbers (DESIGN.md section 2), shown beside ours for that setting
-PAPER_TABLE2 = {"decay-a0.5": 92.12, "decay-a1": 92.68, "decay-a2.5": 90.68, "decay-a5": 61.54, "decay-a10": 30.82,
-                "lsg": 94.41}
+
+
+def paper_number(name: str, table: str) -> tuple[float, str] | None:
+    """The paper's number for row ``name`` in ``table`` and which table printed it (another table's
+    when ``table`` has none for the row but another does), or None (not in the paper)."""
+    numbers = dict(ROWS[name].paper)
+    if table in numbers:
+        return numbers[table], table
+    return next(((v, t) for t, v in ROWS[name].paper), None)
+
+
+def row_overrides(name: str) -> dict[str, Any]:
+    """The config keys a row sets (on top of the command line's)."""
+    row = ROWS[name]
+    return {"mode": row.mode, "alpha": row.alpha, "beta_init": row.beta_init}
 
 
 #: the most runs one ``--seeds`` asks for (each is a whole training run)
@@ -89,11 +148,6 @@ def _shown(n: int) -> str:
     """An integer as text, a long one abbreviated."""
     text = str(n)
     return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
-
-
-def spread(values: list[float]) -> dict[str, Any]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values), "values": values}
 
 
 def seed_config(overrides: dict[str, Any], config_file: Path | None, seed: int):
@@ -185,75 +239,136 @@ def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], c
     return summary
 
 
-def _cell(acc: dict[str, Any]) -> str:
-    return (f"{acc['mean'] * 100:.1f} +- {acc['std'] * 100:.1f} "
-            f"({acc['min'] * 100:.1f}-{acc['max'] * 100:.1f})")
+#: how many folds ``--folds`` may ask for (the digits' smallest class has 174 images)
+MAX_FOLDS = 20
+
+
+def fold_file(row_dir: Path, seed: int, folds: int) -> Path:
+    """Where ``--folds`` keeps the fold results of one row and seed (``outputs`` accepts the name)."""
+    return Path(row_dir) / f"seed-{seed}-folds{folds}.json"
+
+
+def fold_parts(labels: np.ndarray, folds: int) -> list[np.ndarray]:
+    """The test indices of each fold: a stratified partition of all samples, the same for every
+    row and seed (scikit-learn's StratifiedKFold, shuffled with random_state 0)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    return [test for _, test in split.split(np.zeros(len(labels)), labels)]
+
+
+def fold_record(path: Path, config: Any, folds: int) -> dict[str, Any]:
+    """The fold results in ``path`` if they are ``config``'s with ``folds`` folds (a fresh record
+    when there is none); another configuration's, or an unreadable file, is an :class:`AblationError`."""
+    from training.config import RESUME_MAY_CHANGE
+
+    ours = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE}
+    if not path.is_file():
+        return {"config": ours, "folds": folds, "done": {}}
+    try:
+        theirs = json.loads(path.read_text())
+        ok = theirs["config"] == ours and theirs["folds"] == folds and isinstance(theirs["done"], dict)
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise AblationError(f"{path} holds fold results of another configuration or is not readable; move it away "
+                            f"or choose another --out")
+    return theirs
+
+
+def run_folds(overrides: dict[str, Any], config_file: Path | None, row_dir: Path, seeds: list[int], folds: int,
+              fold_data: Callable[[Any], tuple[Any, int]], say: Callable[[str], None]) -> dict[str, Any]:
+    """``--folds K``: per seed, K runs, each testing on one fold of all samples and training on
+    the rest; a seed's score is its pooled accuracy (every sample tested once). Each fold's result
+    is written as it finishes (``fold_file``) and read back on a rerun of the same config."""
+    from training.distributed import setup, teardown
+    from training.loop import Split, fit
+
+    finals: dict[int, float] = {}
+    for seed in seeds:
+        config = seed_config(overrides, config_file, seed)
+        path = fold_file(row_dir, seed, folds)
+        doc = fold_record(path, config, folds)
+        split, classes = fold_data(config)
+        for k, test in enumerate(fold_parts(split.y, folds)):
+            if str(k) in doc["done"]:
+                continue
+            train = np.setdiff1d(np.arange(len(split.y)), test)
+            ctx = setup(config.device)
+            try:
+                _, metrics = fit(config, Split(split.x[train], split.y[train]), Split(split.x[test], split.y[test]),
+                                 classes, ctx=ctx)
+            finally:
+                teardown()
+            acc = metrics[-1]["test_accuracy"]
+            doc["done"][str(k)] = {"correct": round(acc * len(test)), "count": len(test), "test_accuracy": acc,
+                                   "seconds": sum(m["seconds"] for m in metrics)}
+            files.write_text(path, json.dumps(doc, indent=2) + "\n")
+        done = doc["done"].values()
+        finals[seed] = sum(d["correct"] for d in done) / sum(d["count"] for d in done)
+        say(f"  seed {seed}: {folds}-fold accuracy over {sum(d['count'] for d in done)} samples "
+            f"{finals[seed] * 100:.2f}%")
+    return spread([finals[s] for s in seeds])
+
+
+def machine_text(device: str) -> str:
+    """The machine a run trained on, in words: the CPU, its count, the torch device."""
+    import os
+    import platform
+
+    import torch
+
+    from training.distributed import resolve_device
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    where = resolve_device(device)
+    gpu = f", {torch.cuda.get_device_name(where)}" if where.type == "cuda" else ""
+    return f"{cpu}, {os.cpu_count()} CPUs{gpu}; torch {torch.__version__} on {where.type}"
 
 
 def ablate(train: Callable[..., dict[str, Any]], base: Any, overrides: dict[str, Any], config_file: Path | None,
-           out: Path, seeds: list[int], tables: list[str], quiet: bool, say: Callable[[str], None],
+           out: Path, seeds: list[int], tables: list[str], rows: list[str] | None, quiet: bool,
+           say: Callable[[str], None], folds: int = 0, fold_data: Callable[[Any], tuple[Any, int]] | None = None,
            **train_args: Any) -> dict[str, Any]:
-    """Run every row of ``tables`` over ``seeds``; write ``ablation.md``, ``ablation.json`` and
-    ``ablation.png``.
+    """Run every row of ``tables`` (only those in ``rows`` when given) over ``seeds`` (with
+    ``folds``: K-fold over all samples per seed); compare each with LSG on paired seeds
+    (:mod:`training.ablation_stats`); write ``ablation.md``, ``ablation.json`` and ``ablation.png``.
     ``base`` is the resolved config (for the heading); ``overrides`` the command line's."""
-    names = list(dict.fromkeys(name for t in tables for name in TABLES[t][1]))
-    for name in names:  # every row's seed directories, before the first run
-        check_seed_runs({**overrides, "mode": ROWS[name].mode, "alpha": ROWS[name].alpha}, config_file,
-                        Path(out) / name, seeds)
+    from training import ablation_report, ablation_stats
+
+    start = time.perf_counter()
+    names = [n for n in dict.fromkeys(name for t in tables for name in TABLES[t][1]) if rows is None or n in rows]
+    for name in names:  # every row's seed directories (fold results), before the first run
+        if folds:
+            for seed in seeds:
+                fold_record(fold_file(Path(out) / name, seed, folds),
+                            seed_config({**overrides, **row_overrides(name)}, config_file, seed), folds)
+        else:
+            check_seed_runs({**overrides, **row_overrides(name)}, config_file, Path(out) / name, seeds)
     results: dict[str, Any] = {}
     for name in names:
-        row = ROWS[name]
-        say(f"{name}: {row.label}")
-        results[name] = run_seeds(train, {**overrides, "mode": row.mode, "alpha": row.alpha}, config_file,
-                                  Path(out) / name, seeds, quiet, say, **train_args)["test_accuracy"]
-    paper = base.dataset == "cifar10" and base.arch == "resnet19" and base.timesteps == 2
-    lines = [f"# Ablation: {base.arch} on {base.dataset}, T = {base.timesteps}, {base.epochs} epochs, "
-             f"{base.optimizer} lr {base.lr:g}, seeds {', '.join(map(str, seeds))}", "",
-             "Final-epoch test accuracy (%), mean +- sample std over seeds (min-max).", ""]
-    for t in tables:
-        title, rows = TABLES[t]
-        lines += [f"## {title}", "", "| row | accuracy (%) |" + (" paper (%) |" if paper and t == "2" else ""),
-                  "|---|---:|" + ("---:|" if paper and t == "2" else "")]
-        for name in rows:
-            extra = f" {PAPER_TABLE2[name]:.2f} |" if paper and t == "2" else ""
-            lines.append(f"| {ROWS[name].label} | {_cell(results[name])} |{extra}")
-        lines.append("")
-    text = "\n".join(lines)
+        say(f"{name}: {ROWS[name].label}")
+        settings = {**overrides, **row_overrides(name)}
+        if folds:
+            results[name] = run_folds(settings, config_file, Path(out) / name, seeds, folds, fold_data, say)
+        else:
+            results[name] = run_seeds(train, settings, config_file, Path(out) / name, seeds, quiet, say,
+                                      **train_args)["test_accuracy"]
+    versus = {n: ablation_stats.paired(results[n]["values"], results[REFERENCE]["values"])
+              for n in names if n != REFERENCE and REFERENCE in results}
+    run = {"config": base.to_dict(), "seeds": seeds, "folds": folds, "machine": machine_text(base.device),
+           "seconds": time.perf_counter() - start,
+           "tables": {t: [n for n in TABLES[t][1] if n in names] for t in tables},
+           "rows": {n: {**dataclasses.asdict(ROWS[n]), "paper": dict(ROWS[n].paper), **results[n],
+                        "vs_lsg": versus.get(n)} for n in names}}
+    run["tables"] = {t: v for t, v in run["tables"].items() if v}
+    text = ablation_report.markdown(run)
     files.write_text(Path(out) / "ablation.md", text)
-    files.write_text(Path(out) / "ablation.json", json.dumps(
-        {"config": base.to_dict(), "seeds": seeds, "tables": {t: TABLES[t][1] for t in tables},
-         "rows": {n: {"label": ROWS[n].label, "mode": ROWS[n].mode, "alpha": ROWS[n].alpha, **results[n]}
-                  for n in names}}, indent=2) + "\n")
-    files.write_bytes(Path(out) / "ablation.png", figure_png(results, tables, PAPER_TABLE2 if paper else None,
-                                                             lines[0].removeprefix("# ")))
-    return {"markdown": text, "rows": results}
-
-
-def figure_png(results: dict[str, Any], tables: list[str], paper: dict[str, float] | None, title: str) -> bytes:
-    """One panel per table: each row's mean accuracy over seeds (bar), its sample std (error bar)
-    and every seed's accuracy (dots); the paper's value where the setting is the paper's."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5 * len(tables), 4.6))
-    FigureCanvasAgg(fig)
-    for ax, t in zip(fig.subplots(1, len(tables), squeeze=False).flat, tables, strict=True):
-        names = TABLES[t][1]
-        means = [results[n]["mean"] * 100 for n in names]
-        stds = [results[n]["std"] * 100 for n in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.75, label="mean +- std")
-        for i, n in enumerate(names):
-            ax.plot([i] * len(results[n]["values"]), [v * 100 for v in results[n]["values"]], "k.", ms=4,
-                    label="one seed" if i == 0 else None)
-        if paper is not None and t == "2":
-            ax.plot(range(len(names)), [paper[n] for n in names], "r_", ms=18, mew=2, label="paper")
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set(xlabel="row", ylabel="test accuracy (%)", title=TABLES[t][0])
-        ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(bottom=0.25, top=0.85, wspace=0.3)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    files.write_text(Path(out) / "ablation.json", json.dumps(run, indent=2) + "\n")
+    files.write_bytes(Path(out) / "ablation.png", ablation_report.figure_png(run))
+    return {"markdown": text, "rows": results, "versus": versus}

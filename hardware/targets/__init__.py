@@ -86,8 +86,6 @@ def resources(source: Bundle | Graph, profile: Profile | None = None, **options:
         graph = source
     else:
         raise TypeError(f"resources() takes a Bundle or a Graph, got {type(source).__name__}")
-    if options.get("max_lanes", 1) < 1:
-        raise ValueError(f"max_lanes must be at least 1, got {options['max_lanes']}")
     target = target_of(profile)
     if target is None or target.resources is None:
         return None

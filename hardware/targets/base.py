@@ -60,6 +60,10 @@ def _nothing() -> None:
     return None
 
 
+def _computes_any(_: Graph, __: int) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Writer:
     """An artifact a target writes into the export directory beside the bundle."""
@@ -106,6 +110,9 @@ class Target:
     #: ``(graph, profile, **options) -> dict``: what the network needs on this target (see
     #: :func:`resources`); None where the target has no model
     resources: Callable[..., dict[str, Any]] | None = None
+    #: ``(integer graph, timesteps) -> reason or None``: a network the target's hardware would not
+    #: compute as the profile specifies it (the export refuses it, with the reason)
+    refuses: Callable[[Graph, int], str | None] = _computes_any
 
     def __post_init__(self) -> None:
         if not self.profiles:

@@ -67,6 +67,8 @@ def bram_blocks(depth: int, width: int, device: FpgaDevice = ICE40_UP5K) -> int:
 def model(graph: Graph, profile: Profile, device: FpgaDevice = ICE40_UP5K, max_lanes: int = 1, **_: Any
           ) -> dict[str, Any]:
     """What ``graph`` needs in the FPGA design in ``profile`` (the module docstring's model)."""
+    if max_lanes < 1:
+        raise ValueError(f"max_lanes must be at least 1, got {max_lanes}")
     spec = profile_manifest(profile, graph.input.input_max)
     wb, bb, vb, ab = (spec[k]["bits"] for k in ("weight", "bias", "membrane", "accumulator"))
     params = spec["threshold"]["bits"] + spec["decay"]["code_bits"]

@@ -7,12 +7,16 @@
                         a leading // comment; conv (O, C, KH, KW), dense (N, F), row-major
     <node>.bias.mem     one word per output channel (C of a conv node, N of a dense node)
     <name>.<field>.csv  the same values in decimal, with their indices
-    network.h           C99: <stdint.h> arrays of every table and #defines of every scalar, each
-                        table in the smallest type that holds its width (4-bit weights: int8_t,
-                        sign-extended; the manifest's ``c_type`` says which)
+    network.h           C99: <stdint.h> arrays of every table, each in the smallest type that
+                        holds its width (4-bit weights: int8_t, sign-extended; the manifest's
+                        ``c_type`` says which), and the topology and arithmetic as #defines and
+                        structs, so that a C implementation needs no JSON
+                        (:mod:`hardware.targets.fpga.header`)
     manifest.json       every width, signedness, rounding and saturation rule; each layer's
                         shape, stride, padding and memory layout; the graph's edges; the input
-                        encoding; the neuron update as equations and a worked example
+                        encoding; the neuron update as equations; ``definitions`` (channel(n),
+                        the class and its tie rule, ``scale``, ``beta``); a worked example, a
+                        stated input fed through the network (:mod:`hardware.targets.fpga.example`)
 
 ``read_tables(directory)`` parses the ``.mem`` files back (and ``parse_header`` the C header), so
 the tests can check that the tables hold exactly the bundle's integers; ``check_tables`` refuses
@@ -33,13 +37,17 @@ from typing import Any
 import numpy as np
 
 from hardware.fixed_point import bits_signed, bits_unsigned
-from hardware.graph import INPUT, BundleError, Graph, per_neuron
+from hardware.graph import INPUT, BundleError, Graph
 from hardware.profile import Profile
+from hardware.targets.fpga.example import worked_example
+from hardware.targets.fpga.header import c_storage, c_type, render_header
 
 FORMAT_NAME = "lsg-deploy-fpga-tables"
 #: a change to any byte the writer produces needs a new version: ``check_tables`` compares tables
 #: with what this version writes, byte for byte. 2: the manifest names the dataset and the test
-#: vectors (:mod:`hardware.targets.fpga.testvectors`)
+#: vectors (:mod:`hardware.targets.fpga.testvectors`), a worked example fed a stated input through
+#: the network, ``definitions`` (channel(n), class, scale, beta), the topology in ``network.h``; the
+#: readout never fires (stated in the update equations)
 FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 HEADER_NAME = "network.h"
@@ -81,32 +89,12 @@ def from_words(words: list[str], bits: int) -> np.ndarray:
     return np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
 
 
-def _c_name(name: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z_]", "_", name).upper()
-
-
-def _c_width(bits: int) -> int:
-    """Width of the smallest signed ``<stdint.h>`` type holding ``bits``-bit values (4 bits: 8)."""
-    return next(b for b in (8, 16, 32, 64) if bits <= b)
-
-
-def _c_type(bits: int) -> str:
-    return f"int{_c_width(bits)}_t"
-
-
-def _c_storage(bits: int) -> str:
-    """How the C header stores a ``bits``-bit table, for the manifest and the header's comments."""
-    if bits == _c_width(bits):
-        return f"{_c_type(bits)}, exactly the width"
-    return f"{_c_type(bits)}: {bits}-bit values sign-extended into the smallest <stdint.h> type (range unchanged)"
-
-
 # --- the manifest ----------------------------------------------------------------------------------
 
 def _word_spec(bits: int, lo: int, hi: int) -> dict[str, Any]:
     """A signed table's width as the manifest states it: the ``.mem`` word and the C type."""
     return {"bits": bits, "signed": True, "min": lo, "max": hi, "hex_digits": (bits + 3) // 4,
-            "c_type": _c_type(bits), "c_storage": _c_storage(bits)}
+            "c_type": c_type(bits), "c_storage": c_storage(bits)}
 
 
 def profile_manifest(profile: Profile, input_max: int) -> dict[str, Any]:
@@ -155,9 +143,38 @@ def update_equations(profile: Profile) -> list[str]:
         f"v_sat = clamp(v_raw, -{lim}, {lim})",
         f"spike[n] = v_sat {profile.threshold} vth",
         "v[n] = spike[n] ? 0 : v_sat",
-        "state starts at 0 for every sample; the readout (last node) never decays, its vth is the maximum, "
-        "and its membrane after step T is the output (argmax = class)",
+        "state starts at 0 for every sample; the readout (last node) never decays and never fires: "
+        "spike = 0 and v[n] = v_sat (a pure integrator, held at the limit once it reaches it); "
+        "its membrane after step T is the output (argmax = class)",
     ]
+
+
+def definitions(profile: Profile) -> dict[str, str]:
+    """What the manifest's derived names and informational fields mean."""
+    beta = _beta_rule(profile)
+    return {
+        "neuron n": "a node of shape (C, H, W) numbers its neurons n = (c*H + h)*W + w (C,H,W row-major); a dense "
+                    "node of shape (N,) is read as (N, 1, 1): n = c",
+        "channel(n)": "n div (H*W) (integer division), the c of n = (c*H + h)*W + w: the neuron's output channel, "
+                      "whose bias it adds; for a dense node (N,): channel(n) = n, one bias per neuron",
+        "class": "the index k of the largest readout membrane after the last step (t = T-1); on a tie the lowest "
+                 "such k wins",
+        "scale": f"nodes[].scale S, information only (no table or update uses it): the node's integer membrane is "
+                 f"2^act_shift * S times the float model's membrane, act_shift = {profile.act_shift} here, up to "
+                 f"rounding. The export chose weights round(S * w_float / input_scale) (input_scale: input.max on "
+                 f"edges from the input, whose float model sees pixel / input.max; 1 on spikes), biases "
+                 f"round(S * b_float) and, for a hidden node, vth = S * v_th_float; the readout's last membrane "
+                 f"/ (S * T) approximates the float model's logits",
+        "beta": f"nodes[].beta, information only: the decay code as a real number, {beta}; "
+                f"decay(v, code) is beta * v rounded as profile.decay.equation states",
+    }
+
+
+def _beta_rule(profile: Profile) -> str:
+    """``beta`` of a decay code in ``profile``'s decay form, as the manifest states it."""
+    if profile.decay_form == "multiply":
+        return f"beta = code / 2^{profile.decay_shift}: code {profile.decay_none} is 1, no decay"
+    return f"beta = 1 - 2^-code, and code {profile.decay_none} is 1 (no decay)"
 
 
 def _layout(shape: tuple[int, ...]) -> str:
@@ -185,29 +202,19 @@ def _edge_entry(edge, weight_file: str, bits: int) -> dict[str, Any]:
     return entry
 
 
-def _worked_example(graph: Graph, profile: Profile) -> dict[str, Any]:
-    """One neuron's first update for a stated input: the first hidden node, neuron 0, one
-    source value of 1 at the first nonzero weight of its first incoming edge."""
-    node = graph.hidden[0] if graph.hidden else graph.readout
-    edge = graph.incoming(node.name)[0]
-    w = edge.weight.reshape(edge.weight.shape[0], -1)[0]
-    idx = int(np.flatnonzero(w)[0]) if np.any(w) else 0
-    bias = int(per_neuron(node.shape, node.bias_mant)[0])
-    acc = int(w[idx])
-    d = int(profile.decay(np.array([0]), node.dv)[0])
-    v_raw = d + acc + bias
-    lim = profile.state_limit
-    v_sat = min(max(v_raw, -lim), lim)
-    spike = v_sat >= node.vth if profile.threshold == ">=" else v_sat > node.vth
-    second_d = int(profile.decay(np.array([0 if spike else v_sat]), node.dv)[0])
-    return {
-        "node": node.name, "neuron": 0, "edge": edge.name,
-        "input": f"one source value of 1 at weight index {idx} of output 0 ({edge.name}.weight.mem line {idx + 2}), "
-                 f"all other inputs 0, state 0",
-        "acc": acc, "bias": bias, "decay_code": int(node.dv), "d": d, "v_raw": v_raw, "v_sat": v_sat,
-        "vth": int(node.vth), "spike": bool(spike), "v_after": 0 if spike else v_sat,
-        "next_step_decay_of_v": second_d,
-    }
+def manifest_json(value: Any, depth: int = 0, lead: int = 0) -> str:
+    """JSON indented by two spaces, with every object or array that fits its line (120 characters,
+    ``lead`` of them taken by the indent and key) on one line (a tap of the worked example, a
+    shape, a width), the rest expanded."""
+    pad = "  " * (depth + 1)
+    inline = json.dumps(value)
+    if lead + len(inline) <= 120 or not isinstance(value, (dict, list)) or not value:
+        return inline
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k)}: " for k in value]
+        items = [key + manifest_json(v, depth + 1, len(key)) for key, v in zip(items, value.values(), strict=True)]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * depth + "}"
+    return "[\n" + ",\n".join(pad + manifest_json(v, depth + 1, len(pad)) for v in value) + "\n" + "  " * depth + "]"
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -222,11 +229,6 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[
     spec = profile_manifest(profile, graph.input.input_max)
     wbits, bbits = spec["weight"]["bits"], spec["bias"]["bits"]
     files: dict[str, bytes] = {}
-    header = [f"/* {HEADER_NAME}: {profile.name} integer network, written by lsg-deploy. */",
-              "#ifndef LSG_NETWORK_H", "#define LSG_NETWORK_H", "#include <stdint.h>", "",
-              f"#define LSG_TIMESTEPS {timesteps}", f"#define LSG_INPUT_MAX {graph.input.input_max}",
-              f"#define LSG_MEMBRANE_MAX {profile.state_limit}", ""]
-
     def table(stem: str, what: str, values: np.ndarray, bits: int, indices: list[str], layout: str) -> str:
         mem, csv = f"{stem}.mem", f"{stem}.csv"
         flat = np.asarray(values, np.int64).ravel()
@@ -235,9 +237,6 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[
         grid = np.indices(values.shape).reshape(values.ndim, -1).T
         rows = [",".join([*map(str, ix), str(v)]) for ix, v in zip(grid.tolist(), flat.tolist(), strict=True)]
         files[csv] = (",".join([*indices, what]) + "\n" + "\n".join(rows) + "\n").encode()
-        cname = _c_name(stem)
-        header.append(f"/* {layout}; {_c_storage(bits)} */")
-        header.append(f"static const {_c_type(bits)} {cname}[{flat.size}] = {{{', '.join(map(str, flat.tolist()))}}};")
         return mem
 
     nodes, edges = [], []
@@ -250,16 +249,13 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[
     for n in graph.nodes:
         stem = f"{n.name}.bias"
         mem = table(stem, "bias", n.bias_mant, bbits, ["channel"], "per output channel")
-        cname = _c_name(n.name)
-        header += [f"#define {cname}_DECAY_CODE {int(n.dv)}", f"#define {cname}_VTH {int(n.vth)}",
-                   f"#define {cname}_NEURONS {n.neurons}", ""]
         nodes.append({"name": n.name, "shape": list(n.shape), "neurons": n.neurons, "readout": n.readout,
                       "layout": _layout(n.shape), "decay_code": int(n.dv), "beta": profile.code_to_beta(n.dv),
                       "vth": int(n.vth), "scale": n.scale, "inputs": [e.source for e in graph.incoming(n.name)],
                       "bias": {"file": mem, "csv": mem.replace(".mem", ".csv"), "words": int(n.bias_mant.size),
                                "bits": bbits, "signed": True, "per": "output channel"}})
-    header += ["#endif"]
-    files[HEADER_NAME] = ("\n".join(header) + "\n").encode()
+    title = f"{HEADER_NAME}: {profile.name} integer network, written by lsg-deploy ({FORMAT_NAME} v{FORMAT_VERSION})."
+    files[HEADER_NAME] = render_header(graph, profile, timesteps, spec["decay"]["equation"], title).encode()
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -270,16 +266,17 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[
                   "bits": spec["input"]["bits"], "layout": _layout(graph.input.shape),
                   "meaning": "direct: the same integer image every step; event-frames: one 0/1 frame per step"},
         "update": update_equations(profile),
+        "definitions": definitions(profile),
         "nodes": nodes,
         "edges": edges,
         "source_of_first_edges": INPUT,
         "header": HEADER_NAME,
-        "worked_example": _worked_example(graph, profile),
+        "worked_example": worked_example(graph, profile, timesteps),
         **({"dataset": dataset} if dataset is not None else {}),
         **({"testvectors": testvectors} if testvectors is not None else {}),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
-    files[MANIFEST_NAME] = (json.dumps(manifest, indent=2) + "\n").encode()
+    files[MANIFEST_NAME] = (manifest_json(manifest) + "\n").encode()
     return files
 
 
@@ -398,9 +395,16 @@ def read_tables(directory: Path) -> Tables:
 
 
 def parse_header(path: Path) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """The arrays and ``#define`` integers of a header written by :func:`write_tables`."""
+    """The arrays and integer ``#define``s of a header written by :func:`write_tables`; a define
+    that names another (``LSG_DECAY_FORM LSG_DECAY_FORM_MULTIPLY``) has that one's value."""
     text = Path(path).read_text()
     arrays = {m.group(1): np.array([int(x) for x in m.group(2).split(",") if x.strip()], np.int64)
               for m in re.finditer(r"static const int\d+_t (\w+)\[\d+\] = \{([^}]*)\};", text)}
-    defines = {m.group(1): int(m.group(2)) for m in re.finditer(r"#define (\w+) (-?\d+)\s*$", text, re.M)}
+    defines: dict[str, int] = {}
+    for m in re.finditer(r"^#define (\w+) (\(-\d+\)|-?\d+|\w+)(?:  /\*.*\*/)?$", text, re.M):
+        value = m.group(2).strip("()")
+        if re.fullmatch(r"-?\d+", value):
+            defines[m.group(1)] = int(value)
+        elif value in defines:
+            defines[m.group(1)] = defines[value]
     return arrays, defines

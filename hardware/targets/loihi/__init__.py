@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hardware.bundle import Bundle
+from hardware.graph import Graph
 from hardware.reference import IntegerRun
 from hardware.targets.base import Backend, BackendError, Progress, Target, Writer
 from hardware.targets.loihi import resources
@@ -39,12 +40,25 @@ def _run_lava(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Pr
         raise BackendError(exc.summary, exc.detail) from None
 
 
-def _lava_refuses(bundle: Bundle) -> str | None:
-    if bundle.profile == LOIHI2:
+def readout_refuses(graph: Graph, timesteps: int) -> str | None:
+    """The specification's readout never fires (:meth:`hardware.profile.Profile.lif_step`); Lava's
+    LIF cannot turn its threshold off, so Lava computes the specification only where the readout's
+    membrane cannot pass its threshold: :meth:`~hardware.profile.Profile.readout_peak` at most
+    ``vth << vth_shift`` (Loihi fires above it)."""
+    node = graph.readout
+    reach, level = LOIHI2.readout_peak(graph, timesteps), int(node.vth) << LOIHI2.vth_shift
+    if reach <= level:
         return None
-    if bundle.profile.name == LOIHI2.name:
-        return f"this bundle's profile is named {LOIHI2.name} but its arithmetic is not Lava's"
-    return f"Lava computes the Loihi profile only; this bundle is {bundle.profile.name} (target {bundle.target})"
+    return (f"readout {node.name}: its membrane can reach {reach} in {timesteps} steps, past the threshold "
+            f"{level} that Lava's LIF cannot turn off, where the specification's readout never fires")
+
+
+def _lava_refuses(bundle: Bundle) -> str | None:
+    if bundle.profile != LOIHI2:
+        if bundle.profile.name == LOIHI2.name:
+            return f"this bundle's profile is named {LOIHI2.name} but its arithmetic is not Lava's"
+        return f"Lava computes the Loihi profile only; this bundle is {bundle.profile.name} (target {bundle.target})"
+    return readout_refuses(bundle.integer_graph, bundle.timesteps)
 
 
 TARGET = Target(
@@ -55,4 +69,5 @@ TARGET = Target(
     backends=(Backend("lava", "Lava 0.10's bit-accurate CPU backend, in its Python 3.10 environment", _run_lava,
                       refuses=_lava_refuses),),
     resources=resources.model,
+    refuses=readout_refuses,
 )

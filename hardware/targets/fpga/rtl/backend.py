@@ -27,8 +27,8 @@ The class and the final readout membranes are the result stream's; the run fails
 membranes and spikes read through the debug port. Besides spikes and readout membranes a run
 returns:
 
-* ``saturation``: per node, the membranes the design clipped (``v_clip``) and the readout's
-  spikes (``readout_spike``), counted by the design itself; ``a_wrap`` and ``u_wrap`` are 0
+* ``saturation``: per node, the membranes the design clipped (``v_clip``), counted by the design
+  itself (the readout's included: it never fires, it holds at the limit); ``a_wrap`` and ``u_wrap`` are 0
   (the FPGA profiles have no current stage and the export proves the accumulator never wraps);
 * ``stats``: clock cycles per time step as the design's own counter measures them (from a
   step's start to its last layer's done; mean, min, max, per layer), the cycles the host spent
@@ -384,8 +384,7 @@ def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) ->
     readout = membranes[layers[-1].name]
     readout[:, -1] = final
     counts = out["counts"].sum(axis=0)  # (layers, [spikes, clipped])
-    saturation = {L.name: {"a_wrap": 0, "u_wrap": 0, "v_clip": int(counts[k, 1]),
-                           "readout_spike": int(counts[k, 0]) if L.readout else 0} for k, L in enumerate(layers)}
+    saturation = {L.name: {"a_wrap": 0, "u_wrap": 0, "v_clip": int(counts[k, 1])} for k, L in enumerate(layers)}
     step = out["step_cycles"]
     stats = {
         "cycles_per_timestep": float(step.mean()),

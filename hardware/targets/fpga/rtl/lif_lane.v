@@ -41,7 +41,7 @@ module lif_lane #(
     parameter W_AW = 1,
     parameter OG = 1,
     parameter B_AW = 1,
-    parameter SPIKE_BUFFER = 1,
+    parameter SPIKE_BUFFER = 1,  // 0: the readout (no spike buffer, and its neuron never fires)
     parameter LANE = 0,
     parameter WEIGHT_PREFIX = "",  // the weights are WEIGHT_PREFIX.laneNNN.mem, NNN = LANE in 3 digits
     parameter BIAS_PREFIX = ""
@@ -107,7 +107,7 @@ module lif_lane #(
     wire [V_BITS-1:0] v_new;
     lif_neuron #(.V_BITS(V_BITS), .ACC_BITS(ACC_BITS), .BIAS_BITS(BIAS_BITS), .DECAY_MULTIPLY(DECAY_MULTIPLY),
                  .FRAC(FRAC), .HALF_UP(HALF_UP), .NO_DECAY_CODE(NO_DECAY_CODE), .DECAY_CODE(DECAY_CODE),
-                 .VTH(VTH)) u_neuron (
+                 .VTH(VTH), .FIRES(SPIKE_BUFFER)) u_neuron (
         .clk(clk), .in_valid(upd_valid), .first(first), .v_old(v_q), .acc(acc_q), .bias(bias_q),
         .sum_valid(upd_sum), .v_new(v_new), .spike(spike), .clipped(clipped));
 

@@ -10,6 +10,8 @@
 //   v_raw = d + acc + bias                     exact, ACC_BITS + 2 bits
 //   v_sat = clamp(v_raw, -(2^(V_BITS-1) - 1), 2^(V_BITS-1) - 1)
 //   spike = v_sat >= VTH;  v_new = spike ? 0 : v_sat;  clipped = (v_sat != v_raw)
+//   FIRES = 0 (the readout): spike = 0, v_new = v_sat: a pure integrator held at the limit, so
+//   the class that saturates keeps its evidence instead of resetting to 0
 //
 // Stages (each one multiply or one adder deep; the registers load only when their stage is valid,
 // so the datapath stays still between update passes):
@@ -33,7 +35,8 @@ module lif_neuron #(
     parameter HALF_UP = 1,
     parameter NO_DECAY_CODE = 1024,
     parameter DECAY_CODE = 1024,
-    parameter VTH = 32767
+    parameter VTH = 32767,
+    parameter FIRES = 1
 ) (
     input  wire                        clk,
     input  wire                        in_valid,   // stage 1: v_old, acc, bias hold a neuron
@@ -104,7 +107,7 @@ module lif_neuron #(
     wire above = !sign && (|high);
     wire below = sign && (!(&high) || v_raw[V_BITS-2:0] == 0);
     wire reached = (THRESHOLD > LIMIT) ? 1'b0 : (THRESHOLD <= NEG_LIMIT) ? 1'b1 : low >= VTH_LOW;
-    assign spike = above ? SPIKE_ABOVE : below ? SPIKE_BELOW : reached;
+    assign spike = (FIRES != 0) && (above ? SPIKE_ABOVE : below ? SPIKE_BELOW : reached);
     assign clipped = above || below;
     assign v_new = spike ? {V_BITS{1'b0}} : above ? V_MAX : below ? V_MIN : v_raw[V_BITS-1:0];
 endmodule
