@@ -32,7 +32,7 @@ from hardware.targets.fpga.rtl.backend import simulate
 from hardware.targets.fpga.rtl.chain import chain_from_tables, write_design
 from hardware.targets.fpga.tables import read_tables, write_tables
 from lsg_deploy.cli import main
-from tests.netgen import fpga_inputs, random_fpga_chain
+from tests.netgen_chains import fpga_inputs, random_fpga_chain
 from tests.test_rtl import assert_equal_runs
 
 PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
