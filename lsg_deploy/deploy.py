@@ -102,8 +102,8 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     if count > len(test_split.labels):
         raise UsageError(f"--testvectors {count}: the test split of {data_spec.dataset} has "
                          f"{len(test_split.labels)} samples")
-    samples = Samples(test_split.pixels[:count], test_split.labels[:count], np.arange(count),
-                      data_spec.dataset) if count else None
+    samples = Samples(test_split.pixels[:count], test_split.labels[:count], np.arange(count), data_spec.dataset,
+                      channels=data.DATASETS[data_spec.dataset].channels) if count else None
     try:
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
         result = export_bundle(checkpoint, out, TARGETS[target], TARGETS[target].profile(profile),

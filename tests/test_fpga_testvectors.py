@@ -24,6 +24,7 @@ from hardware.targets.fpga.tables import check_tables
 from lsg_deploy.cli import main
 from lsg_deploy.report.model import Report
 from training import data
+from training.data.records import POLARITY_CHANNELS
 
 
 def _export(model: Path, out: Path, *extra: str) -> int:
@@ -70,7 +71,8 @@ def _check_vectors(directory: Path, count: int, load_data: bool = True) -> dict[
     record, k, f = manifest["testvectors"], graph.readout.neurons, int(np.prod(graph.input.shape))
     frames = t if graph.input.per_step else 1
     r = 1 + k + t * len(hidden)
-    assert manifest["dataset"] == {"name": bundle.source["data"]["dataset"], "split": "test"}
+    named = {k: manifest["dataset"][k] for k in ("name", "split")}
+    assert named == {"name": bundle.source["data"]["dataset"], "split": "test"}
     assert record == {"count": count, "dataset": manifest["dataset"]["name"], "split": "test",
                       "indices": list(range(count)), "words_per_frame": f, "frames_per_sample": frames,
                       "result_words_per_sample": r, "files": record["files"]}
@@ -150,6 +152,11 @@ def test_event_frame_vectors_hold_t_frames(tiny_events, tmp_path):
     bundle = read_bundle(out)
     assert bundle.input.encoding == "event-frames"
     assert got["inputs"].shape == (3, bundle.timesteps, *bundle.input.shape) and got["inputs"].max() == 1
+    # the frames' channels are the polarities, OFF first (tonic's ToFrame), and the manifest says so
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"]["channels"] == list(POLARITY_CHANNELS) and bundle.input.shape[0] == 2
+    assert [c.split(":")[0] for c in POLARITY_CHANNELS] == ["OFF", "ON"]
+    check_tables(bundle.integer_graph, bundle.profile, bundle.timesteps, out)  # the channels survive the check
 
 
 def test_simulate_json_predictions_and_dump(fpga_tiny, tmp_path, capsys):

@@ -40,6 +40,7 @@ class Samples:
     indices: np.ndarray
     dataset: str
     split: str = "test"
+    channels: tuple[str, ...] = ()  #: what each input channel carries, in order (event frames: polarity)
 
     def __post_init__(self) -> None:
         if not (len(self.inputs) == len(self.labels) == len(self.indices)):

@@ -16,7 +16,16 @@ import math
 
 import numpy as np
 
-from training.data.records import DIRECT, EVENT_FRAMES, DataError, Dataset, DataSpec, EncodedSplit, FileSource
+from training.data.records import (
+    DIRECT,
+    EVENT_FRAMES,
+    POLARITY_CHANNELS,
+    DataError,
+    Dataset,
+    DataSpec,
+    EncodedSplit,
+    FileSource,
+)
 
 
 def _digits(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -78,5 +87,6 @@ ENTRIES = (
     Dataset("digits", DIRECT, "scikit-learn's 8x8 digits, the image at every step", _load_digits,
             input_max=DIGITS_MAX),
     Dataset("digits-events", EVENT_FRAMES, "the digits seen by an emulated event camera in three saccades: "
-            "T binary ON/OFF frames of 12x12 (needs the events extra, tonic)", _load_digits_events, input_max=1),
+            "T binary ON/OFF frames of 12x12 (needs the events extra, tonic)", _load_digits_events, input_max=1,
+            channels=POLARITY_CHANNELS),
 )

@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.data.records import DIRECT, EVENT_FRAMES, DataError, DataFilesError, Dataset, EncodedSplit, FileOptions
+from training.data.records import (
+    DIRECT,
+    EVENT_FRAMES,
+    POLARITY_CHANNELS,
+    DataError,
+    DataFilesError,
+    Dataset,
+    EncodedSplit,
+    FileOptions,
+)
 
 if TYPE_CHECKING:
     from training.data.records import DataSpec, FileSource
@@ -129,5 +138,6 @@ ENTRIES = (
             no_integer=_NORMALISED),
     Dataset("cifar10-dvs", EVENT_FRAMES, "CIFAR10-DVS from --data-dir (tonic's CIFAR10DVS/*.aedat4), T frames of "
             "2x48x48; needs the events extra", _load_files, build=_cifar10_dvs, classes=10, input_shape=(2, 48, 48),
-            integer=_cifar10_dvs_integer, no_integer=_RESIZED),
+            integer=_cifar10_dvs_integer, no_integer=_RESIZED,
+            channels=POLARITY_CHANNELS),
 )

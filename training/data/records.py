@@ -142,6 +142,10 @@ Builder = Callable[[FileOptions], tuple[Any, Any]]
 Integer = Callable[[FileOptions, bool], tuple[np.ndarray, np.ndarray, int]]
 
 
+#: the channels of event frames framed by tonic's ToFrame: one per polarity, p = 0 first
+POLARITY_CHANNELS = ("OFF: events of polarity p = 0 (log intensity fell)", "ON: events of polarity p = 1 (it rose)")
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A registry entry: ``loader(spec, timesteps, files)`` returns ``(train, test, classes)``,
@@ -162,6 +166,8 @@ class Dataset:
     #: the integer encoding of a network trained on the files; None: none
     integer: Integer | None = None
     no_integer: str = ""  #: why there is no integer encoding (or when there is none for a training)
+    #: what each input channel carries, in order (event frames: their polarity); () where that is plain
+    channels: tuple[str, ...] = ()
 
     @property
     def files(self) -> bool:

@@ -37,6 +37,8 @@ def _write_tables(bundle: Bundle, directory: Path, samples: Samples | None,
     data = bundle.source.get("data")
     split = samples.split if samples is not None else testvectors.SPLIT
     dataset = {"name": data["dataset"], "split": split} if isinstance(data, dict) else None
+    if dataset is not None and samples is not None and samples.channels:  # event frames: the polarity order
+        dataset["channels"] = list(samples.channels)
     vectors, record = (), None
     if samples is not None and len(samples):
         vectors, record = testvectors.write(graph, profile, timesteps, samples, directory, progress)

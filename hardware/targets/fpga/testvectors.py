@@ -189,11 +189,14 @@ def _manifest(directory: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _dataset(value: Any, where: str) -> dict[str, str]:
-    if not (isinstance(value, dict) and set(value) == {"name", "split"}
-            and all(isinstance(v, str) and v for v in value.values())):
-        raise BundleError(f"{where} must be {{\"name\": DATASET, \"split\": SPLIT}}, got {json.dumps(value)}")
-    return {"name": value["name"], "split": value["split"]}
+def _dataset(value: Any, where: str) -> dict[str, Any]:
+    names = isinstance(value, dict) and all(isinstance(value.get(k), str) and value[k] for k in ("name", "split"))
+    channels = value.get("channels", ["-"]) if isinstance(value, dict) else None
+    if not (names and set(value) <= {"name", "split", "channels"} and isinstance(channels, list) and channels
+            and all(isinstance(c, str) and c for c in channels)):
+        raise BundleError(f"{where} must be {{\"name\": DATASET, \"split\": SPLIT[, \"channels\": [...]]}}, "
+                          f"got {json.dumps(value)}")
+    return dict(value)
 
 
 def recorded(graph: Graph, profile: Profile, timesteps: int, directory: Path) -> Recorded:
