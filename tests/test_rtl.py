@@ -68,11 +68,10 @@ def rtl_tools() -> None:
         check_tools(simulator)  # RtlEnvironmentError (a failure, not a skip) when a simulator or cocotb is missing
 
 
-@pytest.mark.parametrize("profile", list(PROFILES))
-def test_random_chains_match_the_reference(profile: str, rtl_tools, tmp_path: Path) -> None:
-    """20 seeded chains per profile, simulated in one run: every layer's spikes, the readout and
-    the saturation counts equal the integer reference's, and every layer's membranes after every
-    step equal a replay of the reference's steps."""
+def check_random_chains(profile: str, tmp_path: Path, simulator: str) -> None:
+    """20 seeded chains of ``profile``, simulated in one run of ``simulator``: every layer's
+    spikes, the readout and the saturation counts equal the integer reference's, and every layer's
+    membranes after every step equal a replay of the reference's steps."""
     arithmetic = PROFILES[profile]
     cases = [_case(seed, arithmetic) for seed in SEEDS]
     networks = []
@@ -83,15 +82,21 @@ def test_random_chains_match_the_reference(profile: str, rtl_tools, tmp_path: Pa
         networks.append((tables, inputs))
     start = time.perf_counter()
     runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True,
-                    simulator="icarus")  # Verilator on these chains: tests/test_rtl_ip.py
-    print(f"{profile}: {len(cases)} networks simulated in {time.perf_counter() - start:.1f} s")
+                    simulator=simulator)
+    print(f"{profile}: {len(cases)} networks simulated by {simulator} in {time.perf_counter() - start:.1f} s")
     for seed, (graph, timesteps, inputs, lanes), got in zip(SEEDS, cases, runs, strict=True):
-        what = f"{profile} seed {seed} (max lanes {lanes})"
+        what = f"{profile} seed {seed} (max lanes {lanes}) on {simulator}"
         assert_equal_runs(got.run, reference.run(graph, inputs, timesteps, arithmetic), what)
         for name, (_, _, after) in _membranes(graph, inputs, timesteps, arithmetic).items():
             bad = np.count_nonzero(got.membranes[name] != after)
             assert bad == 0, f"{what}: {bad} membranes of {name} differ from the reference's"
         assert got.run.stats["cycles_per_timestep"] > 0
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_random_chains_match_the_reference(profile: str, rtl_tools, tmp_path: Path) -> None:
+    """:func:`check_random_chains` under Icarus (Verilator on these chains: tests/test_rtl_ip.py)."""
+    check_random_chains(profile, tmp_path, "icarus")
 
 
 def _membranes(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile

@@ -33,7 +33,7 @@ from hardware.targets.fpga.rtl.chain import chain_from_tables, write_design
 from hardware.targets.fpga.tables import read_tables, write_tables
 from lsg_deploy.cli import main
 from tests.netgen_chains import fpga_inputs, random_fpga_chain
-from tests.test_rtl import assert_equal_runs
+from tests.test_rtl import assert_equal_runs, check_random_chains
 
 PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
 
@@ -238,23 +238,7 @@ def test_digits_ip_passes_its_testbench_in_both_simulators(profile: str, default
 def test_random_chains_match_the_reference_under_verilator(profile: str, rtl_tools, tmp_path: Path) -> None:
     """tests/test_rtl.py's 20 seeded chains per profile (every lane organisation, the edges of the
     arithmetic), in one Verilator bench through the AXI ports: == the reference, membranes too."""
-    from tests.test_rtl import SEEDS, _case, _membranes
-
-    arithmetic = PROFILES[profile]
-    cases = [_case(seed, arithmetic) for seed in SEEDS]
-    networks = []
-    for seed, (graph, timesteps, inputs, _) in zip(SEEDS, cases, strict=True):
-        tables = tmp_path / f"seed{seed}"
-        tables.mkdir()
-        write_tables(graph, arithmetic, timesteps, tables)
-        networks.append((tables, inputs))
-    runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True,
-                    simulator="verilator")
-    for seed, (graph, timesteps, inputs, lanes), got in zip(SEEDS, cases, runs, strict=True):
-        what = f"{profile} seed {seed} (max lanes {lanes}) on verilator"
-        assert_equal_runs(got.run, reference.run(graph, inputs, timesteps, arithmetic), what)
-        for name, (_, _, after) in _membranes(graph, inputs, timesteps, arithmetic).items():
-            assert np.count_nonzero(got.membranes[name] != after) == 0, f"{what}: membranes of {name}"
+    check_random_chains(profile, tmp_path, "verilator")
 
 
 @pytest.mark.slow
