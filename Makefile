@@ -20,11 +20,15 @@ demo: $(VENV)/.installed
 # images, the RTL on 50, kill loops, the full-width paper networks, the installed wheel).
 TEST_DEPS := $(VENV)/.installed $(VENV)/.events-installed $(VENV)/.onnx-installed $(VENV)/.rtl-installed \
 	.venv-lava/.installed
+# Both run on two pytest-xdist workers (PYTEST_WORKERS=0: one process, no workers); --dist loadfile keeps a
+# module's tests on one worker, and tests/conftest.py builds the shared trained nets once per run.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 test: $(TEST_DEPS)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: $(TEST_DEPS)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The golden vectors in tests/goldens/: Lava's and the RTL's outputs on small seeded networks, which
 # tests/test_goldens.py compares the reference, fast path and fake-quant with (and a live run of

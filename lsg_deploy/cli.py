@@ -313,11 +313,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 return 0
             result = pipeline.train(overrides, args.config, args.out, quiet=args.quiet, resume=args.resume,
                                     download=args.download, force=args.force)
-            m = result["metrics"]
-            if result["main"]:
-                say(f"wrote {result['checkpoint']}: test accuracy {m['test_accuracy'] * 100:.2f}% after "
-                    f"{counted(m['epoch'], 'epoch')} ({result['seconds']:.1f} s on {result['device']}"
-                    f"{' x ' + str(result['world']) + ' processes' if result['world'] > 1 else ''})")
+            m = result.metrics
+            if result.main:
+                say(f"wrote {result.checkpoint}: test accuracy {m['test_accuracy'] * 100:.2f}% after "
+                    f"{counted(m['epoch'], 'epoch')} ({result.seconds:.1f} s on {result.device}"
+                    f"{' x ' + str(result.world) + ' processes' if result.world > 1 else ''})")
         elif args.command == "ablate":
             overrides = {k: getattr(args, k, None) for k in TRAIN_FLAGS if k not in ("mode", "alpha", "seed")}
             result = pipeline.ablate(overrides, args.config, args.out, args.seeds, args.tables, quiet=args.quiet,

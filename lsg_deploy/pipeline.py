@@ -21,6 +21,7 @@ from lsg_deploy.outputs import (
     check_run_target,
 )
 from lsg_deploy.report.model import Report
+from lsg_deploy.results import Trained
 from lsg_io import files
 from training import data, runlog
 
@@ -123,7 +124,7 @@ def _resumed(out: Path, overrides: dict[str, Any], config_file: Path | None):
 
 
 def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path, quiet: bool = False,
-          resume: bool = False, download: bool = False, force: bool = False) -> dict[str, Any]:
+          resume: bool = False, download: bool = False, force: bool = False) -> Trained:
     """Train on the configured dataset (``dataset``: a name in :data:`training.data.DATASETS`:
     an embedded one, or a file one read from ``data_dir``); write ``model.pt``, ``train_state.pt``
     and the logs of :mod:`training.runlog` in ``out``.
@@ -216,8 +217,8 @@ def train(config_overrides: dict[str, Any], config_file: Path | None, out: Path,
                 log.close(draw=metrics is not None)  # the figures of a finished run
         finally:
             target.finish()  # a new run whose first epoch was not written whole leaves nothing
-    return {"checkpoint": str(out / CHECKPOINT_NAME), "metrics": metrics[-1], "seconds": time.perf_counter() - start,
-            "world": ctx.world, "device": str(ctx.device), "main": ctx.main}
+    return Trained(out / CHECKPOINT_NAME, metrics[-1], time.perf_counter() - start, ctx.world, str(ctx.device),
+                   ctx.main)
 
 
 def _restored(config, state, train_set, classes: int):

@@ -1,5 +1,6 @@
 """What the pipeline's stages return (:mod:`lsg_deploy.pipeline`): frozen records the CLI reads
-by attribute. ``simulate`` returns the report (:class:`lsg_deploy.report.model.Report`)."""
+by attribute. ``simulate`` returns the report (:class:`lsg_deploy.report.model.Report`); ``train
+--seeds`` and ``ablate`` return the summaries they write as JSON (:mod:`training.ablate`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A training run: the checkpoint written, its last epoch's row (``epoch``, ``train_loss``,
+    ``train_accuracy``, ``test_accuracy``, ``images_per_s``, ... as in ``metrics.csv``), the
+    seconds it took, the processes it ran on (torchrun's world size), the device, and whether
+    this process is the one that wrote (rank 0)."""
+
+    checkpoint: Path
+    metrics: Mapping[str, Any]
+    seconds: float
+    world: int
+    device: str
+    main: bool
 
 
 @dataclass(frozen=True)

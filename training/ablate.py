@@ -33,12 +33,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from lsg_io import files
 from training.ablation_stats import spread
+
+
+class Trained(Protocol):
+    """What a run's ``train`` returns as far as the seeds need it (lsg_deploy.results.Trained):
+    its last epoch's row and its seconds."""
+
+    metrics: Any
+    seconds: float
 
 
 class AblationError(ValueError):
@@ -206,7 +214,7 @@ def check_seed_runs(overrides: dict[str, Any], config_file: Path | None, out: Pa
         _finished(Path(out) / f"seed-{seed}", seed_config(overrides, config_file, seed))
 
 
-def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], config_file: Path | None, out: Path,
+def run_seeds(train: Callable[..., Trained], overrides: dict[str, Any], config_file: Path | None, out: Path,
               seeds: list[int], quiet: bool, say: Callable[[str], None], **train_args: Any) -> dict[str, Any]:
     """One run per seed in ``out/seed-<s>`` (finished ones read back, interrupted ones resumed);
     returns the spread of the final test accuracies and writes ``summary.json`` / ``summary.md``.
@@ -223,8 +231,8 @@ def run_seeds(train: Callable[..., dict[str, Any]], overrides: dict[str, Any], c
             result = train({**overrides, "seed": seed} if not resume else
                            {k: overrides.get(k) for k in RESUME_MAY_CHANGE},
                            None if resume else config_file, run, quiet=quiet, resume=resume, **train_args)
-            row = result["metrics"]
-            say(f"  seed {seed}: test accuracy {row['test_accuracy'] * 100:.2f}% ({result['seconds']:.0f} s)")
+            row = result.metrics
+            say(f"  seed {seed}: test accuracy {row['test_accuracy'] * 100:.2f}% ({result.seconds:.0f} s)")
         else:
             say(f"  seed {seed}: finished before, test accuracy {row['test_accuracy'] * 100:.2f}%")
         finals[seed] = row
