@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.machine import result, write_json  # noqa: E402
 from hardware import fast_reference  # noqa: E402
 from hardware.graph import Geometry, IntegerEdge  # noqa: E402
 from hardware.targets.loihi.profile import LOIHI2  # noqa: E402
@@ -53,14 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=64, help="samples x steps per product (default 64)")
     p.add_argument("--repeats", type=int, default=5, help="best of this many (default 5)")
     p.add_argument("--densities", default="0.02,0.05,0.1,0.2,0.3,0.5", help="spike densities to time")
+    p.add_argument("--shapes", type=int, default=len(SHAPES), help="time the first this many conv shapes")
+    p.add_argument("--json", type=Path, help="also write the results there (bench/machine.py's shape)")
     args = p.parse_args(argv)
     if not fast_reference.compiled():
         print("numba is not installed: there is no event-driven kernel to time", file=sys.stderr)
         return 2
     fast_reference.warm_up()
     rng = np.random.default_rng(0)
-    agree = True
-    for shape in SHAPES:
+    agree, results = True, []
+    for shape in SHAPES[: args.shapes]:
         edge = _edge(rng, *shape)
         g = edge.geometry
         src, dst = fast_reference.hwc_order(g.input_shape), fast_reference.hwc_order(g.output_shape)
@@ -76,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
             agree &= bool(np.array_equal(out, syn(x)[0]))
             t_event = _best(lambda x=x, syn=syn, out=out: syn.scatter(x, out), args.repeats) / rows
             t_blas = _best(lambda x=x, syn=syn: syn(x), args.repeats) / rows
+            results.append(result(f"conv {shape}, density {density}", "rows/s", 1 / t_event, "BLAS " + how,
+                                  1 / t_blas))
             print(f"  density {density:4.2f}: event-driven {t_event * 1e6:9.1f} us/row, BLAS {t_blas * 1e6:9.1f} "
                   f"us/row, BLAS / event-driven {t_blas / t_event:6.2f}")
     print(f"event-driven == BLAS on every product: {'yes' if agree else 'NO'}")
+    if args.json:
+        write_json(args.json, "event_density", {k: v for k, v in vars(args).items() if k != "json"}, results, agree)
     return 0 if agree else 1
 
 

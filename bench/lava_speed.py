@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.machine import result, write_json  # noqa: E402
 from hardware import fast_reference, reference  # noqa: E402
 from hardware.bundle import read_bundle  # noqa: E402
 from hardware.targets.loihi.lava.parent import run_lava_bundle  # noqa: E402
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, required=True, help="bundle directory (target loihi)")
     p.add_argument("--samples", type=int, default=360, help="test images to run (default 360: the split)")
     p.add_argument("--repeats", type=int, default=15, help="best of this many reference runs (default 15)")
+    p.add_argument("--json", type=Path, help="also write the results there (bench/machine.py's shape)")
     args = p.parse_args(argv)
 
     from training.data import DataSpec, load
@@ -98,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{timing['run_s'] / timing['steps'] * 1e3:.2f} ms per Lava step")
     print("  bit-exact with the reference (spikes of every hidden node, readout membranes): "
           + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in exact.items()))
-    exact = all(exact.values())
-    return 0 if exact else 1
+    agreed = all(exact.values())
+    if args.json:
+        write_json(args.json, "lava_speed", {"bundle": args.bundle, "samples": n, "timesteps": t_steps,
+                                             "repeats": args.repeats, "numba": compiled},
+                   [result(name, "samples/s", 1 / sec, "Lava fixed_pt, steps only", 1 / lava_steady,
+                           ratio_end_to_end=lava_total / sec) for name, sec in rows[:4]], agreed)
+    return 0 if agreed else 1
 
 
 if __name__ == "__main__":

@@ -11,15 +11,25 @@ range. What it changes, and why each change is exact:
   node's input currents for every step are known once its sources have run all ``T`` steps: each
   edge is one matrix product over ``T x B`` rows instead of ``T`` small ones, and an edge from a
   direct-encoded input (the same image every step) is computed once, not ``T`` times.
-* **Synapses in float32 BLAS where that is exact.** An integer sum computed in floating point
-  is exact while every partial sum is an integer below the format's ``2^p`` (``p = 24`` for
-  float32, 53 for float64), whatever the order of accumulation. For an edge whose worst case,
-  ``max_o sum_i |W_oi| * max|x|``, stays below ``2^24`` (every edge of the digits networks) the
-  product runs in float32 (``sgemm``), else in float64 below ``2^53``, else in the reference's
-  exact int64 arithmetic (:func:`hardware.reference.exact_sum_dtype`). A conv edge runs as the
-  dense matrix it is equivalent to when that matrix is small and not much sparser than the
-  convolution (the digits nets' convs), else as windows (im2col) times the kernel. Its 24-bit
-  wrap and counts follow, skipped when the worst case cannot reach ``2^23``.
+* **Neurons of a (C, H, W) node in (H, W, C) order** (:func:`hwc_order`), so one position's
+  channels are contiguous; results are put back in (C, H, W) order. A permutation: exact.
+* **Event-driven synapses where sums fit int32.** Each nonzero source value (a spike, or a
+  graded pixel) adds its weights to the outputs it reaches: a dense edge's column, a conv's
+  kernel slice ``W[:, c, i, j]`` to every output position its taps reach (stride and padding
+  as in :func:`hardware.reference.conv2d_int`; :func:`scatter_table`). Integer additions in the
+  order of the events: exact while every partial sum stays below ``2^31``, which the edge's worst
+  case ``max_o sum_i |W_oi| * max|x|`` bounds, and with no wrap to apply (Loihi's conv wrap needs
+  the whole sum) nor weight shift. Chosen per edge and chunk while at most :data:`EVENT_DENSITY`
+  of the source values are nonzero (measured; above it BLAS is faster).
+* **Otherwise synapses in float32 BLAS where that is exact.** An integer sum computed in
+  floating point is exact while every partial sum is an integer below the format's ``2^p``
+  (``p = 24`` for float32, 53 for float64), whatever the order of accumulation. For an edge whose
+  worst case stays below ``2^24`` the product runs in float32 (``sgemm``), else in float64 below
+  ``2^53``, else in the reference's exact int64 arithmetic
+  (:func:`hardware.reference.exact_sum_dtype`). A conv edge runs as the dense matrix it is
+  equivalent to when that matrix is small and not much sparser than the convolution, else as
+  windows (im2col) times the kernel. Its 24-bit wrap and counts follow, skipped when the worst
+  case cannot reach ``2^23``.
 * **The neuron loop compiled.** With numba, one kernel runs ``T`` steps of a node's neurons in
   registers (the profile's step: decay toward zero, current overflow, bias, membrane overflow,
   strict threshold, reset) in parallel over samples; without numba, the same step in numpy.
