@@ -20,7 +20,8 @@ range. What it changes, and why each change is exact:
   order of the events: exact while every partial sum stays below ``2^31``, which the edge's worst
   case ``max_o sum_i |W_oi| * max|x|`` bounds, and with no wrap to apply (Loihi's conv wrap needs
   the whole sum) nor weight shift. Chosen per edge and chunk while at most :data:`EVENT_DENSITY`
-  of the source values are nonzero (measured; above it BLAS is faster).
+  of the source values are nonzero (measured; above it BLAS is faster), twice that for skinny
+  products (fewer than :data:`SKINNY` terms per output, e.g. a conv on 2-channel event frames).
 * **Otherwise synapses in float32 BLAS where that is exact.** An integer sum computed in
   floating point is exact while every partial sum is an integer below the format's ``2^p``
   (``p = 24`` for float32, 53 for float64), whatever the order of accumulation. For an edge whose
@@ -56,6 +57,7 @@ DENSE_CONV_WASTE = 4  #: ... and only while it has at most this many entries per
 #: an edge runs event-driven while at most this share of its source values in a chunk is nonzero
 #: (measured per chunk; above it, BLAS's dense products are faster: bench/event_density.py)
 EVENT_DENSITY = 0.3
+SKINNY = 128  #: ... twice that share where BLAS's product sums fewer terms per output than this
 
 try:  # optional: a compiled neuron loop
     import numba
@@ -174,6 +176,9 @@ class _Synapse:
         self.events = numba is not None and not self.may_wrap and edge.weight_exp == 0 and self.worst < 1 << 31
         self.dense = not self.conv or (g.neurons * g.fan_in <= DENSE_CONV_LIMIT
                                        and g.fan_in <= DENSE_CONV_WASTE * edge.weight[0].size)
+        #: terms per output of the BLAS product: a skinny one (a conv with few input channels)
+        #: runs far below BLAS's peak, so events pay up to a higher density
+        self.skinny = (g.fan_in if self.dense else edge.weight[0].size) < SKINNY
 
     @cached_property
     def table(self) -> tuple[np.ndarray, ...]:
@@ -197,7 +202,8 @@ class _Synapse:
     def event_driven(self, s: np.ndarray) -> bool:
         """Whether these source values run event-driven: where that is exact, and while at most
         :data:`EVENT_DENSITY` of them are nonzero (measured on the chunk at hand)."""
-        return self.events and np.count_nonzero(s) <= EVENT_DENSITY * s.size
+        limit = min(1.0, 2 * EVENT_DENSITY) if self.skinny else EVENT_DENSITY
+        return self.events and np.count_nonzero(s) <= limit * s.size
 
     def scatter(self, s: np.ndarray, out: np.ndarray) -> None:
         """``out += W s`` (M, neurons), event-driven: exact integer sums in ``out``'s dtype."""
