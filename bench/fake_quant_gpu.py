@@ -33,6 +33,7 @@ for path in (ROOT, ROOT / "tests"):
 
 from papernets import loihi_graph, untrained  # noqa: E402
 
+from bench.machine import result, write_json  # noqa: E402
 from export.fake_quant import run_fake_quant  # noqa: E402
 from hardware import fast_reference  # noqa: E402
 from hardware.targets.loihi.profile import LOIHI2  # noqa: E402
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=1.0, help="resnet19's width multiplier (default 1: the paper's)")
     p.add_argument("--timesteps", type=int, default=2)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--json", type=Path, help="also write the results there (bench/machine.py's shape)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -104,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  equal on the {args.check} checked images: spikes of every layer {spikes_equal} ({n} images), "
           f"readout membranes {readout_equal}")
     print(f"  predicted classes over all images: {np.bincount(predictions.numpy(), minlength=10).tolist()}")
+    if args.json:
+        write_json(args.json, "fake_quant_gpu", {k: v for k, v in vars(args).items() if k != "json"},
+                   [result(f"fake-quant ({device.type})", "images/s", gpu_rate, "reference (cpu, fast)", cpu_rate)],
+                   bool(spikes_equal and readout_equal), device=str(device))
     return 0 if spikes_equal and readout_equal else 1
 
 

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.machine import result, write_json  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import DataSpec, load  # noqa: E402
 from training.loop import set_neuron_impl  # noqa: E402
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--timesteps", type=int, default=4)
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each is shown")
+    p.add_argument("--json", type=Path, help="also write the results there (bench/machine.py's shape)")
     args = p.parse_args(argv)
 
     config = TrainConfig(timesteps=args.timesteps)
@@ -177,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     for neuron, rate in results.items():
         ratios = f"   {rate / results[best]:.2f}x speed, {memory[neuron] / memory[best]:.2f}x memory" if best else ""
         print(f"  {neuron:22s} {rate:9,.0f} {memory[neuron]:10.2f}{ratios}")
+    if args.json:
+        write_json(args.json, "train_speed", {k: v for k, v in vars(args).items() if k != "json"},
+                   [result(neuron, "images/s", rate, best, results.get(best), saved_mib=memory[neuron],
+                           memory_ratio=memory[neuron] / memory[best] if best else None)
+                    for neuron, rate in results.items()], None)
     return 0
 
 

@@ -45,6 +45,7 @@ for path in (ROOT, ROOT / "bench"):
 
 from train_speed import SnnTorchNeuron, SpikingJellyNeuron, saved_mib  # noqa: E402
 
+from bench.machine import result, write_json  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.loop import set_neuron_impl  # noqa: E402
 from training.models import build_model  # noqa: E402
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-up", type=int, default=5)
     p.add_argument("--width", type=float, default=1.0, help="resnet19's width multiplier (default 1: the paper's)")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--json", type=Path, help="also write the results there (bench/machine.py's shape)")
     p.add_argument("--only", nargs="+", help="run only the configurations whose names contain one of these")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile configurations")
     p.add_argument("--memory-only", action="store_true",
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an older or missing SpikingJelly: say so, measure what runs
         print(f"  spikingjelly implementation unknown ({type(exc).__name__}: {exc})")
     gen = torch.Generator().manual_seed(0)
+    rows = []
     for timesteps in args.timesteps:
         x = torch.rand(args.batch_size, 3, 32, 32, generator=gen).to(device)
         y = torch.randint(0, 10, (args.batch_size,), generator=gen).to(device)
@@ -168,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             memory = f"{peak / peers[best][1]:.2f}" if best and peers[best][1] == peers[best][1] else "-"
             kept = f"{saved / peers[best][2]:.2f}" if best else "-"
             print(f"  {config_name:36s} {rate:10,.0f} {peak:10,.0f} {saved:10,.1f} {speed:>8s} {memory:>7s} {kept:>8s}")
+            rows.append(result(config_name, "images/s", rate, best, peers[best][0] if best else None,
+                               timesteps=timesteps, peak_mib=peak, saved_mib=saved,
+                               saved_ratio=saved / peers[best][2] if best else None))
+    if args.json:  # NaN (not measured: --memory-only) is written as null
+        rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
+        write_json(args.json, "train_speed_gpu", {k: v for k, v in vars(args).items() if k != "json"}, rows, None,
+                   device=str(device))
     return 0
 
 

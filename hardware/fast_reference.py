@@ -11,15 +11,26 @@ range. What it changes, and why each change is exact:
   node's input currents for every step are known once its sources have run all ``T`` steps: each
   edge is one matrix product over ``T x B`` rows instead of ``T`` small ones, and an edge from a
   direct-encoded input (the same image every step) is computed once, not ``T`` times.
-* **Synapses in float32 BLAS where that is exact.** An integer sum computed in floating point
-  is exact while every partial sum is an integer below the format's ``2^p`` (``p = 24`` for
-  float32, 53 for float64), whatever the order of accumulation. For an edge whose worst case,
-  ``max_o sum_i |W_oi| * max|x|``, stays below ``2^24`` (every edge of the digits networks) the
-  product runs in float32 (``sgemm``), else in float64 below ``2^53``, else in the reference's
-  exact int64 arithmetic (:func:`hardware.reference.exact_sum_dtype`). A conv edge runs as the
-  dense matrix it is equivalent to when that matrix is small and not much sparser than the
-  convolution (the digits nets' convs), else as windows (im2col) times the kernel. Its 24-bit
-  wrap and counts follow, skipped when the worst case cannot reach ``2^23``.
+* **Neurons of a (C, H, W) node in (H, W, C) order** (:func:`hwc_order`), so one position's
+  channels are contiguous; results are put back in (C, H, W) order. A permutation: exact.
+* **Event-driven synapses where sums fit int32.** Each nonzero source value (a spike, or a
+  graded pixel) adds its weights to the outputs it reaches: a dense edge's column, a conv's
+  kernel slice ``W[:, c, i, j]`` to every output position its taps reach (stride and padding
+  as in :func:`hardware.reference.conv2d_int`; :func:`scatter_table`). Integer additions in the
+  order of the events: exact while every partial sum stays below ``2^31``, which the edge's worst
+  case ``max_o sum_i |W_oi| * max|x|`` bounds, and with no wrap to apply (Loihi's conv wrap needs
+  the whole sum) nor weight shift. Chosen per edge and chunk while at most :data:`EVENT_DENSITY`
+  of the source values are nonzero (measured; above it BLAS is faster), twice that for skinny
+  products (fewer than :data:`SKINNY` terms per output, e.g. a conv on 2-channel event frames).
+* **Otherwise synapses in float32 BLAS where that is exact.** An integer sum computed in
+  floating point is exact while every partial sum is an integer below the format's ``2^p``
+  (``p = 24`` for float32, 53 for float64), whatever the order of accumulation. For an edge whose
+  worst case stays below ``2^24`` the product runs in float32 (``sgemm``), else in float64 below
+  ``2^53``, else in the reference's exact int64 arithmetic
+  (:func:`hardware.reference.exact_sum_dtype`). A conv edge runs as the dense matrix it is
+  equivalent to when that matrix is small and not much sparser than the convolution, else as
+  windows (im2col) times the kernel. Its 24-bit wrap and counts follow, skipped when the worst
+  case cannot reach ``2^23``.
 * **The neuron loop compiled.** With numba, one kernel runs ``T`` steps of a node's neurons in
   registers (the profile's step: decay toward zero, current overflow, bias, membrane overflow,
   strict threshold, reset) in parallel over samples; without numba, the same step in numpy.
@@ -29,6 +40,7 @@ range. What it changes, and why each change is exact:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
@@ -42,6 +54,10 @@ CHUNK = 256  #: samples per chunk
 EXACT_BITS = {np.float32: 24, np.float64: 53}  #: integers below 2^p are exact in these formats
 DENSE_CONV_LIMIT = 1 << 22  #: largest conv edge run as a dense matrix (entries)
 DENSE_CONV_WASTE = 4  #: ... and only while it has at most this many entries per true multiply
+#: an edge runs event-driven while at most this share of its source values in a chunk is nonzero
+#: (measured per chunk; above it, BLAS's dense products are faster: bench/event_density.py)
+EVENT_DENSITY = 0.3
+SKINNY = 128  #: ... twice that share where BLAS's product sums fewer terms per output than this
 
 try:  # optional: a compiled neuron loop
     import numba
@@ -59,20 +75,39 @@ def warm_up() -> None:
     so that timing a run measures the run: a second or so, once per process."""
     if numba is None:
         return
+    table = (np.arange(3), np.zeros(2, np.int64), np.arange(2), np.ones((2, 2), np.int32))
     for x in (np.ones((2, 2), np.uint8), np.ones((2, 2), np.int64)):
         for acc in (np.int32, np.int64):
-            _accumulate(x, np.ones((2, 2), np.int32), np.zeros((2, 2), acc))
+            _scatter(x, *table, np.zeros((2, 2), acc))
     for acc in (np.int32, np.int64):
         _lif_kernel(np.ones((1, 1, 1), acc), np.zeros(1, np.int64), 0, 0, 0, 12, 6, 24, 0, 2,
                     np.empty((1, 1, 1), np.uint8), np.empty((1, 1, 1), bool), np.empty((1, 1, 1), np.int64),
                     True, np.zeros((1, 3), np.int64))
 
 
-# --- synapses -------------------------------------------------------------------------------------
+# --- the fast path's order and the synapses -----------------------------------------------------
 
-def _conv_as_dense(edge: IntegerEdge, transposed: bool = False) -> np.ndarray:
-    """The (neurons_out, neurons_in) int32 matrix of a conv edge, in (C, H, W) order on both
-    sides; with ``transposed``, the contiguous (neurons_in, neurons_out) matrix.
+def hwc_order(shape: tuple[int, ...]) -> np.ndarray | None:
+    """The order the fast path keeps a node's neurons in: for a (C, H, W) node, the (C, H, W)
+    index of its k-th neuron in (H, W, C) order, so that one position's channels (what one kernel
+    tap of a conv adds to) are contiguous; None for an (N,) node, kept in its own order."""
+    if len(shape) != 3:
+        return None
+    c, h, w = shape
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+
+
+def _to_spec_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """Rows ``(M, n)`` in the fast path's order, reordered to the specification's (C, H, W)."""
+    if order is None:
+        return values
+    out = np.empty_like(values)
+    out[:, order] = values
+    return out
+
+
+def _conv_as_dense(edge: IntegerEdge) -> np.ndarray:
+    """The (neurons_out, neurons_in) int32 matrix of a conv edge, in (C, H, W) order on both sides.
 
     Viewed as ``D[o, y, x, c, yi, xj]``, kernel tap ``(i, j)`` fills the entries with
     ``yi = y s_h - p_h + i`` and ``xj = x s_w - p_w + j``: a strided diagonal of ``D``, written in
@@ -80,57 +115,107 @@ def _conv_as_dense(edge: IntegerEdge, transposed: bool = False) -> np.ndarray:
     g = edge.geometry
     (c_in, h_in, w_in), (c_out, h_out, w_out) = g.input_shape, g.output_shape
     (sh, sw), (ph, pw) = g.stride, g.padding
-    dense = np.zeros((c_in, h_in, w_in, c_out, h_out, w_out) if transposed else
-                     (c_out, h_out, w_out, c_in, h_in, w_in), np.int32)
-    view = dense.transpose(3, 4, 5, 0, 1, 2) if transposed else dense  # always indexed [o, y, x, c, yi, xj]
-    st = view.strides
+    dense = np.zeros((c_out, h_out, w_out, c_in, h_in, w_in), np.int32)
+    st = dense.strides
     for i in range(edge.weight.shape[2]):
         y_lo, y_hi = max(0, -(-(ph - i) // sh)), min(h_out, (h_in - 1 + ph - i) // sh + 1)
         for j in range(edge.weight.shape[3]):
             x_lo, x_hi = max(0, -(-(pw - j) // sw)), min(w_out, (w_in - 1 + pw - j) // sw + 1)
             if y_lo >= y_hi or x_lo >= x_hi:
                 continue
-            start = view[:, y_lo:, x_lo:, :, y_lo * sh - ph + i:, x_lo * sw - pw + j:]
+            start = dense[:, y_lo:, x_lo:, :, y_lo * sh - ph + i:, x_lo * sw - pw + j:]
             diagonal = as_strided(start, (c_out, y_hi - y_lo, x_hi - x_lo, c_in),
                                   (st[0], st[1] + sh * st[4], st[2] + sw * st[5], st[3]), writeable=True)
             diagonal[...] = edge.weight[:, :, i, j][:, None, None, :]
-    return dense.reshape((g.fan_in, g.neurons) if transposed else (g.neurons, g.fan_in))
+    return dense.reshape(g.neurons, g.fan_in)
+
+
+def scatter_table(edge: IntegerEdge, src_order: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """An edge as events: source value ``k`` (in the fast path's order, ``src_order``) adds
+    ``x_k * wk[rows[t]]`` to the ``width`` outputs from ``starts[t]`` on, for its taps
+    ``t = ptr[k] .. ptr[k + 1] - 1``. Returns ``(ptr, starts, rows, wk)``.
+
+    A dense edge has one tap per input: all its outputs, the weight column ``W[:, k]``. A conv
+    edge's output is (H, W, C): the input at ``(c, yi, xj)`` reaches output ``(y, x)`` through
+    kernel tap ``(i, j)`` where ``y s_h - p_h + i = yi`` and ``x s_w - p_w + j = xj`` (both inside
+    the output), adding the kernel slice ``W[:, c, i, j]`` (``wk`` row ``(c kh + i) kw + j``) to
+    that position's ``C_out`` contiguous channels."""
+    g, w = edge.geometry, edge.weight
+    if g.kind == "dense":
+        wk = w if src_order is None else w[:, src_order]
+        n = g.fan_in
+        return np.arange(n + 1), np.zeros(n, np.int64), np.arange(n), np.ascontiguousarray(wk.T.astype(np.int32))
+    (c_out, h_out, w_out), (sh, sw), (ph, pw) = g.output_shape, g.stride, g.padding
+    kh, kw = w.shape[2:]
+    c, yi, xj = np.unravel_index(np.arange(g.fan_in) if src_order is None else src_order, g.input_shape)
+    i, j = np.arange(kh)[None, :, None], np.arange(kw)[None, None, :]
+    ny, nx = yi[:, None, None] + ph - i, xj[:, None, None] + pw - j  # y s_h and x s_w
+    reached = ((ny >= 0) & (ny < h_out * sh) & (ny % sh == 0)) & ((nx >= 0) & (nx < w_out * sw) & (nx % sw == 0))
+    starts = np.broadcast_to(((ny // sh) * w_out + nx // sw) * c_out, reached.shape)[reached]
+    rows = np.broadcast_to((c[:, None, None] * kh + i) * kw + j, reached.shape)[reached]
+    ptr = np.concatenate([[0], np.cumsum(reached.reshape(g.fan_in, -1).sum(axis=1))])
+    wk = np.ascontiguousarray(w.transpose(1, 2, 3, 0).reshape(-1, c_out).astype(np.int32))
+    return ptr, starts.astype(np.int64), rows.astype(np.int64), wk
 
 
 class _Synapse:
-    """One edge, prepared once: its worst case, its arithmetic and its matrix."""
+    """One edge, prepared once: its worst case, its arithmetic and its matrix, reading its source
+    and writing its target in the fast path's order (:func:`hwc_order`)."""
 
-    def __init__(self, edge: IntegerEdge, input_bound: int, profile: Profile):
-        self.edge, self.profile = edge, profile
+    def __init__(self, edge: IntegerEdge, input_bound: int, profile: Profile, src_order: np.ndarray | None,
+                 dst_order: np.ndarray | None):
+        self.edge, self.profile, self.src_order, self.dst_order = edge, profile, src_order, dst_order
         g = edge.geometry
-        w = edge.weight.astype(np.int64)
         self.worst = int(edge.worst_sums(input_bound).max(initial=0))
         self.dtype = next((d for d, bits in EXACT_BITS.items() if self.worst < 1 << bits), None)
         self.conv = g.kind == "conv"
         self.may_wrap = (self.conv and profile.synapse_overflow != "checked"
                          and self.worst >= 1 << (profile.synapse_bits - 1))
-        small = g.neurons * g.fan_in <= DENSE_CONV_LIMIT
-        #: event-driven in the compiled accumulator (it skips zero inputs, so a conv's zero
-        #: weights cost little there): a dense matrix of int32 sums, no wrap, no shift
-        self.accumulates = (numba is not None and small and not self.may_wrap and edge.weight_exp == 0
-                            and self.worst < 1 << 31)
-        self.dense = not self.conv or self.accumulates or (small and g.fan_in <= DENSE_CONV_WASTE * w[0].size)
-        if self.accumulates:  # int32 (fan_in, out): weights fit, and so does every sum (worst < 2^31)
-            self.int_matrix_t = (_conv_as_dense(edge, transposed=True) if self.conv
-                                 else np.ascontiguousarray(w.T.astype(np.int32)))
-        elif self.dtype is not None:
-            matrix = (_conv_as_dense(edge) if self.conv else w) if self.dense else w.reshape(w.shape[0], -1)
-            self.matrix_t = np.ascontiguousarray(matrix.T.astype(self.dtype))  # (fan_in, out)
+        #: event-driven in the compiled kernel: integer sums below 2^31 (int32 weights and
+        #: partial sums), no wrap, no shift
+        self.events = numba is not None and not self.may_wrap and edge.weight_exp == 0 and self.worst < 1 << 31
+        self.dense = not self.conv or (g.neurons * g.fan_in <= DENSE_CONV_LIMIT
+                                       and g.fan_in <= DENSE_CONV_WASTE * edge.weight[0].size)
+        #: terms per output of the BLAS product: a skinny one (a conv with few input channels)
+        #: runs far below BLAS's peak, so events pay up to a higher density
+        self.skinny = (g.fan_in if self.dense else edge.weight[0].size) < SKINNY
+
+    @cached_property
+    def table(self) -> tuple[np.ndarray, ...]:
+        """The event-driven form (:func:`scatter_table`), built when first used."""
+        return scatter_table(self.edge, self.src_order)
+
+    @cached_property
+    def matrix_t(self) -> np.ndarray:
+        """The (fan_in, out) matrix of the BLAS product in the exact float type, built when first
+        used: the weights, the conv as a dense matrix, or the kernel for windows (im2col)."""
+        w = self.edge.weight.astype(np.int64)
+        if not self.conv:
+            matrix = w if self.src_order is None else w[:, self.src_order]
+        elif self.dense:
+            matrix = _conv_as_dense(self.edge)[self.dst_order]
+            matrix = matrix if self.src_order is None else matrix[:, self.src_order]
+        else:  # windows in (C, kh, kw) order
+            matrix = w.reshape(w.shape[0], -1)
+        return np.ascontiguousarray(matrix.T.astype(self.dtype))
+
+    def event_driven(self, s: np.ndarray) -> bool:
+        """Whether these source values run event-driven: where that is exact, and while at most
+        :data:`EVENT_DENSITY` of them are nonzero (measured on the chunk at hand)."""
+        limit = min(1.0, 2 * EVENT_DENSITY) if self.skinny else EVENT_DENSITY
+        return self.events and np.count_nonzero(s) <= limit * s.size
+
+    def scatter(self, s: np.ndarray, out: np.ndarray) -> None:
+        """``out += W s`` (M, neurons), event-driven: exact integer sums in ``out``'s dtype."""
+        _scatter(s, *self.table, out)
 
     def __call__(self, s: np.ndarray) -> tuple[np.ndarray, int]:
         """Activations (M, neurons) int64 for source values ``s`` (M, fan_in), and the wraps."""
         if self.dtype is None:  # beyond float64's exact range: the reference's own arithmetic
-            return synaptic_input(self.edge, s.astype(np.int64), self.profile)
+            a, wrapped = synaptic_input(self.edge, _to_spec_order(s.astype(np.int64), self.src_order), self.profile)
+            return (a if self.dst_order is None else a[:, self.dst_order]), wrapped
         x = s.astype(self.dtype, copy=False)
-        if self.dense:
-            raw = (x @ self.matrix_t).astype(np.int64)
-        else:
-            raw = self._im2col(x)
+        raw = (x @ self.matrix_t if self.dense else self._im2col(x)).astype(np.int64)
         if not self.conv:
             exp = int(self.edge.weight_exp)
             return (np.left_shift(raw, exp) if exp > 0 else np.right_shift(raw, -exp)), 0
@@ -140,15 +225,17 @@ class _Synapse:
         return a, int(np.count_nonzero(a != raw))
 
     def _im2col(self, x: np.ndarray) -> np.ndarray:
+        """The conv as windows times the kernel, in (H, W, C) order: the product's rows are the
+        output positions, its columns their channels."""
         g = self.edge.geometry
         m = x.shape[0]
+        c, h, w = g.input_shape
         (ph, pw), (kh, kw) = g.padding, self.edge.weight.shape[2:]
-        xs = np.pad(x.reshape(m, *g.input_shape), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        win = sliding_window_view(xs, (kh, kw), axis=(2, 3))[:, :, :: g.stride[0], :: g.stride[1]]
-        ho, wo = win.shape[2:4]
-        patches = np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(m * ho * wo, -1)
-        out = (patches @ self.matrix_t).reshape(m, ho * wo, -1).transpose(0, 2, 1)
-        return out.reshape(m, -1).astype(np.int64)
+        image = x.reshape(m, h, w, c) if self.src_order is not None else x.reshape(m, c, h, w).transpose(0, 2, 3, 1)
+        padded = np.pad(image, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        win = sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, :: g.stride[0], :: g.stride[1]]
+        patches = np.ascontiguousarray(win).reshape(-1, c * kh * kw)  # (M Ho Wo, C kh kw)
+        return (patches @ self.matrix_t).reshape(m, -1)
 
 
 # --- the neuron loop ------------------------------------------------------------------------------
@@ -210,23 +297,27 @@ if numba is not None:
             counts[m, 1] = v_clip
 
     @numba.njit(parallel=True, cache=True)
-    def _accumulate(x, wt, out):
-        """``out[r] += sum_i x[r, i] * wt[i]`` over the nonzero ``x[r, i]`` only (event-driven:
-        spikes are sparse), rows in parallel; integer arithmetic in ``out``'s dtype."""
-        rows, fan_in = x.shape
-        n_out = wt.shape[1]
-        for r in numba.prange(rows):
+    def _scatter(x, ptr, starts, rows, wk, out):
+        """Event-driven synapses (:func:`scatter_table`): for every nonzero ``x[r, k]`` (spikes
+        are sparse), ``out[r, starts[t]:][:width] += x[r, k] * wk[rows[t]]`` over its taps ``t``;
+        samples in parallel, integer arithmetic in ``out``'s dtype."""
+        n_rows, fan_in = x.shape
+        width = wk.shape[1]
+        for r in numba.prange(n_rows):
             o_r = out[r]
-            for i in range(fan_in):
-                xi = x[r, i]
-                if xi == 1:  # a spike: add the weights
-                    w = wt[i]
-                    for o in range(n_out):
-                        o_r[o] += w[o]
-                elif xi != 0:  # a graded input
-                    w = wt[i]
-                    for o in range(n_out):
-                        o_r[o] += xi * w[o]
+            for k in range(fan_in):
+                xk = x[r, k]
+                if xk == 0:
+                    continue
+                for t in range(ptr[k], ptr[k + 1]):
+                    seg = o_r[starts[t]:starts[t] + width]  # a view: indices from 0 vectorise
+                    w = wk[rows[t]]
+                    if xk == 1:  # a spike: add the weights
+                        for o in range(width):
+                            seg[o] += w[o]
+                    else:  # a graded input
+                        for o in range(width):
+                            seg[o] += xk * w[o]
 
 
 def _compiled_step(profile: Profile) -> bool:
@@ -281,18 +372,27 @@ def _currents(node, edges, synapses: dict[str, _Synapse], source_rows: dict[str,
     for edge in edges:
         syn, rows = synapses[edge.name], source_rows[edge.source]
         constant = once and edge.source == INPUT  # rows (M, n): the same input every step
-        if syn.accumulates and not constant:
-            _accumulate(rows, syn.int_matrix_t, flat)
-            continue
-        if syn.accumulates:
-            a_e = np.zeros((m, node.neurons), dtype)
-            _accumulate(rows, syn.int_matrix_t, a_e)
-            wrapped = 0
+        if syn.event_driven(rows):
+            if not constant:
+                syn.scatter(rows, flat)
+                continue
+            a_e, wrapped = np.zeros((m, node.neurons), dtype), 0
+            syn.scatter(rows, a_e)
         else:
             a_e, wrapped = syn(rows)
         sat["a_wrap"] += wrapped * timesteps if constant else wrapped
         a += a_e.reshape(-1, m, node.neurons).astype(dtype, copy=False)
     return a
+
+
+def _store(dst: np.ndarray, values: np.ndarray, order: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    """``dst[...] = values`` for (M, T, N) arrays, from the fast path's order to the specification's."""
+    if order is None:
+        dst[...] = values
+    else:
+        c, h, w = shape
+        m, steps = values.shape[:2]
+        dst.reshape(m, steps, c, h, w)[...] = values.reshape(m, steps, h, w, c).transpose(0, 1, 4, 2, 3)
 
 
 def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chunk: int = CHUNK,
@@ -304,9 +404,13 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
     b = steps_in.shape[0]
     per_step = graph.input.per_step
     bound = int(np.abs(steps_in).max(initial=0))
-    synapses = {e.name: _Synapse(e, bound if e.source == INPUT else 1, profile) for e in graph.edges}
-    biases = {n.name: fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp).astype(np.int64)
-              for n in graph.nodes}
+    orders = {INPUT: None, **{n.name: hwc_order(n.shape) for n in graph.nodes}}
+    synapses = {e.name: _Synapse(e, bound if e.source == INPUT else 1, profile, orders[e.source], orders[e.target])
+                for e in graph.edges}
+    biases = {n.name: _in_order(fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp).astype(np.int64),
+                                orders[n.name]) for n in graph.nodes}
+    #: the input as the compiled kernel reads it: bytes where the values fit (they are checked)
+    in_dtype = np.uint8 if graph.input.input_max <= 255 else np.int64
     incoming = {n.name: graph.incoming(n.name) for n in graph.nodes}
     spikes = {n.name: np.empty((b, timesteps, n.neurons), bool) for n in graph.hidden}
     readout = np.empty((b, timesteps, graph.readout.neurons), np.int64)
@@ -320,9 +424,9 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
         m = hi - lo
         if per_step:  # (M, T, ...) -> time-major rows (T * M, n)
             source_rows = {INPUT: steps_in[lo:hi].reshape(m, timesteps, -1).transpose(1, 0, 2).reshape(
-                timesteps * m, -1)}
+                timesteps * m, -1).astype(in_dtype)}
         else:
-            source_rows = {INPUT: np.asarray(inputs)[lo:hi].reshape(m, -1)}
+            source_rows = {INPUT: np.asarray(inputs)[lo:hi].reshape(m, -1).astype(in_dtype)}
         for node in graph.nodes:
             a = _currents(node, incoming[node.name], synapses, source_rows, m, timesteps, acc_dtype[node.name],
                           saturation[node.name], once=not per_step)
@@ -331,25 +435,26 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
             sat["u_wrap"] += counts["u_wrap"]
             sat["v_clip"] += counts["v_clip"]
             if node.readout:
-                readout[lo:hi] = v
+                _store(readout[lo:hi], v, orders[node.name], node.shape)
             else:
-                spikes[node.name][lo:hi] = spikes_b
+                _store(spikes[node.name][lo:hi], spikes_b, orders[node.name], node.shape)
                 source_rows[node.name] = spikes_u8.reshape(timesteps * m, -1)
         if progress is not None:
             progress(m)
     return IntegerRun(spikes=spikes, readout=readout, saturation=saturation)
 
 
+def _in_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """Per-neuron ``values`` in (C, H, W) order, in the fast path's order."""
+    return values if order is None else values[order]
+
+
 def worst_cases(graph: Graph, input_bound: int, profile: Profile) -> dict[str, tuple[int, str]]:
     """Per edge: its worst-case ``|sum|`` and the arithmetic the fast path gives it (for reports)."""
     out = {}
+    orders = {INPUT: None, **{n.name: hwc_order(n.shape) for n in graph.nodes}}
     for e in graph.edges:
-        s = _Synapse(e, input_bound if e.source == INPUT else 1, profile)
-        if s.accumulates:
-            kind = "int32 accumulate"
-        else:
-            kind = ("int64" if s.dtype is None else np.dtype(s.dtype).name) + (" dense" if s.dense else " im2col")
-        out[e.name] = (s.worst, kind)
+        s = _Synapse(e, input_bound if e.source == INPUT else 1, profile, orders[e.source], orders[e.target])
+        blas = "int64" if s.dtype is None else np.dtype(s.dtype).name + (" dense" if s.dense else " im2col")
+        out[e.name] = (s.worst, f"int32 event-driven, else {blas}" if s.events else blas)
     return out
-
-

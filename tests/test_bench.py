@@ -4,6 +4,7 @@ their rows and the fake-quant path's == check do."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,38 @@ def test_the_gpu_training_bench_runs_every_configuration_on_the_cpu():
     assert "fastest peer" in out and "lsg-deploy fused bf16" in out
 
 
-def test_the_gpu_fake_quant_bench_checks_its_integers_against_the_reference():
+def _check_json(path: Path, bench: str, rows: int, unit: str, agreed: bool | None) -> dict:
+    """The shape every bench's --json shares (bench/machine.py), and the values that can be checked."""
+    doc = json.loads(path.read_text())
+    assert doc["bench"] == bench and doc["agreed"] is agreed and isinstance(doc["settings"], dict)
+    m = doc["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and m["usable_cores"] >= 1 and m["device"] == "cpu"
+    assert m["versions"]["numpy"] and set(m["versions"]) >= {"numba", "torch"}
+    assert len(doc["results"]) == rows
+    for r in doc["results"]:
+        assert r["unit"] == unit and r["rate"] > 0 and r["configuration"]
+        if r["peer"] is not None:
+            assert r["peer_rate"] > 0 and r["ratio"] == r["rate"] / r["peer_rate"]
+    return doc
+
+
+def test_the_training_bench_writes_its_ratios_as_json(tmp_path):
+    _bench("bench/train_speed.py", "--steps", "1", "--rounds", "1", "--batch-size", "8", "--json",
+           str(tmp_path / "t.json"))
+    doc = _check_json(tmp_path / "t.json", "train_speed", 5, "images/s", None)
+    assert {r["peer"] for r in doc["results"]} == {max((r for r in doc["results"] if not
+                                                        r["configuration"].startswith("lsg-deploy")),
+                                                       key=lambda r: r["rate"])["configuration"]}
+
+
+def test_the_event_density_bench_writes_json_and_checks_its_sums(tmp_path):
+    _bench("bench/event_density.py", "--shapes", "2", "--densities", "0.1,0.5", "--repeats", "1", "--rows", "4",
+           "--json", str(tmp_path / "e.json"))
+    _check_json(tmp_path / "e.json", "event_density", 4, "rows/s", True)
+
+
+def test_the_gpu_fake_quant_bench_checks_its_integers_against_the_reference(tmp_path):
     out = _bench("bench/fake_quant_gpu.py", "--device", "cpu", "--width", "0.0625", "--images", "6",
-                 "--batch-size", "4", "--check", "3")
+                 "--batch-size", "4", "--check", "3", "--json", str(tmp_path / "f.json"))
+    _check_json(tmp_path / "f.json", "fake_quant_gpu", 1, "images/s", True)
     assert "equal on the 3 checked images: spikes of every layer True (3 images), readout membranes True" in out, out

@@ -26,14 +26,18 @@ def _assert_same(ref: reference.IntegerRun, fast: reference.IntegerRun) -> None:
     assert fast.saturation == ref.saturation
 
 
-@pytest.fixture(params=["compiled", "numpy"])
+@pytest.fixture(params=["events", "blas", "numpy"])
 def path(request, monkeypatch):
-    """Both ways the fast path runs: numba's kernels, and numpy alone (numba not installed)."""
-    if request.param == "compiled":
-        if not fast_reference.compiled():
-            pytest.fail("numba is not installed: `pip install -e .[train]` (make test) installs it")
-    else:
+    """Every way the fast path runs: numba's kernels with every edge event-driven where that is
+    exact (``events``), with none (``blas``: BLAS products wherever they are exact), and numpy
+    alone (numba not installed). The default picks per edge and chunk by the measured density;
+    the trained net's test runs it."""
+    if request.param != "numpy" and not fast_reference.compiled():
+        pytest.fail("numba is not installed: `pip install -e .[train]` (make test) installs it")
+    if request.param == "numpy":
         monkeypatch.setattr(fast_reference, "numba", None)
+    else:
+        monkeypatch.setattr(fast_reference, "EVENT_DENSITY", 1.0 if request.param == "events" else -1.0)
     return request.param
 
 
@@ -92,7 +96,7 @@ def test_random_graphs_reach_the_edges_of_every_profile(profile):
     assert sum(0.02 < r < 0.98 for r in rates) >= len(rates) // 3, f"{profile.name}: random graphs must be active"
 
 
-def test_fast_equals_reference_on_the_trained_net(default_run, path):
+def test_fast_equals_reference_on_the_trained_net(default_run):
     bundle = read_bundle(default_run.bundle)
     _, test, _ = load(DataSpec(), bundle.timesteps)
     ref = reference.run(bundle.integer_graph, test.pixels, bundle.timesteps, LOIHI2)
@@ -118,11 +122,34 @@ def test_a_conv_as_a_dense_matrix_is_the_convolution(seed):
     padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
     edge = _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
     dense = fast_reference._conv_as_dense(edge)
-    assert np.array_equal(fast_reference._conv_as_dense(edge, transposed=True), dense.T)
     x = rng.integers(-20, 21, size=(5, *in_shape))
     g = edge.geometry
     expected = reference.conv2d_int(x, edge.weight, g.stride, g.padding).reshape(5, -1)
     assert np.array_equal(x.reshape(5, -1) @ dense.T.astype(np.int64), expected)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_conv_as_events_is_the_convolution(seed):
+    """The event-driven conv (scatter table and kernel) in (H, W, C) order, on random
+    geometries, strides and paddings, with graded values, spikes and zeros, from a (C, H, W)
+    source (the input) and from an (H, W, C) one (a node)."""
+    if not fast_reference.compiled():
+        pytest.fail("numba is not installed: `pip install -e .[train]` (make test) installs it")
+    rng = np.random.default_rng(seed)
+    in_shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+    kernel = (int(rng.integers(1, min(in_shape[1], 4) + 1)), int(rng.integers(1, min(in_shape[2], 4) + 1)))
+    stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    edge = _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
+    g = edge.geometry
+    x = rng.integers(0, 3, size=(5, *in_shape)) * (rng.random((5, *in_shape)) < 0.5)
+    expected = reference.conv2d_int(x, edge.weight, g.stride, g.padding).reshape(5, -1)
+    src_order, dst_order = fast_reference.hwc_order(in_shape), fast_reference.hwc_order(g.output_shape)
+    for order in (None, src_order):
+        rows = x.reshape(5, -1) if order is None else x.reshape(5, -1)[:, order]
+        out = np.zeros((5, g.neurons), np.int32)
+        fast_reference._scatter(rows.astype(np.int64), *fast_reference.scatter_table(edge, order), out)
+        assert np.array_equal(out, expected[:, dst_order])
 
 
 def _one_edge_graph(edge: IntegerEdge, input_max: int) -> Graph:
@@ -135,7 +162,7 @@ def _one_edge_graph(edge: IntegerEdge, input_max: int) -> Graph:
 
 
 @pytest.mark.parametrize("input_max, arithmetic", [
-    (16, "int32 accumulate"),  # every digits edge: exact int32 sums, event-driven
+    (16, "int32 event-driven"),  # every digits edge: exact int32 sums, event-driven
     (1 << 17, "float64"),  # sums past 2^24 (float32) and 2^23 (conv wrap): float64, then the wrap
     ((1 << 23) - 1, "float64"),  # the widest input Loihi carries (24-bit graded): past int32 too
 ])
@@ -144,8 +171,8 @@ def test_each_arithmetic_is_exact_where_it_is_chosen(input_max, arithmetic, path
     edge = _conv_edge(rng, (2, 6, 6), 3, (3, 3), (1, 1), (1, 1))
     graph = _one_edge_graph(edge, input_max)
     worst, kind = fast_reference.worst_cases(graph, input_max, LOIHI2)["c"]
-    if arithmetic == "int32 accumulate":
-        assert worst < 1 << 23 and (kind == "int32 accumulate" if path == "compiled" else kind.startswith("float32"))
+    if arithmetic == "int32 event-driven":
+        assert worst < 1 << 23 and kind.startswith("int32 event-driven" if path != "numpy" else "float32")
     else:
         assert kind.startswith(arithmetic) and worst >= 1 << 24
     inputs = rng.integers(0, input_max + 1, size=(9, 2, 6, 6))

@@ -192,7 +192,8 @@ def test_synapse_sums_past_2_53_are_exact_and_such_inputs_are_refused():
     assert reference.conv2d_int(x, edge.weight, (1, 1), (0, 0)).item() == 254 * (2**47 + 1) + 4
     a, wrapped = reference.synaptic_input(edge, x.reshape(1, -1), LOIHI2)
     assert a.tolist() == [[258]] and wrapped == 1 and (int(a[0, 0]) << fp.ACT_SHIFT) == 16512
-    fast, _ = fast_reference._Synapse(edge, 2**47 + 1, LOIHI2)(x.reshape(1, -1))
+    order = fast_reference.hwc_order(edge.geometry.output_shape)
+    fast, _ = fast_reference._Synapse(edge, 2**47 + 1, LOIHI2, None, order)(x.reshape(1, -1))
     assert fast.tolist() == [[258]]
 
     with pytest.raises(BundleError, match=r"input_max 140737488355329 exceeds 8388607"):
