@@ -24,6 +24,7 @@ MAX_WIDTH = 1 << 16  #: batch size, hidden neurons
 MAX_CHANNELS = 4096
 MAX_CONV_BLOCKS = 64  #: digits-plain stacks one block per entry
 MAX_SEED = (1 << 32) - 1
+MAX_SLICE_MS = 60_000.0  #: a CIFAR10-DVS recording lasts about 1.3 s
 MAX_LR = 10.0  #: the recipes use 2e-3 (Adam) to 0.1 (SGD); far larger only saturates or diverges
 #: settings a resumed run may change: where it runs, not what it trains
 RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data", "neuron_impl")
@@ -100,6 +101,9 @@ class TrainConfig:
     #: bilinear interpolation) or "spikes" (events binned by their coordinates onto 48x48, 1 where a
     #: pixel had an event in the step: the binary input an integer target receives)
     dvs_frames: str = "counts"
+    #: CIFAR10-DVS: 0 frames a recording into T equal bins (TET); > 0 into T consecutive slices of
+    #: this many milliseconds from its first event (the LSG paper's "a slice every 5 ms")
+    dvs_slice_ms: float = 0.0
     device: str = "auto"  #: auto (CUDA where available), cpu, cuda or cuda:N
     precision: str = "fp32"  #: fp32, or bf16 autocast
     workers: int = 0  #: DataLoader worker processes for the file datasets
@@ -137,6 +141,8 @@ class TrainConfig:
             (0 <= self.workers <= 256, f"workers must lie in [0, 256], got {self.workers}"),
             (self.dvs_frames in DVS_FRAMES,
              f"dvs_frames must be one of {', '.join(DVS_FRAMES)}, got {self.dvs_frames!r}"),
+            (self.dvs_slice_ms == 0 or 1e-3 <= self.dvs_slice_ms <= MAX_SLICE_MS,
+             f"dvs_slice_ms must be 0 (off) or lie in [0.001, {MAX_SLICE_MS:g}] ms, got {self.dvs_slice_ms}"),
             (self.neuron_impl in NEURON_IMPLS,
              f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {self.neuron_impl!r}"),
         ]
