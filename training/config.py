@@ -31,9 +31,11 @@ RESUME_MAY_CHANGE = ("data_dir", "device", "precision", "workers", "verify_data"
 
 _CIFAR = {"arch": "resnet19", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128,
           "epochs": 300, "timesteps": 2, "v_th": 0.5, "beta_init": 0.2}
-#: the seed paper's recipe (DESIGN.md section 7), the defaults of ``--dataset`` cifar10, cifar100 and
-#: cifar10-dvs; a config file and the command line override them. T = 2 is the first of the paper's
-#: CIFAR rows (2, 4, 6); the recipes in ``recipes/`` hold every row of its tables.
+#: the defaults of ``--dataset`` cifar10, cifar100 and cifar10-dvs; a config file and the command line
+#: override them. The networks, T and v_th, beta_init are the seed paper's; the optimizer, lr,
+#: weight decay, batch and epochs come from the authors' related ASGL/MPD-AGL code (the paper does
+#: not state them; DESIGN.md section 7). T = 2 is the first of the paper's CIFAR rows (2, 4, 6); the
+#: recipes in ``recipes/`` hold every row of its tables, each setting with its source.
 DATASET_RECIPES: dict[str, dict[str, Any]] = {
     "cifar10": _CIFAR,
     "cifar100": _CIFAR,
