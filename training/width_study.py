@@ -105,7 +105,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def figure_png(result: dict[str, Any]) -> bytes:
-    """Two panels, layer on x: the gradient norm (log scale) and the in-window fraction per row."""
+    """Two panels, layer on x: the gradient norm (log scale) and the in-window fraction per row
+    (LSG rows thick, trained-decay rows dashed)."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -114,9 +115,10 @@ def figure_png(result: dict[str, Any]) -> bytes:
     fig = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(fig)
     grad, window = fig.subplots(1, 2)
-    for name, rows in result["rows"].items():
-        style = {"lw": 2.2, "color": "tab:orange" if ROWS[name].beta_init == 0.2 else "tab:red"} \
-            if ROWS[name].mode == "lsg" else {"lw": 1.0}
+    palette = [f"C{i % 10}" for i in range(len(result["rows"]))]
+    for colour, (name, rows) in zip(palette, result["rows"].items(), strict=True):
+        lsg = ROWS[name].mode == "lsg"  # thick, the rest thin; one colour per row
+        style = {"lw": 2.4 if lsg else 1.0, "ls": "-" if lsg or ROWS[name].mode == "fixed" else "--", "color": colour}
         depth = np.arange(1, len(rows) + 1)
         grad.semilogy(depth, [max(r["grad_norm"], 1e-30) for r in rows], marker=".", label=name, **style)
         window.plot(depth, [r["in_window"] for r in rows], marker=".", label=name, **style)
