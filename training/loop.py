@@ -145,8 +145,8 @@ def param_groups(config: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, or SGD with (non-Nesterov) momentum as in the seed paper's CIFAR recipe, over
-    :func:`param_groups`."""
+    """Adam, or SGD with (non-Nesterov) momentum as in the CIFAR recipe (from the authors' related
+    ASGL code; the paper does not state its optimizer), over :func:`param_groups`."""
     groups = param_groups(config, model)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
