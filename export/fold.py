@@ -145,7 +145,7 @@ class _Folder:
             weight = _pool_compose(weight.reshape(out, c, h // p, w // p), p).reshape(out, -1)
         geometry = Geometry("dense", (weight.shape[1],), (out,))
         if isinstance(block, DenseBlock):
-            scale, offset = (_float64(t) for t in block.bn.fold_factors())
+            scale, offset = (_float64(t) for t in block.fold_factors())
             self.edges.append((name, self.source, name, geometry, weight * scale[:, None]))
             self.lif_node(name, (out,), offset, block.lif)
         else:

@@ -244,7 +244,7 @@ def finetune(checkpoint: Path, target: str, out: Path, profile: str | None = Non
         float_after = float((predict(final, test_split.analog).logits.argmax(1).numpy() == test_split.labels).mean())
         history.update(epochs=rows, fixed_after=rows[-1]["test_accuracy"], float_after=float_after)
         rec = ft.QuantizationRecord(target, profile, pins, policy.weight_percentile, dict(history))
-        new_doc = checkpoint_document(final, TrainConfig.from_dict(doc["config"]), doc["metrics"], doc["classes"],
+        new_doc = checkpoint_document(final, TrainConfig.from_saved(doc["config"]), doc["metrics"], doc["classes"],
                                       doc["data"], quantization=rec.to_dict())
         files.write_bytes(target_file, checkpoint_bytes(new_doc))
         exported, _, _ = quantizer(fold(load_checkpoint(target_file)[0], spec), 0.0, pinned_policy)

@@ -74,6 +74,8 @@ def _training_data(config, spec: data.DataSpec, download: bool):
                          f"{', '.join(NORMALIZED_DATASETS)} do)")
     if config.dvs_frames != "counts" and spec.dataset != "cifar10-dvs":
         raise UsageError(f"dvs_frames = {config.dvs_frames}: dataset {spec.dataset} is not cifar10-dvs")
+    if config.dvs_slice_ms and spec.dataset != "cifar10-dvs":
+        raise UsageError(f"dvs_slice_ms = {config.dvs_slice_ms:g}: dataset {spec.dataset} is not cifar10-dvs")
     if data.DATASETS[spec.dataset].files:
         if not config.data_dir:
             raise UsageError(f"dataset {spec.dataset} is read from files: give --data-dir (no download happens "
@@ -81,7 +83,7 @@ def _training_data(config, spec: data.DataSpec, download: bool):
         options = data.FileOptions(Path(config.data_dir), config.timesteps, augment=config.augment,
                                    autoaugment=config.autoaugment, cutout=config.cutout,
                                    verify=config.verify_data, download=download, normalize=config.normalize,
-                                   dvs_frames=config.dvs_frames)
+                                   dvs_frames=config.dvs_frames, dvs_slice_ms=config.dvs_slice_ms)
         try:
             train_set, test_set = data.build(spec.dataset, options)
         except data.DataFilesError as exc:

@@ -3,6 +3,7 @@ wider rows): one run per row and seed, resumable, paired seeds, and tables whose
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -220,3 +221,16 @@ def test_the_readme_ablation_recipe_builds_its_depth_20_plain_stack():
     config = TrainConfig.from_toml(Path(__file__).parent.parent / "recipes" / "ablation-digits-plain-depth20.toml")
     model = build_model(config, (1, 8, 8), 10)
     assert len(model.lif_layers()) == 21 and config.arch == "digits-plain"
+
+
+def test_the_headings_count_epochs_and_seeds_in_words():
+    from training.ablation_report import counted, markdown
+    from training.config import TrainConfig
+
+    assert (counted(1, "epoch"), counted(8, "epoch"), counted(0, "seed")) == ("1 epoch", "8 epochs", "0 seeds")
+    row = {**dataclasses.asdict(ROWS["lsg"]), "paper": dict(ROWS["lsg"].paper), "values": [0.9], "mean": 0.9,
+           "std": 0.0, "min": 0.9, "max": 0.9, "vs_lsg": None}
+    run = {"config": TrainConfig(epochs=1).to_dict(), "seeds": [0], "folds": 0, "machine": "m", "seconds": 1.0,
+           "tables": {"1": ["lsg"]}, "rows": {"lsg": row}}
+    text = markdown(run)
+    assert ", 1 epoch, adam" in text and "over 1 seed (min-max)" in text

@@ -282,6 +282,8 @@ def test_resnet19_structure():
     assert projections == {"s2b1": (2, 2), "s3b1": (2, 2)}
     assert model.blocks["s3b2"].conv2.conv.out_channels == 512 and model.blocks["pool"].kernel == 8
     assert (model.blocks["fc1"].linear.in_features, model.blocks["fc1"].linear.out_features) == (512, 256)
+    # fc1 as in the tdBN/TET code: a plain linear layer with a bias before its LIF, no tdBN
+    assert model.blocks["fc1"].bn is None and model.blocks["fc1"].linear.bias is not None
     assert model.activation_shapes()[-1] == (10,)
     w = model.blocks["s1b1"].conv1.conv.weight  # Kaiming normal, fan-out: std sqrt(2 / (128 * 9))
     assert float(w.detach().std()) == pytest.approx((2 / (128 * 9)) ** 0.5, rel=0.05)
@@ -295,6 +297,8 @@ def test_vggsnn_structure():
     assert convs == [64, 128, 256, 256, 512, 512, 512, 512]
     assert model.blocks["readout"].linear.in_features == 4608
     assert all(b.conv.bias is None for b in model.blocks.values() if isinstance(b, ConvBlock))
+    w = model.blocks["conv5"].conv.weight  # TET's Kaiming normal, fan-out: std sqrt(2 / (512 * 9))
+    assert float(w.detach().std()) == pytest.approx((2 / (512 * 9)) ** 0.5, rel=0.05)
     with pytest.raises(ArchitectureError, match="multiples of 16"):
         build_model(TrainConfig(arch="vggsnn"), (2, 12, 12), 10)
 

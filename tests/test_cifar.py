@@ -149,7 +149,8 @@ def test_every_recipe_loads_and_states_the_papers_number():
     from training.config import TrainConfig
 
     recipes = sorted((Path(__file__).parent.parent / "recipes").glob("table*.toml"))
-    assert len(recipes) == 15  # Table 3's seven LSG rows, Table 2's five widths, Table 1's three modes
+    assert len(recipes) == 16  # Table 3's eight LSG rows (DVS with and without TET), Table 2's five widths,
+    # Table 1's three modes
     for path in recipes:
         config = TrainConfig.from_toml(path)
         paper = tomllib.loads(path.read_text())["paper"]

@@ -367,3 +367,52 @@ def test_vggsnn_trains_on_cifar10_dvs_from_the_cli_and_deploys_to_loihi(tree, tm
     assert result["input_encoding"] == "event-frames"
     assert main(["simulate", str(bundle), "--json", str(report), "--quiet"]) == 0
     assert json.loads(report.read_text())["accuracy"]["float"] == doc["metrics"][-1]["test_accuracy"]
+
+
+def test_time_slices_are_tonics_fixed_windows_from_the_first_event(tree):
+    """``dvs_slice_ms``: frame k counts the events in [t_first + k s, t_first + (k + 1) s), which are
+    tonic's ``ToFrame(time_window=s)`` frames, the first T of them; a recording shorter than T slices
+    ends in empty frames instead of fewer frames."""
+    from tonic.transforms import ToFrame
+
+    events = recording(tree, "bird", 4)
+    slice_us = 100_000
+    counts = dvs.slice_counts(events, SENSOR, T, slice_us)
+    assert counts.shape == (T, 2, 128, 128) and counts.dtype == np.int16
+    assert (counts == ToFrame(sensor_size=SENSOR, time_window=slice_us)(events)[:T]).all()
+    assert counts.sum() == int(((events["t"].astype(np.int64) - int(events["t"][0])) < T * slice_us).sum()) > 0
+    long = dvs.slice_counts(events, SENSOR, T, 10_000_000)  # one slice holds the whole recording
+    assert long[0].sum() == len(events) and not long[1:].any()
+
+
+def test_time_slice_frames_are_cached_apart_and_reach_both_frame_kinds(tree):
+    train, _ = cifar10_dvs_datasets(FileOptions(tree, T, augment=False, dvs_slice_ms=100))
+    events = recording(tree, "airplane", 0)
+    want = dvs.slice_counts(events, SENSOR, T, 100_000).astype(np.float32)
+    assert torch.equal(train[0][0], transforms.Resize((48, 48), antialias=True)(torch.from_numpy(want)))
+    assert not torch.equal(train[0][0], expected_frames(events))
+    cache = tree / "CIFAR10DVS" / "lsg-deploy-cache"
+    assert (cache / f"T{T}-48-slice100000us" / "files.json").is_file()
+    spikes, _ = cifar10_dvs_datasets(FileOptions(tree, T, augment=False, dvs_frames="spikes", dvs_slice_ms=100))
+    assert (cache / f"T{T}-48-spikes-slice100000us" / "files.json").is_file()
+    assert set(np.unique(spikes[0][0].numpy())) <= {0.0, 1.0} and float(spikes[0][0].sum()) > 0
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (5, True), (0.001, True), (-5, False), (1e-4, False),
+                                       (1e9, False)])
+def test_dvs_slice_ms_is_checked(value, ok):
+    from training.config import TrainConfig
+
+    if ok:
+        assert TrainConfig(dvs_slice_ms=value).dvs_slice_ms == value
+    else:
+        with pytest.raises(ValueError, match="dvs_slice_ms"):
+            TrainConfig(dvs_slice_ms=value)
+
+
+def test_dvs_slice_ms_is_for_cifar10_dvs_only(tmp_path, capsys):
+    from lsg_deploy.cli import main
+
+    assert main(["train", "--dvs-slice-ms", "5", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "dvs_slice_ms = 5: dataset digits is not cifar10-dvs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -9,6 +9,7 @@ from training.config import TrainConfig
 from training.loop import loss_fn, make_optimizer
 from training.model import Forward
 from training.models import build_model
+from training.neuron import LIF
 
 
 def test_tet_loss_is_per_step_ce_plus_the_mse_regulariser():
@@ -30,6 +31,44 @@ def test_sgd_with_momentum_is_the_papers_optimizer():
     group = optimizer.param_groups[0]
     assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.1, 0.9, 5e-4, False)
     assert isinstance(make_optimizer(TrainConfig(), build_model(TrainConfig(), (1, 8, 8), 10)), torch.optim.Adam)
+
+
+def _decay_params(model):
+    return {id(m.b) for m in model.modules() if isinstance(m, LIF)}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_weight_decay_leaves_the_decay_parameters_b_alone_by_default(optimizer):
+    config = TrainConfig(optimizer=optimizer, weight_decay=5e-4)
+    model = build_model(config, (1, 8, 8), 10)
+    groups = make_optimizer(config, model).param_groups
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]
+    assert {id(p) for p in groups[1]["params"]} == _decay_params(model)
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    on = TrainConfig(optimizer=optimizer, weight_decay=5e-4, weight_decay_b=True)
+    (group,) = make_optimizer(on, build_model(on, (1, 8, 8), 10)).param_groups
+    assert group["weight_decay"] == 5e-4 and len(group["params"]) == len(list(model.parameters()))
+
+
+def test_without_weight_decay_on_b_the_decay_moves_only_by_its_gradient():
+    """A step with a zero gradient: weight decay moves the weights, not b (and b does with the key on)."""
+    for on in (False, True):
+        config = TrainConfig(optimizer="sgd", lr=0.1, weight_decay=0.1, weight_decay_b=on)
+        model = build_model(config, (1, 8, 8), 10)
+        optimizer = make_optimizer(config, model)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+        bs = {n for n in before if n.endswith(".b")}
+        assert bs and (bs <= moved) == on and any(n not in bs for n in moved)
+
+
+def test_a_saved_config_without_the_key_trained_with_weight_decay_on_b():
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k != "weight_decay_b"}
+    assert TrainConfig.from_saved(saved).weight_decay_b is True
+    assert TrainConfig.from_dict(saved).weight_decay_b is False
 
 
 @pytest.mark.parametrize("change, message", [

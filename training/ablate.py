@@ -196,7 +196,7 @@ def _finished(run: Path, config: Any) -> dict[str, Any] | None:
         except CheckpointError:
             doc = None  # not read back; whether it may be replaced is lsg_deploy.outputs' to say
         if doc is not None:
-            _refuse_other(run, "model.pt", TrainConfig.from_dict(doc["config"]).to_dict(), ours)
+            _refuse_other(run, "model.pt", TrainConfig.from_saved(doc["config"]).to_dict(), ours)
             if len(doc["metrics"]) == config.epochs:
                 return doc["metrics"][-1]
     if (run / "train_state.pt").is_file():

@@ -15,6 +15,11 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 epoch", "8 epochs"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def trains(row: dict[str, Any]) -> str:
     """What a row trains, in words: decay and width."""
     if row["mode"] == "fixed":
@@ -45,11 +50,11 @@ def markdown(run: dict[str, Any]) -> str:
     c, seeds, folds = run["config"], run["seeds"], run["folds"]
     unit = (f"pooled accuracy of a {folds}-fold cross-validation over all samples (each tested once), per seed"
             if folds else f"final-epoch test accuracy (test share {c['test_fraction']:g}), per seed")
-    lines = [f"# Ablation: {c['arch']} on {c['dataset']}, T = {c['timesteps']}, {c['epochs']} epochs, "
+    lines = [f"# Ablation: {c['arch']} on {c['dataset']}, T = {c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
              f"{c['optimizer']} lr {c['lr']:g}, seeds {', '.join(map(str, seeds))}", "",
              f"Machine: {run['machine']}. Run time: {run['seconds']:.0f} s (this invocation; runs finished "
              f"before are read back).", "",
-             f"Accuracy (%): {unit}; mean +- sample std over {len(seeds)} seeds (min-max). Every row trains "
+             f"Accuracy (%): {unit}; mean +- sample std over {counted(len(seeds), 'seed')} (min-max). Every row trains "
              f"seed s from the same initial weights on the same sample order (paired seeds).", "",
              f"Against LSG (row `{REFERENCE}`): the mean of the per-seed differences (row - LSG, points) with a "
              f"95% paired-bootstrap interval ({ablation_stats.RESAMPLES} resamples, numpy RNG seed "
@@ -134,7 +139,8 @@ def figure_png(run: dict[str, Any]) -> bytes:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     c = run["config"]
     folds = f", {run['folds']}-fold" if run["folds"] else ""
-    fig.suptitle(f"{c['arch']} on {c['dataset']}, T={c['timesteps']}, {c['epochs']} epochs, {len(run['seeds'])} seeds"
+    fig.suptitle(f"{c['arch']} on {c['dataset']}, T={c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
+                 f"{counted(len(run['seeds']), 'seed')}"
                  f"{folds}  (* differs from LSG: sign-flip p < {ablation_stats.ALPHA:g})", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     buffer = io.BytesIO()

@@ -158,7 +158,7 @@ def load_checkpoint(path: Path) -> tuple[SpikingNet, dict[str, Any]]:
     if not isinstance(doc.get("quantization", {}), dict):
         raise CheckpointError(f"{path}: quantization must be a table")
     try:
-        config = TrainConfig.from_dict(doc["config"])
+        config = TrainConfig.from_saved(doc["config"])
         with torch.device("meta"):  # shapes only: a config of absurd sizes allocates nothing
             layout = build_model(config, tuple(shape), doc["classes"])
     except (ValueError, ArchitectureError) as exc:
@@ -263,7 +263,7 @@ def load_resume(path: Path) -> tuple[Resume, TrainConfig, int, dict[str, Any]]:
     if not intact:
         raise CheckpointError(f"{path} is corrupt or was changed after it was written (its checksum does not match)")
     try:
-        config = TrainConfig.from_dict(doc["config"])
+        config = TrainConfig.from_saved(doc["config"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: config: {exc}") from None
     _check_resume_fields(doc, config, path)
@@ -329,33 +329,25 @@ def check_resume(path: Path, resume: Resume, config: TrainConfig, classes: int, 
     optimizer = make_optimizer(config, layout)
     _check_optimizer(resume.optimizer, optimizer, config, path)
     _check_scheduler(resume.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs),
-                     resume.epoch, resume.optimizer["param_groups"][0]["lr"], path)
+                     resume.epoch, [g["lr"] for g in resume.optimizer["param_groups"]], path)
 
 
 def _check_optimizer(saved: dict[str, Any], fresh: torch.optim.Optimizer, config: TrainConfig, path: Path) -> None:
-    """``saved`` is the state of ``fresh`` (the config's optimizer over the network's parameters)
-    after some epochs: one group with the config's settings, a learning rate the schedule can have
-    reached, and per trained parameter the optimizer's slots, of the parameter's shape, finite."""
+    """``saved`` is the state of ``fresh`` (the config's optimizer over the network's parameters,
+    ``training.loop.param_groups``) after some epochs: its groups, each with the config's settings
+    and a learning rate the schedule can have reached, and per trained parameter the optimizer's
+    slots, of the parameter's shape, finite."""
     where = f"{path}: optimizer"
     groups = saved.get("param_groups")
     if set(saved) != {"state", "param_groups"} or not isinstance(saved["state"], dict) or not (
-            isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
-        raise CheckpointError(f"{where} must hold its state and one parameter group")
-    group, want = groups[0], {k: v for k, v in fresh.param_groups[0].items() if k != "params"}
-    params = list(fresh.param_groups[0]["params"])
-    if group.get("params") != list(range(len(params))):
-        raise CheckpointError(f"{where}: the parameter group must list the network's {len(params)} parameters")
-    unknown = sorted(set(group) - {*want, "params", "initial_lr"})
-    if unknown:
-        raise CheckpointError(f"{where}: unknown setting(s) {', '.join(map(str, unknown))}")
-    if group.get("initial_lr") != config.lr or isinstance(group.get("initial_lr"), bool):
-        raise CheckpointError(f"{where}: initial_lr must be the config's lr {config.lr}, got "
-                              f"{group.get('initial_lr')!r}")
-    if not (_number(group.get("lr")) and 0 <= group["lr"] <= config.lr):
-        raise CheckpointError(f"{where}: lr must be a number in [0, {config.lr}], got {group.get('lr')!r}")
-    for key, value in want.items():
-        if key != "lr" and key in group and (group[key] != value or type(group[key]) is not type(value)):
-            raise CheckpointError(f"{where}: {key} must be {value!r} (the config's), got {group[key]!r}")
+            isinstance(groups, list) and len(groups) == len(fresh.param_groups)
+            and all(isinstance(g, dict) for g in groups)):
+        raise CheckpointError(f"{where} must hold its state and {len(fresh.param_groups)} parameter group(s)")
+    params: list[torch.Tensor] = []
+    for index, (group, ours) in enumerate(zip(groups, fresh.param_groups, strict=True)):
+        _check_group(group, ours, range(len(params), len(params) + len(ours["params"])), config,
+                     f"{where}: group {index}")
+        params += ours["params"]
     if config.optimizer == "adam":
         slots = {"step": (), "exp_avg": None, "exp_avg_sq": None}
     else:
@@ -382,12 +374,32 @@ def _check_optimizer(saved: dict[str, Any], fresh: torch.optim.Optimizer, config
                 raise CheckpointError(f"{where}: parameter {index}: {slot} has non-finite or negative values")
 
 
-def _check_scheduler(saved: dict[str, Any], fresh: torch.optim.lr_scheduler.LRScheduler, epoch: int, lr: float,
-                     path: Path) -> None:
-    """``saved`` is ``fresh`` (the config's cosine schedule) stepped ``epoch`` times."""
+def _check_group(group: dict[str, Any], ours: dict[str, Any], numbers: range, config: TrainConfig, where: str) -> None:
+    """One saved parameter group against the fresh optimizer's: the same parameters (by their
+    numbers in the state), the config's settings, a learning rate the schedule can have reached."""
+    want = {k: v for k, v in ours.items() if k != "params"}
+    if group.get("params") != list(numbers):
+        raise CheckpointError(f"{where} must list the parameters {numbers.start}..{numbers.stop - 1}")
+    unknown = sorted(set(group) - {*want, "params", "initial_lr"})
+    if unknown:
+        raise CheckpointError(f"{where}: unknown setting(s) {', '.join(map(str, unknown))}")
+    if group.get("initial_lr") != config.lr or isinstance(group.get("initial_lr"), bool):
+        raise CheckpointError(f"{where}: initial_lr must be the config's lr {config.lr}, got "
+                              f"{group.get('initial_lr')!r}")
+    if not (_number(group.get("lr")) and 0 <= group["lr"] <= config.lr):
+        raise CheckpointError(f"{where}: lr must be a number in [0, {config.lr}], got {group.get('lr')!r}")
+    for key, value in want.items():
+        if key != "lr" and key in group and (group[key] != value or type(group[key]) is not type(value)):
+            raise CheckpointError(f"{where}: {key} must be {value!r} (the config's), got {group[key]!r}")
+
+
+def _check_scheduler(saved: dict[str, Any], fresh: torch.optim.lr_scheduler.LRScheduler, epoch: int,
+                     lrs: list[float], path: Path) -> None:
+    """``saved`` is ``fresh`` (the config's cosine schedule) stepped ``epoch`` times; ``lrs``: the
+    saved optimizer's learning rate per group."""
     where = f"{path}: scheduler"
     want = fresh.state_dict()
-    want.update(last_epoch=epoch, _step_count=epoch + 1, _last_lr=[lr])
+    want.update(last_epoch=epoch, _step_count=epoch + 1, _last_lr=list(lrs))
     unknown = sorted(set(saved) - set(want), key=repr)
     missing = sorted({"T_max", "eta_min", "base_lrs", "last_epoch", "_last_lr"} - set(saved))
     if unknown or missing:

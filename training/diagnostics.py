@@ -41,7 +41,7 @@ class LayerStats:
 
 
 @contextmanager
-def _membranes(model: SpikingNet):
+def recorded_membranes(model: SpikingNet):
     """Collect every LIF layer's membranes of the forward passes run inside the block."""
     seen: dict[LIF, list[torch.Tensor]] = {}
     layers = model.lif_layers()
@@ -60,7 +60,7 @@ def measure(model: SpikingNet, x: torch.Tensor) -> list[LayerStats]:
     was_training = model.training
     model.eval()
     try:
-        with _membranes(model) as (layers, seen):
+        with recorded_membranes(model) as (layers, seen):
             model(x)
     finally:
         model.train(was_training)

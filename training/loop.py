@@ -26,6 +26,7 @@ from training.config import TrainConfig
 from training.distributed import Context, autocast
 from training.model import Forward, SpikingNet
 from training.models import build_model
+from training.neuron import LIF
 
 
 class TrainingDiverged(RuntimeError):
@@ -131,12 +132,25 @@ def loss_fn(out: Forward, y: torch.Tensor, kind: str, tet_lambda: float = 0.0, v
     return nn.functional.cross_entropy(out.logits, y)
 
 
+def param_groups(config: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: every parameter with the config's weight decay, except
+    the LIF decay parameters ``b`` when ``weight_decay_b`` is off (the default; why:
+    :class:`training.config.TrainConfig`), which form a second group without weight decay. One
+    group when ``weight_decay_b`` is on (as every run before the key existed)."""
+    decays = {id(m.b) for m in model.modules() if isinstance(m, LIF) and isinstance(m.b, nn.Parameter)}
+    if config.weight_decay_b or not decays:
+        return [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
+    return [{"params": [p for p in model.parameters() if id(p) not in decays], "weight_decay": config.weight_decay},
+            {"params": [p for p in model.parameters() if id(p) in decays], "weight_decay": 0.0}]
+
+
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, or SGD with (non-Nesterov) momentum as in the seed paper's CIFAR recipe."""
+    """Adam, or SGD with (non-Nesterov) momentum as in the CIFAR recipe (from the authors' related
+    ASGL code; the paper does not state its optimizer), over :func:`param_groups`."""
+    groups = param_groups(config, model)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 @torch.no_grad()

@@ -61,6 +61,14 @@ def scaled(count: int, width: float) -> int:
     return max(1, round(count * width))
 
 
+def kaiming_fan_out(model: nn.Module) -> None:
+    """Kaiming normal initialisation, fan-out mode, of every convolution's weight: what the tdBN
+    ResNet-19 and TET's VGGSNN reference code start from (std sqrt(2 / (out_channels * k * k)))."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
 def make_lif(config: NetConfig) -> LIF:
     """A fresh LIF layer with the configured neuron mode, threshold, initial decay and width."""
     return LIF(config.mode, v_th=config.v_th, beta_init=config.beta_init, alpha=config.alpha)
@@ -124,16 +132,24 @@ class ConvBlock(ConvBN):
 
 
 class DenseBlock(nn.Module):
-    """linear (no bias) -> tdBN -> LIF."""
+    """linear (no bias) -> tdBN -> LIF; or, ``norm=False``, linear with a bias -> LIF (the tdBN
+    ResNet-19's fc1: a plain linear layer before its neurons, no normalisation)."""
 
-    def __init__(self, in_features: int, out_features: int, lif: LIF):
+    def __init__(self, in_features: int, out_features: int, lif: LIF, norm: bool = True):
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features, bias=False)
-        self.bn = TdBN(out_features, lif.v_th)
+        self.linear = nn.Linear(in_features, out_features, bias=not norm)
+        self.bn = TdBN(out_features, lif.v_th) if norm else None
         self.lif = lif
 
     def synaptic(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.linear(x))
+        y = self.linear(x)
+        return y if self.bn is None else self.bn(y)
+
+    def fold_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, offset)`` with ``synaptic(x) = scale * (W x) + offset`` in evaluation mode."""
+        if self.bn is None:
+            return torch.ones_like(self.linear.bias), self.linear.bias
+        return self.bn.fold_factors()
 
     def activation_shapes(self, shape: Shape) -> list[Shape]:
         return [(self.linear.out_features,)]

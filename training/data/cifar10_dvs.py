@@ -24,6 +24,13 @@ float32 (T, 2, 48, 48), each step's event counts per polarity, resized (or binar
   them, are not counted. Then ``torchvision.transforms.Resize((48, 48), antialias=True)``
   (bilinear), as TET resizes its frames. ``dvs_frames = "spikes"`` gives binary frames with an
   integer encoding instead (:class:`SpikeFrames`), cached apart (``T{T}-48-spikes/``).
+* **Fixed time slices** (``dvs_slice_ms > 0``, ``--dvs-slice-ms 5``; the LSG paper frames
+  CIFAR10-DVS with "a slice every 5 ms"): frame k counts the events in
+  ``[t_first + k s, t_first + (k + 1) s)`` for a slice of ``s`` microseconds, k = 0..T-1 (tonic's
+  ``ToFrame(time_window=s)``, its first T frames; :func:`slice_counts`), so the T frames cover the
+  first ``T s`` of the recording whatever its length (events later are left out; a shorter
+  recording ends in empty frames). Our reading of the paper's sentence: it does not say which
+  part of a recording the T slices cover. Cached apart (``...-slice5ms/``).
 * **Cache.** Framing a recording takes far longer than a training step needs, so every
   recording is framed once, *before* training (so that a bad file is one line, not an error in a
   DataLoader), into ``CIFAR10DVS/lsg-deploy-cache/T{T}-48/``: ``<index>.npy`` per recording
@@ -120,18 +127,43 @@ def _split_order(paths: list[str], labels: list[int],
     return order, train, test
 
 
+def slice_counts(events: np.ndarray, sensor_size: tuple[int, int, int], timesteps: int,
+                 slice_us: int) -> np.ndarray:
+    """(T, P, H, W) int16 event counts in T consecutive slices of ``slice_us`` microseconds from the
+    first event (the fixed-time-slice framing, see the module docstring); what tonic's
+    ``ToFrame(time_window=slice_us)`` gives as its first T frames, counted here directly so that a
+    recording shorter than T slices still gives T frames (its last ones empty)."""
+    width, height, polarities = sensor_size
+    t = events["t"].astype(np.int64)
+    k = (t - t.min()) // slice_us
+    keep = k < timesteps
+    frames = np.zeros((timesteps, polarities, height, width), dtype=np.int16)
+    np.add.at(frames, (k[keep], events["p"][keep].astype(np.int64), events["y"][keep].astype(np.int64),
+                       events["x"][keep].astype(np.int64)), 1)
+    return frames
+
+
+def time_bins(events: np.ndarray, sensor_size: tuple[int, int, int], timesteps: int, slice_us: int) -> np.ndarray:
+    """(T, P, H, W) event counts: TET's T equal bins of the recording (tonic's
+    ``ToFrame(n_time_bins=T)``) when ``slice_us`` is 0, else :func:`slice_counts`."""
+    if slice_us:
+        return slice_counts(events, sensor_size, timesteps, slice_us)
+    from tonic.transforms import ToFrame
+
+    return ToFrame(sensor_size=sensor_size, n_time_bins=timesteps)(events)
+
+
 @dataclass(frozen=True)
 class EventFrames:
     """Events -> T frames of event counts per polarity (tonic's ``ToFrame``), resized to 48x48."""
 
     sensor_size: tuple[int, int, int]  #: tonic's (W, H, P)
     timesteps: int
+    slice_us: int = 0  #: 0: T equal bins of the recording (TET); else fixed slices of this many microseconds
 
     def counts(self, events: np.ndarray) -> np.ndarray:
         """(T, P, H, W) int16 event counts, before resizing."""
-        from tonic.transforms import ToFrame
-
-        return ToFrame(sensor_size=self.sensor_size, n_time_bins=self.timesteps)(events)
+        return time_bins(events, self.sensor_size, self.timesteps, self.slice_us)
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         counts = torch.from_numpy(self.counts(events).astype(np.float32))
@@ -144,19 +176,19 @@ class SpikeFrames:
     scaled to the 48x48 grid by integer floor (``x * 48 // W``, ``y * 48 // H``: how an event
     sensor's output is downsampled without interpolation), tonic's ``ToFrame`` on that grid with
     the same time bins as :class:`EventFrames`, then 1 where a pixel had at least one event of
-    that polarity in the step. Integers from the start, so a deployment receives exactly these."""
+    that polarity in the step (time slices as :class:`EventFrames`'). Integers from the start, so
+    a deployment receives exactly these."""
 
     sensor_size: tuple[int, int, int]  #: tonic's (W, H, P) of the recordings
     timesteps: int
+    slice_us: int = 0  #: as :class:`EventFrames`'
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        from tonic.transforms import ToFrame
-
         width, height, polarities = self.sensor_size
         moved = events.copy()
         moved["x"] = (events["x"].astype(np.int64) * FRAME_SIDE // width).astype(events["x"].dtype)
         moved["y"] = (events["y"].astype(np.int64) * FRAME_SIDE // height).astype(events["y"].dtype)
-        counts = ToFrame(sensor_size=(FRAME_SIDE, FRAME_SIDE, polarities), n_time_bins=self.timesteps)(moved)
+        counts = time_bins(moved, (FRAME_SIDE, FRAME_SIDE, polarities), self.timesteps, self.slice_us)
         return (counts > 0).astype(np.float32)
 
 
@@ -342,7 +374,8 @@ def cifar10_dvs_datasets(options: FileOptions) -> tuple[Dataset, Dataset]:
         _check_files(folder, classes)
     sensor = tonic.datasets.CIFAR10DVS.sensor_size
     spikes = options.dvs_frames == "spikes"
-    to_frames = SpikeFrames(sensor, options.timesteps) if spikes else EventFrames(sensor, options.timesteps)
+    slice_us = round(options.dvs_slice_ms * 1000)
+    to_frames = (SpikeFrames if spikes else EventFrames)(sensor, options.timesteps, slice_us)
     leftovers = missing_ancestors(folder) if options.download else []
     try:
         dataset = tonic.datasets.CIFAR10DVS(save_to=str(options.root))
@@ -357,7 +390,8 @@ def cifar10_dvs_datasets(options: FileOptions) -> tuple[Dataset, Dataset]:
     order, train, test = _split_order(dataset.data, dataset.targets, classes)
     labels = [dataset.targets[i] for i in order]
     recordings = _Recordings([dataset.data[i] for i in order], labels, to_frames, sensor)
-    cache = folder / CACHE_FOLDER / f"T{options.timesteps}-{FRAME_SIDE}{'-spikes' if spikes else ''}"
+    cache = folder / CACHE_FOLDER / (f"T{options.timesteps}-{FRAME_SIDE}{'-spikes' if spikes else ''}"
+                                     f"{f'-slice{slice_us}us' if slice_us else ''}")
     shape = (options.timesteps, sensor[2], FRAME_SIDE, FRAME_SIDE)
     frames = _cached(recordings, cache, dataset.location_on_system, shape, np.dtype(np.uint8 if spikes else np.float32))
     return _Split(frames, train, labels, options.augment), _Split(frames, test, labels, False)

@@ -115,7 +115,7 @@ def _load_files(spec: DataSpec, timesteps: int | None, files: FileSource | None
     if not files.data_dir:
         raise DataError(f"dataset {spec.dataset} is read from files: give --data-dir")
     options = FileOptions(Path(files.data_dir), timesteps or 1, augment=False, verify=files.verify,
-                          normalize=files.normalize, dvs_frames=files.dvs_frames)
+                          normalize=files.normalize, dvs_frames=files.dvs_frames, dvs_slice_ms=files.dvs_slice_ms)
     if not options.root.is_dir():
         raise DataError(f"dataset {spec.dataset}: --data-dir {options.root} is not a directory (the network was "
                         f"trained on files there; give --data-dir where they are now)")

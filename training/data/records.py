@@ -79,13 +79,14 @@ class FileSource:
     verify: bool = True
     normalize: bool = True
     dvs_frames: str = "counts"
+    dvs_slice_ms: float = 0.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], data_dir: str | None = None, verify: bool = True) -> FileSource:
         """From a checkpoint's ``config`` record; ``data_dir`` (a ``--data-dir``) overrides its own;
         ``verify``: the command's (its ``--no-verify-data``), whatever the config's ``verify_data``."""
         return cls(str(data_dir or config.get("data_dir", "")), bool(verify), bool(config.get("normalize", True)),
-                   str(config.get("dvs_frames", "counts")))
+                   str(config.get("dvs_frames", "counts")), float(config.get("dvs_slice_ms", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class FileOptions:
     download: bool = False  #: let the underlying library download what is missing
     normalize: bool = True  #: CIFAR: per-channel normalisation (False: pixels / 255, the integer encoding's)
     dvs_frames: str = "counts"  #: CIFAR10-DVS: "counts" (TET's resized event counts) or "spikes" (binary, integer)
+    dvs_slice_ms: float = 0.0  #: CIFAR10-DVS: 0 (T equal bins of a recording, TET) or the width of each frame in ms
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ CIFAR network::
     stage2  3 BasicBlocks, 256 channels, the first with stride 2
     stage3  2 BasicBlocks, 512 channels, the first with stride 2
     pool    global average pooling
-    fc1     linear 512 -> 256 -> tdBN -> LIF
+    fc1     linear 512 -> 256 (with a bias, no tdBN) -> LIF
     readout linear 256 -> classes, averaged over time
 
 A BasicBlock (:class:`training.model.ResidualBlock`) adds its shortcut's current to its main
 branch's before the block's second LIF, with tdBN eta = 1/sqrt(2) on both; the shortcut is the
-identity, or a strided conv1x1 + tdBN where the shape changes. Convolutions start from Kaiming
-normal (fan-out) weights, as in the reference implementations. ``config.width`` multiplies every
+identity, or a strided conv1x1 + tdBN where the shape changes. fc1 is a plain linear layer with a
+bias before its LIF, no tdBN, as in the tdBN and TET reference code (``DenseBlock(norm=False)``).
+Convolutions start from Kaiming normal (fan-out) weights, as in the reference implementations;
+the linear layers from torch's default. ``config.width`` multiplies every
 channel count (and fc1's) so the same network runs small in tests; any square input whose side
 the two strided stages divide by 4 works (32x32 for CIFAR, 8x8 digits at a small width).
 """
@@ -31,6 +33,7 @@ from training.model import (
     Readout,
     ResidualBlock,
     SpikingNet,
+    kaiming_fan_out,
     make_lif,
     scaled,
 )
@@ -64,9 +67,7 @@ class ResNet19(SpikingNet):
         blocks["pool"] = Pool(side)  # global average pooling
         blocks["flatten"] = Flatten()
         hidden = scaled(HIDDEN, width)
-        blocks["fc1"] = DenseBlock(channels, hidden, make_lif(config))
+        blocks["fc1"] = DenseBlock(channels, hidden, make_lif(config), norm=False)
         blocks["readout"] = Readout(hidden, classes)
         super().__init__(blocks, config.timesteps, input_shape)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_fan_out(self)

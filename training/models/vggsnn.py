@@ -5,7 +5,8 @@ CIFAR10-DVS, for 2x48x48 event frames::
     conv 512, conv 512, pool, flatten, readout (linear 512 * 3 * 3 = 4608 -> classes)
 
 Every conv is 3x3 without bias, then tdBN and LIF; every pool is 2x2 average pooling. The
-readout is averaged over time. ``config.width`` multiplies the channel counts; any input whose
+readout is averaged over time. Convolutions start from Kaiming normal (fan-out) weights, as in
+TET's code; the readout from torch's default. ``config.width`` multiplies the channel counts; any input whose
 sides 16 divides works (48x48 for CIFAR10-DVS).
 """
 
@@ -13,7 +14,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from training.model import ArchitectureError, ConvBlock, Flatten, NetConfig, Pool, Readout, SpikingNet, make_lif, scaled
+from training.model import (
+    ArchitectureError,
+    ConvBlock,
+    Flatten,
+    NetConfig,
+    Pool,
+    Readout,
+    SpikingNet,
+    kaiming_fan_out,
+    make_lif,
+    scaled,
+)
 
 #: conv widths, "pool" between them
 LAYOUT = (64, 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
@@ -44,3 +56,4 @@ class VGGSNN(SpikingNet):
         blocks["flatten"] = Flatten()
         blocks["readout"] = Readout(c * h * w, classes)
         super().__init__(blocks, config.timesteps, input_shape)
+        kaiming_fan_out(self)
