@@ -412,9 +412,10 @@ def test_the_design_is_written_for_a_designer(digits_fpga: Path, tmp_path: Path)
     write_design(chain, digits_fpga, tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
     assert {f"{TOP}.v", "lif_layer.v", "lif_edge.v", "lif_lane.v", "lif_neuron.v", "sdp_ram.v"} <= names
-    for layer in chain.layers:  # one lane: the export's own .mem files, byte for byte
-        export = digits_fpga / layer.weight_file
-        assert (tmp_path / f"{layer.edge}.weight.lanes1.lane000.mem").read_bytes() == export.read_bytes()
+    for layer in chain.layers:  # one edge, one lane: the export's own .mem files, byte for byte
+        (edge,) = layer.edges
+        export = digits_fpga / edge.weight_file
+        assert (tmp_path / f"{edge.name}.weight.lanes1.lane000.mem").read_bytes() == export.read_bytes()
 
 
 def test_simulate_reports_the_rtl_beside_the_reference(digits_fpga: Path, rtl_tools, tmp_path: Path) -> None:
