@@ -193,6 +193,7 @@ def test_resnet19_at_a_sixteenth_matches_the_reference(rtl_tools, tmp_path: Path
     net = untrained("resnet19", (1, 8, 8), width=1 / 16, timesteps=2, batch=5)
     graph = fpga_graph(net, FPGA_MUL)
     assert sum(len(graph.incoming(n.name)) > 1 for n in graph.nodes) >= 8
+    (tmp_path / "tables").mkdir()
     write_tables(graph, FPGA_MUL, net.timesteps, tmp_path / "tables")
     inputs = net.pixels.numpy()
     start = time.perf_counter()
