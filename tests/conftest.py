@@ -71,6 +71,17 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     return PipelineRun(run_dir, run_dir / "model.pt", bundle, json.loads(report.read_text()))
 
 
+@pytest.fixture(scope="session")
+def rtl_tools() -> None:
+    """Both RTL simulators and cocotb: a missing one is an RtlEnvironmentError (a failure, not a
+    skip) that says how to install it."""
+    from hardware.targets.fpga.rtl.backend import check_tools
+    from hardware.targets.fpga.rtl.tools import SIMULATORS
+
+    for simulator in SIMULATORS:
+        check_tools(simulator)
+
+
 class Finetuned(NamedTuple):
     model: Path
     printed: str  #: what finetune printed (its "fixed point a% -> b%" line among it)

@@ -1,14 +1,16 @@
 """Golden vectors: what Lava and the RTL computed on small seeded networks, recorded, so that the
 other tests compare against the oracles without starting them.
 
-One file per network and oracle, ``tests/goldens/<oracle>-<profile>-seed<seed>.npz``:
+One file per network and oracle, ``tests/goldens/<oracle>-<profile>-seed<seed>.npz`` (RTL runs of
+random graphs: ``rtl-graph-<profile>-seed<seed>.npz``):
 
 * ``meta``: JSON text: the oracle (``lava``: Lava 0.10.0's ``fixed_pt`` CPU models in
   ``.venv-lava``; ``rtl``: the FPGA design in Icarus Verilog under cocotb), how the network and
-  inputs were drawn (``generator``: ``tests.netgen.random_graph`` for Lava, ``random_fpga_chain``
-  for the RTL, which runs chains; ``seed``; ``profile``, its name in ``hardware.targets``), ``T``,
-  the batch, the input's shape, encoding and ``input_max``, the node names, the RTL's lanes, its
-  saturation counts, and the tools' versions;
+  inputs were drawn (``generator``: ``tests.netgen.random_graph``, or for some RTL files the
+  chains at the edges of the arithmetic, ``tests.netgen_chains.random_fpga_chain``; ``seed``;
+  ``profile``, its name in ``hardware.targets``), ``T``, the batch, the input's shape, encoding
+  and ``input_max``, the node names, the RTL's lanes, its saturation counts, and the tools'
+  versions;
 * ``inputs``: the encoded inputs fed; ``readout``: (B, T, classes) readout membranes after every
   step; ``spikes/<node>``: (B, T, neurons) spikes of every hidden node.
 
@@ -41,7 +43,7 @@ from tests.netgen import random_graph, random_inputs
 from tests.netgen_chains import fpga_inputs, random_fpga_chain
 
 GOLDENS = Path(__file__).with_name("goldens")
-GENERATORS = {"lava": "tests.netgen.random_graph", "rtl": "tests.netgen_chains.random_fpga_chain"}
+GENERATORS = {"graph": "tests.netgen.random_graph", "chain": "tests.netgen_chains.random_fpga_chain"}
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,12 @@ class Case:
     lanes: int = 1  #: RTL: the most lanes per layer
     timesteps: int = 4
     batch: int = 4
+    generator: str = "graph"  #: a key of :data:`GENERATORS`
 
     @property
     def name(self) -> str:
-        return f"{self.oracle}-{self.profile}-seed{self.seed}"
+        kind = "-graph" if self.oracle == "rtl" and self.generator == "graph" else ""
+        return f"{self.oracle}{kind}-{self.profile}-seed{self.seed}"
 
     @property
     def path(self) -> Path:
@@ -68,11 +72,11 @@ class Case:
         return profiles()[self.profile]
 
     def graph(self) -> Graph:
-        draw = random_graph if self.oracle == "lava" else random_fpga_chain
+        draw = random_graph if self.generator == "graph" else random_fpga_chain
         return draw(self.seed, self.arithmetic)
 
     def inputs(self, graph: Graph) -> np.ndarray:
-        draw = random_inputs if self.oracle == "lava" else fpga_inputs
+        draw = random_inputs if self.generator == "graph" else fpga_inputs
         return draw(self.seed, graph, self.timesteps, self.batch)
 
 
@@ -81,7 +85,8 @@ class Case:
 #: graphs of 255-pixel inputs (currents that wrap, membranes that clip), of event frames (one of
 #: ten nodes), of 15-valued pixels (dense nodes feeding convs, shortcuts padded by up to four
 #: steps) and of 1-valued pixels (exact threshold ties), and on a chain; the RTL in each FPGA
-#: profile on a chain of direct and one of event-frame inputs.
+#: profile on a chain of direct and one of event-frame inputs, and on a residual graph (two
+#: residual adds, three edges into the readout; event frames in fpga-mul).
 CASES = (
     Case("lava", "loihi2-lava-0.10-fixed_pt", 2),
     Case("lava", "loihi2-lava-0.10-fixed_pt", 4),
@@ -89,12 +94,15 @@ CASES = (
     Case("lava", "loihi2-lava-0.10-fixed_pt", 17),
     Case("lava", "loihi2-lava-0.10-fixed_pt", 68),
     Case("lava", "loihi2-lava-0.10-fixed_pt", 39),
-    Case("rtl", "fpga-mul", 34, lanes=2),
-    Case("rtl", "fpga-mul", 7, lanes=32),
-    Case("rtl", "fpga-shift", 25, lanes=3),
-    Case("rtl", "fpga-shift", 4, lanes=1),
-    Case("rtl", "fpga-mul4", 22, lanes=4),
-    Case("rtl", "fpga-mul4", 8, lanes=1),
+    Case("rtl", "fpga-mul", 34, lanes=2, generator="chain"),
+    Case("rtl", "fpga-mul", 7, lanes=32, generator="chain"),
+    Case("rtl", "fpga-shift", 25, lanes=3, generator="chain"),
+    Case("rtl", "fpga-shift", 4, lanes=1, generator="chain"),
+    Case("rtl", "fpga-mul4", 22, lanes=4, generator="chain"),
+    Case("rtl", "fpga-mul4", 8, lanes=1, generator="chain"),
+    Case("rtl", "fpga-mul", 11, lanes=2),
+    Case("rtl", "fpga-shift", 10, lanes=3),
+    Case("rtl", "fpga-mul4", 2, lanes=4),
 )
 
 
@@ -114,7 +122,7 @@ def read(case: Case) -> Golden:
 
 
 def write(case: Case, graph: Graph, inputs: np.ndarray, run: IntegerRun, versions: dict[str, str]) -> None:
-    meta = {"oracle": case.oracle, "generator": GENERATORS[case.oracle], "seed": case.seed, "profile": case.profile,
+    meta = {"oracle": case.oracle, "generator": GENERATORS[case.generator], "seed": case.seed, "profile": case.profile,
             "T": case.timesteps, "batch": case.batch, "input_shape": list(graph.input.shape),
             "encoding": graph.input.encoding, "input_max": graph.input.input_max,
             "hidden": [n.name for n in graph.hidden], "readout": graph.readout.name, "recorded_with": versions}

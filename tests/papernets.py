@@ -41,9 +41,9 @@ def untrained(arch: str, shape: tuple[int, int, int], encoding: str = "direct", 
     return Untrained(model.eval(), Input(shape, encoding, input_max), pixels, analog, timesteps)
 
 
-def loihi_graph(net: Untrained):
-    """The integer graph ``export --target loihi --clip`` writes for ``net`` (its own inputs calibrate
-    the readout)."""
+def integer_graph(net: Untrained, target: str = "loihi", profile=None):
+    """The integer graph ``export --target TARGET --clip`` writes for ``net`` in ``profile`` (the
+    target's default if None); its own inputs calibrate the readout."""
     from export.flow import quantize_for
     from export.fold import fold, readout_bound
     from export.quantize import QuantPolicy
@@ -51,5 +51,16 @@ def loihi_graph(net: Untrained):
 
     float_graph = fold(net.model, net.spec)
     bound = readout_bound(float_graph, net.analog, net.timesteps)
-    loihi = TARGETS["loihi"]
-    return quantize_for(loihi, loihi.default_profile, float_graph, bound, QuantPolicy(on_overflow="clip"))[0]
+    chosen = TARGETS[target]
+    profile = chosen.default_profile if profile is None else profile
+    return quantize_for(chosen, profile, float_graph, bound, QuantPolicy(on_overflow="clip"))[0]
+
+
+def loihi_graph(net: Untrained):
+    """The integer graph ``export --target loihi --clip`` writes for ``net``."""
+    return integer_graph(net)
+
+
+def fpga_graph(net: Untrained, profile):
+    """The integer graph ``export --target fpga --profile PROFILE --clip`` writes for ``net``."""
+    return integer_graph(net, "fpga", profile)

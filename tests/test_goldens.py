@@ -125,8 +125,8 @@ def test_a_profile_with_one_rule_flipped_misses_the_goldens(profile: str, mutant
 
 
 def test_the_goldens_cover_every_profile_and_stay_small() -> None:
-    """A golden per profile of every target, on direct and event inputs; Lava's on residual
-    graphs; nothing in tests/goldens that no case names; a few hundred KB at most."""
+    """A golden per profile of every target, on direct and event inputs; Lava's and the RTL's on
+    residual graphs; nothing in tests/goldens that no case names; a few hundred KB at most."""
     assert {c.profile for c in CASES} == {p.name for p in PROFILES}
     assert set(MUTANTS) == {p.name for p in PROFILES}
     for profile in PROFILES:
@@ -134,5 +134,7 @@ def test_the_goldens_cover_every_profile_and_stay_small() -> None:
         assert encodings == {"direct", "event-frames"}, profile.name
     lava = [c.graph() for c in CASES if c.oracle == "lava"]
     assert any(g.input.per_step and not g.is_chain for g in lava) and any(g.is_chain for g in lava)
+    rtl = [c.graph() for c in CASES if c.oracle == "rtl"]
+    assert any(g.input.per_step and not g.is_chain for g in rtl) and any(g.is_chain for g in rtl)
     assert sorted(p.name for p in GOLDENS.iterdir()) == sorted(c.path.name for c in CASES)
     assert sum(c.path.stat().st_size for c in CASES) < 200_000

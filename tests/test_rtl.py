@@ -30,14 +30,14 @@ import numpy as np
 import pytest
 
 from hardware import reference
-from hardware.graph import INPUT, Geometry, Graph, Input, IntegerEdge, IntegerNode
+from hardware.graph import INPUT, Graph
 from hardware.profile import Profile
 from hardware.reference import synaptic_input
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
-from hardware.targets.fpga.rtl.backend import check_tools, run_rtl, simulate
+from hardware.targets.fpga.rtl.backend import run_rtl, simulate
 from hardware.targets.fpga.rtl.chain import RtlUnsupported, chain_from_tables
 from hardware.targets.fpga.tables import read_tables, write_tables
-from tests.netgen import FPGA_LIMIT, fpga_weights
+from tests.netgen import FPGA_LIMIT
 from tests.netgen_chains import fpga_inputs, random_fpga_chain
 
 PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
@@ -62,10 +62,21 @@ def assert_equal_runs(got: reference.IntegerRun, want: reference.IntegerRun, wha
     assert got.saturation == want.saturation, f"{what}: saturation counts {got.saturation} != {want.saturation}"
 
 
-@pytest.fixture(scope="session")
-def rtl_tools() -> None:
-    for simulator in ("icarus", "verilator"):
-        check_tools(simulator)  # RtlEnvironmentError (a failure, not a skip) when a simulator or cocotb is missing
+def simulate_cases(arithmetic: Profile, cases: dict[int, tuple[Graph, int, np.ndarray, int]], tmp_path: Path,
+                   simulator: str, membranes: bool = False) -> list:
+    """Seeded ``(graph, timesteps, inputs, max lanes)`` cases (by seed) of one profile, their tables
+    written under ``tmp_path`` and simulated in one run of ``simulator``: the RTL's runs, in order."""
+    networks = []
+    for seed, (graph, timesteps, inputs, _) in cases.items():
+        tables = tmp_path / f"seed{seed}"
+        tables.mkdir()
+        write_tables(graph, arithmetic, timesteps, tables)
+        networks.append((tables, inputs))
+    start = time.perf_counter()
+    runs = simulate(networks, [lanes for *_, lanes in cases.values()], build_root=tmp_path / "build",
+                    membranes=membranes, simulator=simulator)
+    print(f"{arithmetic.name}: {len(cases)} networks simulated by {simulator} in {time.perf_counter() - start:.1f} s")
+    return runs
 
 
 def check_random_chains(profile: str, tmp_path: Path, simulator: str) -> None:
@@ -73,18 +84,9 @@ def check_random_chains(profile: str, tmp_path: Path, simulator: str) -> None:
     spikes, the readout and the saturation counts equal the integer reference's, and every layer's
     membranes after every step equal a replay of the reference's steps."""
     arithmetic = PROFILES[profile]
-    cases = [_case(seed, arithmetic) for seed in SEEDS]
-    networks = []
-    for seed, (graph, timesteps, inputs, _) in zip(SEEDS, cases, strict=True):
-        tables = tmp_path / f"seed{seed}"
-        tables.mkdir()
-        write_tables(graph, arithmetic, timesteps, tables)
-        networks.append((tables, inputs))
-    start = time.perf_counter()
-    runs = simulate(networks, [lanes for *_, lanes in cases], build_root=tmp_path / "build", membranes=True,
-                    simulator=simulator)
-    print(f"{profile}: {len(cases)} networks simulated by {simulator} in {time.perf_counter() - start:.1f} s")
-    for seed, (graph, timesteps, inputs, lanes), got in zip(SEEDS, cases, runs, strict=True):
+    cases = {seed: _case(seed, arithmetic) for seed in SEEDS}
+    runs = simulate_cases(arithmetic, cases, tmp_path, simulator, membranes=True)
+    for (seed, (graph, timesteps, inputs, lanes)), got in zip(cases.items(), runs, strict=True):
         what = f"{profile} seed {seed} (max lanes {lanes}) on {simulator}"
         assert_equal_runs(got.run, reference.run(graph, inputs, timesteps, arithmetic), what)
         for name, (_, _, after) in _membranes(graph, inputs, timesteps, arithmetic).items():
@@ -168,17 +170,17 @@ def test_random_chains_reach_the_edges(profile: str) -> None:
 
 # --- refusals and set-up -----------------------------------------------------------------------------
 
-def test_a_residual_graph_is_refused_with_the_reason(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    spec = Input((1, 4, 4), "direct", 15)
-    conv = Geometry("conv", (1, 4, 4), (2, 4, 4), (1, 1), (1, 1))
-    nodes = (IntegerNode("a", (2, 4, 4), np.zeros(2, np.int64), 0, 0, 1024, 100, 1.0),
-             IntegerNode("out", (3,), np.zeros(3, np.int64), 0, 0, 1024, FPGA_LIMIT, 1.0, readout=True))
-    edges = (IntegerEdge("input-a", INPUT, "a", conv, fpga_weights(rng, (2, 1, 3, 3)), 0, 1.0),
-             IntegerEdge("a-out", "a", "out", Geometry("dense", (32,), (3,)), fpga_weights(rng, (3, 32)), 0, 1.0),
-             IntegerEdge("input-out", INPUT, "out", Geometry("dense", (16,), (3,)), fpga_weights(rng, (3, 16)), 0, 1.0))
-    write_tables(Graph(spec, nodes, edges), FPGA_MUL, 2, tmp_path)
-    with pytest.raises(RtlUnsupported, match="RTL backend runs chains"):
+def test_an_arithmetic_the_rtl_lacks_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """What the RTL still does not run (every graph of the FPGA profiles it does: tests/test_rtl_graphs.py)
+    is an arithmetic other than theirs: tables stating one are refused, naming the rule."""
+    import json
+
+    write_tables(random_fpga_chain(1, FPGA_MUL), FPGA_MUL, 2, tmp_path)
+    manifest = tmp_path / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["profile"]["threshold"]["compare"] = "spike when v > vth"
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(RtlUnsupported, match="the RTL compares v >= vth"):
         chain_from_tables(read_tables(tmp_path))
 
 
@@ -409,10 +411,11 @@ def test_the_design_is_written_for_a_designer(digits_fpga: Path, tmp_path: Path)
     chain = chain_from_tables(read_tables(digits_fpga), max_lanes=1)
     write_design(chain, digits_fpga, tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert {f"{TOP}.v", "lif_layer.v", "lif_lane.v", "lif_neuron.v", "sdp_ram.v"} <= names
-    for layer in chain.layers:  # one lane: the export's own .mem files, byte for byte
-        export = digits_fpga / layer.weight_file
-        assert (tmp_path / f"{layer.edge}.weight.lanes1.lane000.mem").read_bytes() == export.read_bytes()
+    assert {f"{TOP}.v", "lif_layer.v", "lif_edge.v", "lif_lane.v", "lif_neuron.v", "sdp_ram.v"} <= names
+    for layer in chain.layers:  # one edge, one lane: the export's own .mem files, byte for byte
+        (edge,) = layer.edges
+        export = digits_fpga / edge.weight_file
+        assert (tmp_path / f"{edge.name}.weight.lanes1.lane000.mem").read_bytes() == export.read_bytes()
 
 
 def test_simulate_reports_the_rtl_beside_the_reference(digits_fpga: Path, rtl_tools, tmp_path: Path) -> None:

@@ -67,8 +67,6 @@ def _rtl_refuses(bundle: Bundle) -> str | None:
     if not TARGET.owns(bundle.profile):
         return (f"the RTL design computes the FPGA profiles ({', '.join(TARGET.profile_names)}); this bundle is "
                 f"{bundle.profile.name} (target {bundle.target}): export it with --target fpga")
-    if not bundle.integer_graph.is_chain:
-        return "the RTL backend runs chains; this network has a node with several inputs or an edge that skips nodes"
     if "fpga_tables" not in bundle.artifacts or "file" not in bundle.artifacts["fpga_tables"]:
         return "the bundle has no FPGA tables (manifest.json and .mem files): export it with --target fpga"
     return None
@@ -80,7 +78,7 @@ TARGET = Target(
     profiles=(FPGA_MUL, FPGA_SHIFT, FPGA_MUL4),
     writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables, test_samples=testvectors.DEFAULT_COUNT),
              # after the tables, which it reads: the IP core, its memory images, testbench and Makefile
-             Writer("fpga_rtl", ip.MAIN_FILE, ip.write_rtl, refuses=ip.refuses)),
+             Writer("fpga_rtl", ip.MAIN_FILE, ip.write_rtl)),
     backends=(Backend("rtl", "the FPGA RTL design (hardware/targets/fpga/rtl) built from the FPGA tables, "
                       "simulated by Verilator (--simulator icarus: Icarus Verilog) under cocotb through its AXI "
                       "ports; reports clock cycles per timestep", _run_rtl, refuses=_rtl_refuses,

@@ -23,7 +23,7 @@ from typing import Any
 from hardware.graph import Graph
 from hardware.profile import Profile
 from hardware.resources import ceil_div, layer_counts, sum_keys
-from hardware.targets.fpga.rtl.chain import lanes_for
+from hardware.targets.fpga.rtl.network import lanes_for
 from hardware.targets.fpga.tables import profile_manifest
 
 

@@ -1,6 +1,7 @@
-"""The RTL design: synthesizable Verilog-2005 that runs an exported chain network (numpy only).
+"""The RTL design: synthesizable Verilog-2005 that runs an exported network, a chain or any graph of
+the integer reference (numpy only).
 
-The design is four fixed modules and one generated top:
+The design is five fixed modules and one generated top:
 
 * ``sdp_ram.v``     simple dual-port RAM (one write port, one registered read port): the input
   memory;
@@ -9,11 +10,14 @@ The design is four fixed modules and one generated top:
   by shift, bias, saturation, threshold ``>=``, reset to 0): :meth:`hardware.profile.Profile.lif_step`;
 * ``lif_lane.v``    one output-channel lane of a layer: its slice of the layer's memories
   (accumulator, weights, bias, membranes, spikes), its accumulate adder and its ``lif_neuron``;
-* ``lif_layer.v``   one node and the edge into it (conv with shared kernels, or dense),
-  time-multiplexed over its neurons, ``LANES`` output channels per cycle: event-driven
-  accumulation, then one update pass that writes the spike buffer (the next layer's source);
-* the top (:mod:`hardware.targets.fpga.rtl.chain` writes it from the FPGA tables' manifest): the input memory,
-  one ``lif_layer`` per node, the step sequencer and the host's read port.
+* ``lif_edge.v``    the event scanner of one edge (conv with shared kernels, or dense): the
+  source's nonzero values turned into taps (accumulator word, weight word, value);
+* ``lif_layer.v``   one node, time-multiplexed over its neurons, ``LANES`` output channels per
+  cycle: its edges' taps accumulated one edge after another (a residual add), then one update
+  pass that writes the spike buffer (its consumers' source);
+* the top (:mod:`hardware.targets.fpga.rtl.chain` writes it from the FPGA tables' manifest,
+  read by :mod:`hardware.targets.fpga.rtl.network`): the input memory, one ``lif_layer`` per
+  node, one ``lif_edge`` per edge, the step sequencer and the host's read port.
 
 * the IP core's top, ``lsg_axi_top`` (:mod:`hardware.targets.fpga.rtl.axi` writes it): AXI4-Stream input and
   result streams (the class computed in hardware), a register bus, a per-step trace and a debug port
@@ -31,4 +35,4 @@ from pathlib import Path
 
 RTL_DIR = Path(__file__).resolve().parent
 #: the fixed Verilog sources, in compile order (the generated top goes last)
-SOURCES = tuple(RTL_DIR / name for name in ("sdp_ram.v", "lif_neuron.v", "lif_lane.v", "lif_layer.v"))
+SOURCES = tuple(RTL_DIR / name for name in ("sdp_ram.v", "lif_neuron.v", "lif_lane.v", "lif_edge.v", "lif_layer.v"))

@@ -1,6 +1,6 @@
-"""The IP core's standard interface: ``lsg_axi_top``, generated per network around the chain top
-(:mod:`hardware.targets.fpga.rtl.chain`). docs/fpga-ip.md is the designer's description
-(timing diagram in docs/fpga-ip-timing.json); in short:
+"""The IP core's standard interface: ``lsg_axi_top``, generated per network around the core top
+(``lsg_chain_top``, :mod:`hardware.targets.fpga.rtl.chain`; a chain or any graph). docs/fpga-ip.md is
+the designer's description (timing diagram in docs/fpga-ip-timing.json); in short:
 
 * ``aclk``, ``aresetn`` (active low, synchronous);
 * AXI4-Stream slave ``s_axis_*``: one input word per beat (``tdata`` 8*ceil(input_bits/8) bits,
@@ -16,7 +16,7 @@
 * debug, for simulation: ``trace_valid`` pulses at every step's end with ``trace_step`` and the
   hidden layers' spike counts of that step (``trace_counts``, layer k at [32k +: 32]);
   ``dbg_hold`` stops the core at every step's end (``dbg_paused``) until ``dbg_continue``, while
-  ``dbg_rd_*`` reads the core's buffers (the chain top's ``rd_*`` port).
+  ``dbg_rd_*`` reads the core's buffers (the core top's ``rd_*`` port).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def axi_range(port: str, width: int) -> str:
 
 
 def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
-    """The AXI top's text around the chain top ``core``."""
+    """The AXI top's text around the core top ``core``."""
     a, layers = chain.arithmetic, chain.layers
     n, hid = len(layers), hidden(chain)
     readout = layers[-1]

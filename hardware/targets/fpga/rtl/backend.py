@@ -1,4 +1,4 @@
-"""The RTL backend: an exported chain network's Verilog (:mod:`hardware.targets.fpga.rtl`) simulated by
+"""The RTL backend: an exported network's Verilog (:mod:`hardware.targets.fpga.rtl`) simulated by
 Verilator (the default) or Icarus Verilog under cocotb, sample by sample through the IP core's AXI
 ports (``lsg_axi_top``), returning the same :class:`~hardware.reference.IntegerRun` as the integer
 reference, to be compared with it bit for bit.
@@ -228,13 +228,16 @@ def _frames(chain: Chain, inputs: np.ndarray) -> np.ndarray:
 
 
 def step_cycle_limit(chain: Chain) -> int:
-    """A generous bound on one step's cycles (every source value an event with every tap, plus
-    every word fetched and updated, twice over): the driver's watchdog against a hung design."""
+    """A generous bound on one step's cycles (every source value of every edge an event with
+    every tap, plus every word fetched and updated, twice over): the driver's watchdog against a
+    hung design."""
     total = 0
     for layer in chain.layers:
-        groups, h, w, lanes, _ = layer.source
-        taps = 1 if layer.dense else layer.kernel[0] * layer.kernel[1]
-        total += groups * h * w * (1 + lanes * taps * layer.channels // layer.lanes) + layer.words + 16
+        for edge in layer.edges:
+            groups, h, w, lanes, _ = edge.source_words
+            taps = 1 if edge.dense else edge.kernel[0] * edge.kernel[1]
+            total += groups * h * w * (1 + lanes * taps * layer.channels // layer.lanes) + 16
+        total += layer.words + 16
     return 2 * total + 1000
 
 

@@ -1,11 +1,20 @@
-"""A chain network's RTL top, generated from the FPGA tables (:mod:`hardware.targets.fpga.tables`).
+"""The network's RTL top, generated from the FPGA tables (:mod:`hardware.targets.fpga.tables`): a chain
+or any graph the integer reference runs (nodes fed by several edges, edges that skip nodes,
+event-frame input).
 
-:func:`chain_from_tables` reads what the design needs from the tables' manifest and ``.mem``
-files alone (widths, rules, shapes, strides, codes, thresholds, weights, biases), refusing what the
-RTL does not run with a reason; :func:`write_design` writes a self-contained source directory: the
-fixed modules, the generated ``lsg_chain_top.v`` and, per layer and lane, one weight and one bias
-``.mem`` file in the lane's memory order (``lif_layer.v`` states it). With one lane that order is
-the export's own row-major one, and the export's ``.mem`` files are copied byte for byte.
+:func:`chain_from_tables` (:mod:`hardware.targets.fpga.rtl.network`) reads what the design needs
+from the tables alone, refusing what the RTL does not run with a reason; :func:`write_design`
+writes a self-contained source directory: the fixed modules, the generated ``lsg_chain_top.v``
+and, per layer and lane, one weight and one bias ``.mem`` file in the lane's memory order
+(``lif_layer.v`` and ``lif_edge.v`` state it: a node's edges one after another). With one edge and
+one lane that order is the export's own row-major one, and the export's ``.mem`` file is copied
+byte for byte.
+
+The top holds the input memory, one ``lif_layer`` per node (its spike buffer is what its
+consumers read) and one ``lif_edge`` per edge. A step runs the layers in topological order, and
+each layer its edges one after another, every edge reading its source's outputs of the same step
+(a spike buffer keeps them until the node's next update, after all its consumers in the order):
+the reference's schedule (:mod:`hardware.reference`).
 
 The top's interface (one sample at a time, the host steps it)::
 
@@ -30,195 +39,22 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hardware.graph import INPUT, BundleError
+from hardware.graph import INPUT
 from hardware.targets.fpga.rtl import SOURCES
-from hardware.targets.fpga.tables import Tables, to_words
+from hardware.targets.fpga.rtl.network import DEFAULT_MAX_LANES, Chain, Edge, Layer, RtlUnsupported, chain_from_tables
+from hardware.targets.fpga.tables import to_words
+
+#: the generator's entry points (the network's reader lives in :mod:`hardware.targets.fpga.rtl.network`)
+__all__ = ["DEFAULT_MAX_LANES", "SHARED_WEIGHTS", "TOP", "Chain", "RtlUnsupported", "chain_from_tables", "top_ports",
+           "top_verilog", "write_design"]
 
 TOP = "lsg_chain_top"
-DEFAULT_MAX_LANES = 32
-
-
-class RtlUnsupported(BundleError):
-    """A network or profile the RTL design does not run (the message says why)."""
-
-
-@dataclass(frozen=True)
-class Arithmetic:
-    """The profile's widths and rules, as the manifest states them."""
-
-    weight_bits: int
-    bias_bits: int
-    membrane_bits: int
-    accumulator_bits: int
-    input_bits: int
-    decay_multiply: bool
-    fraction_bits: int  #: multiply: beta = code / 2^fraction_bits
-    half_up: bool  #: multiply: round half up (else floor)
-    no_decay_code: int
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One node and the edge into it, with its lane organisation."""
-
-    name: str
-    edge: str
-    readout: bool
-    shape: tuple[int, ...]  #: (C, H, W) or (N,)
-    dense: bool
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    decay_code: int
-    vth: int
-    lanes: int  #: output channels per word (divides the channel count)
-    source: tuple[int, int, int, int, int]  #: (groups, H, W, lanes, bits per lane) of the source's words
-    weight: np.ndarray  #: (O, C, KH, KW) or (N, F)
-    bias: np.ndarray  #: (channels,)
-    weight_file: str  #: the export's .mem file of the weights
-    bias_file: str
-
-    @property
-    def channels(self) -> int:
-        return self.shape[0]
-
-    @property
-    def plane(self) -> int:
-        """Neurons per channel (H * W; 1 for a dense node)."""
-        return math.prod(self.shape[1:])
-
-    @property
-    def words(self) -> int:
-        return self.channels // self.lanes * self.plane
-
-    @property
-    def neurons(self) -> int:
-        return math.prod(self.shape)
-
-    def neuron_index(self) -> np.ndarray:
-        """(words, lanes): the neuron each lane of each word holds (conv word (og, pos), lane p:
-        neuron (og*lanes + p)*H*W + pos; dense word og, lane p: og*lanes + p)."""
-        groups = self.channels // self.lanes
-        og, pos, p = np.meshgrid(np.arange(groups), np.arange(self.plane), np.arange(self.lanes), indexing="ij")
-        return ((og * self.lanes + p) * self.plane + pos).reshape(self.words, self.lanes)
-
-    def weight_rows(self) -> np.ndarray:
-        """The weights as (words, lanes) in the layer's memory order."""
-        g, p = self.channels // self.lanes, self.lanes
-        w = self.weight
-        if self.dense:
-            return w.reshape(g, p, w.shape[1]).transpose(0, 2, 1).reshape(-1, p)
-        return w.reshape(g, p, *w.shape[1:]).transpose(0, 2, 3, 4, 1).reshape(-1, p)
-
-    def bias_rows(self) -> np.ndarray:
-        return self.bias.reshape(self.channels // self.lanes, self.lanes)
-
-
-@dataclass(frozen=True)
-class Chain:
-    arithmetic: Arithmetic
-    timesteps: int
-    input_shape: tuple[int, ...]
-    per_step: bool  #: event frames (a new input every step) rather than one direct image
-    input_max: int
-    layers: tuple[Layer, ...]
-
-    @property
-    def input_words(self) -> int:
-        return math.prod(self.input_shape)
-
-
-def lanes_for(channels: int, max_lanes: int) -> int:
-    """The most output channels per word: the largest divisor of ``channels`` up to ``max_lanes``."""
-    return max(d for d in range(1, min(channels, max_lanes) + 1) if channels % d == 0)
-
-
-def _get(doc: dict[str, Any], *keys: str) -> Any:
-    value: Any = doc
-    for k in keys:
-        if not isinstance(value, dict) or k not in value:
-            raise BundleError(f"FPGA tables manifest: missing {'.'.join(keys)}")
-        value = value[k]
-    return value
-
-
-def arithmetic_from_manifest(profile: dict[str, Any]) -> Arithmetic:
-    """The widths and rules of the manifest's profile; refuses rules the RTL does not implement."""
-    decay = _get(profile, "decay")
-    form = _get(decay, "form")
-    if form not in ("multiply", "shift"):
-        raise RtlUnsupported(f"the RTL implements the multiply and shift decays, not {form!r}")
-    rounding = _get(decay, "rounding")
-    if (form == "multiply" and rounding not in ("half-up", "floor")) or (form == "shift" and rounding != "floor"):
-        raise RtlUnsupported(f"the RTL has no {rounding!r} rounding for the {form} decay")
-    compare = _get(profile, "threshold", "compare")
-    if not compare.endswith(">= vth"):
-        raise RtlUnsupported(f"the RTL compares v >= vth; this profile says {compare!r}")
-    membrane = _get(profile, "membrane")
-    limit = (1 << (membrane["bits"] - 1)) - 1
-    if (membrane["min"], membrane["max"]) != (-limit, limit) or not membrane["overflow"].startswith("saturate"):
-        raise RtlUnsupported("the RTL saturates the membrane symmetrically to +-(2^(bits-1) - 1)")
-    return Arithmetic(
-        weight_bits=int(_get(profile, "weight", "bits")), bias_bits=int(_get(profile, "bias", "bits")),
-        membrane_bits=int(membrane["bits"]), accumulator_bits=int(_get(profile, "accumulator", "bits")),
-        input_bits=int(_get(profile, "input", "bits")), decay_multiply=form == "multiply",
-        fraction_bits=int(decay.get("fraction_bits", 0)), half_up=rounding == "half-up",
-        no_decay_code=int(_get(decay, "no_decay_code")))
-
-
-def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES) -> Chain:
-    """The chain the manifest describes; :class:`RtlUnsupported` for what the RTL cannot run."""
-    if max_lanes < 1:
-        raise ValueError(f"max_lanes must be at least 1, got {max_lanes}")
-    m = tables.manifest
-    arithmetic = arithmetic_from_manifest(_get(m, "profile"))
-    spec = _get(m, "input")
-    input_shape = tuple(int(n) for n in spec["shape"])
-    per_step = spec["encoding"] == "event-frames"
-    nodes, edges = _get(m, "nodes"), _get(m, "edges")
-    if not nodes or not nodes[-1]["readout"]:
-        raise BundleError("FPGA tables manifest: the last node must be the readout")
-    into = {n["name"]: [e for e in edges if e["target"] == n["name"]] for n in nodes}
-    layers: list[Layer] = []
-    source_name, source_shape = INPUT, input_shape
-    src_words = (math.prod(input_shape), 1, 1, 1, arithmetic.input_bits)  # one pixel per word
-    if len(input_shape) == 3:
-        src_words = (input_shape[0], input_shape[1], input_shape[2], 1, arithmetic.input_bits)
-    for node in nodes:
-        incoming = into[node["name"]]
-        if len(incoming) != 1 or incoming[0]["source"] != source_name:
-            sources = ", ".join(e["source"] for e in incoming) or "none"
-            raise RtlUnsupported(f"the RTL backend runs chains: node {node['name']} reads {sources}, "
-                                 f"not just the node before it ({source_name})")
-        e = incoming[0]
-        shape = tuple(int(n) for n in node["shape"])
-        dense = e["kind"] == "dense"
-        if not dense and (len(source_shape) != 3 or tuple(e["input_shape"]) != source_shape):
-            raise RtlUnsupported(f"the RTL runs a conv edge ({e['name']}) only on a (C, H, W) source laid out "
-                                 f"as its input; {source_name} is {source_shape}")
-        if dense and len(shape) != 1:
-            raise RtlUnsupported(f"edge {e['name']}: a dense edge's node must be (N,), got {shape}")
-        lanes = lanes_for(shape[0], max_lanes)
-        layers.append(Layer(
-            name=node["name"], edge=e["name"], readout=bool(node["readout"]), shape=shape, dense=dense,
-            kernel=tuple(e.get("kernel", (1, 1))), stride=tuple(e.get("stride", (1, 1))),
-            padding=tuple(e.get("padding", (0, 0))), decay_code=int(node["decay_code"]), vth=int(node["vth"]),
-            lanes=lanes, source=src_words, weight=np.asarray(tables.weights[e["name"]], np.int64),
-            bias=np.asarray(tables.biases[node["name"]], np.int64), weight_file=e["weight"]["file"],
-            bias_file=node["bias"]["file"]))
-        source_name, source_shape = node["name"], shape
-        if len(shape) == 3:
-            src_words = (shape[0] // lanes, shape[1], shape[2], lanes, 1)
-        else:
-            src_words = (shape[0] // lanes, 1, 1, lanes, 1)
-    return Chain(arithmetic=arithmetic, timesteps=int(_get(m, "timesteps")), input_shape=input_shape,
-                 per_step=per_step, input_max=int(spec["max"]), layers=tuple(layers))
+SHARED_WEIGHTS = ".edges.weight"  #: ``<node>.edges.weight``: the lane memories of a node fed by several edges
 
 
 # --- the .mem files in lane layout ------------------------------------------------------------------
@@ -243,7 +79,6 @@ def _clog2(n: int) -> int:
 
 def _layer_params(chain: Chain, layer: Layer, weight_prefix: str, bias_prefix: str) -> dict[str, Any]:
     a = chain.arithmetic
-    groups, h, w, lanes, bits = layer.source
     plane = (1, 1) if layer.dense else layer.shape[1:]
     return {
         "W_BITS": a.weight_bits, "ACC_BITS": a.accumulator_bits, "V_BITS": a.membrane_bits,
@@ -251,11 +86,95 @@ def _layer_params(chain: Chain, layer: Layer, weight_prefix: str, bias_prefix: s
         "HALF_UP": int(a.half_up), "NO_DECAY_CODE": a.no_decay_code,
         "DECAY_CODE": layer.decay_code, "VTH": layer.vth, "READOUT": int(layer.readout),
         "OC": layer.channels, "OH": plane[0], "OW": plane[1], "LANES": layer.lanes,
-        "DENSE": int(layer.dense), "SRC_GROUPS": groups, "SRC_H": h, "SRC_W": w, "SRC_LANES": lanes,
-        "SRC_XBITS": bits, "KH": layer.kernel[0], "KW": layer.kernel[1], "SH": layer.stride[0],
-        "SW": layer.stride[1], "PH": layer.padding[0], "PW": layer.padding[1],
+        "EDGES": len(layer.edges), "XB": layer.xbits, "W_WORDS": len(layer.weight_rows()),
         "WEIGHT_PREFIX": f'"{weight_prefix}"', "BIAS_PREFIX": f'"{bias_prefix}"',
     }
+
+
+def _edge_params(layer: Layer, edge: Edge) -> dict[str, Any]:
+    groups, h, w, lanes, bits = edge.source_words
+    plane = (1, 1) if layer.dense else layer.shape[1:]
+    return {
+        "OC": layer.channels, "OH": plane[0], "OW": plane[1], "LANES": layer.lanes,
+        "OUT_AW": _clog2(layer.words), "W_AW": _clog2(len(layer.weight_rows())), "W_BASE": edge.base,
+        "DENSE": int(edge.dense), "SRC_GROUPS": groups, "SRC_H": h, "SRC_W": w, "SRC_LANES": lanes,
+        "SRC_XBITS": bits, "KH": edge.kernel[0], "KW": edge.kernel[1], "SH": edge.stride[0],
+        "SW": edge.stride[1], "PH": edge.padding[0], "PW": edge.padding[1],
+    }
+
+
+def _instance(module: str, params: dict[str, Any], name: str, ports: str) -> list[str]:
+    return [f"    {module} #(", ",\n".join(f"        .{key}({value})" for key, value in params.items()),
+            f"    ) {name} (", ports]
+
+
+def _layer_block(chain: Chain, k: int, files: tuple[str, str], sel_w: int) -> list[str]:
+    """Layer ``k``: its ``lif_layer``, one ``lif_edge`` per incoming edge, and their wires."""
+    a, layer = chain.arithmetic, chain.layers[k]
+    aw, waw, xb, e_n = _clog2(layer.words), _clog2(len(layer.weight_rows())), layer.xbits, len(layer.edges)
+    edges = ", ".join(f"{'dense' if e.dense else 'conv'} {e.name} from {e.source}" for e in layer.edges)
+    out = [
+        "",
+        f"    // layer {k}: {layer.name}, fed by {edges}",
+        f"    wire l{k}_spk_re;",
+        f"    wire [{aw - 1}:0] l{k}_spk_raddr;",
+        f"    wire [{layer.lanes - 1}:0] l{k}_spk_rdata;",
+        f"    wire [{layer.lanes * a.membrane_bits - 1}:0] l{k}_v_rdata;",
+        f"    wire [31:0] l{k}_spikes, l{k}_clips;",
+        f"    reg  [31:0] l{k}_cycles;",
+        f"    wire [{e_n - 1}:0] l{k}_edge_go, l{k}_edge_active, l{k}_tap_issue;",
+        f"    wire [{e_n * aw - 1}:0] l{k}_tap_addr;",
+        f"    wire [{e_n * waw - 1}:0] l{k}_tap_w;",
+        f"    wire [{e_n * xb - 1}:0] l{k}_tap_val;",
+    ]
+    out += _instance("lif_layer", _layer_params(chain, layer, *files), f"u_l{k}", "\n".join([
+        f"        .clk(clk), .rst(rst), .go(go_pulse && cur == {sel_w}'d{k}), .first_step(first),",
+        f"        .ready(layer_ready[{k}]), .done(layer_done[{k}]),",
+        f"        .edge_go(l{k}_edge_go), .edge_active(l{k}_edge_active), .tap_issue(l{k}_tap_issue),",
+        f"        .tap_addr_e(l{k}_tap_addr), .tap_w_e(l{k}_tap_w), .tap_val_e(l{k}_tap_val),",
+        f"        .spk_re(l{k}_spk_re), .spk_raddr(l{k}_spk_raddr), .spk_rdata(l{k}_spk_rdata),",
+        f"        .v_re(step_done), .v_raddr(rd_addr[{aw - 1}:0]), .v_rdata(l{k}_v_rdata),",
+        f"        .spike_count(l{k}_spikes), .clip_count(l{k}_clips));"]))
+    for j, e in enumerate(layer.edges):
+        e_aw = _clog2(math.prod(e.source_words[:3]))
+        src = "in" if e.source == INPUT else f"l{chain.layers.index(_layer(chain, e.source))}_spk"
+        value = f"l{k}_e{j}_val" if e.xbits < xb else f"l{k}_tap_val[{j * xb + xb - 1}:{j * xb}]"
+        out += [f"    wire l{k}_e{j}_src_re;", f"    wire [{e_aw - 1}:0] l{k}_e{j}_src_raddr;"]
+        if e.xbits < xb:  # zero-extended to the layer's widest value
+            out += [f"    wire [{e.xbits - 1}:0] {value};",
+                    f"    assign l{k}_tap_val[{j * xb + xb - 1}:{j * xb}] = {{{{{xb - e.xbits}{{1'b0}}}}, {value}}};"]
+        out += _instance("lif_edge", _edge_params(layer, e), f"u_l{k}_e{j}", "\n".join([
+            f"        .clk(clk), .rst(rst), .go(l{k}_edge_go[{j}]), .active(l{k}_edge_active[{j}]),",
+            f"        .src_re(l{k}_e{j}_src_re), .src_raddr(l{k}_e{j}_src_raddr), .src_rdata({src}_rdata),",
+            f"        .issue(l{k}_tap_issue[{j}]), .tap_addr(l{k}_tap_addr[{j * aw + aw - 1}:{j * aw}]),",
+            f"        .w_addr(l{k}_tap_w[{j * waw + waw - 1}:{j * waw}]), .val({value}));"]))
+    return out
+
+
+def _layer(chain: Chain, name: str) -> Layer:
+    return next(layer for layer in chain.layers if layer.name == name)
+
+
+def _read_ports(chain: Chain) -> list[str]:
+    """Every source buffer's read port, shared by the edges that read it (one at a time: the
+    layers run one after another, their edges too) and, for a spike buffer, the host between steps."""
+    out = ["", "    // the buffers' read ports: the edge that scans them, or the host between steps"]
+    for name, wire in [(INPUT, "in"), *((L.name, f"l{k}_spk") for k, L in enumerate(chain.layers) if not L.readout)]:
+        readers = [f"l{k}_e{j}_src" for k, j in chain.readers(name)]
+        host = name != INPUT
+        addr = f"{readers[-1]}_raddr"
+        for r in reversed(readers[:-1]):
+            addr = f"{r}_re ? {r}_raddr : {addr}"
+        if host:
+            aw = _clog2(_layer(chain, name).words)
+            addr = f"step_done ? rd_addr[{aw - 1}:0] : {addr}"
+        enables = (["step_done"] if host else []) + [f"{r}_re" for r in readers]
+        out.append(f"    assign {wire}_re = {' || '.join(enables)};")
+        out.append(f"    assign {wire}_raddr = {addr};")
+    readout = len(chain.layers) - 1
+    out.append(f"    assign l{readout}_spk_re = step_done;")
+    out.append(f"    assign l{readout}_spk_raddr = rd_addr[{_clog2(chain.layers[-1].words) - 1}:0];")
+    return out
 
 
 def top_ports(chain: Chain) -> list[tuple[str, str, int]]:
@@ -323,41 +242,10 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
         "        .clk(clk), .we(in_we && state != RUN), .waddr(in_addr), .wdata(in_data),",
         "        .re(in_re), .raddr(in_raddr), .rdata(in_rdata));",
     ]
-    for k, layer in enumerate(layers):
-        aw = _clog2(layer.words)
-        src_aw = _clog2(layer.source[0] * layer.source[1] * layer.source[2])
-        src = "in" if k == 0 else f"l{k - 1}_spk"
-        params = _layer_params(chain, layer, *files[k])
-        out += [
-            "",
-            f"    // layer {k}: {layer.name} ({'dense' if layer.dense else 'conv'} edge {layer.edge})",
-            f"    wire l{k}_src_re, l{k}_spk_re;",
-            f"    wire [{src_aw - 1}:0] l{k}_src_raddr;",
-            f"    wire [{aw - 1}:0] l{k}_spk_raddr;",
-            f"    wire [{layer.lanes - 1}:0] l{k}_spk_rdata;",
-            f"    wire [{layer.lanes * a.membrane_bits - 1}:0] l{k}_v_rdata;",
-            f"    wire [31:0] l{k}_spikes, l{k}_clips;",
-            f"    reg  [31:0] l{k}_cycles;",
-            "    lif_layer #(",
-            ",\n".join(f"        .{key}({value})" for key, value in params.items()),
-            f"    ) u_l{k} (",
-            f"        .clk(clk), .rst(rst), .go(go_pulse && cur == {sel_w}'d{k}), .first_step(first),",
-            f"        .ready(layer_ready[{k}]), .done(layer_done[{k}]),",
-            f"        .src_re(l{k}_src_re), .src_raddr(l{k}_src_raddr), .src_rdata({src}_rdata),",
-            f"        .spk_re(l{k}_spk_re), .spk_raddr(l{k}_spk_raddr), .spk_rdata(l{k}_spk_rdata),",
-            f"        .v_re(step_done), .v_raddr(rd_addr[{aw - 1}:0]), .v_rdata(l{k}_v_rdata),",
-            f"        .spike_count(l{k}_spikes), .clip_count(l{k}_clips));",
-        ]
-        if k == 0:
-            out.append("    assign in_re = l0_src_re;")
-            out.append("    assign in_raddr = l0_src_raddr;")
-        else:
-            out.append(f"    assign l{k - 1}_spk_re = step_done || l{k}_src_re;")
-            out.append(f"    assign l{k - 1}_spk_raddr = step_done ? rd_addr[{_clog2(layers[k - 1].words) - 1}:0]"
-                       f" : l{k}_src_raddr;")
+    for k in range(n):
+        out += _layer_block(chain, k, files[k], sel_w)
+    out += _read_ports(chain)
     out.append("    assign spike_totals = {" + ", ".join(f"l{k}_spikes" for k in reversed(range(n))) + "};")
-    out.append(f"    assign l{n - 1}_spk_re = step_done;")
-    out.append(f"    assign l{n - 1}_spk_raddr = rd_addr[{_clog2(layers[-1].words) - 1}:0];")
     out += [
         "",
         "    // the step sequencer: layers in order, each started when its source has finished the step",
@@ -436,8 +324,11 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
 
 
 def table_prefixes(layer: Layer) -> tuple[str, str]:
-    """The layer's weight and bias ``.mem`` file prefixes (lane files: :func:`lane_file`)."""
-    return f"{layer.edge}.weight.lanes{layer.lanes}", f"{layer.name}.bias.lanes{layer.lanes}"
+    """The layer's weight and bias ``.mem`` file prefixes (lane files: :func:`lane_file`): the
+    weights named after the edge where there is one, ``<node>.edges.weight`` where several
+    edges' weights share the lane memories."""
+    weights = f"{layer.edges[0].name}.weight" if len(layer.edges) == 1 else f"{layer.name}{SHARED_WEIGHTS}"
+    return f"{weights}.lanes{layer.lanes}", f"{layer.name}.bias.lanes{layer.lanes}"
 
 
 def write_design(chain: Chain, tables_dir: Path, out_dir: Path) -> Path:
@@ -451,11 +342,12 @@ def write_design(chain: Chain, tables_dir: Path, out_dir: Path) -> Path:
     a = chain.arithmetic
     for layer in chain.layers:
         weights, biases = table_prefixes(layer)
-        if layer.lanes == 1:  # the export's row-major layout is the lane's
-            shutil.copyfile(Path(tables_dir) / layer.weight_file, out_dir / lane_file(weights, 0))
+        if layer.lanes == 1 and len(layer.edges) == 1:  # the export's row-major layout is the lane's
+            shutil.copyfile(Path(tables_dir) / layer.edges[0].weight_file, out_dir / lane_file(weights, 0))
             shutil.copyfile(Path(tables_dir) / layer.bias_file, out_dir / lane_file(biases, 0))
         else:
-            _write_lanes(out_dir, weights, layer.weight_rows(), a.weight_bits, f"{layer.edge} weights")
+            _write_lanes(out_dir, weights, layer.weight_rows(), a.weight_bits, "weights of " + ", ".join(
+                f"{e.name} from word {e.base}" for e in layer.edges))
             _write_lanes(out_dir, biases, layer.bias_rows(), a.bias_bits, f"{layer.name} biases")
     top = out_dir / f"{TOP}.v"
     top.write_text(top_verilog(chain, [table_prefixes(layer) for layer in chain.layers]))

@@ -4,7 +4,9 @@ the export directory alone (docs/fpga-ip.md).
 * every Verilog file the design needs: the fixed modules, ``lsg_chain_top.v`` and ``lsg_axi_top.v``
   (generated from the tables written beside it), and ``files.f``, the list in compile order;
 * the memory images as the RTL loads them (``$readmemh``, named relative to ``rtl/``):
-  ``<edge>.weight.lanes<P>.laneNNN.mem`` and ``<node>.bias.lanes<P>.laneNNN.mem``;
+  ``<edge>.weight.lanes<P>.laneNNN.mem`` (a node fed by one edge) or
+  ``<node>.edges.weight.lanes<P>.laneNNN.mem`` (several edges' weights, one after another), and
+  ``<node>.bias.lanes<P>.laneNNN.mem``;
 * ``tb_lsg.v``, a self-checking testbench: it streams ``../testvectors/inputs.mem`` through the
   AXI input (with bubbles), takes the result stream (with back-pressure) and checks the class,
   the K readout membranes and every hidden layer's spike count of every step against
@@ -20,10 +22,9 @@ import re
 from pathlib import Path
 
 from hardware.bundle import Bundle
-from hardware.graph import Graph
 from hardware.targets.fpga.rtl import RTL_DIR, SOURCES
 from hardware.targets.fpga.rtl.axi import AXI_TOP, axi_ports, axi_verilog, hidden, stream_bits
-from hardware.targets.fpga.rtl.chain import TOP, Chain, chain_from_tables, write_design
+from hardware.targets.fpga.rtl.chain import SHARED_WEIGHTS, TOP, Chain, chain_from_tables, write_design
 from hardware.targets.fpga.tables import read_tables
 
 RTL_SUBDIR = "rtl"
@@ -47,13 +48,12 @@ def is_file_name(name: str, tables: set[str]) -> bool:
     if file in FIXED_FILES:
         return True
     match = _LANE_FILE.fullmatch(file)
-    return match is not None and f"{match['table']}.mem" in tables
-
-
-def refuses(graph: Graph) -> str | None:
-    if not graph.is_chain:
-        return "the RTL design runs chains; this network has a node with several inputs or an edge that skips nodes"
-    return None
+    if match is None:
+        return False
+    table = match["table"]
+    if table.endswith(SHARED_WEIGHTS):  # several edges' weights in a node's lane memories
+        return f"{table.removesuffix(SHARED_WEIGHTS)}.bias.mem" in tables
+    return f"{table}.mem" in tables
 
 
 def design_files(chain: Chain) -> list[str]:

@@ -1,35 +1,31 @@
-// lif_layer: one LIF node of a chain and the edge into it (conv with shared kernels, or dense),
-// time-multiplexed over its neurons, LANES output channels per cycle (one lif_lane each).
+// lif_layer: one LIF node of the network, time-multiplexed over its neurons, LANES output channels
+// per cycle (one lif_lane each), fed by EDGES synaptic edges (a residual add: several edges into
+// one node; lif_edge.v scans each edge's source).
 //
-// One time step, started by `go` once the source holds its outputs of the same step:
+// One time step, started by `go` once every source holds its outputs of the same step:
 //
-//   1. accumulate (event-driven): the source's buffer is scanned word by word; every nonzero lane
-//      of a word is an event (a spike, or a nonzero input pixel of value x), and adds x times its
-//      fan-out weights into the accumulator, one accumulator word (LANES channels) per cycle:
-//        conv  event (c, y, x): every output (oy, ox) with i = y + PH - SH*oy in [0, KH) and
-//              j = x + PW - SW*ox in [0, KW):  acc[o, oy, ox] += w[o, c, i, j] * x
-//        dense event f:         acc[n] += w[n, f] * x
-//      Three units overlap: the fetch unit reads source words ahead (1 cycle per empty word), the
-//      pick unit turns the lowest nonzero lane into the next event (with its first tap), the tap
-//      unit issues one accumulator read-modify-write per cycle and takes the next event in the
-//      cycle of its last tap. So a step's accumulation costs one cycle per tap, plus the fill.
-//      Each tap is a read-modify-write in three stages (lif_lane.v): the weight read, the
-//      product w * x with the accumulator read, the add and write (forwarding the previous
+//   1. accumulate: the edges one after another (edge_go, until its edge_active falls), each
+//      edge's taps (lif_edge.v: one accumulator word, one weight word and the event's value per
+//      cycle) into the one accumulator, so the node's current is the sum over its edges of
+//      W_e * s_e, as the integer reference adds them (the export proves that the sum fits
+//      ACC_BITS). Each tap is a read-modify-write in three stages (lif_lane.v): the weight read,
+//      the product w * x with the accumulator read, the add and write (forwarding the previous
 //      cycle's sum to a read that missed it).
 //   2. update: one pass over the accumulator words through every lane's lif_neuron (decay,
 //      bias, saturation, threshold, reset), one word a cycle into the neuron's pipeline: read,
 //      stage 1 (ub_*; the accumulator word is cleared for the next step), stage 2 (us_*), write of
-//      membranes and the spike buffer (uw_*; the next layer's source), then the counters (a
+//      membranes and the spike buffer (uw_*; the consumers' source), then the counters (a
 //      popcount stage, an add stage).
 //   `done` pulses when the spike buffer and the counters hold the step's results.
 //
 // Layouts (word address; lane p; LANES divides OC; lane p of group og is channel og*LANES + p):
 //   accumulator, membranes, spikes: conv (og*OH + oy)*OW + ox; dense og
-//   weights (lane p's WEIGHT_PREFIX.laneNNN.mem): conv ((og*C + c)*KH + i)*KW + j; dense og*F + f
+//   weights (lane p's WEIGHT_PREFIX.laneNNN.mem): the edges' words one after another (lif_edge.v
+//     gives each edge's base and order); with one edge and LANES = 1 the export's row-major
+//     (O, C, KH, KW) / (N, F) .mem file as it is
 //   biases (BIAS_PREFIX.laneNNN.mem): og
-// With LANES = 1 these are the export's row-major (O, C, KH, KW) / (N, F) .mem files as they are.
-// The source is read through src_re/src_raddr/src_rdata (registered read): SRC_GROUPS x SRC_H x
-// SRC_W words of SRC_LANES lanes of SRC_XBITS bits; source channel c = g*SRC_LANES + p.
+// The edges' taps come in packed, edge e at [e*OUT_AW +: OUT_AW], [e*W_AW +: W_AW], [e*XB +: XB]
+// (an edge with narrower values zero-extends them to XB, the widest edge's).
 // After a reset the accumulator is cleared, one word per cycle, before `ready` rises.
 `timescale 1ns / 1ps
 `default_nettype none
@@ -52,26 +48,17 @@ module lif_layer #(
     parameter OH = 1,
     parameter OW = 1,
     parameter LANES = 1,
-    // edge
-    parameter DENSE = 1,
-    parameter SRC_GROUPS = 1,
-    parameter SRC_H = 1,
-    parameter SRC_W = 1,
-    parameter SRC_LANES = 1,
-    parameter SRC_XBITS = 1,
-    parameter KH = 1,
-    parameter KW = 1,
-    parameter SH = 1,
-    parameter SW = 1,
-    parameter PH = 0,
-    parameter PW = 0,
+    // edges
+    parameter EDGES = 1,
+    parameter XB = 1,          // the widest edge's event value (1: spikes only)
+    parameter W_WORDS = 1,     // weight words per lane, every edge's
     parameter WEIGHT_PREFIX = "",
     parameter BIAS_PREFIX = "",
     // derived (do not override)
     parameter OUT_WORDS = (OC / LANES) * OH * OW,
-    parameter SRC_WORDS = SRC_GROUPS * SRC_H * SRC_W,
     parameter OUT_AW = (OUT_WORDS > 1) ? $clog2(OUT_WORDS) : 1,
-    parameter SRC_AW = (SRC_WORDS > 1) ? $clog2(SRC_WORDS) : 1
+    parameter W_AW = (W_WORDS > 1) ? $clog2(W_WORDS) : 1,
+    parameter EW = (EDGES > 1) ? $clog2(EDGES) : 1
 ) (
     input  wire                            clk,
     input  wire                            rst,
@@ -79,11 +66,14 @@ module lif_layer #(
     input  wire                            first_step,  // sampled with go: membranes start at 0
     output wire                            ready,
     output wire                            done,
-    // the source's buffer
-    output wire                            src_re,
-    output wire [SRC_AW-1:0]               src_raddr,
-    input  wire [SRC_LANES*SRC_XBITS-1:0]  src_rdata,
-    // this layer's spike buffer (the next layer's source, or the host between steps)
+    // the edges
+    output wire [EDGES-1:0]                edge_go,
+    input  wire [EDGES-1:0]                edge_active,
+    input  wire [EDGES-1:0]                tap_issue,
+    input  wire [EDGES*OUT_AW-1:0]         tap_addr_e,
+    input  wire [EDGES*W_AW-1:0]           tap_w_e,
+    input  wire [EDGES*XB-1:0]             tap_val_e,
+    // this layer's spike buffer (its consumers' source, or the host between steps)
     input  wire                            spk_re,
     input  wire [OUT_AW-1:0]               spk_raddr,
     output wire [LANES-1:0]                spk_rdata,
@@ -96,20 +86,8 @@ module lif_layer #(
     output reg  [31:0]                     clip_count
 );
     localparam OG = OC / LANES;
-    localparam SRC_C = SRC_GROUPS * SRC_LANES;
-    localparam FAN_IN = SRC_C * SRC_H * SRC_W;
-    localparam W_WORDS = DENSE ? OG * FAN_IN : OG * SRC_C * KH * KW;
-    localparam W_AW = (W_WORDS > 1) ? $clog2(W_WORDS) : 1;
     localparam B_AW = (OG > 1) ? $clog2(OG) : 1;
-    localparam XB = SRC_XBITS;
-    // counter widths: every coordinate, channel and fan-in index with a bit to spare
-    localparam YW = $clog2(SRC_H + SRC_W + OH + OW + PH + PW + KH + KW + SH + SW + 1) + 1;
-    localparam GW = $clog2(SRC_GROUPS + OG + 1) + 1;
-    localparam LW = $clog2(SRC_LANES + 1) + 1;
-    localparam CCW = $clog2(SRC_C + 1) + 1;
-    localparam FW = $clog2(FAN_IN + 1) + 1;
     localparam PW_ = $clog2(OH * OW + 1) + 1;
-    localparam [SRC_LANES-1:0] ONE_LANE = 1;
 
     localparam [2:0] S_CLEAR = 3'd0, S_IDLE = 3'd1, S_ACC = 3'd2, S_END = 3'd3, S_UPDATE = 3'd4,
                      S_UPD_END = 3'd5, S_DONE = 3'd6;
@@ -121,98 +99,19 @@ module lif_layer #(
     wire accumulating = state == S_ACC;
     wire updating = state == S_UPDATE;
 
-    // --- fetch unit: reads source words into the next-word buffer (nw_*) -----------------------
-    reg [SRC_AW-1:0] scan_addr;
-    reg [GW-1:0]     scan_g, f_g;
-    reg [YW-1:0]     scan_y, scan_x, f_y, f_x;
-    reg              scan_more, inflight;
-    reg              nw_valid;
-    reg [SRC_LANES-1:0]    nw_mask;
-    reg [SRC_LANES*XB-1:0] nw_vals;
-    reg [GW-1:0]     nw_g;
-    reg [YW-1:0]     nw_y, nw_x;
-    wire [SRC_LANES-1:0] word_mask;
-    genvar gl;
+    // --- the edges' taps: the edge being scanned (cur_edge) drives the read-modify-write ----------
+    reg [EW-1:0]      cur_edge;
+    reg               launch;  // start edge cur_edge in this cycle
+    genvar ge;
     generate
-        for (gl = 0; gl < SRC_LANES; gl = gl + 1) begin : g_mask
-            assign word_mask[gl] = |src_rdata[gl*XB +: XB];
+        for (ge = 0; ge < EDGES; ge = ge + 1) begin : g_go
+            assign edge_go[ge] = launch && cur_edge == ge;
         end
     endgenerate
-    wire arrive_nonzero = inflight && word_mask != 0;
-    wire fetch = accumulating && scan_more && !nw_valid && (!inflight || word_mask == 0);
-    assign src_re = fetch;
-    assign src_raddr = scan_addr;
-
-    // --- pick unit: the current word's lowest nonzero lane becomes the next event (en_*) ---------
-    reg [SRC_LANES-1:0]    cw_mask;
-    reg [SRC_LANES*XB-1:0] cw_vals;
-    reg [GW-1:0]     cur_g;
-    reg [YW-1:0]     cur_y, cur_x;
-
-    function integer lowest_set;
-        input [SRC_LANES-1:0] m;
-        integer k;
-        begin
-            lowest_set = 0;
-            for (k = SRC_LANES - 1; k >= 0; k = k - 1)
-                if (m[k]) lowest_set = k;
-        end
-    endfunction
-
-    // (combinational logic as always blocks: Icarus evaluates their arithmetic word-wise)
-    reg [LW-1:0]  pick_lane;
-    reg [CCW-1:0] pick_c;
-    reg [YW-1:0]  pick_oy, pick_ox, pick_i, pick_j, pick_ty, pick_tx;
-    reg [XB-1:0] pick_val;
-    reg [FW-1:0]  pick_f;
-    reg          pick_taps;
-    always @(*) begin
-        pick_lane = lowest_set(cw_mask);
-        pick_c = cur_g * SRC_LANES + pick_lane;
-        pick_val = cw_vals >> (pick_lane * XB);
-        pick_f = (pick_c * SRC_H + cur_y) * SRC_W + cur_x;
-        pick_ty = cur_y + PH;
-        pick_tx = cur_x + PW;
-        pick_oy = pick_ty / SH;
-        pick_ox = pick_tx / SW;
-        if (pick_oy > OH - 1) pick_oy = OH - 1;
-        if (pick_ox > OW - 1) pick_ox = OW - 1;
-        pick_i = pick_ty - SH * pick_oy;
-        pick_j = pick_tx - SW * pick_ox;
-        pick_taps = DENSE || (pick_i < KH && pick_j < KW);
-    end
-
-    reg           en_valid;
-    reg [CCW-1:0] en_c;
-    reg [YW-1:0]  en_oy0, en_i0, en_ox0, en_j0;
-    reg [FW-1:0]  en_f;
-    reg [XB-1:0]  en_val;
-
-    // --- tap unit: og outermost, then (oy down, i up), then (ox down, j up) ----------------------
-    reg           t_active;
-    reg [CCW-1:0] ev_c;
-    reg [YW-1:0]  ev_oy0, ev_i0, ev_ox0, ev_j0;
-    reg [FW-1:0]  ev_f;
-    reg [XB-1:0]  ev_val;
-    reg [GW-1:0]  og;
-    reg [YW-1:0]  oy, ti, ox, tj;
-    reg x_more, y_more, g_more, tap_last;
-    reg [OUT_AW-1:0] tap_addr;
-    reg [W_AW-1:0]   w_raddr;
-    always @(*) begin
-        x_more = !DENSE && (tj + SW < KW) && (ox != 0);
-        y_more = !DENSE && (ti + SH < KH) && (oy != 0);
-        g_more = og != OG - 1;
-        tap_last = !x_more && !y_more && !g_more;
-        tap_addr = DENSE ? og : (og * OH + oy) * OW + ox;
-        w_raddr = DENSE ? og * FAN_IN + ev_f : ((og * SRC_C + ev_c) * KH + ti) * KW + tj;
-    end
-    wire issue = t_active;
-    wire en_consume = en_valid && (!t_active || tap_last);
-    wire pick_fire = accumulating && cw_mask != 0 && (!en_valid || en_consume);
-    wire [SRC_LANES-1:0] cw_mask_next = pick_fire ? cw_mask & ~(ONE_LANE << pick_lane) : cw_mask;
-    wire cw_load = accumulating && cw_mask_next == 0 && nw_valid;
-    wire acc_finished = !scan_more && !inflight && !nw_valid && cw_mask == 0 && !en_valid && !t_active;
+    wire              issue = tap_issue[cur_edge];
+    wire [OUT_AW-1:0] tap_addr = tap_addr_e[cur_edge*OUT_AW +: OUT_AW];
+    wire [W_AW-1:0]   w_raddr = tap_w_e[cur_edge*W_AW +: W_AW];
+    wire [XB-1:0]     ev_val = tap_val_e[cur_edge*XB +: XB];
 
     // --- stages a and b of the read-modify-write, and the update pass's stages ---------------------
     localparam PCW = $clog2(LANES + 1);
@@ -278,13 +177,9 @@ module lif_layer #(
             uw_valid <= 1'b0;
             cnt_valid <= 1'b0;
             pop_valid <= 1'b0;
-            t_active <= 1'b0;
-            en_valid <= 1'b0;
-            inflight <= 1'b0;
-            nw_valid <= 1'b0;
-            scan_more <= 1'b0;
-            cw_mask <= 0;
             first_q <= 1'b1;
+            launch <= 1'b0;
+            cur_edge <= 0;  // its edge's issue drives the pipeline from the clearing on
             spike_count <= 0;
             clip_count <= 0;
         end else if (state != S_IDLE || go) begin  // idle cycles touch nothing
@@ -315,94 +210,6 @@ module lif_layer #(
                 clip_count <= clip_count + pop_clip;
             end
 
-            if (accumulating) begin
-                // fetch: a read issued now returns next cycle; nonzero words wait in nw_*
-                inflight <= fetch;
-                if (fetch) begin
-                    f_g <= scan_g;
-                    f_y <= scan_y;
-                    f_x <= scan_x;
-                    scan_addr <= scan_addr + 1'b1;
-                    scan_more <= scan_addr != SRC_WORDS - 1;
-                    if (scan_x != SRC_W - 1) begin
-                        scan_x <= scan_x + 1'b1;
-                    end else begin
-                        scan_x <= 0;
-                        if (scan_y != SRC_H - 1) begin
-                            scan_y <= scan_y + 1'b1;
-                        end else begin
-                            scan_y <= 0;
-                            scan_g <= scan_g + 1'b1;
-                        end
-                    end
-                end
-                if (arrive_nonzero) begin
-                    nw_valid <= 1'b1;
-                    nw_mask <= word_mask;
-                    nw_vals <= src_rdata;
-                    nw_g <= f_g;
-                    nw_y <= f_y;
-                    nw_x <= f_x;
-                end else if (cw_load) begin
-                    nw_valid <= 1'b0;
-                end
-                // pick
-                cw_mask <= cw_mask_next;
-                if (cw_load) begin
-                    cw_mask <= nw_mask;
-                    cw_vals <= nw_vals;
-                    cur_g <= nw_g;
-                    cur_y <= nw_y;
-                    cur_x <= nw_x;
-                end
-                if (pick_fire) begin
-                    en_valid <= pick_taps;
-                    en_c <= pick_c;
-                    en_f <= pick_f;
-                    en_val <= pick_val;
-                    en_oy0 <= pick_oy;
-                    en_i0 <= pick_i;
-                    en_ox0 <= pick_ox;
-                    en_j0 <= pick_j;
-                end else if (en_consume) begin
-                    en_valid <= 1'b0;
-                end
-                // taps
-                if (en_consume) begin
-                    t_active <= 1'b1;
-                    ev_c <= en_c;
-                    ev_f <= en_f;
-                    ev_val <= en_val;
-                    ev_oy0 <= en_oy0;
-                    ev_i0 <= en_i0;
-                    ev_ox0 <= en_ox0;
-                    ev_j0 <= en_j0;
-                    og <= 0;
-                    oy <= en_oy0;
-                    ti <= en_i0;
-                    ox <= en_ox0;
-                    tj <= en_j0;
-                end else if (t_active) begin
-                    if (x_more) begin
-                        ox <= ox - 1'b1;
-                        tj <= tj + SW;
-                    end else if (y_more) begin
-                        ox <= ev_ox0;
-                        tj <= ev_j0;
-                        oy <= oy - 1'b1;
-                        ti <= ti + SH;
-                    end else if (g_more) begin
-                        ox <= ev_ox0;
-                        tj <= ev_j0;
-                        oy <= ev_oy0;
-                        ti <= ev_i0;
-                        og <= og + 1'b1;
-                    end else begin
-                        t_active <= 1'b0;
-                    end
-                end
-            end
-
             case (state)
                 S_CLEAR: begin
                     clr_addr <= clr_addr + 1'b1;
@@ -414,19 +221,21 @@ module lif_layer #(
                         spike_count <= 0;
                         clip_count <= 0;
                     end
-                    scan_addr <= 0;
-                    scan_g <= 0;
-                    scan_y <= 0;
-                    scan_x <= 0;
-                    scan_more <= 1'b1;
-                    inflight <= 1'b0;
-                    nw_valid <= 1'b0;
-                    cw_mask <= 0;
-                    en_valid <= 1'b0;
-                    t_active <= 1'b0;
+                    cur_edge <= 0;
+                    launch <= 1'b1;
                     state <= S_ACC;
                 end
-                S_ACC: if (acc_finished) state <= S_END;
+                S_ACC: begin  // the edges one after another, each once its scan has ended
+                    launch <= 1'b0;
+                    if (!launch && !edge_active[cur_edge]) begin
+                        if (cur_edge == EDGES - 1) begin
+                            state <= S_END;
+                        end else begin
+                            cur_edge <= cur_edge + 1'b1;
+                            launch <= 1'b1;
+                        end
+                    end
+                end
                 S_END: if (!a_valid && !b_valid) begin  // the last accumulator write has landed
                     u_addr <= 0;
                     u_og <= 0;
