@@ -113,8 +113,10 @@ def nextpnr_utilization(report: dict[str, Any], part: Part) -> dict[str, dict[st
 
 
 def fmax_mhz(report: dict[str, Any]) -> float | None:
-    """The slowest clock's achieved frequency in a nextpnr report (MHz), None without clocks."""
-    values = [float(v["achieved"]) for v in report.get("fmax", {}).values() if "achieved" in v]
+    """The slowest clock's achieved frequency in a nextpnr report (MHz), None without clocks. A
+    "clock" named after the packer's constant-0 net (a DSP used without its registers) is none."""
+    values = [float(v["achieved"]) for name, v in report.get("fmax", {}).items()
+              if "achieved" in v and "GND_NET" not in name]
     return min(values) if values else None
 
 

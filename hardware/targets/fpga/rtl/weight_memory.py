@@ -204,7 +204,9 @@ def top_lines(chain, w_aw: list[int]) -> list[str]:
             continue
         out += [f"    reg [{sw - 1}:0] l{k}_slot;  // the address's place in the row read",
                 f"    always @(posedge clk) if (l{k}_w_re) l{k}_slot <= l{k}_w_raddr[{sw - 1}:0];",
-                f"    wire [{width - 1}:0] l{k}_w_rdata = wr_rdata[l{k}_slot * {p.group * bits} +: {width}];"]
+                # (slot x group x bits, a power of two: the slot shifted by wiring, not a multiplier)
+                f"    wire [{width - 1}:0] l{k}_w_rdata = "
+                f"wr_rdata[{{l{k}_slot, {(p.group * bits).bit_length() - 1}'d0}} +: {width}];"]
     return out
 
 
