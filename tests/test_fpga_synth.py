@@ -134,3 +134,12 @@ def test_the_tiny_design_places_and_routes_with_the_yowasp_tools(part: synth.Par
     assert memories > 0  # the weights are in memories
     if part.weights == "spram":
         assert r["resources"]["spram"]["used"] == 4
+
+
+def test_a_dsp_tied_to_the_constant_0_net_is_no_clock_for_fmax():
+    """nextpnr-ice40 reports a DSP used without its registers as a clock named after the packer's
+    constant-0 net (seen on the UP5K build); Fmax is the design clock's."""
+    report = {"fmax": {"$PACKER_GND_NET_$glb_clk": {"achieved": 5.0, "constraint": 100},
+                       "clk$SB_IO_IN_$glb_clk": {"achieved": 26.4, "constraint": 100}}}
+    assert synth.fmax_mhz(report) == 26.4
+    assert synth.fmax_mhz({"fmax": {}}) is None
