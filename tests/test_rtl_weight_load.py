@@ -136,18 +136,26 @@ def test_the_manifest_states_the_plan_and_check_tables_verifies_it(tmp_path: Pat
         check_tables(graph, FPGA_MUL, 3, directory)
 
 
-def test_the_digits_network_loads_its_weights_and_runs_as_the_rom_build(digits_fpga: Path, rtl_tools):  # noqa: F811 (the fixture)
-    """The exported digits network (8 lanes, the UP5K build of make synth) on 2 test images."""
+def check_exported_spram(bundle_dir: Path, count: int, what: str) -> None:
+    """An exported network's UP5K build (8 lanes: a row holds eight 8-bit weights) on ``count``
+    test images: == the ROM build (cycles too) and the reference."""
     from hardware.bundle import read_bundle
     from training import data
 
-    bundle = read_bundle(digits_fpga)
+    bundle = read_bundle(bundle_dir)
     _, test, _ = data.load(data.DataSpec.from_dict(bundle.source["data"]), timesteps=bundle.timesteps)
-    inputs = test.pixels[:2]
-    rom = run_rtl(digits_fpga, inputs, max_lanes=8, simulator="icarus")
-    spram = run_rtl(digits_fpga, inputs, max_lanes=8, simulator="icarus", weights="spram")
-    assert_equal_runs(spram, rom, "digits: SPRAM build against the ROM build")
-    assert_equal_runs(spram, reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.profile), "digits")
+    inputs = test.pixels[:count]
+    rom = run_rtl(bundle_dir, inputs, max_lanes=8, simulator="icarus")
+    spram = run_rtl(bundle_dir, inputs, max_lanes=8, simulator="icarus", weights="spram")
+    assert_equal_runs(spram, rom, f"{what}: SPRAM build against the ROM build")
+    assert spram.stats["cycles_per_timestep"] == rom.stats["cycles_per_timestep"]
+    want = reference.run(bundle.integer_graph, inputs, bundle.timesteps, bundle.profile)
+    assert_equal_runs(spram, want, f"{what}: SPRAM build against the reference")
+
+
+def test_the_digits_network_loads_its_weights_and_runs_as_the_rom_build(digits_fpga: Path, rtl_tools):  # noqa: F811 (the fixture)
+    """The exported digits network (8 lanes, the UP5K build of make synth) on 2 test images."""
+    check_exported_spram(digits_fpga, 2, "digits")
 
 
 # --- graphs: a node fed by several edges keeps every edge's weights in its rows ---------------------
