@@ -136,6 +136,28 @@ def test_the_tiny_design_places_and_routes_with_the_yowasp_tools(part: synth.Par
         assert r["resources"]["spram"]["used"] == 4
 
 
+@pytest.mark.slow  # the real flow (about a minute)
+def test_a_residual_graph_places_and_routes_on_the_up5k_with_its_weights_in_spram(tmp_path: Path):
+    """A node fed by several edges reads them all from the one weight RAM: the graph's SPRAM
+    build fits the UP5K with its four SPRAMs."""
+    from hardware.targets.fpga.profiles import FPGA_MUL
+    from hardware.targets.fpga.rtl.network import chain_from_tables
+    from hardware.targets.fpga.tables import read_tables, write_tables
+    from tests.netgen import random_graph
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    write_tables(random_graph(1, FPGA_MUL), FPGA_MUL, 2, tables)
+    chain = chain_from_tables(read_tables(tables), max_lanes=1, weights="spram")
+    assert any(len(layer.edges) > 1 for layer in chain.layers)
+    part = synth.ICE40_UP5K
+    sources = synth.write_core(chain, tables, tmp_path / "design")
+    stat, _ = synth.run_yosys(part, tmp_path / "design", sources)
+    report, log, _ = synth.run_nextpnr(part, tmp_path / "design", 100.0)
+    r = synth.row(part, 1, stat, report, log, 100.0, 2)
+    assert r["fits"] and r["fmax_mhz"] > 5 and r["resources"]["spram"]["used"] == 4, log
+
+
 def test_a_dsp_tied_to_the_constant_0_net_is_no_clock_for_fmax():
     """nextpnr-ice40 reports a DSP used without its registers as a clock named after the packer's
     constant-0 net (seen on the UP5K build); Fmax is the design clock's."""
