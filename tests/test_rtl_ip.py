@@ -167,11 +167,12 @@ def test_verilator_and_icarus_give_the_reference(profile: str, rtl_tools, tmp_pa
         assert runs["verilator"][i].run.stats["cycles"] == runs["icarus"][i].run.stats["cycles"]
 
 
-def lint(directory: Path) -> str:
-    """``verilator --lint-only -Wall`` on the design in ``directory`` with lint.vlt's waivers: what
-    it reports (empty: clean)."""
+def lint(directory: Path, more: tuple[str, ...] = ()) -> str:
+    """``verilator --lint-only -Wall`` on the design in ``directory`` (and the files ``more``) with
+    lint.vlt's waivers: what it reports (empty: clean)."""
     command, extra = tools.verilator()
-    files = ["sdp_ram.v", "lif_neuron.v", "lif_lane.v", "lif_edge.v", "lif_layer.v", "lsg_chain_top.v", "lsg_axi_top.v"]
+    files = ["sdp_ram.v", "lif_neuron.v", "lif_lane.v", "lif_edge.v", "lif_layer.v", *more, "lsg_chain_top.v",
+             "lsg_axi_top.v"]
     done = subprocess.run([*command, "--lint-only", "-Wall", "--top-module", "lsg_axi_top", str(RTL_DIR / "lint.vlt"),
                            *files], cwd=directory, env={**os.environ, **extra}, capture_output=True, text=True)
     return (done.stdout + done.stderr).strip() if done.returncode else ""

@@ -111,7 +111,8 @@ def model(graph: Graph, profile: Profile, device: FpgaDevice = ICE40_UP5K, max_l
         f"SPRAM {device.spram_bits:,} bits ({device.source})",
         f"{device.name}: {verdict}: {total['memory_bits']:,} memory bits ({initialised:,} of them weights and biases "
         f"the bitstream initialises), an estimated {total['bram_estimate']} block RAMs of {device.bram_blocks}",
-        "SPRAM is not initialised by the bitstream: weights there need a boot-time loader the RTL does not have",
+        "SPRAM is not initialised by the bitstream: the RTL's SPRAM build keeps the weights there, written at boot "
+        "through the IP core's load port (the manifest's memory_plan)",
         f"block RAM estimate at max_lanes={max_lanes}: every memory of every lane in its cheapest block shape "
         "(calibration: the digits network, 197 estimated, 194 measured by yosys at one lane; with more lanes yosys "
         "puts small memories in logic, 241 estimated, 215 measured at 4)",

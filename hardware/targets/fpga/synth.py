@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardware.targets.fpga.rtl import SOURCES
+from hardware.targets.fpga.rtl import SOURCES, weight_memory
 from hardware.targets.fpga.rtl.axi import AXI_TOP, axi_ports, axi_verilog
 from hardware.targets.fpga.rtl.chain import TOP, Chain, write_design
 
@@ -52,6 +52,8 @@ class Part:
     #: summary field -> how many the part has (for yosys counts, where nextpnr gave no report)
     available: dict[str, int]
     source: str
+    #: the design's weight memory on this part (:mod:`hardware.targets.fpga.rtl.weight_memory`)
+    weights: str = weight_memory.ROM
 
 
 ICE40_UP5K = Part(
@@ -63,6 +65,7 @@ ICE40_UP5K = Part(
     available={"logic": 5280, "luts": 5280, "ffs": 5280, "bram": 30, "spram": 4, "dsp": 8},
     source="nextpnr-ice40 0.11.1's UP5K database (its report's 'available'); Lattice FPGA-DS-02008: 5,280 LUT4s, "
            "30 EBR of 4 kbit, 4 SPRAM of 256 kbit, 8 DSPs",
+    weights=weight_memory.SPRAM,  # its 120 kbit of block RAM cannot hold the weights
 )
 
 ECP5_25F = Part(
@@ -110,8 +113,10 @@ def nextpnr_utilization(report: dict[str, Any], part: Part) -> dict[str, dict[st
 
 
 def fmax_mhz(report: dict[str, Any]) -> float | None:
-    """The slowest clock's achieved frequency in a nextpnr report (MHz), None without clocks."""
-    values = [float(v["achieved"]) for v in report.get("fmax", {}).values() if "achieved" in v]
+    """The slowest clock's achieved frequency in a nextpnr report (MHz), None without clocks. A
+    "clock" named after the packer's constant-0 net (a DSP used without its registers) is none."""
+    values = [float(v["achieved"]) for name, v in report.get("fmax", {}).items()
+              if "achieved" in v and "GND_NET" not in name]
     return min(values) if values else None
 
 
@@ -162,8 +167,8 @@ def row(part: Part, lanes: int, stat: dict[str, Any], report: dict[str, Any] | N
     """One summary row: resources (nextpnr's where it placed, else yosys's), ``fits`` (nextpnr
     placed and routed the design), ``reason`` if not, Fmax, cycles and images per second."""
     cells = yosys_cells(stat, part)
-    out: dict[str, Any] = {"part": part.key, "name": part.name, "max_lanes": lanes, "yosys": cells,
-                           "fits": report is not None}
+    out: dict[str, Any] = {"part": part.key, "name": part.name, "max_lanes": lanes, "weights": part.weights,
+                           "yosys": cells, "fits": report is not None}
     fields = ("logic", "luts", "ffs", "bram", "spram", "dsp")
     if report is not None:
         placed = nextpnr_utilization(report, part)
@@ -213,14 +218,20 @@ def version(name: str, flag: str) -> str:
     return (proc.stdout or proc.stderr).strip().splitlines()[-1]
 
 
+#: the core's simulation debug port (docs/fpga-ip.md, "Debug"): the shell ties its inputs to 0 and
+#: leaves its outputs open, as a deployment does, so synthesis drops the trace and the debug reads
+DEBUG_PORTS = ("trace_valid", "trace_step", "trace_counts", "dbg_hold", "dbg_continue", "dbg_paused",
+               "dbg_rd_sel", "dbg_rd_what", "dbg_rd_addr", "dbg_rd_data")
+
+
 def write_shell(chain: Chain, design: Path) -> None:
-    """``pnr_shell.v``: the IP core behind four pins (aclk, rst, sdi, load, sdo). Its inputs come
+    """``pnr_shell.v``: the IP core behind five pins (clk, rst, sdi, load, sdo). Its inputs come
     from a shift register fed by ``sdi``, its outputs are captured into one that shifts out on
     ``sdo``, so nothing is optimised away; the shell adds those registers and no logic on the
-    core's paths."""
+    core's paths. The debug port (:data:`DEBUG_PORTS`) is tied off."""
     ports = [p for p in axi_ports(chain) if p[1] not in ("aclk", "aresetn")]
-    ins = [(n, w) for d, n, w in ports if d == "input"]
-    outs = [(n, w) for d, n, w in ports if d == "output"]
+    ins = [(n, w) for d, n, w in ports if d == "input" and n not in DEBUG_PORTS]
+    outs = [(n, w) for d, n, w in ports if d == "output" and n not in DEBUG_PORTS]
     in_w, out_w = sum(w for _, w in ins), sum(w for _, w in outs)
     conns, lo = [], 0
     for name, w in ins:
@@ -230,7 +241,10 @@ def write_shell(chain: Chain, design: Path) -> None:
     for name, w in outs:
         conns.append(f".{name}(outs[{lo + w - 1}:{lo}])")
         lo += w
-    (design / f"{SHELL}.v").write_text(f"""// place-and-route shell of {AXI_TOP} (bench/fpga_synth.py)
+    for direction, name, w in ports:
+        if name in DEBUG_PORTS:
+            conns.append(f".{name}({w}'d0)" if direction == "input" else f".{name}()")
+    (design / f"{SHELL}.v").write_text(f"""// place-and-route shell of {AXI_TOP} (hardware/targets/fpga/synth.py)
 module {SHELL} (input wire clk, input wire rst, input wire sdi, input wire load, output wire sdo);
     reg [{in_w - 1}:0] in_sr;
     reg [{out_w - 1}:0] out_sr;
@@ -252,7 +266,8 @@ def write_core(chain: Chain, tables_dir: Path, design: Path) -> list[str]:
     write_design(chain, tables_dir, design)
     (design / f"{AXI_TOP}.v").write_text(axi_verilog(chain))
     write_shell(chain, design)
-    return [s.name for s in SOURCES] + [f"{TOP}.v", f"{AXI_TOP}.v", f"{SHELL}.v"]
+    extra = weight_memory.sources(chain.weight_memory, simulation=False)  # (SB_SPRAM256KA: yosys's own)
+    return [s.name for s in SOURCES] + extra + [f"{TOP}.v", f"{AXI_TOP}.v", f"{SHELL}.v"]
 
 
 def run_yosys(part: Part, design: Path, sources: list[str]) -> tuple[dict, float]:
@@ -293,18 +308,18 @@ def _used(r: dict[str, Any], field: str) -> str:
 
 def table(summary: dict[str, Any]) -> str:
     """The Markdown table of a summary: one line per part and lane count, then the peers."""
-    lines = ["| part | lanes | logic (LC / LUT4) | FF | block RAM | SPRAM | DSP | fits | Fmax MHz | cycles / image "
-             "| images/s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| part | weights | lanes | logic (LC / LUT4) | FF | block RAM | SPRAM | DSP | fits | Fmax MHz "
+             "| cycles / image | images/s |", "|" + " --- |" * 12]
     for r in summary["rows"]:
         fits = "yes" if r["fits"] else f"no: {r['reason']}"
         fmax = f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-"
         ips = f"{r['images_per_second']:,.0f}" if r["images_per_second"] else "-"
         logic = _used(r, "logic") if "logic" in r["resources"] else _used(r, "luts") + " LUT4"
-        lines.append(f"| {r['name']} | {r['max_lanes']} | {logic} | {_used(r, 'ffs')} | {_used(r, 'bram')} | "
-                     f"{_used(r, 'spram')} | {_used(r, 'dsp')} | {fits} | {fmax} | {r['cycles_per_image']:,.0f} "
-                     f"| {ips} |")
+        lines.append(f"| {r['name']} | {r['weights']} | {r['max_lanes']} | {logic} | {_used(r, 'ffs')} | "
+                     f"{_used(r, 'bram')} | {_used(r, 'spram')} | {_used(r, 'dsp')} | {fits} | {fmax} | "
+                     f"{r['cycles_per_image']:,.0f} | {ips} |")
     for p in PEERS:
-        lines.append(f"| {p['design']}, {p['part']} | - | {p['logic']} | - | {p['bram']} | - | - | (published) | - "
+        lines.append(f"| {p['design']}, {p['part']} | - | - | {p['logic']} | - | {p['bram']} | - | - | (published) | - "
                      f"| {p['time_per_image_us']:,.0f} us | {p['images_per_second']:,.0f} |")
     return "\n".join(lines) + "\n"
 

@@ -48,7 +48,8 @@ FORMAT_NAME = "lsg-deploy-fpga-tables"
 #: vectors (:mod:`hardware.targets.fpga.testvectors`), a worked example fed a stated input through
 #: the network, ``definitions`` (channel(n), class, scale, beta), the topology in ``network.h``; the
 #: readout never fires (stated in the update equations)
-FORMAT_VERSION = 2
+#: 3: ``memory_plan``, where each table lives in the ROM build and the UP5K's SPRAM build
+FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 HEADER_NAME = "network.h"
 
@@ -269,6 +270,9 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[
         "definitions": definitions(profile),
         "nodes": nodes,
         "edges": edges,
+    }
+    manifest["memory_plan"] = _memory_plan(manifest, graph)
+    manifest |= {
         "source_of_first_edges": INPUT,
         "header": HEADER_NAME,
         "worked_example": worked_example(graph, profile, timesteps),
@@ -278,6 +282,16 @@ def render_tables(graph: Graph, profile: Profile, timesteps: int, dataset: dict[
     }
     files[MANIFEST_NAME] = (manifest_json(manifest) + "\n").encode()
     return files
+
+
+def _memory_plan(manifest: dict[str, Any], graph: Graph) -> dict[str, Any]:
+    """Which table lives in which RAM, at which address, in which word layout, in the RTL's two
+    builds (:func:`hardware.targets.fpga.rtl.weight_memory.tables_plan`)."""
+    from hardware.targets.fpga.rtl import weight_memory  # (it reads these tables)
+
+    tables = Tables(manifest=manifest, weights={e.name: np.asarray(e.weight, np.int64) for e in graph.edges},
+                    biases={n.name: np.asarray(n.bias_mant, np.int64) for n in graph.nodes})
+    return weight_memory.tables_plan(tables)
 
 
 def write_tables(graph: Graph, profile: Profile, timesteps: int, directory: Path,

@@ -54,7 +54,7 @@ import numpy as np
 from hardware import processes
 from hardware.bundle import JSON_NAME, read_bundle
 from hardware.reference import SATURATION_KINDS, IntegerRun
-from hardware.targets.fpga.rtl import SOURCES, tools
+from hardware.targets.fpga.rtl import RTL_DIR, SOURCES, tools, weight_memory
 from hardware.targets.fpga.rtl.axi import AXI_TOP, axi_verilog
 from hardware.targets.fpga.rtl.bench import BENCH, bench_verilog
 from hardware.targets.fpga.rtl.chain import (
@@ -188,19 +188,21 @@ def check_bundle_tables(directory: Path) -> None:
 
 
 def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path | None = None,
-          simulator: str | None = tools.SIMULATORS[0], membranes: bool = False) -> Built:
+          simulator: str | None = tools.SIMULATORS[0], membranes: bool = False,
+          weights: str = weight_memory.ROM) -> Built:
     """Generate and compile the design of the tables in ``tables_dir`` (checked against the
     bundle there, if any: :func:`check_bundle_tables`), with a one-network simulation bench
     (``simulator`` None: generate it, compile nothing; ``membranes``: its recorder reads every
-    layer's membranes)."""
+    layer's membranes; ``weights``: ROMs, or the SPRAM the driver loads through the load port)."""
     start = time.perf_counter()
     check_bundle_tables(Path(tables_dir))
-    chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes)  # refuses what the RTL cannot run
+    chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes, weights)  # refuses what the RTL cannot run
     if simulator is not None:
         check_tools(simulator)
     root = Path(build_root) if build_root is not None else default_build_root()
     root.mkdir(parents=True, exist_ok=True)
-    sources = [p.name for p in SOURCES] + [f"{TOP}.v", f"{AXI_TOP}.v", f"{BENCH}.v"]
+    sources = [p.name for p in SOURCES] + weight_memory.sources(weights, simulation=True) + [
+        f"{TOP}.v", f"{AXI_TOP}.v", f"{BENCH}.v"]
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         write_design(chain, Path(tables_dir), Path(scratch))
         (Path(scratch) / f"{AXI_TOP}.v").write_text(axi_verilog(chain))
@@ -246,7 +248,9 @@ def _job(chain: Chain, frames: np.ndarray, prefix: str, membranes: bool, path: P
     np.savez(path, inputs=frames, timesteps=chain.timesteps, membrane_bits=chain.arithmetic.membrane_bits,
              words=np.array([L.words for L in layers]), lanes=np.array([L.lanes for L in layers]),
              readout=np.array([L.readout for L in layers]), step_cycle_limit=step_cycle_limit(chain),
-             prefix=np.str_(prefix), membranes=membranes)
+             prefix=np.str_(prefix), membranes=membranes,
+             weight_words=weight_memory.load_words(chain) if chain.weight_memory == weight_memory.SPRAM
+             else np.zeros(0, np.uint16))
 
 
 #: vvp's arguments: ``-N`` makes ``$stop``, SIGINT and SIGTERM end the simulation (exit code 1)
@@ -316,7 +320,8 @@ def _compile_bench(chains: list[Chain], designs: list[Path], directory: Path, si
         sources[i].write_text(top_verilog(chain, prefixes, module=core) + axi_verilog(chain, core, f"{AXI_TOP}_n{i}"))
     modules = [f"{AXI_TOP}_n{i}" for i in range(len(chains))]
     (directory / f"{BENCH}.v").write_text(bench_verilog(chains, modules, membranes))
-    sources = [*SOURCES, *sources, directory / f"{BENCH}.v"]
+    extra = {name for chain in chains for name in weight_memory.sources(chain.weight_memory, simulation=True)}
+    sources = [*SOURCES, *(RTL_DIR / name for name in sorted(extra)), *sources, directory / f"{BENCH}.v"]
     if simulator == "icarus":
         _compile(directory, BENCH, [str(p) for p in sources])
     else:
@@ -406,16 +411,17 @@ def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) ->
 
 def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int] = DEFAULT_MAX_LANES,
              build_root: Path | None = None, membranes: bool = False,
-             simulator: str = tools.SIMULATORS[0]) -> list[RtlRun]:
+             simulator: str = tools.SIMULATORS[0], weights: str = weight_memory.ROM) -> list[RtlRun]:
     """Simulate several networks (``(tables directory, inputs)`` pairs) in one simulator run;
     ``max_lanes``: one value, or one per network; ``membranes``: record every layer's membranes,
-    not just the readout's; ``simulator``: ``verilator`` or ``icarus``."""
+    not just the readout's; ``simulator``: ``verilator`` or ``icarus``; ``weights``: ``rom``, or
+    ``spram`` (the UP5K build: the driver loads the weights through the load port first)."""
     lanes = [max_lanes] * len(networks) if isinstance(max_lanes, int) else list(max_lanes)
     if len(lanes) != len(networks):
         raise ValueError(f"{len(lanes)} max_lanes values for {len(networks)} networks")
     check_tools(simulator)
     several = sum(1 for _, inputs in networks if len(inputs)) > 1
-    built = [build(Path(d), m, build_root, None if several else simulator, membranes)  # several: one bench
+    built = [build(Path(d), m, build_root, None if several else simulator, membranes, weights)  # several: one bench
              for (d, _), m in zip(networks, lanes, strict=True)]
     frames = [_frames(b.chain, inputs) for b, (_, inputs) in zip(built, networks, strict=True)]
     todo = [i for i, f in enumerate(frames) if len(f)]
@@ -447,14 +453,17 @@ def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int]
 
 
 def run_rtl_many(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int] = DEFAULT_MAX_LANES,
-                 build_root: Path | None = None, simulator: str = tools.SIMULATORS[0]) -> list[IntegerRun]:
+                 build_root: Path | None = None, simulator: str = tools.SIMULATORS[0],
+                 weights: str = weight_memory.ROM) -> list[IntegerRun]:
     """:func:`run_rtl` for several networks (``(tables directory, inputs)`` pairs) in one simulator run."""
-    return [r.run for r in simulate(networks, max_lanes, build_root, simulator=simulator)]
+    return [r.run for r in simulate(networks, max_lanes, build_root, simulator=simulator, weights=weights)]
 
 
 def run_rtl(bundle_dir: Path, inputs: np.ndarray, max_lanes: int = DEFAULT_MAX_LANES,
-            build_root: Path | None = None, simulator: str = tools.SIMULATORS[0]) -> IntegerRun:
+            build_root: Path | None = None, simulator: str = tools.SIMULATORS[0],
+            weights: str = weight_memory.ROM) -> IntegerRun:
     """Run the FPGA tables in ``bundle_dir`` on encoded inputs (``(B, C, H, W)`` direct pixels or
     ``(B, T, C, H, W)`` 0/1 event frames) in the RTL simulation (``simulator``: ``verilator`` or
-    ``icarus``). ``max_lanes`` caps the output channels a layer updates per cycle (1: fully serial)."""
-    return run_rtl_many([(Path(bundle_dir), inputs)], max_lanes, build_root, simulator)[0]
+    ``icarus``). ``max_lanes`` caps the output channels a layer updates per cycle (1: fully serial);
+    ``weights``: ``rom`` ($readmemh ROMs) or ``spram`` (the UP5K's SPRAM, loaded through the load port)."""
+    return run_rtl_many([(Path(bundle_dir), inputs)], max_lanes, build_root, simulator, weights)[0]

@@ -12,7 +12,9 @@ into one wide register per table (``n<i>_rec_spk<k>``, ``n<i>_rec_v<k>``, ``n<i>
 ``n<i>_rec_cnt<k>``, ``n<i>_rec_step_cycles``; word a of a table at bits [a*width +: width]), then
 raises ``n<i>_rec_done`` until the core leaves the pause (the driver's ``dbg_continue``). The
 driver reads each table with one VPI access instead of a clock edge per word: the input and
-result streams stay the driver's, beat by beat.
+result streams stay the driver's, beat by beat. The driver writes registers itself (the weight
+load port) with ``n<i>_host_sel`` high, which gives ``reg_addr`` and ``reg_re`` to ``n<i>_host_addr``
+and ``n<i>_host_re``.
 """
 
 from __future__ import annotations
@@ -106,7 +108,9 @@ def bench_verilog(chains: list[Chain], modules: list[str], membranes: bool) -> s
            f"    always #{PERIOD_NS // 2} clk = ~clk;"]
     for i, (chain, module) in enumerate(zip(chains, modules, strict=True)):
         n = f"n{i}_"
-        out += [f"    reg {n}clk_en{PUBLIC} = 1'b0;", f"    wire {n}clk = clk & {n}clk_en;"]
+        out += [f"    reg {n}clk_en{PUBLIC} = 1'b0;", f"    wire {n}clk = clk & {n}clk_en;",
+                f"    reg {n}host_sel{PUBLIC} = 1'b0;", f"    reg [7:0] {n}host_addr{PUBLIC} = 8'd0;",
+                f"    reg {n}host_re{PUBLIC} = 1'b0;"]
         connections = []
         for direction, name, width in axi_ports(chain):
             bits = axi_range(name, width)
@@ -116,7 +120,8 @@ def bench_verilog(chains: list[Chain], modules: list[str], membranes: bool) -> s
             public = "" if name in RECORDER_DRIVES else PUBLIC
             out.append(f"    {'reg ' if direction == 'input' else 'wire'} {bits}{n}{name}{public}"
                        f"{' = 0' if direction == 'input' and name not in RECORDER_DRIVES[:3] else ''};")
-            connections.append(f".{name}({n}{name})")
+            host = {"reg_addr": "host_addr", "reg_re": "host_re"}.get(name)
+            connections.append(f".{name}({n}host_sel ? {n}{host} : {n}{name})" if host else f".{name}({n}{name})")
         out.append(f"    {module} u_n{i} ({', '.join(connections)});")
         out += _recorder(chain, n, membranes)
     out += ["endmodule", "", "`default_nettype wire", ""]

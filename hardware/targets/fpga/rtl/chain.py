@@ -31,6 +31,9 @@ The top's interface (one sample at a time, the host steps it)::
     spike_totals                every layer's spikes of the sample so far, 32 bits each (layer k
                                 at [32k +: 32]; the AXI top, :mod:`hardware.targets.fpga.rtl.axi`,
                                 takes each step's counts from it)
+    wl_we, wl_addr, wl_data     the SPRAM build only: write one 16-bit word of the weight RAM
+                                (the load stream of :mod:`hardware.targets.fpga.rtl.weight_memory`,
+                                a node's edges at their own addresses); taken only while idle
 
 :mod:`hardware.targets.fpga.rtl.axi` wraps this top in the AXI4-Stream interface (``lsg_axi_top``).
 """
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from hardware.graph import INPUT
-from hardware.targets.fpga.rtl import SOURCES
+from hardware.targets.fpga.rtl import RTL_DIR, SOURCES, weight_memory
 from hardware.targets.fpga.rtl.network import DEFAULT_MAX_LANES, Chain, Edge, Layer, RtlUnsupported, chain_from_tables
 from hardware.targets.fpga.tables import to_words
 
@@ -88,6 +91,7 @@ def _layer_params(chain: Chain, layer: Layer, weight_prefix: str, bias_prefix: s
         "OC": layer.channels, "OH": plane[0], "OW": plane[1], "LANES": layer.lanes,
         "EDGES": len(layer.edges), "XB": layer.xbits, "W_WORDS": len(layer.weight_rows()),
         "WEIGHT_PREFIX": f'"{weight_prefix}"', "BIAS_PREFIX": f'"{bias_prefix}"',
+        "WEIGHT_EXT": int(chain.weight_memory != weight_memory.ROM),
     }
 
 
@@ -126,6 +130,8 @@ def _layer_block(chain: Chain, k: int, files: tuple[str, str], sel_w: int) -> li
         f"    wire [{e_n * aw - 1}:0] l{k}_tap_addr;",
         f"    wire [{e_n * waw - 1}:0] l{k}_tap_w;",
         f"    wire [{e_n * xb - 1}:0] l{k}_tap_val;",
+        f"    wire l{k}_w_re;",
+        f"    wire [{waw - 1}:0] l{k}_w_raddr;",
     ]
     out += _instance("lif_layer", _layer_params(chain, layer, *files), f"u_l{k}", "\n".join([
         f"        .clk(clk), .rst(rst), .go(go_pulse && cur == {sel_w}'d{k}), .first_step(first),",
@@ -134,7 +140,8 @@ def _layer_block(chain: Chain, k: int, files: tuple[str, str], sel_w: int) -> li
         f"        .tap_addr_e(l{k}_tap_addr), .tap_w_e(l{k}_tap_w), .tap_val_e(l{k}_tap_val),",
         f"        .spk_re(l{k}_spk_re), .spk_raddr(l{k}_spk_raddr), .spk_rdata(l{k}_spk_rdata),",
         f"        .v_re(step_done), .v_raddr(rd_addr[{aw - 1}:0]), .v_rdata(l{k}_v_rdata),",
-        f"        .spike_count(l{k}_spikes), .clip_count(l{k}_clips));"]))
+        f"        .spike_count(l{k}_spikes), .clip_count(l{k}_clips),",
+        f"        .w_re(l{k}_w_re), .w_raddr_out(l{k}_w_raddr), .w_rdata({_w_rdata(chain, k)}));"]))
     for j, e in enumerate(layer.edges):
         e_aw = _clog2(math.prod(e.source_words[:3]))
         src = "in" if e.source == INPUT else f"l{chain.layers.index(_layer(chain, e.source))}_spk"
@@ -149,6 +156,25 @@ def _layer_block(chain: Chain, k: int, files: tuple[str, str], sel_w: int) -> li
             f"        .issue(l{k}_tap_issue[{j}]), .tap_addr(l{k}_tap_addr[{j * aw + aw - 1}:{j * aw}]),",
             f"        .w_addr(l{k}_tap_w[{j * waw + waw - 1}:{j * waw}]), .val({value}));"]))
     return out
+
+
+def _w_rdata(chain: Chain, k: int) -> str:
+    """Layer ``k``'s weights from the top: the SPRAM build's lanes of the row read, or none (its
+    ROMs answer inside)."""
+    if chain.weight_memory == weight_memory.SPRAM:
+        return f"l{k}_w_rdata"
+    layer = chain.layers[k]
+    return f"{{{layer.lanes * chain.arithmetic.weight_bits}{{1'b0}}}}"
+
+
+def _weight_ports(chain: Chain) -> list[str]:
+    """The SPRAM build's weight RAM, which the layers read in turn; in the ROM build the layers'
+    weight-read ports go nowhere."""
+    w_aw = [_clog2(len(layer.weight_rows())) for layer in chain.layers]
+    if chain.weight_memory == weight_memory.SPRAM:
+        return weight_memory.top_lines(chain, w_aw)
+    return ["    wire unused_weight_ports = &{1'b0, "
+            + ", ".join(f"l{k}_w_re, l{k}_w_raddr" for k in range(len(chain.layers))) + "};"]
 
 
 def _layer(chain: Chain, name: str) -> Layer:
@@ -190,10 +216,11 @@ def top_ports(chain: Chain) -> list[tuple[str, str, int]]:
         ("input", "rd_sel", _clog2(len(layers))), ("input", "rd_what", 2),
         ("input", "rd_addr", max(_clog2(layer.words) for layer in layers)), ("output", "rd_data", rd_w),
         ("output", "step_cycles", 32), ("output", "spike_totals", 32 * len(layers)),
-    ]
+    ] + ([("input", "wl_we", 1), ("input", "wl_addr", weight_memory.LOAD_AW), ("input", "wl_data", 16)]
+         if chain.weight_memory == weight_memory.SPRAM else [])
 
 
-SCALAR_PORTS = ("clk", "rst", "in_we", "start", "proceed", "ready", "step_done", "last_step")
+SCALAR_PORTS = ("clk", "rst", "in_we", "start", "proceed", "ready", "step_done", "last_step", "wl_we")
 
 
 def port_range(port: str, width: int) -> str:
@@ -245,6 +272,7 @@ def top_verilog(chain: Chain, files: list[tuple[str, str]], module: str = TOP) -
     for k in range(n):
         out += _layer_block(chain, k, files[k], sel_w)
     out += _read_ports(chain)
+    out += _weight_ports(chain)
     out.append("    assign spike_totals = {" + ", ".join(f"l{k}_spikes" for k in reversed(range(n))) + "};")
     out += [
         "",
@@ -337,7 +365,7 @@ def write_design(chain: Chain, tables_dir: Path, out_dir: Path) -> Path:
     ``$readmemh`` names the ``.mem`` files relative to ``out_dir``: run the simulator or the
     synthesis there."""
     out_dir = Path(out_dir)
-    for source in SOURCES:
+    for source in [*SOURCES, *(RTL_DIR / name for name in weight_memory.sources(chain.weight_memory, True))]:
         shutil.copyfile(source, out_dir / source.name)
     a = chain.arithmetic
     for layer in chain.layers:

@@ -7,7 +7,10 @@ network, separated by ``os.pathsep``). A job (``.npz``) holds one network's inpu
 word layout and the prefix of its signals in the bench (``lsg_bench``: the clock, and network
 i's ports as ``n<i>_<port>`` with a clock enable that gives it the clock only while it runs).
 
-Per network: reset, ``dbg_hold`` high (the core stops at every step's end); per sample: the
+Per network: reset; where the job holds ``weight_words`` (the SPRAM build), the weights through
+the register bus's load port (WLOAD_ADDR 0, then one WLOAD_DATA write a cycle), checking that
+WLOAD_ADDR has advanced past the last word and WLOAD_ERROR is clear; ``dbg_hold`` high (the core
+stops at every step's end); per sample: the
 input frame(s) on the input stream (event frames: frame t + 1 once step t has ended, as the core
 asks with ``tready``); at every step's end (``dbg_paused``, once the bench's recorder has read the
 core's buffers through the debug read port: ``rec_done``): the step's trace (its index and the
@@ -91,6 +94,34 @@ async def _result(clk, ports: _Ports, beats: int, limit: int, what: str) -> list
     return got
 
 
+async def _read_register(clk, ports: _Ports, address: int) -> int:
+    ports.host_addr.value = address
+    ports.host_re.value = 1
+    await FallingEdge(clk)
+    ports.host_re.value = 0
+    await FallingEdge(clk)
+    return int(ports.reg_rdata.value)
+
+
+async def _load_weights(clk, ports: _Ports, words: list[int]) -> None:
+    """The weights through the load port, one word a cycle, then WLOAD_ADDR and STATUS checked."""
+    ports.host_sel.value = 1
+    ports.reg_we.value = 1
+    ports.host_addr.value = 0x20  # WLOAD_ADDR
+    ports.reg_wdata.value = 0
+    await FallingEdge(clk)
+    ports.host_addr.value = 0x24  # WLOAD_DATA
+    for word in words:
+        ports.reg_wdata.value = word
+        await FallingEdge(clk)
+    ports.reg_we.value = 0
+    await FallingEdge(clk)
+    address, status = await _read_register(clk, ports, 0x20), await _read_register(clk, ports, 0x04)
+    ports.host_sel.value = 0
+    if address != len(words) % (1 << 16) or status & 0x10:
+        raise AssertionError(f"weight load: WLOAD_ADDR {address} after {len(words)} words, STATUS {status:#x}")
+
+
 async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     inputs = job["inputs"]  # (B, frames, words): frames = T for event frames, else 1
     timesteps = int(job["timesteps"])
@@ -119,6 +150,8 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     for _ in range(3):
         await FallingEdge(clk)
     ports.aresetn.value = 1
+    if len(job["weight_words"]):
+        await _load_weights(clk, ports, job["weight_words"].tolist())
 
     for b in range(batch):
         begin = get_sim_time("ns")

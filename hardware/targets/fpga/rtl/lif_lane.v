@@ -3,7 +3,9 @@
 //
 // Memories (registered reads, block-RAM style; a read returns the word before a same-cycle write):
 //   acc     OUT_WORDS x ACC_BITS   synaptic sums of the current step
-//   weights W_WORDS x W_BITS       ROM, $readmemh(WEIGHT_PREFIX.laneNNN.mem)
+//   weights W_WORDS x W_BITS       ROM, $readmemh(WEIGHT_PREFIX.laneNNN.mem); with WEIGHT_EXT = 1
+//                                  none: the weight comes on w_ext, read from the top's weight
+//                                  RAM at `issue` (weight_ram.v), in the cycle w_q would be
 //   bias    OG x BIAS_BITS         ROM, $readmemh(BIAS_PREFIX.laneNNN.mem)
 //   v       OUT_WORDS x V_BITS     membranes
 //   spikes  OUT_WORDS x 1          the step's spikes (SPIKE_BUFFER = 1; not for the readout)
@@ -44,7 +46,8 @@ module lif_lane #(
     parameter SPIKE_BUFFER = 1,  // 0: the readout (no spike buffer, and its neuron never fires)
     parameter LANE = 0,
     parameter WEIGHT_PREFIX = "",  // the weights are WEIGHT_PREFIX.laneNNN.mem, NNN = LANE in 3 digits
-    parameter BIAS_PREFIX = ""
+    parameter BIAS_PREFIX = "",
+    parameter WEIGHT_EXT = 0  // 1: the weights come on w_ext (the top's weight RAM), not from a ROM here
 ) (
     input  wire              clk,
     input  wire              en,          // any of the enables below may be high
@@ -60,6 +63,7 @@ module lif_lane #(
     input  wire              accumulate,  // the layer accumulates (no update-pass or host access)
     input  wire              issue,       // w_q <= w[w_raddr]
     input  wire [W_AW-1:0]   w_raddr,
+    input  wire [W_BITS-1:0] w_ext,       // WEIGHT_EXT: w[w_raddr] of the last issue, from the top
     // update pass
     input  wire              upd_re,      // bias_q <= bias[bias_raddr]
     input  wire [B_AW-1:0]   bias_raddr,
@@ -99,7 +103,7 @@ module lif_lane #(
     localparam [8*12-1:0] SUFFIX = {".lane", digit(LANE / 100), digit(LANE / 10), digit(LANE), ".mem"};
 
     initial begin  // (the guards keep tools that elaborate the default parameters from loading)
-        if (WEIGHT_PREFIX != "") $readmemh({WEIGHT_PREFIX, SUFFIX}, w_mem);
+        if (WEIGHT_EXT == 0 && WEIGHT_PREFIX != "") $readmemh({WEIGHT_PREFIX, SUFFIX}, w_mem);
         if (BIAS_PREFIX != "") $readmemh({BIAS_PREFIX, SUFFIX}, bias_mem);
     end
 
@@ -114,11 +118,12 @@ module lif_lane #(
     // accumulate: stage a multiplies, stage b adds to the word as last written (fw_hit: in the
     // previous cycle)
     reg signed [ACC_BITS-1:0]  acc_sum;
+    wire [W_BITS-1:0] w_use = WEIGHT_EXT != 0 ? w_ext : w_q;
     always @(posedge clk) begin
         if (en) begin
             if (a_valid) begin
-                if (XB == 1) prod <= $signed(w_q);  // a spike's x is 1
-                else prod <= $signed(w_q) * $signed({1'b0, a_val});
+                if (XB == 1) prod <= $signed(w_use);  // a spike's x is 1
+                else prod <= $signed(w_use) * $signed({1'b0, a_val});
             end
             if (b_valid) begin
                 acc_sum = $signed(fw_hit ? fw_data : acc_q) + prod;
@@ -127,7 +132,7 @@ module lif_lane #(
             if (acc_we) acc_mem[acc_waddr] <= b_valid ? acc_sum : {ACC_BITS{1'b0}};  // one write port
             if (acc_re) acc_q <= acc_mem[acc_raddr];
             if (accumulate) begin  // (the checks below cannot fire while the layer accumulates)
-                if (issue) w_q <= w_mem[w_raddr];
+                if (WEIGHT_EXT == 0 && issue) w_q <= w_mem[w_raddr];
             end else begin
                 if (upd_we) begin
                     v_mem[upd_addr] <= v_new;

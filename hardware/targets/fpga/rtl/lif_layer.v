@@ -22,7 +22,8 @@
 //   accumulator, membranes, spikes: conv (og*OH + oy)*OW + ox; dense og
 //   weights (lane p's WEIGHT_PREFIX.laneNNN.mem): the edges' words one after another (lif_edge.v
 //     gives each edge's base and order); with one edge and LANES = 1 the export's row-major
-//     (O, C, KH, KW) / (N, F) .mem file as it is
+//     (O, C, KH, KW) / (N, F) .mem file as it is; WEIGHT_EXT = 1: no ROM, the same addresses
+//     read from the top's weight RAM (w_re, w_raddr_out; the SPRAM build, weight_ram.v)
 //   biases (BIAS_PREFIX.laneNNN.mem): og
 // The edges' taps come in packed, edge e at [e*OUT_AW +: OUT_AW], [e*W_AW +: W_AW], [e*XB +: XB]
 // (an edge with narrower values zero-extends them to XB, the widest edge's).
@@ -54,6 +55,7 @@ module lif_layer #(
     parameter W_WORDS = 1,     // weight words per lane, every edge's
     parameter WEIGHT_PREFIX = "",
     parameter BIAS_PREFIX = "",
+    parameter WEIGHT_EXT = 0,  // 1: weights from the top's weight RAM (w_re, w_raddr_out, w_rdata), no ROM
     // derived (do not override)
     parameter OUT_WORDS = (OC / LANES) * OH * OW,
     parameter OUT_AW = (OUT_WORDS > 1) ? $clog2(OUT_WORDS) : 1,
@@ -83,7 +85,12 @@ module lif_layer #(
     output wire [LANES*V_BITS-1:0]         v_rdata,
     // since the last go with first_step: spikes fired and membranes clipped
     output reg  [31:0]                     spike_count,
-    output reg  [31:0]                     clip_count
+    output reg  [31:0]                     clip_count,
+    // WEIGHT_EXT: the weight read (address in this layer's weight words, every edge's, lane layout
+    // above); the LANES weights of the address on w_rdata (lane p at [p*W_BITS +: W_BITS]) after the edge
+    output wire                            w_re,
+    output wire [W_AW-1:0]                 w_raddr_out,
+    input  wire [LANES*W_BITS-1:0]         w_rdata
 );
     localparam OG = OC / LANES;
     localparam B_AW = (OG > 1) ? $clog2(OG) : 1;
@@ -112,6 +119,8 @@ module lif_layer #(
     wire [OUT_AW-1:0] tap_addr = tap_addr_e[cur_edge*OUT_AW +: OUT_AW];
     wire [W_AW-1:0]   w_raddr = tap_w_e[cur_edge*W_AW +: W_AW];
     wire [XB-1:0]     ev_val = tap_val_e[cur_edge*XB +: XB];
+    assign w_re = issue;
+    assign w_raddr_out = w_raddr;
 
     // --- stages a and b of the read-modify-write, and the update pass's stages ---------------------
     localparam PCW = $clog2(LANES + 1);
@@ -143,10 +152,12 @@ module lif_layer #(
                        .NO_DECAY_CODE(NO_DECAY_CODE), .DECAY_CODE(DECAY_CODE), .VTH(VTH), .XB(XB),
                        .OUT_WORDS(OUT_WORDS), .OUT_AW(OUT_AW), .W_WORDS(W_WORDS), .W_AW(W_AW), .OG(OG),
                        .B_AW(B_AW), .SPIKE_BUFFER(READOUT == 0),
-                       .LANE(gp), .WEIGHT_PREFIX(WEIGHT_PREFIX), .BIAS_PREFIX(BIAS_PREFIX)) u_lane (
+                       .LANE(gp), .WEIGHT_PREFIX(WEIGHT_PREFIX), .BIAS_PREFIX(BIAS_PREFIX),
+                       .WEIGHT_EXT(WEIGHT_EXT)) u_lane (
                 .clk(clk), .en(lanes_en), .acc_re(acc_re), .acc_raddr(acc_raddr), .acc_we(acc_we),
                 .acc_waddr(acc_waddr), .a_valid(a_valid), .a_val(a_val), .b_valid(b_valid), .fw_hit(fw_hit),
                 .accumulate(lanes_accumulate), .issue(issue), .w_raddr(w_raddr),
+                .w_ext(w_rdata[gp*W_BITS +: W_BITS]),
                 .upd_re(updating), .bias_raddr(u_og), .v_re(lanes_v_re), .v_raddr(lanes_v_raddr),
                 .upd_valid(ub_valid), .first(first_q), .upd_sum(us_valid), .upd_we(uw_valid), .upd_addr(uw_addr),
                 .spk_re(spk_re), .spk_raddr(spk_raddr), .spk_q(spk_rdata[gp]),

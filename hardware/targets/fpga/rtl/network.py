@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hardware.graph import INPUT, BundleError
+from hardware.targets.fpga.rtl import weight_memory
 from hardware.targets.fpga.tables import Tables
 
 DEFAULT_MAX_LANES = 32
@@ -133,6 +134,9 @@ class Chain:
     per_step: bool  #: event frames (a new input every step) rather than one direct image
     input_max: int
     layers: tuple[Layer, ...]
+    #: where the weights live: ROMs in the lanes (``rom``) or the UP5K's SPRAM, loaded at boot
+    #: (``spram``; :mod:`hardware.targets.fpga.rtl.weight_memory`)
+    weight_memory: str = weight_memory.ROM
 
     @property
     def input_words(self) -> int:
@@ -212,11 +216,14 @@ def _edge(e: dict[str, Any], source_words: tuple[int, int, int, int, int], table
                 weight=np.asarray(tables.weights[e["name"]], np.int64), weight_file=e["weight"]["file"], base=base)
 
 
-def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES) -> Chain:
+def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES, weights: str = weight_memory.ROM) -> Chain:
     """The network the manifest describes (a chain or any graph: nodes fed by several edges,
-    edges that skip nodes, event-frame input); :class:`RtlUnsupported` for what the RTL cannot run."""
+    edges that skip nodes, event-frame input); :class:`RtlUnsupported` for what the RTL cannot run.
+    ``weights``: ``rom`` or ``spram`` (:mod:`hardware.targets.fpga.rtl.weight_memory`)."""
     if max_lanes < 1:
         raise ValueError(f"max_lanes must be at least 1, got {max_lanes}")
+    if weights not in weight_memory.WEIGHT_MEMORIES:
+        raise ValueError(f"weights must be one of {', '.join(weight_memory.WEIGHT_MEMORIES)}, got {weights!r}")
     m = tables.manifest
     arithmetic = arithmetic_from_manifest(_get(m, "profile"))
     spec = _get(m, "input")
@@ -252,5 +259,8 @@ def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES) -> Cha
         if late:
             raise BundleError(f"FPGA tables manifest: node {layer.name} reads {late[0]}, which comes after it")
         done.add(layer.name)
-    return Chain(arithmetic=arithmetic, timesteps=int(_get(m, "timesteps")), input_shape=input_shape,
-                 per_step=per_step, input_max=int(spec["max"]), layers=tuple(layers))
+    chain = Chain(arithmetic=arithmetic, timesteps=int(_get(m, "timesteps")), input_shape=input_shape,
+                  per_step=per_step, input_max=int(spec["max"]), layers=tuple(layers), weight_memory=weights)
+    if weights == weight_memory.SPRAM:
+        weight_memory.plan(chain)  # refuses weights that do not fit
+    return chain
