@@ -14,6 +14,7 @@ import pytest
 from lsg_deploy import pipeline
 from lsg_deploy.cli import main
 from lsg_deploy.simulate import build_report, load_for_report
+from lsg_deploy.tally import merge_stats
 from training import data
 
 
@@ -83,3 +84,17 @@ def test_memory_does_not_grow_with_the_samples(tiny_model, tmp_path):
     whole = _peak_bytes(bundle, 256, 256)
     assert eight < 1.15 * two, (two, eight)
     assert whole > 2 * eight, (eight, whole)
+
+
+def test_stats_of_chunks_merge_into_the_whole_runs():
+    """The RTL's cycle figures over two chunks (3 and 1 samples) are the whole run's: counts summed,
+    extremes kept, means weighted by samples; what every chunk shares stays as it is."""
+    steps = [np.array([[10, 12], [14, 16], [10, 10]]), np.array([[20, 22]])]  # (samples, T) cycles per chunk
+    parts = [(len(s), {"cycles_per_timestep": float(s.mean()), "cycles_per_timestep_min": int(s.min()),
+                       "cycles_per_timestep_max": int(s.max()), "cycles": int(s.sum()),
+                       "cycles_per_layer": {"fc1": float(s.mean())}, "lanes": {"fc1": 4}}) for s in steps]
+    whole = np.concatenate(steps)
+    assert merge_stats(parts) == {"cycles_per_timestep": float(whole.mean()), "cycles_per_timestep_min": 10,
+                                  "cycles_per_timestep_max": 22, "cycles": int(whole.sum()),
+                                  "cycles_per_layer": {"fc1": float(whole.mean())}, "lanes": {"fc1": 4}}
+    assert merge_stats(parts[:1]) == parts[0][1] and merge_stats([]) == {}
