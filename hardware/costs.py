@@ -93,27 +93,40 @@ def synaptic_operations(graph: Graph, spikes: Mapping[str, np.ndarray], inputs: 
     ``spikes``: hidden node -> ``(B, T, neurons)`` 0/1 (a float run's or a fixed-point run's);
     ``inputs``: the encoded inputs (:meth:`hardware.graph.Input.steps`: ``(B, C, H, W)`` direct,
     ``(B, T, C, H, W)`` event frames), read only for event frames."""
-    samples = len(inputs)
+    if len(inputs) == 0:
+        raise ValueError("synaptic operations need at least one sample")
+    return operations_from_events(graph, source_events(graph, spikes, inputs, timesteps), len(inputs), timesteps)
+
+
+def source_events(graph: Graph, spikes: Mapping[str, np.ndarray], inputs: np.ndarray,
+                  timesteps: int) -> dict[str, np.ndarray]:
+    """Events per source neuron of every edge that counts them, summed over the samples and steps
+    (int64, so the sums of a test set's chunks add up to the whole set's exactly): source ->
+    ``(neurons,)``. The arguments are :func:`synaptic_operations`'."""
+    events: dict[str, np.ndarray] = {}
+    for e in graph.edges:
+        if e.source in events or (e.source == INPUT and graph.input.encoding != EVENT_FRAMES):
+            continue
+        if e.source == INPUT:
+            steps = graph.input.steps(inputs, timesteps).reshape(len(inputs), timesteps, -1)
+            events[e.source] = steps.sum(axis=(0, 1), dtype=np.int64)
+        else:
+            events[e.source] = np.asarray(spikes[e.source]).sum(axis=(0, 1), dtype=np.int64)
+    return events
+
+
+def operations_from_events(graph: Graph, events: Mapping[str, np.ndarray], samples: int,
+                           timesteps: int) -> list[EdgeOps]:
+    """:func:`synaptic_operations` from the :func:`source_events` of ``samples`` samples."""
     if samples == 0:
         raise ValueError("synaptic operations need at least one sample")
-    events: dict[str, np.ndarray] = {}  #: source -> events per source neuron, summed over samples and steps
-
-    def counts(source: str) -> np.ndarray:
-        if source not in events:
-            if source == INPUT:
-                steps = graph.input.steps(inputs, timesteps).reshape(samples, timesteps, -1)
-                events[source] = steps.sum(axis=(0, 1), dtype=np.int64)
-            else:
-                events[source] = np.asarray(spikes[source]).sum(axis=(0, 1), dtype=np.int64)
-        return events[source]
-
     out = []
     for e in graph.edges:
         fan, n = fan_out(e), synapses(e)
         if e.source == INPUT and graph.input.encoding != EVENT_FRAMES:
             out.append(EdgeOps(e.name, e.target, MAC, float(n * timesteps), n))
         else:
-            out.append(EdgeOps(e.name, e.target, AC, float(counts(e.source) @ fan) / samples, n))
+            out.append(EdgeOps(e.name, e.target, AC, float(events[e.source] @ fan) / samples, n))
     return out
 
 

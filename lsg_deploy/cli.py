@@ -14,7 +14,7 @@ from pathlib import Path
 from export.targets import choices as export_choices
 from hardware.targets import TARGETS, backends, profiles
 from lsg_deploy.errors import UsageError
-from lsg_deploy.simulate import ALL
+from lsg_deploy.simulate import ALL, CHUNK
 
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
+    si.add_argument("--chunk", type=int, default=CHUNK, metavar="N",
+                    help=f"with --fixed-point: run the backends N samples at a time, counting the report as they "
+                         f"go, so memory does not grow with the test set; the report is the same for any N "
+                         f"(default: {CHUNK})")
     si.add_argument("--simulator", help="the HDL simulator of --backend rtl: verilator (the default) or icarus")
     si.add_argument("--dump", type=Path, metavar="DIR",
                     help="with --fixed-point: write every hidden layer's spikes per sample and step, the readout "
@@ -365,7 +369,7 @@ def _main(argv: Sequence[str] | None) -> int:
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
                                        verify_data=args.verify_data, dump=args.dump, force=args.force,
-                                       simulator=args.simulator)
+                                       simulator=args.simulator, chunk=args.chunk)
             if to_stdout:
                 print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:

@@ -22,6 +22,7 @@ from lsg_deploy.outputs import (
 )
 from lsg_deploy.report.model import Report
 from lsg_deploy.results import Trained
+from lsg_deploy.simulate import CHUNK
 from lsg_io import files
 from training import data, runlog
 
@@ -327,7 +328,7 @@ def tqdm_write(line: str) -> None:
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
              verify_data: bool = True, dump: Path | None = None, force: bool = False,
-             simulator: str | None = None) -> Report:
+             simulator: str | None = None, chunk: int = CHUNK) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -336,6 +337,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     (needs ``fixed_point``): write every backend's spikes per sample and step there
     (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``. ``simulator``: the one
     the chosen backends that simulate run on (``rtl``: ``verilator``, the default, or ``icarus``).
+    ``chunk``: the backends run that many samples at a time, the report counted as they go
+    (:func:`lsg_deploy.simulate.build_report`).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`). Returns the report
@@ -355,6 +358,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*backends(), ALL])}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
+    if chunk < 1:
+        raise UsageError(f"--chunk must be >= 1, got {chunk}")
     if dump is not None and not fixed_point:
         raise UsageError("--dump writes the fixed-point backends' spikes: add --fixed-point")
     if dump is not None:
@@ -400,4 +405,4 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     return build_report(bundle, model, Path(bundle_dir), test, chosen,
                         progress=lambda total, name: progress_bar(total, f"simulate {name}", quiet), explain=explain,
                         float_missing=no_torch, on_runs=write_dump if dump is not None else None,
-                        simulator=simulator)
+                        simulator=simulator, chunk=chunk)

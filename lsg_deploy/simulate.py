@@ -45,6 +45,7 @@ from lsg_deploy.report.model import (
     RunCost,
     Scales,
 )
+from lsg_deploy.tally import RunTally, concatenate_runs
 from training.data import DataError, DataSpec, EncodedSplit
 
 
@@ -77,20 +78,17 @@ def _warm_up(backend: str) -> float:
 
 
 def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray,
-               progress: Callable[[int, str], Any] | None, simulator: str | None = None) -> tuple[IntegerRun, float]:
-    bar = progress(len(inputs), backend) if progress else None
+               update: Callable[[int], Any] | None, simulator: str | None = None) -> tuple[IntegerRun, float]:
+    """One backend's run on ``inputs`` (``update(n)`` after every ``n`` samples) and its seconds."""
     chosen = backends()[backend]
     options = {"simulator": simulator or chosen.simulators[0]} if chosen.simulators else {}
     start = time.perf_counter()
     try:
-        run = chosen.run(bundle, bundle_dir, inputs, bar.update if bar is not None else None, **options)
+        run = chosen.run(bundle, bundle_dir, inputs, update, **options)
     except BundleError as exc:
         raise UsageError(str(exc)) from None
     except BackendError as exc:
         raise UsageError(exc.summary, detail=exc.detail or None) from None
-    finally:
-        if bar is not None:
-            bar.close()
     return run, time.perf_counter() - start
 
 
@@ -170,17 +168,16 @@ def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, classes: int
             for c in range(classes)}
 
 
-def synaptic_costs(bundle: Bundle, spike_sets: dict[str, dict[str, np.ndarray]],
-                   inputs: np.ndarray) -> tuple[dict[str, LayerOps], Costs]:
-    """Synaptic operations per inference per node, from each run's spikes (run -> hidden node ->
-    (B, T, N): the float run's, every fixed-point run's), and the totals with the energy estimate
-    (:mod:`hardware.costs`, which has the formulas and the source of the per-operation energies).
-    Returns ``(per node, totals)``; the totals add the ANN comparison (every synapse one MAC per
-    inference: T = 1)."""
+def synaptic_costs(bundle: Bundle, tallies: dict[str, RunTally]) -> tuple[dict[str, LayerOps], Costs]:
+    """Synaptic operations per inference per node, from each run's event counts (run -> its
+    :class:`~lsg_deploy.tally.RunTally`: the float run's, every fixed-point run's), and the totals
+    with the energy estimate (:mod:`hardware.costs`, which has the formulas and the source of the
+    per-operation energies). Returns ``(per node, totals)``; the totals add the ANN comparison
+    (every synapse one MAC per inference: T = 1)."""
     from hardware import costs
 
     graph, t = bundle.integer_graph, bundle.timesteps
-    ops = {key: costs.synaptic_operations(graph, spikes, inputs, t) for key, spikes in spike_sets.items()}
+    ops = {key: costs.operations_from_events(graph, tally.events, tally.samples, t) for key, tally in tallies.items()}
     synapses = {n.name: 0 for n in graph.nodes}
     for op in next(iter(ops.values()), []):  # structural: the same in every run
         synapses[op.target] += op.synapses
@@ -235,54 +232,83 @@ def _float_models(bundle: Bundle, model: Any, test: EncodedSplit) -> FloatModels
         spikes={k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()})
 
 
+CHUNK = 256  #: samples per chunk of ``simulate --fixed-point``: the runs' spikes live one chunk at a time
+
+
 def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSplit, backends: tuple[str, ...],
                  progress: Callable[[int, str], Any] | None = None, explain: bool = False,
                  float_missing: str | None = None,
                  on_runs: Callable[[dict[str, IntegerRun]], Any] | None = None,
-                 simulator: str | None = None) -> Report:
+                 simulator: str | None = None, chunk: int = CHUNK) -> Report:
     """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
     models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
     fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
-    name)``, if given, makes a progress bar (``update(n)``, ``close()``) for a backend's run.
+    name)``, if given, makes a progress bar (``update(n)``, ``close()``) over the backends' runs.
     ``explain``: add where each layer's disagreement comes from (:mod:`lsg_deploy.explain`).
-    ``on_runs(runs)``, if given, is handed every backend's run (backend -> run) once they are
-    done (``simulate --dump``)."""
+    ``on_runs(runs)``, if given, is handed every backend's whole run (backend -> run) once they
+    are done (``simulate --dump``; it holds every chunk's runs). ``chunk``: the backends run
+    ``chunk`` samples at a time, and the report counts each chunk (:class:`RunTally`) before the
+    next runs, so memory does not grow with the test set; the report is the same for any chunk."""
     floats = _float_models(bundle, model, test) if model is not None else None
     float_pred, float_spikes = (floats.predictions, floats.spikes) if floats else (None, None)
     samples = len(test.labels)
-    runs: dict[str, IntegerRun] = {}
-    timed: list[BackendRun] = []
-    for backend in backends:
-        setup = _warm_up(backend)
-        runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels, progress, simulator)
-        run = runs[backend]
-        timed.append(BackendRun(
-            backend, _accuracy(run.final_readout, test.labels), seconds, setup, seconds / samples,
-            samples / seconds if seconds > 0 else None,
-            float((run.predictions() == float_pred).mean()) if floats else None,
-            run.stats))  # e.g. the RTL's cycles per timestep
+    graph, t = bundle.integer_graph, bundle.timesteps
+    tallies = {name: RunTally(graph, t) for name in backends}
+    float_tally = RunTally(graph, t) if floats else None
+    if floats:
+        float_tally.add(float_spikes, float_pred, test.pixels)
+    setups = {backend: _warm_up(backend) for backend in backends}
+    others = [name for name in backends if name != REFERENCE]
+    mismatches = {name: dict.fromkeys([*(n.name for n in graph.hidden), "readout"], 0)
+                  for name in others} if REFERENCE in backends else {}
+    kept: dict[str, list[IntegerRun]] = {name: [] for name in backends}
+    bar = progress(samples * len(backends), ", ".join(backends)) if progress and backends else None
+    try:
+        for lo in range(0, samples if backends else 0, chunk):
+            part = slice(lo, min(lo + chunk, samples))
+            floats_here = {k: v[part] for k, v in float_spikes.items()} if floats else None
+            runs = {}
+            for backend in backends:
+                runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels[part],
+                                                    bar.update if bar is not None else None, simulator)
+                tallies[backend].add_run(runs[backend], test.pixels[part], seconds, floats_here)
+            for name, counts in mismatches.items():
+                for key, n in exact_agreement(runs[REFERENCE], runs[name]).items():
+                    counts[key] += n
+            if on_runs is not None:
+                for name, run in runs.items():
+                    kept[name].append(run)
+    finally:
+        if bar is not None:
+            bar.close()
     if on_runs is not None:
-        on_runs(runs)
-    others = [name for name in runs if name != REFERENCE]
-    mismatches = {name: exact_agreement(runs[REFERENCE], runs[name]) for name in others} if REFERENCE in runs else {}
-    classes = bundle.integer_graph.readout.neurons
+        on_runs({name: concatenate_runs(parts) for name, parts in kept.items()})
+    timed = []
+    for name, tally in tallies.items():
+        predicted, seconds = tally.all_predictions(), tally.seconds
+        timed.append(BackendRun(
+            name, float((predicted == test.labels).mean()), seconds, setups[name], seconds / samples,
+            samples / seconds if seconds > 0 else None,
+            float((predicted == float_pred).mean()) if floats else None,
+            tally.merged_stats()))  # e.g. the RTL's cycles per timestep
+    classes = graph.readout.neurons
     per_class = PerClass(
         samples={str(c): int(np.count_nonzero(test.labels == c)) for c in range(classes)},
         accuracy={**({FLOAT: per_class_accuracy(float_pred, test.labels, classes)} if floats else {}),
-                  **{name: per_class_accuracy(run.predictions(), test.labels, classes) for name, run in runs.items()}})
-    spike_sets = {**({FLOAT: float_spikes} if floats else {}), **{name: run.spikes for name, run in runs.items()}}
-    synops, costs = synaptic_costs(bundle, spike_sets, test.pixels)
+                  **{name: per_class_accuracy(tally.all_predictions(), test.labels, classes)
+                     for name, tally in tallies.items()}})
+    counted = {**({FLOAT: float_tally} if floats else {}), **tallies}
+    synops, costs = synaptic_costs(bundle, counted)
     layers = []
-    graph = bundle.integer_graph
     for layer in graph.nodes:
         hidden = not layer.readout
         layers.append(Layer(
             layer.name, layer.neurons, layer.readout, tuple(e.source for e in graph.incoming(layer.name)),
             synops[layer.name],
-            firing_rate={run: float(spikes[layer.name].mean()) for run, spikes in spike_sets.items()} if hidden else {},
-            spike_agreement={b: float((run.spikes[layer.name] == float_spikes[layer.name]).mean())
-                             for b, run in runs.items()} if hidden and floats else {},
-            saturation=runs[REFERENCE].saturation[layer.name] if REFERENCE in runs else None,
+            firing_rate={run: tally.firing_rate(layer.name) for run, tally in counted.items()} if hidden else {},
+            spike_agreement={b: tally.spike_agreement(layer.name)
+                             for b, tally in tallies.items()} if hidden and floats else {},
+            saturation=tallies[REFERENCE].saturation[layer.name] if REFERENCE in tallies else None,
             reference_mismatches={name: counts[layer.name] for name, counts in mismatches.items()}))
     explained = None
     if explain:
@@ -302,4 +328,5 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         explain=explained,
         predictions=Predictions(tuple(range(samples)), tuple(int(c) for c in test.labels),
                                 {**({FLOAT: tuple(int(c) for c in float_pred)} if floats else {}),
-                                 **{name: tuple(int(c) for c in run.predictions()) for name, run in runs.items()}}))
+                                 **{name: tuple(int(c) for c in tally.all_predictions())
+                                    for name, tally in tallies.items()}}))
