@@ -75,6 +75,15 @@ class Context:
         dist.all_reduce(total)
         return total.tolist()
 
+    def share_buffers(self, model: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers (tdBN's running statistics). DDP broadcasts them at
+        the start of each training forward, and then each rank updates them from its own batch:
+        after an epoch the ranks hold different statistics, and an evaluation split over the
+        ranks would measure a mix of networks rather than rank 0's, the one saved."""
+        if self.distributed:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
 
 def launched() -> bool:
     """True under torchrun (or another launcher that sets WORLD_SIZE > 1)."""

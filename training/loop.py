@@ -321,6 +321,7 @@ def fit(
                                        f"lower the learning rate (lr {config.lr})")
             loss_sum, correct, count = ctx.sum(loss_sum, correct, count)
             seconds = time.perf_counter() - start
+            ctx.share_buffers(model)  # every rank evaluates rank 0's network, the one saved
             test_loss, test_accuracy = evaluate(model, test, 2 * config.batch_size, ctx, config.precision,
                                                 config.workers)  # no gradients kept: twice the batch fits
             row = {
