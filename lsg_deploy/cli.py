@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -268,23 +270,45 @@ SIGNAL_EXIT = {KeyboardInterrupt: (128 + signal.SIGINT, "interrupted"),
                Terminated: (128 + signal.SIGTERM, "terminated")}
 
 
+#: code whose exceptions Python prints ("Exception ignored in ...") and drops: a weakref's callback
+#: run by the garbage collector, an object's ``__del__``
+_FINALIZER_FILES = {weakref.__file__}
+RETRY_S = 0.01  #: how soon a signal that arrived inside a finalizer is raised again
+
+
+def _in_finalizer(frame) -> bool:
+    return frame is not None and (frame.f_code.co_name == "__del__" or frame.f_code.co_filename in _FINALIZER_FILES)
+
+
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` while the command runs (SIGINT already raises
-    ``KeyboardInterrupt``); the previous handler comes back afterwards (``main`` runs in-process in
-    tests). Only the main thread can set handlers; elsewhere the defaults stay."""
+    """SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated` while the command runs;
+    the previous handlers come back afterwards (``main`` runs in-process in tests). A signal that
+    arrives while a finalizer runs (where Python would print the exception as "ignored" and go
+    on) is raised RETRY_S later, in the code the finalizer interrupted. Only the main thread can
+    set handlers; elsewhere the defaults stay."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    retries: list[threading.Timer] = []
 
-    def terminate(signum, frame):
-        raise Terminated()
+    def stop(signum, frame):
+        if _in_finalizer(frame):  # again soon, from a thread: no SIGALRM, which callers may use
+            retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+            retry.daemon = True
+            retries.append(retry)
+            retry.start()
+            return
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for retry in retries:
+            retry.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -104,3 +104,21 @@ def test_finetune_interrupted_keeps_its_last_epoch(default_run, tmp_path):
     _, doc = load_checkpoint(tmp_path / "ft" / "model.pt")
     assert 1 <= len(doc["quantization"]["history"]["epochs"]) < 50
     assert _leftovers(tmp_path) == []
+
+
+def test_a_signal_inside_a_finalizer_is_raised_after_it(capfd):
+    """SIGTERM handled while a finalizer runs (Python would print the exception as "ignored" and
+    go on: an export once finished after its SIGTERM this way) is raised just after, in the code
+    the finalizer interrupted."""
+    from lsg_deploy.cli import Terminated, _signals_raise
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the handler runs here, inside __del__
+                pass
+
+    with pytest.raises(Terminated), _signals_raise():
+        Finalized()  # no reference kept: __del__ runs at once
+        time.sleep(5)  # the retry lands here
+    assert "Exception ignored" not in capfd.readouterr().err
