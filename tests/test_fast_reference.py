@@ -113,14 +113,19 @@ def _conv_edge(rng, in_shape, out_c, kernel, stride, padding, weight_max=254) ->
     return IntegerEdge("c", "input", "n", Geometry("conv", in_shape, out, stride, padding), weight, 0, 1.0)
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_a_conv_as_a_dense_matrix_is_the_convolution(seed):
-    rng = np.random.default_rng(seed)
+def _random_conv(rng: np.random.Generator) -> tuple[tuple[int, int, int], IntegerEdge]:
+    """A conv edge of random input shape, kernel, stride and padding (the kernel fits the input)."""
     in_shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
     kernel = (int(rng.integers(1, min(in_shape[1], 4) + 1)), int(rng.integers(1, min(in_shape[2], 4) + 1)))
     stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
     padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
-    edge = _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
+    return in_shape, _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_conv_as_a_dense_matrix_is_the_convolution(seed):
+    rng = np.random.default_rng(seed)
+    in_shape, edge = _random_conv(rng)
     dense = fast_reference._conv_as_dense(edge)
     x = rng.integers(-20, 21, size=(5, *in_shape))
     g = edge.geometry
@@ -136,11 +141,7 @@ def test_a_conv_as_events_is_the_convolution(seed):
     if not fast_reference.compiled():
         pytest.fail("numba is not installed: `pip install -e .[train]` (make test) installs it")
     rng = np.random.default_rng(seed)
-    in_shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
-    kernel = (int(rng.integers(1, min(in_shape[1], 4) + 1)), int(rng.integers(1, min(in_shape[2], 4) + 1)))
-    stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-    padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
-    edge = _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
+    in_shape, edge = _random_conv(rng)
     g = edge.geometry
     x = rng.integers(0, 3, size=(5, *in_shape)) * (rng.random((5, *in_shape)) < 0.5)
     expected = reference.conv2d_int(x, edge.weight, g.stride, g.padding).reshape(5, -1)
