@@ -104,7 +104,8 @@ def figure_png(run: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
     tables = list(run["tables"])
-    fig = Figure(figsize=(max(5.0, 1.0 * len(max(run["tables"].values(), key=len))) * len(tables), 5.0))
+    panel = max(5.0, 1.0 * len(max(run["tables"].values(), key=len)))
+    fig = Figure(figsize=(max(8.0, panel * len(tables)), 5.0))  # 8 in: the legend and title fit one panel
     FigureCanvasAgg(fig)
     for ax, t in zip(fig.subplots(1, len(tables), squeeze=False).flat, tables, strict=True):
         names = run["tables"][t]
@@ -141,7 +142,7 @@ def figure_png(run: dict[str, Any]) -> bytes:
     folds = f", {run['folds']}-fold" if run["folds"] else ""
     fig.suptitle(f"{c['arch']} on {c['dataset']}, T={c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
                  f"{counted(len(run['seeds']), 'seed')}"
-                 f"{folds}  (* differs from LSG: sign-flip p < {ablation_stats.ALPHA:g})", fontsize=9)
+                 f"{folds}\n* differs from LSG: sign-flip p < {ablation_stats.ALPHA:g}", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
