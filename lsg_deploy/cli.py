@@ -225,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
     si.add_argument("--chunk", type=int, default=CHUNK, metavar="N",
-                    help=f"with --fixed-point: run the backends N samples at a time, counting the report as they "
-                         f"go, so memory does not grow with the test set; the report is the same for any N "
-                         f"(default: {CHUNK})")
+                    help=f"run the float models and the backends N samples at a time, counting the report as "
+                         f"they go, so memory does not grow with the test set (--dump and --explain hold "
+                         f"their whole runs); the report is the same for any N (default: {CHUNK})")
     si.add_argument("--simulator", help="the HDL simulator of --backend rtl: verilator (the default) or icarus")
     si.add_argument("--dump", type=Path, metavar="DIR",
                     help="with --fixed-point: write every hidden layer's spikes per sample and step, the readout "

@@ -337,7 +337,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     (needs ``fixed_point``): write every backend's spikes per sample and step there
     (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``. ``simulator``: the one
     the chosen backends that simulate run on (``rtl``: ``verilator``, the default, or ``icarus``).
-    ``chunk``: the backends run that many samples at a time, the report counted as they go
+    ``chunk``: the float models and the backends run that many samples at a time, the report
+    counted as they go
     (:func:`lsg_deploy.simulate.build_report`).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model

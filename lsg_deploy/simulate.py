@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +46,6 @@ from lsg_deploy.report.model import (
 )
 from lsg_deploy.tally import RunTally, concatenate_runs
 from training.data import DataError, DataSpec, EncodedSplit
-
-
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
-
 
 ALL = "all"  #: every backend that can run the bundle, each compared with the reference bit for bit
 
@@ -201,35 +195,51 @@ def synaptic_costs(bundle: Bundle, tallies: dict[str, RunTally]) -> tuple[dict[s
         synapses=total_synapses, ann_mac=total_synapses, ann_energy_pj=ann_pj, runs=totals)
 
 
-@dataclass(frozen=True)
-class FloatModels:
-    """The float side of a report: the accuracies of the source model, the folded graph and the
-    folded graph with the quantized decays, the source model's predictions and spikes (B, T, N)."""
+class FloatSide:
+    """The float side of a report, counted chunk by chunk like the backends' runs: the source
+    model, the folded graph and the folded graph with the quantized decays on each chunk, keeping
+    only their correct counts, the source model's predictions and its spikes' tally (and, for
+    ``--explain``, which reads them whole, the spikes themselves)."""
 
-    accuracy: FloatAccuracy
-    predictions: np.ndarray
-    spikes: dict[str, np.ndarray]
+    def __init__(self, bundle: Bundle, model: Any, keep_spikes: bool = False):
+        from export.quantize import quantized_betas
 
+        self.bundle, self.model, self.keep_spikes = bundle, model, keep_spikes
+        self.qbetas = quantized_betas(bundle.integer_graph, bundle.profile)
+        self.tally = RunTally(bundle.integer_graph, bundle.timesteps)
+        self.correct = {"trained": 0, "folded": 0, "quantized_beta": 0}
+        self.kept: list[dict[str, np.ndarray]] = []
 
-def _float_models(bundle: Bundle, model: Any, test: EncodedSplit) -> FloatModels:
-    import torch
+    def run(self, part: EncodedSplit) -> dict[str, np.ndarray]:
+        """Run the three float models on one chunk and count it; the source model's spikes
+        {layer: (B, T, N) bool}, which the backends' spike agreement is measured against."""
+        import torch
 
-    from export.fold import run_float
-    from export.quantize import quantized_betas
-    from training.loop import predict
+        from export.fold import run_float
+        from training.loop import predict
 
-    t = bundle.timesteps
-    analog = torch.as_tensor(test.analog, dtype=torch.float64)
-    float_run = predict(model, test.analog, record=True)
-    folded_logits, _ = run_float(bundle.float_graph, analog, t)
-    qbeta_logits, _ = run_float(bundle.float_graph, analog, t,
-                                betas=quantized_betas(bundle.integer_graph, bundle.profile))
-    return FloatModels(
-        accuracy=FloatAccuracy(trained=_accuracy(float_run.logits.numpy(), test.labels),
-                               folded=_accuracy(folded_logits.numpy(), test.labels),
-                               quantized_beta=_accuracy(qbeta_logits.numpy(), test.labels)),
-        predictions=float_run.logits.numpy().argmax(axis=1),
-        spikes={k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in float_run.spikes.items()})
+        t, analog = self.bundle.timesteps, part.analog
+        trained = predict(self.model, analog, record=True)
+        x64 = torch.as_tensor(analog, dtype=torch.float64)
+        folded, _ = run_float(self.bundle.float_graph, x64, t)
+        qbeta, _ = run_float(self.bundle.float_graph, x64, t, betas=self.qbetas)
+        predictions = trained.logits.numpy().argmax(axis=1)
+        for name, logits in (("trained", trained.logits), ("folded", folded), ("quantized_beta", qbeta)):
+            self.correct[name] += int(np.count_nonzero(logits.numpy().argmax(axis=1) == part.labels))
+        spikes = {k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in trained.spikes.items()}
+        self.tally.add(spikes, predictions, part.pixels)
+        if self.keep_spikes:
+            self.kept.append(spikes)
+        return spikes
+
+    def accuracy(self) -> FloatAccuracy:
+        """The three accuracies over every chunk counted (each the exact mean of its 0/1 hits)."""
+        n = self.tally.samples
+        return FloatAccuracy(**{name: hits / n for name, hits in self.correct.items()})
+
+    def spikes(self) -> dict[str, np.ndarray]:
+        """The source model's spikes over every chunk (only with ``keep_spikes``)."""
+        return {k: np.concatenate([part[k] for part in self.kept]) for k in self.kept[0]} if self.kept else {}
 
 
 CHUNK = 256  #: samples per chunk of ``simulate --fixed-point``: the runs' spikes live one chunk at a time
@@ -243,35 +253,38 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
     models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
     fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
-    name)``, if given, makes a progress bar (``update(n)``, ``close()``) over the backends' runs.
+    name)``, if given, makes a progress bar (``update(n)``, ``close()``) over the float models' and
+    the backends' runs.
     ``explain``: add where each layer's disagreement comes from (:mod:`lsg_deploy.explain`).
     ``on_runs(runs)``, if given, is handed every backend's whole run (backend -> run) once they
-    are done (``simulate --dump``; it holds every chunk's runs). ``chunk``: the backends run
-    ``chunk`` samples at a time, and the report counts each chunk (:class:`RunTally`) before the
-    next runs, so memory does not grow with the test set; the report is the same for any chunk."""
-    floats = _float_models(bundle, model, test) if model is not None else None
-    float_pred, float_spikes = (floats.predictions, floats.spikes) if floats else (None, None)
+    are done (``simulate --dump``; it holds every chunk's runs). ``chunk``: the float models
+    and the backends run ``chunk`` samples at a time, and the report counts each chunk
+    (:class:`RunTally`, :class:`FloatSide`) before the next runs, so memory does not grow with the
+    test set (but for ``explain`` and ``on_runs``, which hold whole runs); the report is the same
+    for any chunk."""
+    floats = FloatSide(bundle, model, keep_spikes=explain) if model is not None else None
     samples = len(test.labels)
     graph, t = bundle.integer_graph, bundle.timesteps
     tallies = {name: RunTally(graph, t) for name in backends}
-    float_tally = RunTally(graph, t) if floats else None
-    if floats:
-        float_tally.add(float_spikes, float_pred, test.pixels)
     setups = {backend: _warm_up(backend) for backend in backends}
     others = [name for name in backends if name != REFERENCE]
     mismatches = {name: dict.fromkeys([*(n.name for n in graph.hidden), "readout"], 0)
                   for name in others} if REFERENCE in backends else {}
     kept: dict[str, list[IntegerRun]] = {name: [] for name in backends}
-    bar = progress(samples * len(backends), ", ".join(backends)) if progress and backends else None
+    runs_named = ([FLOAT] if floats else []) + list(backends)
+    bar = progress(samples * len(runs_named), ", ".join(runs_named)) if progress and runs_named else None
     try:
-        for lo in range(0, samples if backends else 0, chunk):
+        for lo in range(0, samples, chunk):
             part = slice(lo, min(lo + chunk, samples))
-            floats_here = {k: v[part] for k, v in float_spikes.items()} if floats else None
+            here = EncodedSplit(test.pixels[part], test.labels[part], test.input_max, test.encoding)
+            floats_here = floats.run(here) if floats else None
+            if floats and bar is not None:
+                bar.update(len(here.labels))
             runs = {}
             for backend in backends:
-                runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, test.pixels[part],
+                runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, here.pixels,
                                                     bar.update if bar is not None else None, simulator)
-                tallies[backend].add_run(runs[backend], test.pixels[part], seconds, floats_here)
+                tallies[backend].add_run(runs[backend], here.pixels, seconds, floats_here)
             for name, counts in mismatches.items():
                 for key, n in exact_agreement(runs[REFERENCE], runs[name]).items():
                     counts[key] += n
@@ -281,8 +294,9 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     finally:
         if bar is not None:
             bar.close()
-    if on_runs is not None:
+    if on_runs is not None and backends:
         on_runs({name: concatenate_runs(parts) for name, parts in kept.items()})
+    float_pred = floats.tally.all_predictions() if floats else None
     timed = []
     for name, tally in tallies.items():
         predicted, seconds = tally.all_predictions(), tally.seconds
@@ -297,7 +311,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         accuracy={**({FLOAT: per_class_accuracy(float_pred, test.labels, classes)} if floats else {}),
                   **{name: per_class_accuracy(tally.all_predictions(), test.labels, classes)
                      for name, tally in tallies.items()}})
-    counted = {**({FLOAT: float_tally} if floats else {}), **tallies}
+    counted = {**({FLOAT: floats.tally} if floats else {}), **tallies}
     synops, costs = synaptic_costs(bundle, counted)
     layers = []
     for layer in graph.nodes:
@@ -314,11 +328,11 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     if explain:
         from lsg_deploy.explain import explain as explain_layers
 
-        explained = explain_layers(bundle, test, float_spikes, progress)
+        explained = explain_layers(bundle, test, floats.spikes() if floats else None, progress)
     return Report(
         header=Header(str(bundle_dir), bundle.target, bundle.profile.name, bundle.input.encoding, bundle.artifacts,
                       int(samples), bundle.timesteps),
-        float_accuracy=floats.accuracy if floats else None,
+        float_accuracy=floats.accuracy() if floats else None,
         float_missing=None if floats else float_missing or "the float models were not asked for",
         export_clipped={name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
                         if isinstance(rng, dict)},
