@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--workers", type=int, help="DataLoader worker processes for file datasets (default 0)")
     setting.add_argument("--neuron-impl", choices=("auto", "torch", "fused"),
                          help="how a LIF layer runs its T steps: the torch step function, or one fused kernel per "
-                              "layer each way (Triton on CUDA, numba on the CPU: faster there too); default auto: "
-                              "fused on CUDA")
+                              "layer each way (Triton on CUDA, numba on the CPU); default auto: fused where its "
+                              "kernel can run, else the step function")
 
     tr = sub.add_parser("train", parents=[common, setting], help="train an LSG spiking network")
     tr.add_argument("--out", type=Path, required=True,

@@ -109,13 +109,14 @@ def test_neuron_impl_is_chosen_and_refused_clearly(kernels, monkeypatch, tmp_pat
 
     assert resolve_impl("torch", torch.device(DEVICE)) == "torch"
     assert resolve_impl("fused", torch.device(DEVICE)) == "fused"
-    assert resolve_impl("auto", torch.device(DEVICE)) == ("fused" if DEVICE == "cuda" else "torch")
+    assert resolve_impl("auto", torch.device(DEVICE)) == "fused"  # numba on the CPU, Triton on CUDA
     if BACKEND == "numba":  # without numba the CPU has no fused kernel: fused is refused in one line
         monkeypatch.setattr(kernels, "_missing", lambda package: "No module named 'numba'" * (package == "numba"))
         with pytest.raises(ValueError, match="needs numba on the CPU"):
             kernels.backend(torch.device("cpu"))
         with pytest.raises(ValueError, match="needs numba on the CPU"):
             resolve_impl("fused", torch.device("cpu"))
+        assert resolve_impl("auto", torch.device("cpu")) == "torch"  # auto falls back to the step function
         assert main(["train", "--neuron-impl", "fused", "--epochs", "1", "--out", str(tmp_path / "run"),
                      "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -109,7 +109,7 @@ class TrainConfig:
     device: str = "auto"  #: auto (CUDA where available), cpu, cuda or cuda:N
     precision: str = "fp32"  #: fp32, or bf16 autocast
     workers: int = 0  #: DataLoader worker processes for the file datasets
-    neuron_impl: str = "auto"  #: auto (fused on CUDA), torch (the step function) or fused (numba on the CPU)
+    neuron_impl: str = "auto"  #: auto (fused where a kernel runs), torch (the step function) or fused
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

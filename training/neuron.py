@@ -30,8 +30,8 @@ from training import fused
 
 MODES = ("lsg", "trainable-decay", "fixed")
 #: how a layer runs its T steps: ``torch`` (the step function, step by step), ``fused`` (one kernel
-#: per layer each way, :mod:`training.fused`: Triton on CUDA, numba on the CPU), ``auto`` (fused on
-#: CUDA, else torch)
+#: per layer each way, :mod:`training.fused`: Triton on CUDA, numba on the CPU), ``auto`` (fused
+#: where a kernel runs, else torch)
 NEURON_IMPLS = ("auto", "torch", "fused")
 
 
@@ -54,16 +54,15 @@ def _fused_backend(device_type: str) -> tuple[str, str]:
 
 def resolve_impl(impl: str, device: torch.device) -> str:
     """The implementation ``impl`` (:data:`NEURON_IMPLS`) means on ``device``: ``torch`` or
-    ``fused``. ``auto`` is fused on CUDA (where Triton is) and the step function elsewhere: on the
-    CPU the numba kernels train faster (``bench/train_speed.py``) but ``fused`` asks for them, so
-    that a default run's numbers stay the step function's. Explicit ``fused`` where no kernel can
-    run is a :class:`ValueError` that says why."""
+    ``fused``. ``auto`` is fused wherever a kernel runs (Triton on CUDA, numba on the CPU: the
+    same spikes bit for bit, and on the CPU 1.1-1.25x the step function's training speed with
+    0.68x its activation memory, ``bench/train_speed.py``), else the step function. Explicit
+    ``fused`` where no kernel can run is a :class:`ValueError` that says why."""
     if impl not in NEURON_IMPLS:
         raise ValueError(f"neuron_impl must be one of {', '.join(NEURON_IMPLS)}, got {impl!r}")
-    kind = torch.device(device).type
-    if impl == "torch" or (impl == "auto" and kind != "cuda"):
+    if impl == "torch":
         return "torch"
-    found, why_not = _fused_backend(kind)
+    found, why_not = _fused_backend(torch.device(device).type)
     if not found:
         if impl == "auto":
             return "torch"
