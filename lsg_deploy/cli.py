@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"run the float models and the backends N samples at a time, counting the report as "
                          f"they go, so memory does not grow with the test set (--dump and --explain hold "
                          f"their whole runs); the report is the same for any N (default: {CHUNK})")
+    si.add_argument("--no-float", action="store_true",
+                    help="with --fixed-point: run only the integer backends, not the float models (on a large "
+                         "network they cost several times the integer reference); the report then has no float "
+                         "accuracy or spike agreement")
     si.add_argument("--simulator", help="the HDL simulator of --backend rtl: verilator (the default) or icarus")
     si.add_argument("--dump", type=Path, metavar="DIR",
                     help="with --fixed-point: write every hidden layer's spikes per sample and step, the readout "
@@ -393,7 +397,7 @@ def _main(argv: Sequence[str] | None) -> int:
             report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
                                        verify_data=args.verify_data, dump=args.dump, force=args.force,
-                                       simulator=args.simulator, chunk=args.chunk)
+                                       simulator=args.simulator, chunk=args.chunk, floats=not args.no_float)
             if to_stdout:
                 print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:

@@ -328,7 +328,7 @@ def tqdm_write(line: str) -> None:
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
              verify_data: bool = True, dump: Path | None = None, force: bool = False,
-             simulator: str | None = None, chunk: int = CHUNK) -> Report:
+             simulator: str | None = None, chunk: int = CHUNK, floats: bool = True) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
     backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
@@ -338,7 +338,8 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``. ``simulator``: the one
     the chosen backends that simulate run on (``rtl``: ``verilator``, the default, or ``icarus``).
     ``chunk``: the float models and the backends run that many samples at a time, the report
-    counted as they go
+    counted as they go; ``floats=False`` (``--no-float``, with ``fixed_point``) runs the backends
+    alone (the float models cost more than the integer network on a large one)
     (:func:`lsg_deploy.simulate.build_report`).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
@@ -361,6 +362,10 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if chunk < 1:
         raise UsageError(f"--chunk must be >= 1, got {chunk}")
+    if not floats and not fixed_point:
+        raise UsageError("--no-float leaves nothing to run: add --fixed-point (the integer backends)")
+    if not floats and explain:
+        raise UsageError("--explain compares the integer network with the float one: drop --no-float")
     if dump is not None and not fixed_point:
         raise UsageError("--dump writes the fixed-point backends' spikes: add --fixed-point")
     if dump is not None:
@@ -372,7 +377,7 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
         raise UsageError(f"simulate without --fixed-point runs the float models, but {no_torch}")
     if no_torch and explain:
         raise UsageError(f"--explain reruns the float network with each quantization step, but {no_torch}")
-    bundle, model, spec = load_for_report(Path(bundle_dir), float_models=no_torch is None)
+    bundle, model, spec = load_for_report(Path(bundle_dir), float_models=no_torch is None and floats)
     chosen = backends_for(backend, bundle) if fixed_point else ()
     if simulator is not None:
         simulating = [b for b in chosen if backends()[b].simulators]
@@ -405,5 +410,6 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
 
     return build_report(bundle, model, Path(bundle_dir), test, chosen,
                         progress=lambda total, name: progress_bar(total, f"simulate {name}", quiet), explain=explain,
-                        float_missing=no_torch, on_runs=write_dump if dump is not None else None,
+                        float_missing=no_torch if floats else "not asked for (--no-float)",
+                        on_runs=write_dump if dump is not None else None,
                         simulator=simulator, chunk=chunk)

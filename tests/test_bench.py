@@ -62,3 +62,12 @@ def test_the_gpu_fake_quant_bench_checks_its_integers_against_the_reference(tmp_
                  "--batch-size", "4", "--check", "3", "--json", str(tmp_path / "f.json"))
     _check_json(tmp_path / "f.json", "fake_quant_gpu", 1, "images/s", True)
     assert "equal on the 3 checked images: spikes of every layer True (3 images), readout membranes True" in out, out
+
+
+def test_the_simulate_bench_runs_the_real_commands_with_and_without_the_float_models(tmp_path):
+    """bench/simulate_resnet19.py: export and simulate on a CIFAR-shaped bundle it makes, twice."""
+    out = _bench("bench/simulate_resnet19.py", "--width", "0.0625", "--images", "6", "--chunk", "4", "--json",
+                 str(tmp_path / "s.json"))
+    assert "the reference's accuracy the same in both: yes" in out, out
+    doc = _check_json(tmp_path / "s.json", "simulate_resnet19", 2, "images/s", True)
+    assert [r["configuration"].split(", ")[-1] for r in doc["results"]] == ["with the float models", "--no-float"]

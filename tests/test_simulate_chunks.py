@@ -119,3 +119,19 @@ def test_stats_of_chunks_merge_into_the_whole_runs():
                                   "cycles_per_timestep_max": 22, "cycles": int(whole.sum()),
                                   "cycles_per_layer": {"fc1": float(whole.mean())}, "lanes": {"fc1": 4}}
     assert merge_stats(parts[:1]) == parts[0][1] and merge_stats([]) == {}
+
+
+def test_no_float_runs_the_integer_backends_alone(tiny_model, tmp_path, capsys):
+    """--no-float: the reference's numbers as with the float models, and no float column; the
+    options it cannot go with are one-line errors."""
+    bundle = _export(tiny_model, tmp_path / "bundle")
+    alone = pipeline.simulate(bundle, True, limit=40, quiet=True, floats=False)
+    full = pipeline.simulate(bundle, True, limit=40, quiet=True)
+    assert alone.float_accuracy is None and "--no-float" in alone.float_missing
+    assert alone.backends[0].accuracy == full.backends[0].accuracy
+    assert alone.predictions.runs["reference"] == full.predictions.runs["reference"]
+    assert [layer.saturation for layer in alone.layers] == [layer.saturation for layer in full.layers]
+    for args, message in ((["--no-float"], "--no-float leaves nothing to run"),
+                          (["--fixed-point", "--no-float", "--explain"], "drop --no-float")):
+        assert main(["simulate", str(bundle), *args, "--quiet"]) == 2
+        assert message in capsys.readouterr().err
