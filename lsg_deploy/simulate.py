@@ -195,6 +195,11 @@ def synaptic_costs(bundle: Bundle, tallies: dict[str, RunTally]) -> tuple[dict[s
         synapses=total_synapses, ann_mac=total_synapses, ann_energy_pj=ann_pj, runs=totals)
 
 
+#: float values (neurons x steps x samples) the float models hold at once: a batch of a
+#: full-width ResNet-19 is 23 samples (~0.5 GB of float64 spikes), a digits chunk one batch
+FLOAT_VALUES = 1 << 26
+
+
 class FloatSide:
     """The float side of a report, counted chunk by chunk like the backends' runs: the source
     model, the folded graph and the folded graph with the quantized decays on each chunk, keeping
@@ -219,15 +224,23 @@ class FloatSide:
         from training.loop import predict
 
         t, analog = self.bundle.timesteps, part.analog
-        trained = predict(self.model, analog, record=True)
-        x64 = torch.as_tensor(analog, dtype=torch.float64)
-        folded, _ = run_float(self.bundle.float_graph, x64, t)
-        qbeta, _ = run_float(self.bundle.float_graph, x64, t, betas=self.qbetas)
-        predictions = trained.logits.numpy().argmax(axis=1)
-        for name, logits in (("trained", trained.logits), ("folded", folded), ("quantized_beta", qbeta)):
-            self.correct[name] += int(np.count_nonzero(logits.numpy().argmax(axis=1) == part.labels))
-        spikes = {k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in trained.spikes.items()}
-        self.tally.add(spikes, predictions, part.pixels)
+        # torch holds every layer's float spikes of a batch: batches of at most FLOAT_VALUES of them
+        values = t * sum(node.neurons for node in self.bundle.integer_graph.nodes)
+        batch = max(1, FLOAT_VALUES // values)
+        logits: dict[str, list[np.ndarray]] = {name: [] for name in self.correct}
+        parts: list[dict[str, np.ndarray]] = []
+        for lo in range(0, len(analog), batch):
+            x = analog[lo:lo + batch]
+            trained = predict(self.model, x, batch_size=batch, record=True)
+            x64 = torch.as_tensor(x, dtype=torch.float64)
+            logits["trained"].append(trained.logits.numpy())
+            logits["folded"].append(run_float(self.bundle.float_graph, x64, t)[0].numpy())
+            logits["quantized_beta"].append(run_float(self.bundle.float_graph, x64, t, betas=self.qbetas)[0].numpy())
+            parts.append({k: v.numpy().astype(bool).transpose(1, 0, 2) for k, v in trained.spikes.items()})
+        for name, chunks in logits.items():
+            self.correct[name] += int(np.count_nonzero(np.concatenate(chunks).argmax(axis=1) == part.labels))
+        spikes = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        self.tally.add(spikes, np.concatenate(logits["trained"]).argmax(axis=1), part.pixels)
         if self.keep_spikes:
             self.kept.append(spikes)
         return spikes
