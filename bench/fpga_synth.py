@@ -96,12 +96,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="keep every row of --out's summary.json and measure "
                         "only the rows it lacks (an interrupted run goes on)")
     args = parser.parse_args()
-    also = []
+    also: dict[Path, dict[str, tuple[int, ...]]] = {}  # one network's parts together: one simulation per lane count
     for bundle, part, lanes in args.also:
         if part not in synth.PARTS or not lanes.isdigit() or int(lanes) < 1:
             parser.error(f"--also {bundle} {part} {lanes}: PART is one of {', '.join(synth.PARTS)}, LANES >= 1")
-        also.append((Path(bundle), {part: (int(lanes),)}))
-    args.also = also
+        parts = also.setdefault(Path(bundle), {})
+        parts[part] = (*parts.get(part, ()), int(lanes))
+    args.also = list(also.items())
     return args
 
 
