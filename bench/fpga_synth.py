@@ -157,7 +157,7 @@ def measure(args: argparse.Namespace, bundle: Path, lanes_of: dict[str, tuple[in
         for key in parts:
             part = synth.PARTS[key]
             chain = chain_from_tables(tables, max_lanes=lanes, weights=part.weights)
-            design = args.out / name.replace(" ", "-") / f"lanes{lanes}-{part.weights}"
+            design = args.out / name.replace(" ", "-") / f"lanes{lanes}-{key}"
             sources = synth.write_core(chain, bundle, design)
             where = f"{name}.lanes{lanes}.{key}"
             stat, seconds[f"{where}.yosys"] = synth.run_yosys(part, design, sources)
