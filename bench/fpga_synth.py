@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hardware.graph import BundleError  # noqa: E402
 from hardware.targets.fpga import synth  # noqa: E402
 from hardware.targets.fpga.rtl import backend as rtl_backend  # noqa: E402
 from hardware.targets.fpga.rtl.chain import chain_from_tables  # noqa: E402
@@ -72,7 +73,7 @@ def network_name(bundle: Path) -> str:
 def main() -> int:
     try:
         return run()
-    except (synth.SynthToolMissing, synth.SynthError) as exc:
+    except (synth.SynthToolMissing, synth.SynthError, BundleError) as exc:
         print(f"fpga_synth: {exc}", file=sys.stderr)
         return 2
 
@@ -121,7 +122,9 @@ def run() -> int:
         main_name = old.get("network", {}).get("name")  # (rows of older summaries name no network)
         state["rows"] = [r for r in old["rows"]
                          if args.resume or (r.get("network", main_name), r["part"], r["max_lanes"]) not in todo]
-        state["seconds"] = {k: v for k, v in old["seconds"].items() if k != "total"}
+        state["seconds"] = {k: v for k, v in old["seconds"].items() if k not in ("total", "earlier_runs")}
+        # (the rows kept were measured by earlier runs: their wall time, beside this run's total)
+        state["seconds"]["earlier_runs"] = old["seconds"].get("total", 0.0) + old["seconds"].get("earlier_runs", 0.0)
         state["networks"] = {k: v for k, v in old.get("networks", {}).items()}
     for bundle, lanes_of in networks:
         measure(args, bundle, lanes_of, state)
@@ -136,19 +139,21 @@ def run() -> int:
 def measure(args: argparse.Namespace, bundle: Path, lanes_of: dict[str, tuple[int, ...]], state: dict) -> None:
     """The rows of one network: per lane count its cycles in simulation, then per part its
     synthesis and placement; the summary is rewritten after every row, so what is done survives."""
+    name = network_name(bundle)
+    done = {(r.get("network"), r["part"], r["max_lanes"]) for r in state["rows"]}
+    todo = {lanes: [p for p in lanes_of if lanes in lanes_of[p] and (name, p, lanes) not in done]
+            for lanes in dict.fromkeys(n for v in lanes_of.values() for n in v)}  # in the order given
+    todo = {lanes: parts for lanes, parts in todo.items() if parts}
+    if not todo:  # (--resume: every row measured)
+        return
     tables = read_tables(bundle)
     timesteps = tables.manifest["timesteps"]
-    name = network_name(bundle)
     images = test_images(bundle, args.images)
     state["networks"][name] = {"bundle": str(bundle), "profile": tables.manifest["profile"]["name"],
                                "timesteps": timesteps, "layers": [n["name"] for n in tables.manifest["nodes"]],
                                "images_simulated": len(images), "simulator": args.simulator}
     seconds = state["seconds"]
-    done = {(r.get("network"), r["part"], r["max_lanes"]) for r in state["rows"]}
-    for lanes in dict.fromkeys(n for v in lanes_of.values() for n in v):  # in the order given
-        parts = [p for p in lanes_of if lanes in lanes_of[p] and (name, p, lanes) not in done]
-        if not parts:
-            continue
+    for lanes, parts in todo.items():
         start = time.perf_counter()
         # (the ROM and SPRAM builds take the same cycles: tests/test_rtl_weight_load.py)
         run = rtl_backend.run_rtl(bundle, images, max_lanes=lanes, simulator=args.simulator)
