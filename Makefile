@@ -66,12 +66,17 @@ $(VENV)/.rtl-installed: $(VENV)/.installed
 
 # Opt-in: place and route with timing (docs/fpga.md, "Synthesis figures"; bench/fpga_synth.py): yosys and
 # nextpnr from the synth extra (YoWASP wheels with their device databases) for an iCE40 UP5K and an ECP5
-# LFE5U-25F, the RTL's cycle counter for images/s, on the digits network exported with --target fpga.
-# Writes runs/synth/summary.json and runs/synth/table.md.
+# LFE5U-25F, the RTL's cycle counter for images/s, on the digits network exported with --target fpga,
+# and digits-resnet at one lane on the ECP5 LFE5U-25F and, since its 2.3 Mbit of weights exceed the 25F's block
+# RAM (and the UP5K's SPRAM: exported with --weights rom), the LFE5U-85F. Writes runs/synth/summary.json and
+# runs/synth/table.md.
 synth: $(VENV)/.rtl-installed $(VENV)/.synth-installed
 	test -f runs/digits/model.pt || $(BIN)/lsg-deploy train --out runs/digits --quiet
+	test -f runs/digits-resnet/model.pt || $(BIN)/lsg-deploy train --arch digits-resnet --out runs/digits-resnet --quiet
 	$(BIN)/lsg-deploy export --target fpga runs/digits/model.pt --out deploy/fpga --quiet
-	$(BIN)/python bench/fpga_synth.py --bundle deploy/fpga --out runs/synth
+	$(BIN)/lsg-deploy export --target fpga runs/digits-resnet/model.pt --out deploy/fpga-resnet --weights rom --quiet
+	$(BIN)/python bench/fpga_synth.py --bundle deploy/fpga --also deploy/fpga-resnet ecp5-25f 1 \
+		--also deploy/fpga-resnet ecp5-85f 1 --out runs/synth
 $(VENV)/.synth-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[synth]"
 	touch $@

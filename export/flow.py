@@ -97,14 +97,16 @@ def quantize_for(target: Target, profile: Profile, graph: Graph, bound: float, p
 
 
 def _write(writer: Writer, bundle: Bundle, stage: Path, samples: Samples | None,
-           progress: Callable[[int], Any] | None) -> tuple[str, ...]:
-    """One writer's files; a writer that takes test samples gets ``samples`` and, while it
-    writes them, a progress bar from ``progress(total)`` (``update(n)``, ``close()``)."""
+           progress: Callable[[int], Any] | None, options: dict[str, Any]) -> tuple[str, ...]:
+    """One writer's files, with the export ``options`` it takes; a writer that takes test samples
+    gets ``samples`` and, while it writes them, a progress bar from ``progress(total)``
+    (``update(n)``, ``close()``)."""
+    given = {k: v for k, v in options.items() if k in writer.options}
     if not writer.test_samples:
-        return writer.write(bundle, stage)
+        return writer.write(bundle, stage, **given)
     bar = progress(len(samples)) if progress is not None and samples is not None and len(samples) else None
     try:
-        return writer.write(bundle, stage, samples, bar.update if bar is not None else None)
+        return writer.write(bundle, stage, samples, bar.update if bar is not None else None, **given)
     finally:
         if bar is not None:
             bar.close()
@@ -112,17 +114,23 @@ def _write(writer: Writer, bundle: Bundle, stage: Path, samples: Samples | None,
 
 def export_bundle(checkpoint: Path, out: Path, target: Target, profile: Profile, calibration_inputs: np.ndarray,
                   spec: Input, policy: QuantPolicy | None = None, samples: Samples | None = None,
-                  progress: Callable[[int], Any] | None = None) -> ExportResult:
+                  progress: Callable[[int], Any] | None = None,
+                  options: dict[str, Any] | None = None) -> ExportResult:
     """Fold, calibrate the readout range on ``calibration_inputs`` (encoded as ``spec`` says),
     quantize to ``profile`` and write ``out``: the bundle, ``model.nir`` (the folded float graph),
     the checkpoint's copy and every writer's files (a writer that cannot hold the network is
     skipped, recorded in the bundle's ``artifacts`` and reported as a warning). ``samples``: the
     test samples of the writers that take them (None: none); ``progress(total)``: a progress bar
-    for them.
+    for them; ``options``: the export options the target's writers take (:attr:`Writer.options`;
+    one no writer takes is a ValueError).
 
     ``out`` is written whole or not at all (staged in a sibling directory, swapped in atomically);
     whether ``out`` may be replaced is decided before this is called (``lsg_deploy.outputs``).
     """
+    options = options or {}
+    unknown = sorted(set(options) - {o for w in target.writers for o in w.options})
+    if unknown:
+        raise ValueError(f"target {target.name} takes no option {', '.join(unknown)}")
     prepared = prepare(checkpoint, calibration_inputs, spec)
     integer_graph, quantization, warnings, skipped = quantize_for(
         target, profile, prepared.float_graph, prepared.bound, policy or QuantPolicy(),
@@ -149,7 +157,7 @@ def export_bundle(checkpoint: Path, out: Path, target: Target, profile: Profile,
         shutil.copyfile(checkpoint, stage / SOURCE_MODEL)
         for writer in target.writers:
             if writer.name not in skipped:
-                written += _write(writer, bundle, stage, samples, progress)
+                written += _write(writer, bundle, stage, samples, progress, options)
         write_bundle(bundle, stage, files=tuple(written))  # last: it lists the others
     warnings += [f"skipped {w.file}: {skipped[w.name]}" for w in target.writers if w.name in skipped]
     return ExportResult(bundle=bundle, warnings=warnings)

@@ -184,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="targets that write test vectors (fpga: testvectors/, the inputs as the hardware receives "
                          "them and what the integer reference computes for each): the first N samples of the "
                          "dataset's test split (default 20; 0: none)")
+    ex.add_argument("--weights", choices=("spram", "rom"),
+                    help="target fpga: where rtl/'s design keeps the weights: spram (default): the iCE40 UP5K's "
+                         "SPRAM, written at boot through the register bus's load port (rtl/weight_load.mem; the "
+                         "testbench loads it), since the UP5K's block RAM cannot hold them; rom: ROMs initialised "
+                         "by the bitstream, for larger parts (ECP5, 7-series)")
+    ex.add_argument("--lanes", type=_count, metavar="N",
+                    help="target fpga: the most output channels a layer of rtl/'s design updates per cycle (default "
+                         "1 with --weights spram, the build that fits the UP5K; 32 with rom); spram takes at most "
+                         "the weights one 64-bit SPRAM row holds (8 at 8-bit weights, 16 at 4-bit)")
     ex.add_argument("--profile", choices=tuple(profiles()),
                     help="the target's integer arithmetic (default: the target's first): " + "; ".join(
                         f"{name} (target {t}{', default' if i == 0 else ''}): {profiles()[name].description}"
@@ -366,7 +375,8 @@ def _main(argv: Sequence[str] | None) -> int:
                                      weight_percentile=args.weight_percentile, force=args.force,
                                      profile=args.profile, unrolled=args.unrolled, calibrate=args.calibrate,
                                      data_dir=args.data_dir, verify_data=args.verify_data,
-                                     testvectors=args.testvectors, quiet=args.quiet)
+                                     testvectors=args.testvectors, quiet=args.quiet, weights=args.weights,
+                                     lanes=args.lanes)
             if isinstance(result, BundleExport):
                 say(f"wrote bundle {result.bundle} (profile {result.profile}, {counted(len(result.layers), 'layer')}"
                     f"{', ' + counted(len(result.warnings), 'warning') if result.warnings else ''})")

@@ -26,7 +26,8 @@ CALIBRATION_SAMPLES = 2048
 def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_percentile: float | None = None,
            force: bool = False, profile: str | None = None, unrolled: bool = False,
            calibrate: bool = False, data_dir: str | None = None,
-           verify_data: bool = True, testvectors: int | None = None, quiet: bool = False) -> BundleExport | FloatExport:
+           verify_data: bool = True, testvectors: int | None = None, quiet: bool = False,
+           weights: str | None = None, lanes: int | None = None) -> BundleExport | FloatExport:
     """Write ``checkpoint`` for ``target`` (:func:`export.targets.choices`) in the directory ``out``.
 
     A quantized target (:data:`hardware.targets.TARGETS`) folds and quantizes it in its integer
@@ -40,6 +41,11 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
     ``testvectors``: how many samples of the dataset's test split (the first) a target that
     writes test vectors (fpga: ``testvectors/``, default 20) gets; 0: none. A progress bar shows
     while they are computed, unless ``quiet``.
+
+    ``weights`` and ``lanes``: the build of the FPGA RTL in ``out/rtl/`` (target fpga only;
+    :class:`hardware.targets.fpga.rtl.ip.RtlBuild`): ``spram`` (the default, the iCE40 UP5K's
+    SPRAM loaded at boot, 1 lane) or ``rom`` (bitstream-initialised ROMs, 32 lanes), and the most
+    output channels a layer updates per cycle.
     """
     from export.flow import export_bundle
     from export.fold import FoldError
@@ -57,12 +63,14 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         given = [flag for flag, value in (("--profile", profile is not None), ("--clip", clip),
                                           ("--weight-percentile", weight_percentile is not None),
                                           ("--calibrate", calibrate),
-                                          ("--testvectors", testvectors is not None)) if value]
+                                          ("--testvectors", testvectors is not None),
+                                          ("--weights", weights is not None), ("--lanes", lanes is not None)) if value]
         if given:
             raise UsageError(f"{', '.join(given)}: target {target} writes the float network, which has no integer "
                              f"profile nor quantization; drop {'them' if len(given) > 1 else 'it'}")
         return _export_float(checkpoint, target, out, force, unrolled)
     count = _testvectors_count(TARGETS[target], testvectors)
+    options = _writer_options(TARGETS[target], {"weights": weights, "lanes": lanes})
     if unrolled:
         floats = ", ".join(FLOAT_EXPORTS)
         raise UsageError(f"--unrolled: target {target} writes a bundle; only target {floats} writes an unrolled model")
@@ -108,7 +116,7 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         spec = Input(tuple(model.input_shape), train_split.encoding, train_split.input_max)
         result = export_bundle(checkpoint, out, TARGETS[target], TARGETS[target].profile(profile),
                                train_split.pixels[:CALIBRATION_SAMPLES], spec, policy, samples,
-                               lambda total: progress_bar(total, "test vectors", quiet, "img"))
+                               lambda total: progress_bar(total, "test vectors", quiet, "img"), options)
     except (CheckpointError, data.DataError, FoldError, RangeError, BundleError, NetxError) as exc:
         raise UsageError(str(exc)) from None
     for warning in result.warnings:
@@ -117,6 +125,20 @@ def export(checkpoint: Path, target: str, out: Path, clip: bool = False, weight_
         print(f"WARNING: {warning}{note}", file=sys.stderr)
     return BundleExport(Path(out), profile, tuple(result.warnings), result.bundle.quantization["layers"],
                         result.bundle.quantization.get("calibration"))
+
+
+def _writer_options(target, requested: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (not None), each one a writer of ``target`` (a
+    :class:`hardware.targets.Target`) takes; the writer checks their values."""
+    given = {k: v for k, v in requested.items() if v is not None}
+    taken = {o for w in target.writers for o in w.options}
+    for name in given:
+        if name not in taken:
+            raise UsageError(f"--{name}: target {target.name} writes no RTL; it is an option of target fpga")
+    if "lanes" in given and (isinstance(given["lanes"], bool) or not isinstance(given["lanes"], int)
+                             or given["lanes"] < 1):
+        raise UsageError(f"--lanes must be an integer >= 1, got {given['lanes']!r}")
+    return given
 
 
 def _testvectors_count(target, requested: int | None) -> int:

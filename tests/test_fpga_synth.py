@@ -94,7 +94,10 @@ def test_the_table_lists_every_row_and_the_peers_and_replaces_only_its_part_of_a
     text = synth.table(summary)
     lines = text.splitlines()
     assert len(lines) == 2 + 2 + len(synth.PEERS)
-    assert lines[2].startswith(f"| {synth.ICE40_UP5K.name} | spram | 4 | ") and "| yes |" in lines[2]
+    assert lines[2].startswith(f"| - | {synth.ICE40_UP5K.name} | spram | 4 | ") and "| yes |" in lines[2]
+    named = synth.table({"network": {"name": "digits-cnn"}, "rows": [placed, {**failed, "network": "digits-resnet"}]})
+    assert named.splitlines()[2].startswith("| digits-cnn | ")
+    assert named.splitlines()[3].startswith("| digits-resnet | ")
     assert f"{placed['images_per_second']:,.0f}" in lines[2] and f"{placed['fmax_mhz']:.1f}" in lines[2]
     assert "| no: ran out of ICESTORM_LC" in lines[3] and lines[3].endswith("| - | 32,000 | - |")
     assert "Spiker+" in text and "1,282" in text and "snn-fpga" in text and "1,923" in text

@@ -380,7 +380,9 @@ def digits_fpga(default_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lsg_deploy.cli import main
 
     out = tmp_path_factory.mktemp("fpga") / "digits"
-    assert main(["export", "--target", "fpga", str(default_run.model), "--out", str(out), "--quiet"]) == 0
+    # the ROM build at 32 lanes, the fast one to simulate (the SPRAM default: tests/test_fpga_export_build.py)
+    assert main(["export", "--target", "fpga", str(default_run.model), "--out", str(out), "--quiet",
+                 "--weights", "rom"]) == 0
     return out
 
 

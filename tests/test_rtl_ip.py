@@ -72,9 +72,10 @@ def _change_one_word(path: Path, index: int) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def ip_tiny(tiny_model, tmp_path_factory) -> Path:
-    """The tiny digits-cnn exported for the FPGA (fpga-mul) with 4 test vectors."""
+    """The tiny digits-cnn exported for the FPGA (fpga-mul) with 4 test vectors, in the ROM build
+    (the SPRAM build, the default: tests/test_fpga_export_build.py)."""
     out = tmp_path_factory.mktemp("ip") / "bundle"
-    _export(tiny_model, out, "--testvectors", "4")
+    _export(tiny_model, out, "--testvectors", "4", "--weights", "rom")
     return out
 
 
@@ -209,7 +210,7 @@ def test_digits_ip_passes_its_testbench_in_both_simulators(profile: str, default
     make sim-icarus and make sim-verilator print PASS, make lint is clean; one spike count of
     sample 7 changed, both fail naming it."""
     bundle = tmp_path / "bundle"
-    _export(default_run.model, bundle, "--profile", profile)
+    _export(default_run.model, bundle, "--profile", profile, "--weights", "rom")  # (32 lanes: the fast build)
     alone = _alone(bundle, tmp_path / "alone")
     for target in ("sim-icarus", "sim-verilator", "lint"):
         start = time.perf_counter()

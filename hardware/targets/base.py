@@ -81,6 +81,9 @@ class Writer:
     #: takes none. Otherwise ``write(bundle, directory, samples, progress)``: the export's
     #: :class:`Samples` (None: write none) and ``progress(n)`` after every ``n`` samples, or None
     test_samples: int = 0
+    #: the export options it takes (the FPGA RTL's ``weights``, ``lanes``), passed to ``write`` as
+    #: keywords where the user gave them; ``write`` refuses a bad value with a BundleError
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

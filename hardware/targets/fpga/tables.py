@@ -49,7 +49,9 @@ FORMAT_NAME = "lsg-deploy-fpga-tables"
 #: the network, ``definitions`` (channel(n), class, scale, beta), the topology in ``network.h``; the
 #: readout never fires (stated in the update equations)
 #: 3: ``memory_plan``, where each table lives in the ROM build and the UP5K's SPRAM build
-FORMAT_VERSION = 3
+#: 4: the SPRAM build is the export's default (``export --weights``); ``memory_plan`` says so and
+#: points to ``rtl/build.json``, the plan of the build in ``rtl/``
+FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 HEADER_NAME = "network.h"
 

@@ -368,14 +368,17 @@ def write_design(chain: Chain, tables_dir: Path, out_dir: Path) -> Path:
     for source in [*SOURCES, *(RTL_DIR / name for name in weight_memory.sources(chain.weight_memory, True))]:
         shutil.copyfile(source, out_dir / source.name)
     a = chain.arithmetic
+    roms = chain.weight_memory == weight_memory.ROM  # (the SPRAM build's weights come through its load port)
     for layer in chain.layers:
         weights, biases = table_prefixes(layer)
         if layer.lanes == 1 and len(layer.edges) == 1:  # the export's row-major layout is the lane's
-            shutil.copyfile(Path(tables_dir) / layer.edges[0].weight_file, out_dir / lane_file(weights, 0))
+            if roms:
+                shutil.copyfile(Path(tables_dir) / layer.edges[0].weight_file, out_dir / lane_file(weights, 0))
             shutil.copyfile(Path(tables_dir) / layer.bias_file, out_dir / lane_file(biases, 0))
         else:
-            _write_lanes(out_dir, weights, layer.weight_rows(), a.weight_bits, "weights of " + ", ".join(
-                f"{e.name} from word {e.base}" for e in layer.edges))
+            if roms:
+                _write_lanes(out_dir, weights, layer.weight_rows(), a.weight_bits, "weights of " + ", ".join(
+                    f"{e.name} from word {e.base}" for e in layer.edges))
             _write_lanes(out_dir, biases, layer.bias_rows(), a.bias_bits, f"{layer.name} biases")
     top = out_dir / f"{TOP}.v"
     top.write_text(top_verilog(chain, [table_prefixes(layer) for layer in chain.layers]))

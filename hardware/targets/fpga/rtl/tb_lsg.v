@@ -1,6 +1,9 @@
 // tb_lsg: self-checking testbench of the IP core (lsg_axi_top), written by lsg-deploy into DIR/rtl/.
 //
-// Streams the test vectors' input words (LSG_INPUTS, ../testvectors/inputs.mem: per sample its
+// The SPRAM build first writes its weights through the register bus's load port (LSG_WLOAD_WORDS
+// words of weight_load.mem: WLOAD_ADDR = 0, then one WLOAD_DATA write per cycle) and checks that
+// WLOAD_ADDR advanced past the last word and STATUS.WLOAD_ERROR is clear; the ROM build loads nothing.
+// Then it streams the test vectors' input words (LSG_INPUTS, ../testvectors/inputs.mem: per sample its
 // frame(s) of F words, in the order the input stream takes them) through the AXI4-Stream input,
 // with pseudo-random bubbles in tvalid, takes the result stream with pseudo-random back-pressure in
 // tready, and checks against LSG_EXPECTED (../testvectors/expected.mem: per sample R = 1 + K + T*L
@@ -45,7 +48,8 @@ module tb_lsg;
     reg           m_tready = 1'b0;
     wire [31:0]   m_tdata;
     reg  [7:0]    reg_addr = 8'd0;
-    reg           reg_re = 1'b0;
+    reg  [31:0]   reg_wdata = 32'd0;
+    reg           reg_we = 1'b0, reg_re = 1'b0;
     wire [31:0]   reg_rdata;
     wire          trace_valid;
     wire [`LSG_STEP_BITS-1:0] trace_step_w;
@@ -57,7 +61,7 @@ module tb_lsg;
         .aclk(clk), .aresetn(aresetn),
         .s_axis_tvalid(s_tvalid), .s_axis_tready(s_tready), .s_axis_tdata(s_tdata), .s_axis_tlast(s_tlast),
         .m_axis_tvalid(m_tvalid), .m_axis_tready(m_tready), .m_axis_tdata(m_tdata), .m_axis_tlast(m_tlast),
-        .reg_addr(reg_addr), .reg_wdata(32'd0), .reg_we(1'b0), .reg_re(reg_re), .reg_rdata(reg_rdata),
+        .reg_addr(reg_addr), .reg_wdata(reg_wdata), .reg_we(reg_we), .reg_re(reg_re), .reg_rdata(reg_rdata),
         .trace_valid(trace_valid), .trace_step(trace_step_w), .trace_counts(trace_counts),
         .dbg_hold(1'b0), .dbg_continue(1'b0), .dbg_paused(paused_unused),
         .dbg_rd_sel({`LSG_SEL_BITS{1'b0}}), .dbg_rd_what(2'd0), .dbg_rd_addr({`LSG_ADDR_BITS{1'b0}}),
@@ -82,10 +86,16 @@ module tb_lsg;
     reg [15:0] lfsr = 16'hACE1;
     always @(posedge clk) lfsr <= {lfsr[14:0], lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10]};
 
+    // --- the SPRAM build's load stream ---------------------------------------------------------------
+    localparam WL = `LSG_WLOAD_WORDS;
+    reg [15:0] wl_mem [0:(WL > 0 ? WL : 1) - 1];
+    initial if (WL > 0) $readmemh("weight_load.mem", wl_mem);
+    reg loaded = WL == 0;  // no input before the weights are in
+
     // --- the input stream: a word is held on the bus until it is taken -----------------------------
     integer in_next = 0;  // the next word to put on the bus
     always @(posedge clk) begin
-        if (aresetn && (!s_tvalid || s_tready)) begin
+        if (aresetn && loaded && (!s_tvalid || s_tready)) begin
             if (in_next < IN_WORDS && lfsr[0]) begin
                 s_tvalid <= 1'b1;
                 s_tdata <= in_mem[in_next];
@@ -103,7 +113,7 @@ module tb_lsg;
         if (aresetn) begin
             m_tready <= lfsr[3] | lfsr[5];
             cycles <= cycles + 1;
-            idle <= idle + 1;
+            idle <= loaded ? idle + 1 : 0;  // (the weight load is no sample)
             if (idle > `LSG_SAMPLE_CYCLES) begin
                 $display("FAIL sample %0d: no result beat within %0d cycles (the design hangs)", out_n, idle);
                 $fatal(1, "tb_lsg: timeout");
@@ -147,16 +157,50 @@ module tb_lsg;
         end
     end
 
-    // --- reset, the end: SAMPLES_DONE through the register bus -------------------------------------
+    // --- one register read: the value is on reg_rdata one cycle after reg_re -----------------------
+    task read_register;
+        input [7:0] address;
+        begin
+            reg_addr = address;
+            reg_re = 1'b1;
+            @(negedge clk);
+            reg_re = 1'b0;
+        end
+    endtask
+
+    // --- reset, the weights (SPRAM build), the end: SAMPLES_DONE through the register bus -----------
+    integer w;
     initial begin
         repeat (4) @(negedge clk);
         aresetn = 1'b1;
+        if (WL > 0) begin
+            reg_we = 1'b1;
+            reg_addr = 8'h20;  // WLOAD_ADDR = 0
+            reg_wdata = 32'd0;
+            for (w = 0; w < WL; w = w + 1) begin
+                @(negedge clk);
+                reg_addr = 8'h24;  // WLOAD_DATA
+                reg_wdata = {16'd0, wl_mem[w]};
+            end
+            @(negedge clk);
+            reg_we = 1'b0;
+            @(negedge clk);
+            read_register(8'h20);
+            if (reg_rdata != WL % 65536) begin
+                $display("FAIL weight load: WLOAD_ADDR expected %0d got %0d", WL % 65536, reg_rdata);
+                $fatal(1, "tb_lsg: weight load");
+            end
+            read_register(8'h04);
+            if (reg_rdata[4]) begin
+                $display("FAIL weight load: STATUS.WLOAD_ERROR is set");
+                $fatal(1, "tb_lsg: weight load");
+            end
+            loaded = 1'b1;
+            $display("loaded %0d weight words", WL);
+        end
         wait (out_n == N && tr_n == N);
         @(negedge clk);
-        reg_addr = 8'h10;
-        reg_re = 1'b1;
-        @(negedge clk);
-        reg_re = 1'b0;
+        read_register(8'h10);
         if (reg_rdata != N) fail(N - 1, "the SAMPLES_DONE register", -1, N, reg_rdata);
         $display("PASS %0d samples (%0d cycles)", N, cycles);
         $finish;

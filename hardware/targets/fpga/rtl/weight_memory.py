@@ -159,7 +159,8 @@ def sources(weight_memory: str, simulation: bool) -> list[str]:
 
 def tables_plan(tables) -> dict[str, Any]:
     """The manifest's ``memory_plan``: the ROM build, and the SPRAM build at one lane per layer
-    (the ``.mem`` files' own order), or why the weights cannot go into the UP5K's SPRAM."""
+    (the ``.mem`` files' own order, and the export's default build), or why the weights cannot go
+    into the UP5K's SPRAM."""
     from hardware.graph import BundleError
     from hardware.targets.fpga.rtl.network import chain_from_tables
 
@@ -168,7 +169,7 @@ def tables_plan(tables) -> dict[str, Any]:
     except BundleError as exc:
         spram = {"refused": str(exc)}
     return {
-        "rom": {"build": "weights in ROMs (the default; for parts whose block RAM holds them)",
+        "rom": {"build": "weights in ROMs (export --weights rom; for parts whose block RAM holds them)",
                 "weights": "one ROM per layer and lane, initialised by the bitstream ($readmemh of "
                            "rtl/<edge>.weight.lanes<L>.laneNNN.mem, or rtl/<node>.edges.weight.lanes<L>.laneNNN.mem "
                            "for a node fed by several edges: lif_layer.v's lane layout, its edges one after another)",
@@ -176,7 +177,8 @@ def tables_plan(tables) -> dict[str, Any]:
                 "state": "accumulators, membranes and spike buffers in block RAM, cleared by the design"},
         "spram": spram,
         "spram_lanes": f"with L lanes per layer (at most {ROW_BITS} / weight bits) the same rule places the lane "
-                       "layout: hardware/targets/fpga/rtl/weight_memory.py",
+                       "layout: hardware/targets/fpga/rtl/weight_memory.py; rtl/build.json states the plan of the "
+                       "build in rtl/ (export --weights spram, the default, and --lanes)",
     }
 
 
