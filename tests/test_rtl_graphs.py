@@ -6,7 +6,9 @@ node into a deeper one, several edges into the readout), dense nodes that a conv
 (a) Seeded random graphs (:func:`tests.netgen.random_graph`) in every FPGA profile, a few under
     Icarus here and many under Verilator in the slow tier, with every lane organisation; a
     coverage test checks that the fast tier's seeds do hold those cases, and Verilator's lint of
-    their designs reports nothing beyond lint.vlt's waivers.
+    their designs reports nothing beyond lint.vlt's waivers. The layers' wavefront: each edge's
+    buffer has a bank per step in flight, and a graph with skip edges and event frames gives the
+    same results and per-layer cycles pipelined as serial, in fewer cycles per step.
 (b) The exported networks: digits-resnet and digits-cnn trained on digits-events (the tiny
     networks of tests/conftest.py), a few test images here and 50 in the slow tier; the paper's
     ResNet-19 at width 1/16 on the digits (untrained, its tdBN statistics from its inputs) on 5.
@@ -130,7 +132,7 @@ def test_the_pipelined_schedule_equals_the_serial_one_in_fewer_cycles(rtl_tools,
     """Residual graphs in both schedules, one Icarus run each: the same spikes, membranes after
     every step, readout and saturation counts (and == the reference), each layer the same cycles
     per step, and a step fewer cycles pipelined (the layers of a phase at once) than serial."""
-    graphs = {seed: random_graph(seed, FPGA_MUL) for seed in (1, 2)}
+    graphs = {seed: random_graph(seed, FPGA_MUL) for seed in (3,)}  # 6 nodes, skip edges, event frames
     cases = {seed: (graph, 3, random_inputs(seed, graph, 3, 2)) for seed, graph in graphs.items()}
     runs = {}
     for schedule in ("serial", "pipelined"):
