@@ -338,7 +338,7 @@ def _sequencer(chain: Chain, start: list[str], proceed: list[tuple[str, str | No
         "            t <= 0;",
         "            step_cycles <= 0;",
         f"            running <= {n}'d0;",
-        *(f"            {line.split(' <= ')[0]} <= 0;" for line, _ in proceed if line.startswith("in_")),
+        *(f"            {last}" for _, last in proceed if last),  # (the input's banks: frame 0's at idle)
         "        end else begin",
         "            fin <= launch ? ~active : fin | layer_done;",
         "            running <= (running | layer_go) & ~layer_done;",
