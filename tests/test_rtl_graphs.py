@@ -6,7 +6,9 @@ node into a deeper one, several edges into the readout), dense nodes that a conv
 (a) Seeded random graphs (:func:`tests.netgen.random_graph`) in every FPGA profile, a few under
     Icarus here and many under Verilator in the slow tier, with every lane organisation; a
     coverage test checks that the fast tier's seeds do hold those cases, and Verilator's lint of
-    their designs reports nothing beyond lint.vlt's waivers.
+    their designs reports nothing beyond lint.vlt's waivers. The layers' wavefront: each edge's
+    buffer has a bank per step in flight, and a graph with skip edges and event frames gives the
+    same results and per-layer cycles pipelined as serial, in fewer cycles per step.
 (b) The exported networks: digits-resnet and digits-cnn trained on digits-events (the tiny
     networks of tests/conftest.py), a few test images here and 50 in the slow tier; the paper's
     ResNet-19 at width 1/16 on the digits (untrained, its tdBN statistics from its inputs) on 5.
@@ -25,8 +27,8 @@ from hardware.graph import INPUT, Graph
 from hardware.profile import Profile
 from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.rtl.axi import axi_verilog
-from hardware.targets.fpga.rtl.backend import run_rtl
-from hardware.targets.fpga.rtl.chain import chain_from_tables, write_design
+from hardware.targets.fpga.rtl.backend import run_rtl, simulate
+from hardware.targets.fpga.rtl.chain import chain_from_tables, top_verilog, write_design
 from hardware.targets.fpga.tables import read_tables, write_tables
 from lsg_deploy.cli import main
 from tests.netgen import random_graph, random_inputs
@@ -99,6 +101,57 @@ def test_the_fast_seeds_hold_the_graph_cases(profile: str) -> None:
         graph, _, _, lanes = _case(seed, PROFILES[profile])
         found |= _cases_held(graph, lanes)
     assert wanted <= found, f"the fast {profile} seeds never hold: {sorted(wanted - found)}"
+
+
+def test_each_edge_reads_its_own_copy_with_a_bank_per_step_in_flight(tmp_path: Path) -> None:
+    """The wavefront's buffers: an edge from node i into node k keeps k - i + 1 banks of i's spikes
+    (2 for a chain edge, more for a skip edge), one from the input k + 1 frames (event frames) or
+    one image; the top has one buffer per edge (the readers of a source run at the same time)."""
+    seen = set()
+    for seed in range(8):
+        graph = random_graph(seed, FPGA_MUL)
+        tables = tmp_path / f"t{seed}"
+        tables.mkdir()
+        write_tables(graph, FPGA_MUL, 3, tables)
+        chain = chain_from_tables(read_tables(tables), 4)
+        assert chain.phases == 3 + len(chain.layers) - 1
+        for k, layer in enumerate(chain.layers):
+            for e in layer.edges:
+                i = -1 if e.source == INPUT else chain.index(e.source)
+                want = (k + 1 if chain.per_step else 1) if i < 0 else k - i + 1
+                assert chain.banks(e.source, k) == want
+                seen.add("skip" if i >= 0 and k - i > 1 else "input frames" if i < 0 and chain.per_step else "")
+        top = top_verilog(chain, [("w", "b")] * len(chain.layers))
+        readers = sum(len(layer.edges) for layer in chain.layers)
+        alone = sum(1 for layer in chain.layers[:-1] if not chain.readers(layer.name))
+        assert top.count("    sdp_ram #(") == readers + alone
+    assert {"skip", "input frames"} <= seen
+
+
+def test_the_pipelined_schedule_equals_the_serial_one_in_fewer_cycles(rtl_tools, tmp_path: Path) -> None:
+    """Residual graphs in both schedules, one Icarus run each: the same spikes, membranes after
+    every step, readout and saturation counts (and == the reference), each layer the same cycles
+    per step, and a step fewer cycles pipelined (the layers of a phase at once) than serial."""
+    graphs = {seed: random_graph(seed, FPGA_MUL) for seed in (3,)}  # 6 nodes, skip edges, event frames
+    cases = {seed: (graph, 3, random_inputs(seed, graph, 3, 2)) for seed, graph in graphs.items()}
+    runs = {}
+    for schedule in ("serial", "pipelined"):
+        networks = []
+        for seed, (graph, timesteps, inputs) in cases.items():
+            tables = tmp_path / f"{schedule}{seed}"
+            tables.mkdir()
+            write_tables(graph, FPGA_MUL, timesteps, tables)
+            networks.append((tables, inputs))
+        runs[schedule] = simulate(networks, 4, build_root=tmp_path / "build", membranes=True, simulator="icarus",
+                                  schedule=schedule)
+    for (seed, (graph, timesteps, inputs)), a, b in zip(cases.items(), runs["serial"], runs["pipelined"], strict=True):
+        assert_equal_runs(b.run, a.run, f"seed {seed}: pipelined against serial")
+        assert_equal_runs(b.run, reference.run(graph, inputs, timesteps, FPGA_MUL), f"seed {seed}: pipelined")
+        for name in a.membranes:
+            assert np.array_equal(b.membranes[name], a.membranes[name]), f"seed {seed}: membranes of {name}"
+        assert b.run.stats["cycles_per_layer"] == a.run.stats["cycles_per_layer"]
+        assert b.run.stats["cycles_per_timestep"] < a.run.stats["cycles_per_timestep"]
+        assert (b.run.stats["schedule"], a.run.stats["schedule"]) == ("pipelined", "serial")
 
 
 def test_graph_designs_are_lint_clean(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from hardware.targets.fpga.profiles import FPGA_MUL, FPGA_MUL4, FPGA_SHIFT
 from hardware.targets.fpga.rtl import weight_memory
 from hardware.targets.fpga.rtl.backend import run_rtl, simulate
 from hardware.targets.fpga.rtl.chain import RtlUnsupported, chain_from_tables
+from hardware.targets.fpga.rtl.network import PIPELINED, SERIAL
 from hardware.targets.fpga.tables import MANIFEST_NAME, check_tables, read_tables, write_tables
 from tests.netgen import random_graph, random_inputs
 from tests.netgen_chains import fpga_inputs, random_fpga_chain
@@ -39,10 +40,10 @@ def _tables(tmp_path: Path, seed: int, profile, timesteps: int = 3) -> Path:
 
 def check_spram_against_rom(profile, cases: list[tuple[str, object, Path, np.ndarray, int]], tmp_path: Path) -> None:
     """``(what, graph, tables directory, inputs, max lanes)`` cases, each build in one Icarus run:
-    the SPRAM build equals the ROM build (every spike, readout, saturation count, membrane and the
-    cycles per step) and the integer reference."""
+    the SPRAM build equals the ROM build of its schedule (serial: every spike, readout, saturation
+    count, membrane and the cycles per step) and the integer reference."""
     networks, lanes = [(tables, inputs) for _, _, tables, inputs, _ in cases], [c[-1] for c in cases]
-    rom = simulate(networks, lanes, tmp_path / "build", membranes=True, simulator="icarus")
+    rom = simulate(networks, lanes, tmp_path / "build", membranes=True, simulator="icarus", schedule=SERIAL)
     spram = simulate(networks, lanes, tmp_path / "build", membranes=True, simulator="icarus", weights="spram")
     for (what, graph, _, inputs, _), a, b in zip(cases, rom, spram, strict=True):
         assert_equal_runs(b.run, a.run, f"{what}: SPRAM build against the ROM build")
@@ -118,6 +119,11 @@ def test_the_plan_refuses_weights_that_do_not_fit_and_rows_too_narrow_for_the_la
         weight_memory.plan(chain_from_tables(type(tables)(tables.manifest, huge, tables.biases), 1))
     with pytest.raises(ValueError, match="weights must be one of rom, spram"):
         chain_from_tables(tables, 1, weights="flash")
+    assert chain_from_tables(tables, 1, weights="spram").schedule == SERIAL  # its layers share one port
+    with pytest.raises(RtlUnsupported, match="share one weight RAM port"):
+        chain_from_tables(tables, 1, weights="spram", schedule=PIPELINED)
+    with pytest.raises(ValueError, match="schedule must be one of pipelined, serial"):
+        chain_from_tables(tables, 1, schedule="parallel")
 
 
 def test_the_manifest_states_the_plan_and_check_tables_verifies_it(tmp_path: Path):
@@ -138,14 +144,14 @@ def test_the_manifest_states_the_plan_and_check_tables_verifies_it(tmp_path: Pat
 
 def check_exported_spram(bundle_dir: Path, count: int, what: str) -> None:
     """An exported network's UP5K build (8 lanes: a row holds eight 8-bit weights) on ``count``
-    test images: == the ROM build (cycles too) and the reference."""
+    test images: == the ROM build of its schedule (serial; cycles too) and the reference."""
     from hardware.bundle import read_bundle
     from training import data
 
     bundle = read_bundle(bundle_dir)
     _, test, _ = data.load(data.DataSpec.from_dict(bundle.source["data"]), timesteps=bundle.timesteps)
     inputs = test.pixels[:count]
-    rom = run_rtl(bundle_dir, inputs, max_lanes=8, simulator="icarus")
+    rom = run_rtl(bundle_dir, inputs, max_lanes=8, simulator="icarus", schedule=SERIAL)
     spram = run_rtl(bundle_dir, inputs, max_lanes=8, simulator="icarus", weights="spram")
     assert_equal_runs(spram, rom, f"{what}: SPRAM build against the ROM build")
     assert spram.stats["cycles_per_timestep"] == rom.stats["cycles_per_timestep"]

@@ -14,10 +14,12 @@ The design is five fixed modules and one generated top:
   source's nonzero values turned into taps (accumulator word, weight word, value);
 * ``lif_layer.v``   one node, time-multiplexed over its neurons, ``LANES`` output channels per
   cycle: its edges' taps accumulated one edge after another (a residual add), then one update
-  pass that writes the spike buffer (its consumers' source);
+  pass that gives out the step's spikes (its consumers' source);
 * the top (:mod:`hardware.targets.fpga.rtl.chain` writes it from the FPGA tables' manifest,
-  read by :mod:`hardware.targets.fpga.rtl.network`): the input memory, one ``lif_layer`` per
-  node, one ``lif_edge`` per edge, the step sequencer and the host's read port.
+  read by :mod:`hardware.targets.fpga.rtl.network`): one ``lif_layer`` per node, one
+  ``lif_edge`` per edge, each edge's banked copy of its source (input frames or spikes), the
+  phase sequencer (in phase t layer k runs step t - k: the layers pipelined) and the host's
+  read port.
 
 * the IP core's top, ``lsg_axi_top`` (:mod:`hardware.targets.fpga.rtl.axi` writes it): AXI4-Stream input and
   result streams (the class computed in hardware), a register bus, a per-step trace and a debug port

@@ -13,15 +13,17 @@ the designer's description (timing diagram in docs/fpga-ip-timing.json); in shor
   on the K-th; ``tready`` is honoured;
 * a register bus (``reg_addr``, ``reg_wdata``, ``reg_we``, ``reg_re``, ``reg_rdata`` one cycle
   after ``reg_re``): :data:`REGISTERS`;
-* debug, for simulation: ``trace_valid`` pulses at every step's end with ``trace_step`` and the
-  hidden layers' spike counts of that step (``trace_counts``, layer k at [32k +: 32]);
-  ``dbg_hold`` stops the core at every step's end (``dbg_paused``) until ``dbg_continue``, while
-  ``dbg_rd_*`` reads the core's buffers (the core top's ``rd_*`` port).
+* debug, for simulation: ``trace_valid`` pulses once per step, at the end of the phase in which
+  the last hidden layer finished it, with ``trace_step`` and the hidden layers' spike counts of
+  that step (``trace_counts``, layer k at [32k +: 32]; the core runs layer k's step t in phase
+  t + k, so layer k's count waits L - 1 - k phases in a delay line); ``dbg_hold`` stops the core
+  at every phase's end (``dbg_paused``) until ``dbg_continue``, while ``dbg_rd_*`` reads the
+  core's buffers (the core top's ``rd_*`` port: layer k holds its step t - k after phase t).
 """
 
 from __future__ import annotations
 
-from hardware.targets.fpga.rtl.chain import TOP, Chain, _clog2, top_ports
+from hardware.targets.fpga.rtl.chain import TOP, Chain, _clog2, module_head, top_ports
 from hardware.targets.fpga.rtl.weight_memory import SPRAM
 
 AXI_TOP = "lsg_axi_top"
@@ -36,7 +38,8 @@ REGISTERS = {
                               "bit 4 WLOAD_ERROR: a WLOAD_DATA write came while a sample ran and was dropped "
                               "(sticky, write 1 to clear; SPRAM build)"),
     0x08: ("SAMPLE_CYCLES", "r", "clock cycles of the last sample, from its start to its last result beat"),
-    0x0C: ("STEP_CYCLES", "r", "clock cycles of the last step (the core's step_cycles)"),
+    0x0C: ("STEP_CYCLES", "r", "clock cycles of the last phase (the core's step_cycles; phase t runs layer k's "
+                               "step t - k, T + L - 1 phases a sample)"),
     0x10: ("SAMPLES_DONE", "r", "samples whose result was sent since reset"),
     0x14: ("SHAPE", "r", "[15:0] K (classes), [31:16] T (timesteps)"),
     0x18: ("LAYERS", "r", "[15:0] L (hidden layers), [31:16] frames per sample (1 or T)"),
@@ -44,7 +47,7 @@ REGISTERS = {
                                "order); each WLOAD_DATA write advances it"),
     0x24: ("WLOAD_DATA", "w", "SPRAM build: [15:0] written to the weight RAM at WLOAD_ADDR (while no sample runs: "
                               "load every word after configuration, before the first input)"),
-    0x40: ("SPIKES[k]", "r", "at 0x40 + 4k: hidden layer k's spikes in the last step"),
+    0x40: ("SPIKES[k]", "r", "at 0x40 + 4k: hidden layer k's spikes in the last step the trace gave"),
 }
 SPIKES_BASE = 0x40
 
@@ -104,6 +107,51 @@ LOAD_PORT = [
 ]
 
 
+def delay(chain: Chain) -> int:
+    """Phases between a step's first hidden layer and its last: the trace's delay."""
+    return max(hidden(chain) - 1, 0)
+
+
+def _emits(chain: Chain, t_w: int) -> str:
+    """Whether phase ``core_t``'s end completes a step of the hidden layers (steps 0..T-1)."""
+    d, t = delay(chain), chain.timesteps
+    terms = ([f"core_t >= {t_w}'d{d}"] if d else []) + ([f"core_t < {t_w}'d{d + t}"] if d + t < chain.phases else [])
+    return " && ".join(terms) or "1'b1"
+
+
+def _step(chain: Chain, t_w: int) -> str:
+    """The trace's step of phase ``core_t`` (``phase_step``: core_t - delay), in the trace's width."""
+    step_w = _clog2(chain.timesteps)
+    return "phase_step" if step_w == t_w else f"phase_step[{step_w - 1}:0]"
+
+
+def _diff(k: int) -> str:
+    return f"core_spike_totals[{32 * k} +: 32] - prev_totals[{32 * k} +: 32]"
+
+
+def _delay_regs(hid: int) -> list[str]:
+    """Layer k's per-step counts wait L - 1 - k phases (L hidden layers) for the trace."""
+    d = max(hid - 1, 0)
+    return [f"    reg [31:0] count{k}_d{s};  // layer {k}'s count {s + 1} phase(s) ago" for k in range(hid)
+            for s in range(d - k)]
+
+
+def _delay_shift(hid: int) -> list[str]:
+    d = max(hid - 1, 0)
+    out = []
+    for k in range(hid):
+        for s in reversed(range(d - k)):
+            out.append(f"                    count{k}_d{s} <= {_diff(k) if s == 0 else f'count{k}_d{s - 1}'};")
+    return out
+
+
+def _trace_counts(hid: int) -> list[str]:
+    d = max(hid - 1, 0)
+    return [f"                        trace_counts[{32 * k} +: 32] <= "
+            f"{_diff(k) if k == d else f'count{k}_d{d - k - 1}'};"
+            for k in range(hid)]
+
+
 def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
     """The AXI top's text around the core top ``core``."""
     a, layers = chain.arithmetic, chain.layers
@@ -120,23 +168,17 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
     f_w, k_w, kw_w, kl_w = _clog2(f_words + 1), _clog2(k_classes + 1), _clog2(k_words + 1), _clog2(k_lanes + 1)
     fr_w = _clog2(frames + 1)
     cnt_w = 32 * max(hid, 1)
+    next_frame = f"core_t < {t_w}'d{t_steps - 1}" if frames > 1 else "1'b0"  # a frame to take after phase core_t
     regs = {"s_axis_tready", "m_axis_tvalid", "m_axis_tdata", "m_axis_tlast", "reg_rdata", "trace_valid",
             "trace_step", "trace_counts"}
     declared = [f"    {d:<6} {'reg ' if d == 'output' and name in regs else 'wire'} {axi_range(name, w)}{name}"
                 for d, name, w in axi_ports(chain)]
     spram = chain.weight_memory == SPRAM
-    out = [
-        "// Generated by lsg-deploy (hardware/targets/fpga/rtl/axi.py) from the FPGA tables' manifest: do not edit.",
+    out = module_head("axi.py", [
         f"// The IP core's interface (docs/fpga-ip.md) around {core}: input frames of {f_words} words "
         f"({tw}-bit tdata), {frames} frame(s) per sample,",
-        f"// {t_steps} steps, {k_classes} classes; result beats: class, then {k_classes} readout membranes.",
-        "`timescale 1ns / 1ps",
-        "`default_nettype none",
-        "",
-        f"module {module} (",
-        ",\n".join(declared),
-        ");",
-        f"    localparam FRAMES = {frames};",
+        f"// {t_steps} steps, {k_classes} classes; result beats: class, then {k_classes} readout membranes."],
+        module, declared) + [
         f"    localparam K = {k_classes};",
         f"    localparam V_BITS = {vb};",
         "    localparam [3:0] S_LOAD = 4'd0, S_WAIT_GO = 4'd1, S_GO = 4'd2, S_RUN = 4'd3, S_PAUSE = 4'd4,",
@@ -149,6 +191,9 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
         "    reg  core_start, core_proceed;",
         "    wire core_ready, core_step_done, core_last_step;",
         f"    wire [{t_w - 1}:0] core_t;",
+        f"    wire [{t_w - 1}:0] phase_step = core_t - {t_w}'d{delay(chain)};  // the trace's step of phase core_t",
+        *([f"    wire unused_phase_bits = &{{1'b0, phase_step[{t_w - 1}:{_clog2(t_steps)}]}};  // (past T: no trace)"]
+          if t_w > _clog2(t_steps) else []),
         "    wire [31:0] core_step_cycles;",
         f"    wire [{32 * n - 1}:0] core_spike_totals;",
         f"    wire [{sel_w - 1}:0] core_rd_sel;",
@@ -181,7 +226,8 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
            "    reg wl_we, wload_error;", "    reg [15:0] wl_addr, wl_waddr, wl_data;"] if spram else
           ["    wire wload_error = 1'b0;  // (the SPRAM build's load port)"]),
         "    reg [31:0] sample_cycles, last_sample_cycles, last_step_cycles, samples_done;",
-        f"    reg [{cnt_w - 1}:0] prev_totals;  // the hidden layers' spike totals at the last step's end",
+        f"    reg [{cnt_w - 1}:0] prev_totals;  // the hidden layers' spike totals at the last phase's end",
+        *_delay_regs(hid),
         f"    reg [{f_w - 1}:0] word;",
         f"    reg [{fr_w - 1}:0] frame;",
         f"    reg [{kl_w - 1}:0] r_lane;",
@@ -255,14 +301,13 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
         "                    core_start <= 1'b1;",
         "                    state <= S_RUN;",
         "                end",
-        "                S_RUN: if (core_step_done && !core_start && !core_proceed) begin  // step core_t ended",
-        "                    trace_valid <= 1'b1;",
-        "                    trace_step <= core_t;",
-    ]
-    for k in range(hid):
-        out.append(f"                    trace_counts[{32 * k} +: 32] <= core_spike_totals[{32 * k} +: 32] - "
-                   f"prev_totals[{32 * k} +: 32];")
-    out += [
+        "                S_RUN: if (core_step_done && !core_start && !core_proceed) begin  // phase core_t ended",
+        f"                    if ({_emits(chain, t_w)}) begin  // the hidden layers ended step core_t - {delay(chain)}",
+        "                        trace_valid <= 1'b1;",
+        f"                        trace_step <= {_step(chain, t_w)};",
+        *_trace_counts(hid),
+        "                    end",
+        *_delay_shift(hid),
         f"                    prev_totals <= core_spike_totals[{cnt_w - 1}:0];",
         "                    last_step_cycles <= core_step_cycles;",
         "                    state <= S_PAUSE;",
@@ -272,7 +317,7 @@ def axi_verilog(chain: Chain, core: str = TOP, module: str = AXI_TOP) -> str:
         "                        r_word <= 0;",
         "                        k_idx <= 0;",
         "                        state <= S_RADDR;",
-        "                    end else if (FRAMES > 1) begin",
+        f"                    end else if ({next_frame}) begin  // frame core_t + 1",
         "                        frame <= frame + 1'b1;",
         "                        state <= S_LOAD;",
         "                    end else begin",

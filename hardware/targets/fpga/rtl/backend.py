@@ -30,10 +30,11 @@ returns:
 * ``saturation``: per node, the membranes the design clipped (``v_clip``), counted by the design
   itself (the readout's included: it never fires, it holds at the limit); ``a_wrap`` and ``u_wrap`` are 0
   (the FPGA profiles have no current stage and the export proves the accumulator never wraps);
-* ``stats``: clock cycles per time step as the design's own counter measures them (from a
-  step's start to its last layer's done; mean, min, max, per layer), the cycles the host spent
-  outside the steps (streaming inputs and results, the debug reads), the lanes of each layer,
-  the simulator and the seconds spent compiling and simulating.
+* ``stats``: clock cycles as the design's own counter measures them: per time step, a sample's
+  T + L - 1 phases (each from its start to its last layer's done) over T (mean, min and max over
+  the samples), the slowest phase, per layer (its go to its done, per step), the cycles the host
+  spent outside the phases (streaming inputs and results, the debug reads), the schedule, the
+  lanes of each layer, the simulator and the seconds spent compiling and simulating.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from hardware import processes
 from hardware.bundle import JSON_NAME, read_bundle
 from hardware.reference import SATURATION_KINDS, IntegerRun
 from hardware.targets.fpga.rtl import RTL_DIR, SOURCES, tools, weight_memory
-from hardware.targets.fpga.rtl.axi import AXI_TOP, axi_verilog
+from hardware.targets.fpga.rtl.axi import AXI_TOP, axi_verilog, delay
 from hardware.targets.fpga.rtl.bench import BENCH, bench_verilog
 from hardware.targets.fpga.rtl.chain import (
     DEFAULT_MAX_LANES,
@@ -189,14 +190,16 @@ def check_bundle_tables(directory: Path) -> None:
 
 def build(tables_dir: Path, max_lanes: int = DEFAULT_MAX_LANES, build_root: Path | None = None,
           simulator: str | None = tools.SIMULATORS[0], membranes: bool = False,
-          weights: str = weight_memory.ROM) -> Built:
+          weights: str = weight_memory.ROM, schedule: str | None = None) -> Built:
     """Generate and compile the design of the tables in ``tables_dir`` (checked against the
     bundle there, if any: :func:`check_bundle_tables`), with a one-network simulation bench
     (``simulator`` None: generate it, compile nothing; ``membranes``: its recorder reads every
-    layer's membranes; ``weights``: ROMs, or the SPRAM the driver loads through the load port)."""
+    layer's membranes; ``weights``: ROMs, or the SPRAM the driver loads through the load port;
+    ``schedule``: the phases' layers at once or one after another, None: the build's default,
+    :func:`~hardware.targets.fpga.rtl.network.chain_from_tables`)."""
     start = time.perf_counter()
     check_bundle_tables(Path(tables_dir))
-    chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes, weights)  # refuses what the RTL cannot run
+    chain = chain_from_tables(read_tables(Path(tables_dir)), max_lanes, weights, schedule)  # refuses what the RTL lacks
     if simulator is not None:
         check_tools(simulator)
     root = Path(build_root) if build_root is not None else default_build_root()
@@ -230,9 +233,9 @@ def _frames(chain: Chain, inputs: np.ndarray) -> np.ndarray:
 
 
 def step_cycle_limit(chain: Chain) -> int:
-    """A generous bound on one step's cycles (every source value of every edge an event with
-    every tap, plus every word fetched and updated, twice over): the driver's watchdog against a
-    hung design."""
+    """A generous bound on one phase's cycles (every layer's step, every source value of every
+    edge an event with every tap, plus every word fetched and updated, twice over): the driver's
+    watchdog against a hung design."""
     total = 0
     for layer in chain.layers:
         for edge in layer.edges:
@@ -248,7 +251,7 @@ def _job(chain: Chain, frames: np.ndarray, prefix: str, membranes: bool, path: P
     np.savez(path, inputs=frames, timesteps=chain.timesteps, membrane_bits=chain.arithmetic.membrane_bits,
              words=np.array([L.words for L in layers]), lanes=np.array([L.lanes for L in layers]),
              readout=np.array([L.readout for L in layers]), step_cycle_limit=step_cycle_limit(chain),
-             prefix=np.str_(prefix), membranes=membranes,
+             prefix=np.str_(prefix), membranes=membranes, phases=chain.phases, trace_delay=delay(chain),
              weight_words=weight_memory.load_words(chain) if chain.weight_memory == weight_memory.SPRAM
              else np.zeros(0, np.uint16))
 
@@ -393,16 +396,21 @@ def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) ->
     readout[:, -1] = final
     counts = out["counts"].sum(axis=0)  # (layers, [spikes, clipped])
     saturation = {L.name: {"a_wrap": 0, "u_wrap": 0, "v_clip": int(counts[k, 1])} for k, L in enumerate(layers)}
-    step = out["step_cycles"]
+    step = out["step_cycles"]  # (B, phases)
+    per_step = step.sum(axis=1) / chain.timesteps  # a sample's phases over its steps
     stats = {
-        "cycles_per_timestep": float(step.mean()),
-        "cycles_per_timestep_min": int(step.min()),
-        "cycles_per_timestep_max": int(step.max()),
+        "cycles_per_timestep": float(per_step.mean()),
+        "cycles_per_timestep_min": float(per_step.min()),
+        "cycles_per_timestep_max": float(per_step.max()),
+        "cycles_per_phase_max": int(step.max()),
+        "phases_per_sample": chain.phases,
+        "schedule": chain.schedule,
         "cycles": int(step.sum()),
         "cycles_per_layer": {L.name: float(out["layer_cycles"][:, :, k].mean()) for k, L in enumerate(layers)},
         "host_cycles_per_sample": float((out["sample_cycles"] - step.sum(axis=1)).mean()),
         "lanes": {L.name: L.lanes for L in layers},
-        "cycles_measured_by": f"{TOP}.step_cycles: from a step's start to its last layer's done",
+        "cycles_measured_by": f"{TOP}.step_cycles: from a phase's start to its last layer's done, summed over "
+                              "a sample's phases",
         **stats,
     }
     run = IntegerRun(spikes=spikes, readout=readout, saturation=saturation, stats=stats)
@@ -411,18 +419,20 @@ def _rtl_run(chain: Chain, out: dict[str, np.ndarray], stats: dict[str, Any]) ->
 
 def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int] = DEFAULT_MAX_LANES,
              build_root: Path | None = None, membranes: bool = False,
-             simulator: str = tools.SIMULATORS[0], weights: str = weight_memory.ROM) -> list[RtlRun]:
+             simulator: str = tools.SIMULATORS[0], weights: str = weight_memory.ROM,
+             schedule: str | None = None) -> list[RtlRun]:
     """Simulate several networks (``(tables directory, inputs)`` pairs) in one simulator run;
     ``max_lanes``: one value, or one per network; ``membranes``: record every layer's membranes,
     not just the readout's; ``simulator``: ``verilator`` or ``icarus``; ``weights``: ``rom``, or
-    ``spram`` (the UP5K build: the driver loads the weights through the load port first)."""
+    ``spram`` (the UP5K build: the driver loads the weights through the load port first);
+    ``schedule``: ``pipelined`` or ``serial`` (None: the build's default, :func:`build`)."""
     lanes = [max_lanes] * len(networks) if isinstance(max_lanes, int) else list(max_lanes)
     if len(lanes) != len(networks):
         raise ValueError(f"{len(lanes)} max_lanes values for {len(networks)} networks")
     check_tools(simulator)
     several = sum(1 for _, inputs in networks if len(inputs)) > 1
-    built = [build(Path(d), m, build_root, None if several else simulator, membranes, weights)  # several: one bench
-             for (d, _), m in zip(networks, lanes, strict=True)]
+    built = [build(Path(d), m, build_root, None if several else simulator,  # several: one bench
+                   membranes, weights, schedule) for (d, _), m in zip(networks, lanes, strict=True)]
     frames = [_frames(b.chain, inputs) for b, (_, inputs) in zip(built, networks, strict=True)]
     todo = [i for i, f in enumerate(frames) if len(f)]
     runs = [RtlRun(_empty_run(b.chain)) for b in built]
@@ -454,16 +464,18 @@ def simulate(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int]
 
 def run_rtl_many(networks: list[tuple[Path, np.ndarray]], max_lanes: int | list[int] = DEFAULT_MAX_LANES,
                  build_root: Path | None = None, simulator: str = tools.SIMULATORS[0],
-                 weights: str = weight_memory.ROM) -> list[IntegerRun]:
+                 weights: str = weight_memory.ROM, schedule: str | None = None) -> list[IntegerRun]:
     """:func:`run_rtl` for several networks (``(tables directory, inputs)`` pairs) in one simulator run."""
-    return [r.run for r in simulate(networks, max_lanes, build_root, simulator=simulator, weights=weights)]
+    return [r.run for r in simulate(networks, max_lanes, build_root, simulator=simulator, weights=weights,
+                                    schedule=schedule)]
 
 
 def run_rtl(bundle_dir: Path, inputs: np.ndarray, max_lanes: int = DEFAULT_MAX_LANES,
             build_root: Path | None = None, simulator: str = tools.SIMULATORS[0],
-            weights: str = weight_memory.ROM) -> IntegerRun:
+            weights: str = weight_memory.ROM, schedule: str | None = None) -> IntegerRun:
     """Run the FPGA tables in ``bundle_dir`` on encoded inputs (``(B, C, H, W)`` direct pixels or
     ``(B, T, C, H, W)`` 0/1 event frames) in the RTL simulation (``simulator``: ``verilator`` or
     ``icarus``). ``max_lanes`` caps the output channels a layer updates per cycle (1: fully serial);
-    ``weights``: ``rom`` ($readmemh ROMs) or ``spram`` (the UP5K's SPRAM, loaded through the load port)."""
-    return run_rtl_many([(Path(bundle_dir), inputs)], max_lanes, build_root, simulator, weights)[0]
+    ``weights``: ``rom`` ($readmemh ROMs) or ``spram`` (the UP5K's SPRAM, loaded through the load port);
+    ``schedule``: ``pipelined`` (a phase's layers at once) or ``serial`` (None: the build's default)."""
+    return run_rtl_many([(Path(bundle_dir), inputs)], max_lanes, build_root, simulator, weights, schedule)[0]

@@ -10,15 +10,16 @@ i's ports as ``n<i>_<port>`` with a clock enable that gives it the clock only wh
 Per network: reset; where the job holds ``weight_words`` (the SPRAM build), the weights through
 the register bus's load port (WLOAD_ADDR 0, then one WLOAD_DATA write a cycle), checking that
 WLOAD_ADDR has advanced past the last word and WLOAD_ERROR is clear; ``dbg_hold`` high (the core
-stops at every step's end); per sample: the
-input frame(s) on the input stream (event frames: frame t + 1 once step t has ended, as the core
-asks with ``tready``); at every step's end (``dbg_paused``, once the bench's recorder has read the
-core's buffers through the debug read port: ``rec_done``): the step's trace (its index and the
-hidden layers' spike counts), every hidden layer's spike words, the readout's membrane words
-(every layer's, if the job says ``membranes``) and the cycle counters from the recorder's
-tables, then ``dbg_continue``; after the last step the result stream: the class and the K final
-readout membranes. Words are split into lanes here; the backend puts the lanes into neuron
-order and checks the trace, the class and the streamed membranes against what it read.
+stops at every phase's end); per sample: the input frame(s) on the input stream (event frames:
+frame p + 1 once phase p has ended, as the core asks with ``tready``); at every phase's end
+(``dbg_paused``, once the bench's recorder has read the core's buffers through the debug read
+port: ``rec_done``): the phase's cycles, and for every layer k that ran in phase p (its step
+p - k) its spike words (hidden layers), membrane words (the readout's, or every layer's if the
+job says ``membranes``) and cycles from the recorder's tables; the trace where the phase ended a
+step of the hidden layers (its index and their spike counts); then ``dbg_continue``; after the
+last phase the result stream: the class and the K final readout membranes. Words are split into
+lanes here; the backend puts the lanes into neuron order and checks the trace, the class and the
+streamed membranes against what it read.
 
 The driver changes the design's inputs on falling clock edges; the design registers them on
 rising edges, so what the driver reads at a falling edge was registered half a cycle before.
@@ -135,7 +136,8 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     spikes = [np.zeros((batch, timesteps, w, p), np.uint8) for w, p in zip(words, lanes, strict=True)]
     membranes = {k: np.zeros((batch, timesteps, words[k], lanes[k]), np.int64) for k in range(layers) if record[k]}
     counts = np.zeros((batch, layers, 2), np.int64)  # (spikes, clipped membranes) per sample
-    step_cycles = np.zeros((batch, timesteps), np.int64)
+    phases, delay = int(job["phases"]), int(job["trace_delay"])
+    step_cycles = np.zeros((batch, phases), np.int64)  # the core's step_cycles: each phase's
     layer_cycles = np.zeros((batch, timesteps, layers), np.int64)
     sample_cycles = np.zeros(batch, np.int64)  # from the first input beat to the last result beat
     trace = np.zeros((batch, timesteps, max(hidden, 1)), np.int64)  # the trace's per-step spike counts
@@ -156,13 +158,17 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
     for b in range(batch):
         begin = get_sim_time("ns")
         await _stream_frame(clk, ports, inputs[b, 0].tolist(), limit, f"sample {b}: input tready")
-        for t in range(timesteps):
-            await _wait_high(clk, ports.rec_done, limit, f"sample {b}, step {t}: the step's end")
-            trace_steps[b, t] = int(ports.trace_step.value)
-            packed = int(ports.trace_counts.value)
-            trace[b, t] = [(packed >> (32 * k)) & 0xFFFFFFFF for k in range(trace.shape[2])]
-            step_cycles[b, t] = int(ports.rec_step_cycles.value)
+        for p in range(phases):
+            await _wait_high(clk, ports.rec_done, limit, f"sample {b}, phase {p}: the phase's end")
+            step_cycles[b, p] = int(ports.rec_step_cycles.value)
+            if delay <= p < delay + timesteps:
+                trace_steps[b, p - delay] = int(ports.trace_step.value)
+                packed = int(ports.trace_counts.value)
+                trace[b, p - delay] = [(packed >> (32 * k)) & 0xFFFFFFFF for k in range(trace.shape[2])]
             for k in range(layers):
+                t = p - k  # layer k's step in phase p
+                if not 0 <= t < timesteps:
+                    continue
                 if not readout[k]:
                     got = _table(ports, f"spk{k}", words[k], lanes[k])
                     spikes[k][b, t] = [_lanes(w, lanes[k], 1, False) for w in got]
@@ -170,15 +176,15 @@ async def _run_network(clk, ports: _Ports, job, results: str) -> None:
                     got = _table(ports, f"v{k}", words[k], lanes[k] * vbits)
                     membranes[k][b, t] = [_lanes(w, lanes[k], vbits, True) for w in got]
                 layer_cycles[b, t, k] = _table(ports, f"cyc{k}", 1, 32)[0]
-            if t == timesteps - 1:
+            if p == phases - 1:
                 for k in range(layers):
                     word = _table(ports, f"cnt{k}", 1, 64)[0]
                     counts[b, k] = (word >> 32, word & 0xFFFFFFFF)
             ports.dbg_continue.value = 1
             await FallingEdge(clk)
             ports.dbg_continue.value = 0
-            if t < timesteps - 1 and inputs.shape[1] > 1:
-                await _stream_frame(clk, ports, inputs[b, t + 1].tolist(), limit, f"sample {b}, frame {t + 1}")
+            if p + 1 < timesteps and inputs.shape[1] > 1:
+                await _stream_frame(clk, ports, inputs[b, p + 1].tolist(), limit, f"sample {b}, frame {p + 1}")
         streamed[b] = await _result(clk, ports, 1 + classes, limit, f"sample {b}: result stream")
         sample_cycles[b] = round((get_sim_time("ns") - begin) / PERIOD_NS)
 

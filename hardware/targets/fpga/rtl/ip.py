@@ -173,7 +173,7 @@ def sample_cycle_limit(chain: Chain) -> int:
     from hardware.targets.fpga.rtl.backend import step_cycle_limit
 
     frames = chain.timesteps if chain.per_step else 1
-    return chain.timesteps * step_cycle_limit(chain) + 8 * frames * chain.input_words + 1000
+    return chain.phases * step_cycle_limit(chain) + 8 * frames * chain.input_words + 1000
 
 
 def params_vh(chain: Chain) -> str:

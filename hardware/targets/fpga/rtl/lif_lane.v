@@ -8,7 +8,8 @@
 //                                  RAM at `issue` (weight_ram.v), in the cycle w_q would be
 //   bias    OG x BIAS_BITS         ROM, $readmemh(BIAS_PREFIX.laneNNN.mem)
 //   v       OUT_WORDS x V_BITS     membranes
-//   spikes  OUT_WORDS x 1          the step's spikes (SPIKE_BUFFER = 1; not for the readout)
+// (the step's spikes leave on `spike` as upd_we writes the membranes: the top keeps them in its
+// banked spike buffers, lsg_chain_top)
 // Accumulate, a read-modify-write in three stages, one adder or one multiply deep each:
 //   issue:   w_q <= w[w_raddr]
 //   a_valid: prod <= w_q * a_val (a spike's x is 1: prod <= w_q), and acc_q <= acc[acc_raddr];
@@ -18,7 +19,7 @@
 //            written in the previous cycle (a read issued in that cycle missed it).
 // Update: upd_valid hands (v_q, acc_q, bias_q) to the lif_neuron (stage 1; the layer clears acc
 // there in the same cycle: acc_we without b_valid writes 0), upd_sum is its stage 2, and upd_we
-// writes its v_new and spike at upd_addr two cycles after upd_valid.
+// writes its v_new at upd_addr two cycles after upd_valid (its spike on `spike` then).
 // The memories sit in one clocked block with the enables checked in order (only `en`, then only
 // the accumulation's or only the other enables): synthesis infers each memory by itself, and
 // Icarus, which spends most of its time loading signals, runs an idle lane at one load a cycle.
@@ -43,7 +44,7 @@ module lif_lane #(
     parameter W_AW = 1,
     parameter OG = 1,
     parameter B_AW = 1,
-    parameter SPIKE_BUFFER = 1,  // 0: the readout (no spike buffer, and its neuron never fires)
+    parameter FIRES = 1,  // 0: the readout (its neuron never fires)
     parameter LANE = 0,
     parameter WEIGHT_PREFIX = "",  // the weights are WEIGHT_PREFIX.laneNNN.mem, NNN = LANE in 3 digits
     parameter BIAS_PREFIX = "",
@@ -72,12 +73,8 @@ module lif_lane #(
     input  wire              upd_valid,   // neuron stage 1: v_q, acc_q, bias_q hold a word's operands
     input  wire              first,       // with upd_valid: the membranes start at 0
     input  wire              upd_sum,     // neuron stage 2
-    input  wire              upd_we,      // write v_new and the spike at upd_addr
+    input  wire              upd_we,      // write v_new at upd_addr (the spike is on `spike`)
     input  wire [OUT_AW-1:0] upd_addr,
-    // spike buffer read port
-    input  wire              spk_re,
-    input  wire [OUT_AW-1:0] spk_raddr,
-    output reg               spk_q,
     output reg  [V_BITS-1:0] v_q,
     output wire              spike,
     output wire              clipped
@@ -88,7 +85,6 @@ module lif_lane #(
     reg [W_BITS-1:0]    w_mem [0:W_WORDS-1];
     reg [BIAS_BITS-1:0] bias_mem [0:OG-1];
     reg [V_BITS-1:0]    v_mem [0:OUT_WORDS-1];
-    reg                 spk_mem [0:OUT_WORDS-1];
     reg [ACC_BITS-1:0]  acc_q, fw_data;
     reg [W_BITS-1:0]    w_q;
     reg signed [PROD_BITS-1:0] prod;
@@ -111,7 +107,7 @@ module lif_lane #(
     wire [V_BITS-1:0] v_new;
     lif_neuron #(.V_BITS(V_BITS), .ACC_BITS(ACC_BITS), .BIAS_BITS(BIAS_BITS), .DECAY_MULTIPLY(DECAY_MULTIPLY),
                  .FRAC(FRAC), .HALF_UP(HALF_UP), .NO_DECAY_CODE(NO_DECAY_CODE), .DECAY_CODE(DECAY_CODE),
-                 .VTH(VTH), .FIRES(SPIKE_BUFFER)) u_neuron (
+                 .VTH(VTH), .FIRES(FIRES)) u_neuron (
         .clk(clk), .in_valid(upd_valid), .first(first), .v_old(v_q), .acc(acc_q), .bias(bias_q),
         .sum_valid(upd_sum), .v_new(v_new), .spike(spike), .clipped(clipped));
 
@@ -134,13 +130,9 @@ module lif_lane #(
             if (accumulate) begin  // (the checks below cannot fire while the layer accumulates)
                 if (WEIGHT_EXT == 0 && issue) w_q <= w_mem[w_raddr];
             end else begin
-                if (upd_we) begin
-                    v_mem[upd_addr] <= v_new;
-                    if (SPIKE_BUFFER != 0) spk_mem[upd_addr] <= spike;
-                end
+                if (upd_we) v_mem[upd_addr] <= v_new;
                 if (upd_re) bias_q <= bias_mem[bias_raddr];
                 if (v_re) v_q <= v_mem[v_raddr];
-                if (SPIKE_BUFFER != 0 && spk_re) spk_q <= spk_mem[spk_raddr];
             end
         end
     end

@@ -2,7 +2,8 @@
 // per cycle (one lif_lane each), fed by EDGES synaptic edges (a residual add: several edges into
 // one node; lif_edge.v scans each edge's source).
 //
-// One time step, started by `go` once every source holds its outputs of the same step:
+// One time step, started by `go` once every source holds its outputs of that step (the top's
+// banked buffers keep them while the sources run later steps: lsg_chain_top):
 //
 //   1. accumulate: the edges one after another (edge_go, until its edge_active falls), each
 //      edge's taps (lif_edge.v: one accumulator word, one weight word and the event's value per
@@ -14,12 +15,12 @@
 //   2. update: one pass over the accumulator words through every lane's lif_neuron (decay,
 //      bias, saturation, threshold, reset), one word a cycle into the neuron's pipeline: read,
 //      stage 1 (ub_*; the accumulator word is cleared for the next step), stage 2 (us_*), write of
-//      membranes and the spike buffer (uw_*; the consumers' source), then the counters (a
-//      popcount stage, an add stage).
-//   `done` pulses when the spike buffer and the counters hold the step's results.
+//      the membranes and of the spike word on spk_we/spk_waddr/spk_wdata (uw_*; the top's spike
+//      buffers, its consumers' source), then the counters (a popcount stage, an add stage).
+//   `done` pulses when the spike buffers and the counters hold the step's results.
 //
 // Layouts (word address; lane p; LANES divides OC; lane p of group og is channel og*LANES + p):
-//   accumulator, membranes, spikes: conv (og*OH + oy)*OW + ox; dense og
+//   accumulator, membranes, spike words: conv (og*OH + oy)*OW + ox; dense og
 //   weights (lane p's WEIGHT_PREFIX.laneNNN.mem): the edges' words one after another (lif_edge.v
 //     gives each edge's base and order); with one edge and LANES = 1 the export's row-major
 //     (O, C, KH, KW) / (N, F) .mem file as it is; WEIGHT_EXT = 1: no ROM, the same addresses
@@ -66,6 +67,7 @@ module lif_layer #(
     input  wire                            rst,
     input  wire                            go,
     input  wire                            first_step,  // sampled with go: membranes start at 0
+    input  wire                            clear,       // a sample starts: the counters restart from 0
     output wire                            ready,
     output wire                            done,
     // the edges
@@ -75,15 +77,15 @@ module lif_layer #(
     input  wire [EDGES*OUT_AW-1:0]         tap_addr_e,
     input  wire [EDGES*W_AW-1:0]           tap_w_e,
     input  wire [EDGES*XB-1:0]             tap_val_e,
-    // this layer's spike buffer (its consumers' source, or the host between steps)
-    input  wire                            spk_re,
-    input  wire [OUT_AW-1:0]               spk_raddr,
-    output wire [LANES-1:0]                spk_rdata,
+    // the step's spikes, one word a cycle in the update pass (for the top's spike buffers)
+    output wire                            spk_we,
+    output wire [OUT_AW-1:0]               spk_waddr,
+    output wire [LANES-1:0]                spk_wdata,
     // membranes, for the host between steps
     input  wire                            v_re,
     input  wire [OUT_AW-1:0]               v_raddr,
     output wire [LANES*V_BITS-1:0]         v_rdata,
-    // since the last go with first_step: spikes fired and membranes clipped
+    // since the last clear: spikes fired and membranes clipped
     output reg  [31:0]                     spike_count,
     output reg  [31:0]                     clip_count,
     // WEIGHT_EXT: the weight read (address in this layer's weight words, every edge's, lane layout
@@ -135,7 +137,7 @@ module lif_layer #(
     wire              acc_we = b_valid || ub_valid || clearing;
     wire [OUT_AW-1:0] acc_waddr = b_valid ? b_addr : ub_valid ? ub_addr : clr_addr;
     wire [OUT_AW-1:0] acc_raddr = updating ? u_addr : a_addr;
-    wire              lanes_en = (state != S_IDLE) || spk_re || v_re;
+    wire              lanes_en = (state != S_IDLE) || v_re;
     wire              lanes_accumulate = accumulating || a_valid || b_valid;
     wire              acc_re = a_valid || updating;
     wire              upd_busy = ub_valid || us_valid || uw_valid || cnt_valid;  // pop_valid: its last cycle
@@ -151,7 +153,7 @@ module lif_layer #(
                        .DECAY_MULTIPLY(DECAY_MULTIPLY), .FRAC(FRAC), .HALF_UP(HALF_UP),
                        .NO_DECAY_CODE(NO_DECAY_CODE), .DECAY_CODE(DECAY_CODE), .VTH(VTH), .XB(XB),
                        .OUT_WORDS(OUT_WORDS), .OUT_AW(OUT_AW), .W_WORDS(W_WORDS), .W_AW(W_AW), .OG(OG),
-                       .B_AW(B_AW), .SPIKE_BUFFER(READOUT == 0),
+                       .B_AW(B_AW), .FIRES(READOUT == 0),
                        .LANE(gp), .WEIGHT_PREFIX(WEIGHT_PREFIX), .BIAS_PREFIX(BIAS_PREFIX),
                        .WEIGHT_EXT(WEIGHT_EXT)) u_lane (
                 .clk(clk), .en(lanes_en), .acc_re(acc_re), .acc_raddr(acc_raddr), .acc_we(acc_we),
@@ -160,11 +162,13 @@ module lif_layer #(
                 .w_ext(w_rdata[gp*W_BITS +: W_BITS]),
                 .upd_re(updating), .bias_raddr(u_og), .v_re(lanes_v_re), .v_raddr(lanes_v_raddr),
                 .upd_valid(ub_valid), .first(first_q), .upd_sum(us_valid), .upd_we(uw_valid), .upd_addr(uw_addr),
-                .spk_re(spk_re), .spk_raddr(spk_raddr), .spk_q(spk_rdata[gp]),
                 .v_q(v_q[gp*V_BITS +: V_BITS]), .spike(spikes[gp]), .clipped(clipped[gp]));
         end
     endgenerate
     assign v_rdata = v_q;
+    assign spk_we = uw_valid && READOUT == 0;
+    assign spk_waddr = uw_addr;
+    assign spk_wdata = spikes;
 
     function [31:0] popcount;
         input [LANES-1:0] bits;
@@ -193,7 +197,11 @@ module lif_layer #(
             cur_edge <= 0;  // its edge's issue drives the pipeline from the clearing on
             spike_count <= 0;
             clip_count <= 0;
-        end else if (state != S_IDLE || go) begin  // idle cycles touch nothing
+        end else if (state != S_IDLE || go || clear) begin  // idle cycles touch nothing
+            if (clear) begin  // (a sample's first phase starts; the layer is idle: no count is being added)
+                spike_count <= 0;
+                clip_count <= 0;
+            end
             a_valid <= issue;
             a_addr <= tap_addr;
             a_val <= ev_val;
@@ -226,12 +234,8 @@ module lif_layer #(
                     clr_addr <= clr_addr + 1'b1;
                     if (clr_addr == OUT_WORDS - 1) state <= S_IDLE;
                 end
-                S_IDLE: begin  // go
+                S_IDLE: if (go) begin
                     first_q <= first_step;
-                    if (first_step) begin
-                        spike_count <= 0;
-                        clip_count <= 0;
-                    end
                     cur_edge <= 0;
                     launch <= 1'b1;
                     state <= S_ACC;

@@ -18,6 +18,10 @@ from hardware.targets.fpga.rtl import weight_memory
 from hardware.targets.fpga.tables import Tables
 
 DEFAULT_MAX_LANES = 32
+#: how a phase runs its layers (:class:`Chain`): all at once, or one after another (the SPRAM
+#: build, whose one weight RAM port the layers share)
+PIPELINED, SERIAL = "pipelined", "serial"
+SCHEDULES = (PIPELINED, SERIAL)
 
 
 class RtlUnsupported(BundleError):
@@ -126,7 +130,22 @@ class Layer:
 @dataclass(frozen=True)
 class Chain:
     """The network as the RTL runs it: a chain or any graph of the manifest (the name is the
-    design's first form); its layers are the nodes in topological order."""
+    design's first form); its layers are the nodes in topological order.
+
+    The layers run as a wavefront of T + L - 1 phases per sample (L layers): in phase p, layer k
+    runs its step p - k (when 0 <= p - k < T), so the layers of consecutive steps work at the same
+    time and a phase costs about the slowest layer's cycles (``schedule`` pipelined), or run one
+    after another within the phase (serial: the SPRAM build, whose single weight port they share).
+
+    An edge from layer i into layer k reads, in phase p, i's spikes of step p - k, which layer i
+    wrote d = k - i phases earlier, while i keeps writing one newer step a phase. So every edge
+    reads its own copy of its source's spikes with d + 1 banks (:meth:`banks`): a chain edge
+    ping-pongs between two, a skip edge over s nodes keeps s + 2. Copies rather than one shared
+    buffer because the readers of one source run at the same time; banks rather than delaying the
+    consumer because a spike bank costs one bit per neuron while the wavefront stays one phase per
+    layer. Event-frame input works the same way: the host writes frame p + 1 after phase p, so an
+    edge from the input into layer k keeps k + 1 frames (a direct image: one).
+    """
 
     arithmetic: Arithmetic
     timesteps: int
@@ -137,10 +156,27 @@ class Chain:
     #: where the weights live: ROMs in the lanes (``rom``) or the UP5K's SPRAM, loaded at boot
     #: (``spram``; :mod:`hardware.targets.fpga.rtl.weight_memory`)
     weight_memory: str = weight_memory.ROM
+    schedule: str = PIPELINED
 
     @property
     def input_words(self) -> int:
         return math.prod(self.input_shape)
+
+    @property
+    def phases(self) -> int:
+        """Phases per sample: T + L - 1 (the last layer runs step T - 1 in the last)."""
+        return self.timesteps + len(self.layers) - 1
+
+    def index(self, name: str) -> int:
+        return next(k for k, layer in enumerate(self.layers) if layer.name == name)
+
+    def banks(self, source: str, reader: int) -> int:
+        """Banks of the copy of ``source``'s outputs that layer ``reader`` reads (the class's
+        docstring says why): its distance in layers plus one; the input's frames: reader + 1,
+        a direct image: 1."""
+        if source == INPUT:
+            return reader + 1 if self.per_step else 1
+        return reader - self.index(source) + 1
 
     def readers(self, source: str) -> list[tuple[int, int]]:
         """``(layer, edge)`` indices of every edge that reads ``source``, in the order they run."""
@@ -216,14 +252,23 @@ def _edge(e: dict[str, Any], source_words: tuple[int, int, int, int, int], table
                 weight=np.asarray(tables.weights[e["name"]], np.int64), weight_file=e["weight"]["file"], base=base)
 
 
-def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES, weights: str = weight_memory.ROM) -> Chain:
+def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES, weights: str = weight_memory.ROM,
+                      schedule: str | None = None) -> Chain:
     """The network the manifest describes (a chain or any graph: nodes fed by several edges,
     edges that skip nodes, event-frame input); :class:`RtlUnsupported` for what the RTL cannot run.
-    ``weights``: ``rom`` or ``spram`` (:mod:`hardware.targets.fpga.rtl.weight_memory`)."""
+    ``weights``: ``rom`` or ``spram`` (:mod:`hardware.targets.fpga.rtl.weight_memory`);
+    ``schedule``: ``pipelined`` or ``serial`` (:class:`Chain`; None: pipelined for ROMs, serial
+    for the SPRAM, whose one port the layers cannot share at once)."""
     if max_lanes < 1:
         raise ValueError(f"max_lanes must be at least 1, got {max_lanes}")
     if weights not in weight_memory.WEIGHT_MEMORIES:
         raise ValueError(f"weights must be one of {', '.join(weight_memory.WEIGHT_MEMORIES)}, got {weights!r}")
+    schedule = schedule or (SERIAL if weights == weight_memory.SPRAM else PIPELINED)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == PIPELINED and weights == weight_memory.SPRAM:
+        raise RtlUnsupported("the SPRAM build runs its layers one after another (serial): they share one weight "
+                             "RAM port")
     m = tables.manifest
     arithmetic = arithmetic_from_manifest(_get(m, "profile"))
     spec = _get(m, "input")
@@ -260,7 +305,8 @@ def chain_from_tables(tables: Tables, max_lanes: int = DEFAULT_MAX_LANES, weight
             raise BundleError(f"FPGA tables manifest: node {layer.name} reads {late[0]}, which comes after it")
         done.add(layer.name)
     chain = Chain(arithmetic=arithmetic, timesteps=int(_get(m, "timesteps")), input_shape=input_shape,
-                  per_step=per_step, input_max=int(spec["max"]), layers=tuple(layers), weight_memory=weights)
+                  per_step=per_step, input_max=int(spec["max"]), layers=tuple(layers), weight_memory=weights,
+                  schedule=schedule)
     if weights == weight_memory.SPRAM:
         weight_memory.plan(chain)  # refuses weights that do not fit
     return chain
