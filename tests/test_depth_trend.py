@@ -75,3 +75,37 @@ def test_the_figure_has_one_line_per_epoch_in_both_panels():
     assert [t.get_text() for t in beta.get_legend().get_texts()] == ["epoch 1", "epoch 2 (rho +1.00)",
                                                                     "epoch 3 (rho +1.00)"]
     plt.close(fig)
+
+
+def test_a_deep_runs_figures_are_written_with_layers_coloured_by_depth(tmp_path):
+    """A 22-layer run (past the 20 layers a legend can name) drawn from its files alone: every
+    figure written, the per-layer lines coloured along one sequential map with a colour bar."""
+    import io
+
+    import numpy as np
+
+    from training import plots
+
+    layers = [f"conv{i}" for i in range(1, 22)] + ["fc1"]
+    diagnostics = [{"epoch": e, "layer": name, "beta": 0.2 + 0.01 * e * i, "alpha": 1.0 + 0.01 * e * i,
+                    "in_window": 0.4} for e in (1, 2) for i, name in enumerate(layers)]
+    (tmp_path / "diagnostics.csv").write_text(csv_text(diagnostics))
+    (tmp_path / "metrics.csv").write_text(csv_text([{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5,
+                                                     "test_loss": 1.1 / e, "test_accuracy": 0.4} for e in (1, 2)]))
+    buffer = io.BytesIO()
+    edges = np.linspace(-2.0, 2.0, 9)
+    np.savez(buffer, layers=np.array(layers), counts=np.ones((len(layers), 8), dtype=np.int64),
+             beta=np.full(len(layers), 0.2), edges=edges, v_th=0.5, epoch=2)
+    (tmp_path / "membranes.npz").write_bytes(buffer.getvalue())
+    paths = plots.draw(tmp_path)
+    assert [p.name for p in paths] == list(plots.NAMES) and "fig67_depth.png" in plots.NAMES
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+    import matplotlib.pyplot as plt
+
+    fig = plots.layer_lines(plt, list(csv.DictReader(csv_text(diagnostics).splitlines())), "beta", "beta", "t")
+    main, bar = fig.axes
+    colours = [tuple(line.get_color()) for line in main.get_lines()]
+    assert len(set(colours)) == len(layers) and main.get_legend() is None
+    assert "22 = fc1" in bar.get_ylabel()
+    plt.close(fig)

@@ -62,7 +62,7 @@ def layer_colours(n: int) -> list:
 MOST_NAMED_LAYERS = 20
 
 
-def _layer_lines(plt, rows, key: str, ylabel: str, title: str, path: Path) -> None:
+def layer_lines(plt, rows, key: str, ylabel: str, title: str):
     """One line per layer against epoch: a named colour each and a legend, or, past
     :data:`MOST_NAMED_LAYERS` (deep plain stacks), a sequential colour by depth and a colour bar."""
     from matplotlib import colormaps
@@ -86,8 +86,7 @@ def _layer_lines(plt, rows, key: str, ylabel: str, title: str, path: Path) -> No
     else:
         ax.legend(fontsize=7, ncol=2)
     fig.subplots_adjust(bottom=0.13)  # room for the x label
-    _save(fig, path)
-    plt.close(fig)
+    return fig
 
 
 def draw(run: Path) -> list[Path]:
@@ -147,10 +146,12 @@ def draw(run: Path) -> list[Path]:
     _save(fig, paths[1])
     plt.close(fig)
 
-    _layer_lines(plt, diagnostics, "in_window", "fraction of membranes", "inside the gradient window |u - v_th| < "
-                 "alpha/2", paths[2])
-    _layer_lines(plt, diagnostics, "alpha", "alpha", "surrogate width per layer", paths[3])
-    _layer_lines(plt, diagnostics, "beta", "beta", "decay per layer", paths[4])
+    for path, (key, ylabel, title) in zip(paths[2:5], (
+            ("in_window", "fraction of membranes", "inside the gradient window |u - v_th| < alpha/2"),
+            ("alpha", "alpha", "surrogate width per layer"), ("beta", "beta", "decay per layer")), strict=True):
+        fig = layer_lines(plt, diagnostics, key, ylabel, title)
+        _save(fig, path)
+        plt.close(fig)
     fig = depth_trend.figure(plt, diagnostics, "Figs. 6 and 7 against depth: each layer's decay and surrogate "
                              "width, one line per epoch")
     _save(fig, paths[5])
