@@ -152,8 +152,8 @@ def figure_png(run: dict[str, Any]) -> bytes:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     c = run["config"]
     folds = f", {run['folds']}-fold" if run["folds"] else ""
-    fig.suptitle(f"{c['arch']} on {c['dataset']}, T={c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
-                 f"{counted(len(run['seeds']), 'seed')}"
+    fig.suptitle(f"{c['arch']}{_width(c)} on {c['dataset']}, T={c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
+                 f"{counted(len(run['seeds']), 'seed')}{_lr_b(c)}"
                  f"{folds}\n* differs from LSG: sign-flip p < {ablation_stats.ALPHA:g}", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     buffer = io.BytesIO()
