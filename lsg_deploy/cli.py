@@ -19,9 +19,9 @@ from lsg_deploy.errors import UsageError
 from lsg_deploy.simulate import ALL, CHUNK
 
 #: train's flags that override config keys of the same name
-TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "seed", "loss",
-               "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "normalize", "device", "precision",
-               "workers", "neuron_impl", "dvs_frames", "dvs_slice_ms")
+TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "lr_b_scale",
+               "seed", "loss", "optimizer", "weight_decay", "data_dir", "verify_data", "cutout", "normalize", "device",
+               "precision", "workers", "neuron_impl", "dvs_frames", "dvs_slice_ms")
 
 
 DATA_DIR_HELP = "where a file dataset's files are now, if not where the model was trained on them"
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("--batch-size", type=int, help="samples per step (default 64; CIFAR 128)")
     setting.add_argument("--lr", type=float, help="learning rate, cosine-annealed (default 2e-3 with Adam; CIFAR "
                          "0.1 with SGD); at most 10")
+    setting.add_argument("--lr-b-scale", type=float, help="the LIF decay parameters b train at lr times this "
+                         "(default 1: one lr for all); larger lets beta, and LSG's width, move in a short run")
     setting.add_argument("--loss", choices=("ce", "tet"), help="ce: cross-entropy of the readout averaged over T "
                          "(default); tet: per-step cross-entropy plus 1e-3 MSE (Deng et al. 2022)")
     setting.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam; sgd uses momentum (config key)")

@@ -234,3 +234,21 @@ def test_the_headings_count_epochs_and_seeds_in_words():
            "tables": {"1": ["lsg"]}, "rows": {"lsg": row}}
     text = markdown(run)
     assert ", 1 epoch, adam" in text and "over 1 seed (min-max)" in text
+    wide = markdown({**run, "config": TrainConfig(epochs=1, arch="resnet19", width=0.125, lr_b_scale=10.0).to_dict()})
+    assert wide.startswith("# Ablation: resnet19 at width 0.125 on digits, T = 4, 1 epoch, adam lr 0.002 (decays b at "
+                           "10x), seeds 0")
+    assert text.startswith("# Ablation: digits-cnn on digits, T = 4, 1 epoch, adam lr 0.002, seeds 0")
+
+
+def test_the_beta_moving_recipe_builds_resnet19_at_an_eighth_with_its_decays_at_10x_lr():
+    from pathlib import Path
+
+    from training.config import TrainConfig
+    from training.loop import make_optimizer
+    from training.models import build_model
+
+    config = TrainConfig.from_toml(Path(__file__).parent.parent / "recipes" / "ablation-digits-resnet19-w8-lrb10.toml")
+    model = build_model(config, (1, 8, 8), 10)
+    assert (config.arch, config.width, len(model.lif_layers())) == ("resnet19", 0.125, 18)
+    assert model.blocks["stem"].conv.out_channels == 16
+    assert [g["lr"] for g in make_optimizer(config, model).param_groups] == [0.002, pytest.approx(0.02)]

@@ -85,6 +85,8 @@ CASES = [
     # train: non-finite floats
     Case("train-cli-lr-nan", train("--lr", "nan"), ("lr",)),
     Case("train-cli-lr-inf", train("--lr", "inf"), ("lr",)),
+    Case("train-cli-lr-b-scale-nan", train("--lr-b-scale", "nan"), ("lr_b_scale",)),
+    Case("train-cli-lr-b-scale-zero", train("--lr-b-scale", "0"), ("lr_b_scale must be positive",)),
     Case("train-cli-alpha-nan", train("--alpha", "nan"), ("alpha",)),
     Case("train-toml-v-th-inf", toml(v_th="inf"), ("v_th",)),
     Case("train-toml-alpha-nan", toml(alpha="nan"), ("alpha",)),

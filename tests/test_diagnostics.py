@@ -1,6 +1,6 @@
 """The paper's diagnostics: the membranes the probe sees are the neuron's, the statistics are
 computed from them as documented, measuring changes nothing, and a run writes the CSV files,
-the TensorBoard scalars and the five figures."""
+the TensorBoard scalars and the six figures (beta and width against depth among them)."""
 
 from __future__ import annotations
 

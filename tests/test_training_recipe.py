@@ -91,3 +91,28 @@ def test_train_cli_with_sgd_and_tet(tmp_path):
     _, doc = load_checkpoint(out / "model.pt")
     assert doc["config"]["optimizer"] == "sgd" and doc["config"]["tet_lambda"] == 1e-3
     assert doc["metrics"][-1]["test_accuracy"] > 0.8  # the paper's lr 0.1 learns the digits in two epochs
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_decay_parameters_train_at_lr_times_lr_b_scale(optimizer):
+    """The b group's learning rate is scaled, also under the cosine schedule; the rest keep lr."""
+    config = TrainConfig(optimizer=optimizer, lr=0.01, lr_b_scale=10.0, epochs=4)
+    model = build_model(config, (1, 8, 8), 10)
+    optimizer_ = make_optimizer(config, model)
+    assert [g["lr"] for g in optimizer_.param_groups] == [0.01, pytest.approx(0.1)]
+    assert {id(p) for p in optimizer_.param_groups[1]["params"]} == _decay_params(model)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer_, T_max=config.epochs)
+    schedule.step()
+    low, high = (g["lr"] for g in optimizer_.param_groups)
+    assert high == pytest.approx(10 * low) and low < 0.01
+    on = TrainConfig(optimizer=optimizer, lr=0.01, lr_b_scale=10.0, weight_decay=1e-3, weight_decay_b=True)
+    groups = make_optimizer(on, build_model(on, (1, 8, 8), 10)).param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(0.01, 1e-3), (pytest.approx(0.1), 1e-3)]
+
+
+def test_lr_b_scale_is_checked():
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="lr_b_scale must be positive"):
+            TrainConfig(lr_b_scale=bad)
+    with pytest.raises(ValueError, match="lr_b_scale"):
+        TrainConfig(lr=1.0, lr_b_scale=20.0)

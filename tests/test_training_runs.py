@@ -201,3 +201,23 @@ def test_device_choice(tmp_path, capsys):
     assert main(["train", "--device", "tpu", "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
     assert "device must be one of auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_with_its_decays_at_a_scaled_lr_passes_the_resume_checks(digits, tmp_path):
+    """The decays' group starts at lr * lr_b_scale: its saved state is accepted as the config's, and
+    one whose decay group claims the weights' lr is refused, naming the group."""
+    import copy
+
+    from training.checkpoint import CheckpointError, check_resume
+
+    train, test, classes = digits
+    config = TrainConfig(timesteps=2, channels=(4, 8), hidden=16, epochs=2, batch_size=256, lr_b_scale=10.0)
+    saved = []
+    fit(config, train, test, classes, on_epoch=lambda e: saved.append(e.resume()) if e.row["epoch"] == 1 else None)
+    path = tmp_path / "train_state.pt"
+    check_resume(path, saved[0], config, classes, (1, 8, 8), classes)
+    assert [g["initial_lr"] for g in saved[0].optimizer["param_groups"]] == [config.lr, pytest.approx(10 * config.lr)]
+    tampered = copy.deepcopy(saved[0])
+    tampered.optimizer["param_groups"][1]["initial_lr"] = config.lr
+    with pytest.raises(CheckpointError, match="group 1: initial_lr must be the config's lr for the group"):
+        check_resume(path, tampered, config, classes, (1, 8, 8), classes)

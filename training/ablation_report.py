@@ -46,12 +46,24 @@ def versus_cell(v: dict[str, Any] | None) -> tuple[str, str, str]:
             "**yes**" if v["significant"] else "no")
 
 
+def _width(config: dict[str, Any]) -> str:
+    """The heading's note of a width other than 1 (``resnet19 at width 0.125``)."""
+    return "" if config.get("width", 1.0) == 1 else f" at width {config['width']:g}"
+
+
+def _lr_b(config: dict[str, Any]) -> str:
+    """The heading's note of the decays' own learning rate, when it is not the weights'."""
+    scale = config.get("lr_b_scale", 1.0)
+    return "" if scale == 1 else f" (decays b at {scale:g}x)"
+
+
 def markdown(run: dict[str, Any]) -> str:
     c, seeds, folds = run["config"], run["seeds"], run["folds"]
     unit = (f"pooled accuracy of a {folds}-fold cross-validation over all samples (each tested once), per seed"
             if folds else f"final-epoch test accuracy (test share {c['test_fraction']:g}), per seed")
-    lines = [f"# Ablation: {c['arch']} on {c['dataset']}, T = {c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
-             f"{c['optimizer']} lr {c['lr']:g}, seeds {', '.join(map(str, seeds))}", "",
+    lines = [f"# Ablation: {c['arch']}{_width(c)} on {c['dataset']}, T = {c['timesteps']}, "
+             f"{counted(c['epochs'], 'epoch')}, {c['optimizer']} lr {c['lr']:g}{_lr_b(c)}, "
+             f"seeds {', '.join(map(str, seeds))}", "",
              f"Machine: {run['machine']}. Run time: {run['seconds']:.0f} s (this invocation; runs finished "
              f"before are read back).", "",
              f"Accuracy (%): {unit}; mean +- sample std over {counted(len(seeds), 'seed')} (min-max). Every row trains "
@@ -140,8 +152,8 @@ def figure_png(run: dict[str, Any]) -> bytes:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     c = run["config"]
     folds = f", {run['folds']}-fold" if run["folds"] else ""
-    fig.suptitle(f"{c['arch']} on {c['dataset']}, T={c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
-                 f"{counted(len(run['seeds']), 'seed')}"
+    fig.suptitle(f"{c['arch']}{_width(c)} on {c['dataset']}, T={c['timesteps']}, {counted(c['epochs'], 'epoch')}, "
+                 f"{counted(len(run['seeds']), 'seed')}{_lr_b(c)}"
                  f"{folds}\n* differs from LSG: sign-flip p < {ablation_stats.ALPHA:g}", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.94))
     buffer = io.BytesIO()

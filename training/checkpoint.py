@@ -383,11 +383,12 @@ def _check_group(group: dict[str, Any], ours: dict[str, Any], numbers: range, co
     unknown = sorted(set(group) - {*want, "params", "initial_lr"})
     if unknown:
         raise CheckpointError(f"{where}: unknown setting(s) {', '.join(map(str, unknown))}")
-    if group.get("initial_lr") != config.lr or isinstance(group.get("initial_lr"), bool):
-        raise CheckpointError(f"{where}: initial_lr must be the config's lr {config.lr}, got "
+    start = ours.get("initial_lr", ours["lr"])  # the config's lr (the decays': lr * lr_b_scale)
+    if group.get("initial_lr") != start or isinstance(group.get("initial_lr"), bool):
+        raise CheckpointError(f"{where}: initial_lr must be the config's lr for the group, {start}, got "
                               f"{group.get('initial_lr')!r}")
-    if not (_number(group.get("lr")) and 0 <= group["lr"] <= config.lr):
-        raise CheckpointError(f"{where}: lr must be a number in [0, {config.lr}], got {group.get('lr')!r}")
+    if not (_number(group.get("lr")) and 0 <= group["lr"] <= start):
+        raise CheckpointError(f"{where}: lr must be a number in [0, {start}], got {group.get('lr')!r}")
     for key, value in want.items():
         if key != "lr" and key in group and (group[key] != value or type(group[key]) is not type(value)):
             raise CheckpointError(f"{where}: {key} must be {value!r} (the config's), got {group[key]!r}")

@@ -80,6 +80,11 @@ class TrainConfig:
     #: learned decays and widths (the paper's Fig. 6/7); the paper does not say, and a decay is a
     #: time constant, not a weight. Runs saved before this key existed decayed b (``SAVED_BEFORE``).
     weight_decay_b: bool = False
+    #: the decay parameters b train at ``lr * lr_b_scale`` (cosine-annealed with the rest). Under
+    #: Adam a step moves b by about lr whatever its gradient, so 230 steps at 2e-3 move beta = 0.2 by
+    #: a few hundredths at most; a larger scale lets the decays, and LSG's width, move within a short
+    #: run (docs/researchers.md, "a setting where beta moves"). 1 is the paper's (one lr for all).
+    lr_b_scale: float = 1.0
     optimizer: str = "adam"  #: adam, or sgd with momentum (the seed paper's CIFAR recipe: lr 0.1, wd 5e-4)
     momentum: float = 0.9  #: sgd only
     seed: int = 0
@@ -129,6 +134,8 @@ class TrainConfig:
             (1 <= self.epochs <= MAX_EPOCHS, f"epochs must lie in [1, {MAX_EPOCHS}], got {self.epochs}"),
             (1 <= self.batch_size <= MAX_WIDTH, f"batch_size must lie in [1, {MAX_WIDTH}], got {self.batch_size}"),
             (0 < self.lr <= MAX_LR, f"lr must lie in (0, {MAX_LR:g}], got {self.lr}"),
+            (0 < self.lr_b_scale and self.lr * self.lr_b_scale <= MAX_LR,
+             f"lr_b_scale must be positive with lr * lr_b_scale at most {MAX_LR:g}, got {self.lr_b_scale}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.seed <= MAX_SEED, f"seed must lie in [0, {MAX_SEED}] (numpy's seed range), got {self.seed}"),
             (1 <= len(self.channels) <= MAX_CONV_BLOCKS and all(1 <= c <= MAX_CHANNELS for c in self.channels),

@@ -134,14 +134,17 @@ def loss_fn(out: Forward, y: torch.Tensor, kind: str, tet_lambda: float = 0.0, v
 
 def param_groups(config: TrainConfig, model: nn.Module) -> list[dict[str, Any]]:
     """The optimizer's parameter groups: every parameter with the config's weight decay, except
-    the LIF decay parameters ``b`` when ``weight_decay_b`` is off (the default; why:
-    :class:`training.config.TrainConfig`), which form a second group without weight decay. One
-    group when ``weight_decay_b`` is on (as every run before the key existed)."""
+    the LIF decay parameters ``b``, which form a second group without weight decay when
+    ``weight_decay_b`` is off (the default; why: :class:`training.config.TrainConfig`) and with the
+    learning rate ``lr * lr_b_scale``. One group when ``weight_decay_b`` is on and ``lr_b_scale``
+    is 1 (as every run before the keys existed, so their optimizer states resume)."""
     decays = {id(m.b) for m in model.modules() if isinstance(m, LIF) and isinstance(m.b, nn.Parameter)}
-    if config.weight_decay_b or not decays:
+    if not decays or (config.weight_decay_b and config.lr_b_scale == 1):
         return [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
     return [{"params": [p for p in model.parameters() if id(p) not in decays], "weight_decay": config.weight_decay},
-            {"params": [p for p in model.parameters() if id(p) in decays], "weight_decay": 0.0}]
+            {"params": [p for p in model.parameters() if id(p) in decays],
+             "weight_decay": config.weight_decay if config.weight_decay_b else 0.0,
+             "lr": config.lr * config.lr_b_scale}]
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

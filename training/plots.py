@@ -8,7 +8,9 @@ histograms. :func:`draw` writes, under ``<run>/plots/``:
   normal density with ``sigma^2 = (1 + beta^2) v_th^2``;
 * ``fig4_accuracy_loss.png``: test accuracy and loss per epoch;
 * ``fig5_in_window.png``: per layer, the fraction of membranes inside the gradient window;
-* ``fig6_alpha.png``, ``fig7_beta.png``: each layer's surrogate width and decay over training.
+* ``fig6_alpha.png``, ``fig7_beta.png``: each layer's surrogate width and decay over training;
+* ``fig67_depth.png``: the same two against depth, one line per epoch, with the rank correlation
+  of each with depth (:mod:`training.depth_trend`: does the width grow with depth?).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from lsg_io import files
+from training import depth_trend
 
-NAMES = ("fig3_membranes.png", "fig4_accuracy_loss.png", "fig5_in_window.png", "fig6_alpha.png", "fig7_beta.png")
+NAMES = ("fig3_membranes.png", "fig4_accuracy_loss.png", "fig5_in_window.png", "fig6_alpha.png", "fig7_beta.png",
+         "fig67_depth.png")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -54,21 +58,39 @@ def layer_colours(n: int) -> list:
     return [palette(i % palette.N) for i in range(n)]
 
 
-def _layer_lines(plt, rows, key: str, ylabel: str, title: str, path: Path) -> None:
+#: more layers than this are coloured by depth (tab20 would repeat colours and the legend not fit)
+MOST_NAMED_LAYERS = 20
+
+
+def layer_lines(plt, rows, key: str, ylabel: str, title: str):
+    """One line per layer against epoch: a named colour each and a legend, or, past
+    :data:`MOST_NAMED_LAYERS` (deep plain stacks), a sequential colour by depth and a colour bar."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     fig, ax = plt.subplots(figsize=(7, 4))
     series = _per_layer(rows, key)
-    for colour, (layer, (epochs, values)) in zip(layer_colours(len(series)), series.items(), strict=True):
+    deep = len(series) > MOST_NAMED_LAYERS
+    depth = colormaps["viridis"].resampled(256)
+    colours = [depth(0.92 * i / max(1, len(series) - 1)) for i in range(len(series))] if deep else \
+        layer_colours(len(series))
+    for colour, (layer, (epochs, values)) in zip(colours, series.items(), strict=True):
         ax.plot(epochs, values, color=colour, label=layer, marker="." if len(epochs) < 30 else None)
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
-    if len(series) <= 20:
+    if deep:
+        names = list(series)
+        bar = fig.colorbar(ScalarMappable(Normalize(1, len(series) / 0.92), depth), ax=ax)
+        bar.set_label(f"LIF layer: 1 = {names[0]} (input side) to {len(series)} = {names[-1]}", fontsize=8)
+        bar.set_ticks([1, len(series) // 2, len(series)])
+    else:
         ax.legend(fontsize=7, ncol=2)
     fig.subplots_adjust(bottom=0.13)  # room for the x label
-    _save(fig, path)
-    plt.close(fig)
+    return fig
 
 
 def draw(run: Path) -> list[Path]:
-    """Write the five figures of the run in ``run``; returns their paths."""
+    """Write the six figures of the run in ``run`` (:data:`NAMES`); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,8 +146,14 @@ def draw(run: Path) -> list[Path]:
     _save(fig, paths[1])
     plt.close(fig)
 
-    _layer_lines(plt, diagnostics, "in_window", "fraction of membranes", "inside the gradient window |u - v_th| < "
-                 "alpha/2", paths[2])
-    _layer_lines(plt, diagnostics, "alpha", "alpha", "surrogate width per layer", paths[3])
-    _layer_lines(plt, diagnostics, "beta", "beta", "decay per layer", paths[4])
+    for path, (key, ylabel, title) in zip(paths[2:5], (
+            ("in_window", "fraction of membranes", "inside the gradient window |u - v_th| < alpha/2"),
+            ("alpha", "alpha", "surrogate width per layer"), ("beta", "beta", "decay per layer")), strict=True):
+        fig = layer_lines(plt, diagnostics, key, ylabel, title)
+        _save(fig, path)
+        plt.close(fig)
+    fig = depth_trend.figure(plt, diagnostics, "Figs. 6 and 7 against depth: each layer's decay and surrogate "
+                             "width, one line per epoch")
+    _save(fig, paths[5])
+    plt.close(fig)
     return paths
