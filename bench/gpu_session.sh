@@ -6,6 +6,9 @@
 #                                 GPU, numba on the host) and bench/fake_quant_gpu.py     ~3 min
 #   bench/gpu_session.sh train [ARGS]   bench/train_speed_gpu.py ARGS (default: T = 2 and 6; one
 #                                 T per call, --timesteps 2, then 6, if time is short)     ~4 min per T
+#   bench/gpu_session.sh simulate [ARGS]   bench/simulate_gpu.py ARGS: lsg-deploy simulate --device
+#                                 cuda on a full-width ResNet-19 bundle over 10,000 CIFAR-10-format
+#                                 images, checked == against the reference on 32            ~4 min
 #
 # The device image has torch, triton, numba, pytest and numpy but not the peers: they travel as
 # wheels in .whl (ignored by git), fetched here once:
@@ -41,8 +44,14 @@ case "${1:-}" in
         shift
         timeout 560 "$python" bench/train_speed_gpu.py "$@" 2>&1 | tee "$out/train_speed_gpu.log"
         ;;
+    simulate)
+        shift
+        timeout 560 "$python" bench/simulate_gpu.py --json "$out/simulate_gpu.json" "$@" 2>&1 \
+            | tee "$out/simulate_gpu.log"
+        ;;
     *)
-        echo "usage: bench/gpu_session.sh checks | train [bench/train_speed_gpu.py's arguments]" >&2
+        echo "usage: bench/gpu_session.sh checks | train [bench/train_speed_gpu.py's arguments] |" \
+             "simulate [bench/simulate_gpu.py's arguments]" >&2
         exit 2
         ;;
 esac

@@ -37,6 +37,8 @@ import numpy as np
 
 from hardware.graph import EVENT_FRAMES, INPUT, Graph
 
+UINT16_ROWS = (1 << 16) - 1  #: rows of 0/1 values a uint16 count can sum without leaving its range
+
 PJ_PER_FLOAT32_ADD = 0.9  #: Horowitz 2014, 45 nm, 32-bit float add
 PJ_PER_FLOAT32_MULT = 3.7  #: Horowitz 2014, 45 nm, 32-bit float multiply
 PJ_PER_AC = PJ_PER_FLOAT32_ADD  #: an accumulate: one add
@@ -111,8 +113,22 @@ def source_events(graph: Graph, spikes: Mapping[str, np.ndarray], inputs: np.nda
             steps = graph.input.steps(inputs, timesteps).reshape(len(inputs), timesteps, -1)
             events[e.source] = steps.sum(axis=(0, 1), dtype=np.int64)
         else:
-            events[e.source] = np.asarray(spikes[e.source]).sum(axis=(0, 1), dtype=np.int64)
+            events[e.source] = spike_counts(np.asarray(spikes[e.source]))
     return events
+
+
+def spike_counts(spikes: np.ndarray) -> np.ndarray:
+    """Per neuron, how many of the (B, T, neurons) 0/1 ``spikes`` are 1, as int64. Bool spikes are
+    summed as bytes into uint16 over blocks of at most 65,535 rows, where no count can leave its
+    type: the same integers, about 3x faster than numpy's int64 sum (a full-width ResNet-19 over a
+    test set counts ~3 MB of spikes a sample, ``simulate --device cuda``'s largest host cost)."""
+    rows = spikes.reshape(-1, spikes.shape[-1])
+    if rows.dtype != np.bool_:
+        return rows.sum(axis=0, dtype=np.int64)
+    counts = np.zeros(rows.shape[1], np.int64)
+    for lo in range(0, len(rows), UINT16_ROWS):
+        counts += np.add.reduce(rows[lo:lo + UINT16_ROWS].view(np.uint8), axis=0, dtype=np.uint16)
+    return counts
 
 
 def operations_from_events(graph: Graph, events: Mapping[str, np.ndarray], samples: int,

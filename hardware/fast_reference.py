@@ -51,10 +51,10 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from hardware import fixed_point as fp
 from hardware.graph import INPUT, Graph, IntegerEdge, activation_bound, per_neuron
 from hardware.profile import OVERFLOW_RULES, Profile
-from hardware.reference import SATURATION_KINDS, IntegerRun, synaptic_input
+from hardware.reference import SATURATION_KINDS, IntegerRun, exact_arithmetic, synaptic_input
 
 CHUNK = 128  #: samples per chunk (the events net runs 1.07x faster than at 256, the others alike)
-EXACT_BITS = {np.float32: 24, np.float64: 53}  #: integers below 2^p are exact in these formats
+EXACT_FLOATS = (np.float32, np.float64)  #: BLAS's types, the narrowest that is exact first
 DENSE_CONV_LIMIT = 1 << 22  #: largest conv edge run as a dense matrix (entries)
 DENSE_CONV_WASTE = 4  #: ... and only while it has at most this many entries per true multiply
 #: an edge runs event-driven while at most this share of its source values in a chunk is nonzero
@@ -183,6 +183,15 @@ def scatter_table(edge: IntegerEdge, src_order: np.ndarray | None) -> tuple[np.n
     return ptr, starts.astype(np.int64), rows.astype(np.int64), wk
 
 
+def _blas_type(worst: int) -> type | None:
+    """float32 or float64 where sums up to ``worst`` are exact in it, else None (int64 below 2^63)."""
+    try:
+        dtype = exact_arithmetic(worst, EXACT_FLOATS)
+    except ValueError:  # the reference's own arithmetic refuses it, when it runs
+        return None
+    return None if dtype is np.int64 else dtype
+
+
 class _Synapse:
     """One edge, prepared once: its worst case, its arithmetic and its matrix, reading its source
     and writing its target in the fast path's order (:func:`hwc_order`)."""
@@ -192,7 +201,8 @@ class _Synapse:
         self.edge, self.profile, self.src_order, self.dst_order = edge, profile, src_order, dst_order
         g = edge.geometry
         self.worst = int(edge.worst_sums(input_bound).max(initial=0))
-        self.dtype = next((d for d, bits in EXACT_BITS.items() if self.worst < 1 << bits), None)
+        #: the BLAS product's type (hardware.reference.exact_arithmetic); None: the reference's int64
+        self.dtype = _blas_type(self.worst)
         self.conv = g.kind == "conv"
         self.may_wrap = (self.conv and profile.synapse_overflow != "checked"
                          and self.worst >= 1 << (profile.synapse_bits - 1))

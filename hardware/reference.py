@@ -40,8 +40,7 @@ from hardware.graph import Graph, IntegerEdge, per_neuron
 from hardware.profile import Profile
 
 SATURATION_KINDS = ("a_wrap", "u_wrap", "v_clip")
-FLOAT64_EXACT = 1 << 53  #: every integer of magnitude up to this is exact in float64
-INT64_EXACT = 1 << 63  #: ... and below this in int64
+INT64_EXACT = 1 << 63  #: every integer of magnitude below this is exact in int64
 
 
 @dataclass
@@ -62,19 +61,32 @@ class IntegerRun:
         return self.final_readout.argmax(axis=1)
 
 
-def exact_sum_dtype(weight: np.ndarray, x: np.ndarray) -> type:
-    """The arithmetic in which ``sum_i W_oi x_i`` is exact for these weights (output first) and
-    source values: float64 (BLAS) while the worst case ``max_o sum_i |W_oi| * max|x|`` stays
-    below 2^53, where every partial sum, in any order, is an integer float64 holds exactly; else
-    int64, below 2^63; beyond that a ``ValueError``."""
-    bound = int(np.max(np.abs(np.asarray(x, np.int64)), initial=0))
-    rows = np.abs(np.asarray(weight, np.int64)).reshape(len(weight), -1).sum(axis=1)
-    worst = int(np.max(rows, initial=0)) * bound  # a Python int: no overflow here
-    if worst < FLOAT64_EXACT:
-        return np.float64
+#: integers of magnitude below ``2^p`` are exact in these formats (``p`` their significand's bits)
+EXACT_FLOAT_BITS = {np.float32: 24, np.float64: 53}
+
+
+def exact_arithmetic(worst: int, floats: tuple[type, ...] = (np.float64,)) -> type:
+    """The arithmetic in which integer sums whose every partial sum is at most ``worst`` in
+    magnitude are exact: the first of ``floats`` whose significand holds them (an integer sum
+    computed in floating point is exact while every partial sum is an integer below ``2^p``,
+    whatever the order of accumulation: BLAS's and a GPU's alike), else int64 below 2^63; beyond
+    that a ``ValueError``. The reference uses float64 only; its fast path and the fake-quant path
+    try float32 first."""
+    for dtype in floats:
+        if worst < 1 << EXACT_FLOAT_BITS[dtype]:
+            return dtype
     if worst < INT64_EXACT:
         return np.int64
     raise ValueError(f"synaptic sums up to {worst} do not fit 64-bit integers")
+
+
+def exact_sum_dtype(weight: np.ndarray, x: np.ndarray) -> type:
+    """The arithmetic in which ``sum_i W_oi x_i`` is exact for these weights (output first) and
+    source values (:func:`exact_arithmetic` for the worst case ``max_o sum_i |W_oi| * max|x|``):
+    float64 (BLAS) below 2^53, else int64, below 2^63; beyond that a ``ValueError``."""
+    bound = int(np.max(np.abs(np.asarray(x, np.int64)), initial=0))
+    rows = np.abs(np.asarray(weight, np.int64)).reshape(len(weight), -1).sum(axis=1)
+    return exact_arithmetic(int(np.max(rows, initial=0)) * bound)  # a Python int: no overflow here
 
 
 def conv2d_int(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:

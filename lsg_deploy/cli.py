@@ -16,7 +16,9 @@ from pathlib import Path
 from export.targets import choices as export_choices
 from hardware.targets import TARGETS, backends, profiles
 from lsg_deploy.errors import UsageError
-from lsg_deploy.simulate import ALL, CHUNK
+from lsg_deploy.fake_quant_backend import DESCRIPTION as FAKE_QUANT_DESCRIPTION
+from lsg_deploy.fake_quant_backend import FAKE_QUANT
+from lsg_deploy.simulate import ALL, CHECK, CHUNK
 
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "lr_b_scale",
@@ -53,6 +55,16 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _check_count(text: str) -> int | None:
+    """``simulate --check``: an integer >= 1, or ``all`` (None: every sample)."""
+    if text == "all":
+        return None
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or all, got {value}")
     return value
 
 
@@ -229,9 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     si = sub.add_parser("simulate", parents=[common], help="compare float and fixed-point runs of a bundle")
     si.add_argument("bundle", type=Path, help="a bundle directory from lsg-deploy export (--target loihi or fpga)")
     si.add_argument("--fixed-point", action="store_true", help="run the integer network too")
-    si.add_argument("--backend", choices=(*backends(), ALL), default="reference",
+    si.add_argument("--backend", choices=(*backends(), FAKE_QUANT, ALL),
                     help="fixed-point backend: " + "; ".join(f"{b.name}: {b.description}" for b in backends().values())
-                         + f"; {ALL}: every one, compared with the reference bit for bit (default: reference)")
+                         + f"; {FAKE_QUANT}: {FAKE_QUANT_DESCRIPTION}; {ALL}: every one (fake-quant only with "
+                           f"--device), compared with the reference bit for bit (default: reference, or fake-quant "
+                           f"with --device)")
+    si.add_argument("--device", help=f"with --fixed-point: where --backend {FAKE_QUANT} runs: auto (CUDA where "
+                    f"available), cpu, cuda or cuda:N; given without --backend it picks {FAKE_QUANT}")
+    si.add_argument("--check", type=_check_count, default=CHECK, metavar="N|all",
+                    help=f"the samples the reference reruns to check a {FAKE_QUANT} run with ==: every k-th, k = "
+                         f"ceil(samples / N), so N spread over the set; all: every one (default {CHECK}: every sample "
+                         f"of a test set up to {CHECK:,})")
+    si.add_argument("--no-float", dest="float_models", action="store_false",
+                    help="with --fixed-point: leave out the float models (their accuracies and the spike agreement), "
+                         "e.g. for a large network over a whole test set")
     si.add_argument("--json", type=Path, help="also write the report as JSON, and beside it (the suffix .png) a "
                     "figure of the per-layer spike agreement and firing rates; '-': the JSON alone, on stdout")
     si.add_argument("--limit", type=int, help="use only the first N test samples")
@@ -239,10 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"run the float models and the backends N samples at a time, counting the report as "
                          f"they go, so memory does not grow with the test set (--dump and --explain hold "
                          f"their whole runs); the report is the same for any N (default: {CHUNK})")
-    si.add_argument("--no-float", action="store_true",
-                    help="with --fixed-point: run only the integer backends, not the float models (on a large "
-                         "network they cost several times the integer reference); the report then has no float "
-                         "accuracy or spike agreement")
     si.add_argument("--simulator", help="the HDL simulator of --backend rtl: verilator (the default) or icarus")
     si.add_argument("--dump", type=Path, metavar="DIR",
                     help="with --fixed-point: write every hidden layer's spikes per sample and step, the readout "
@@ -406,10 +425,12 @@ def _main(argv: Sequence[str] | None) -> int:
                                      f"the report another suffix (e.g. .json)")
                 check_file_target(args.json, "--json", not_inside=args.bundle)
                 check_file_target(figure, "--json's figure", not_inside=args.bundle)
-            report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=args.backend,
+            backend = args.backend or (FAKE_QUANT if args.device is not None else "reference")
+            report = pipeline.simulate(args.bundle, args.fixed_point, args.limit, backend=backend,
                                        quiet=args.quiet, explain=args.explain, data_dir=args.data_dir,
                                        verify_data=args.verify_data, dump=args.dump, force=args.force,
-                                       simulator=args.simulator, chunk=args.chunk, floats=not args.no_float)
+                                       simulator=args.simulator, chunk=args.chunk, device=args.device,
+                                       check=args.check, float_models=args.float_models)
             if to_stdout:
                 print(json.dumps(report.to_json(), indent=2))
             elif figure is not None:

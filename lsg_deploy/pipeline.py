@@ -22,7 +22,7 @@ from lsg_deploy.outputs import (
 )
 from lsg_deploy.report.model import Report
 from lsg_deploy.results import Trained
-from lsg_deploy.simulate import CHUNK
+from lsg_deploy.simulate import CHECK, CHUNK
 from lsg_io import files
 from training import data, runlog
 
@@ -328,26 +328,31 @@ def tqdm_write(line: str) -> None:
 def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, backend: str = "reference",
              quiet: bool = False, explain: bool = False, data_dir: str | None = None,
              verify_data: bool = True, dump: Path | None = None, force: bool = False,
-             simulator: str | None = None, chunk: int = CHUNK, floats: bool = True) -> Report:
+             simulator: str | None = None, chunk: int = CHUNK, device: str | None = None,
+             check: int | None = CHECK, float_models: bool = True) -> Report:
     """Evaluate the float, folded and quantized-beta networks and, with ``fixed_point``, the
     integer network on ``backend``: the numpy ``reference``, ``lava`` (bit-accurate CPU
-    backend, in its Python 3.10 environment) or ``all`` (both, compared bit for bit).
+    backend, in its Python 3.10 environment), ``rtl``, ``fake-quant`` (torch, on ``device``:
+    ``auto`` when not given) or ``all`` (every one that fits, fake-quant only with a ``device``;
+    each compared bit for bit with the reference). ``check``: how many samples, spread over the
+    set, the reference reruns to check fake-quant run without it (None: every one;
+    :func:`lsg_deploy.simulate.checked_samples`). ``float_models=False``: skip the float models
+    (their accuracies and spike agreement), as where torch is missing.
     ``explain`` (needs ``fixed_point``) attributes each layer's disagreement to its causes
     (:mod:`lsg_deploy.explain`; the bundle's own profile, whatever the backend). ``dump``
     (needs ``fixed_point``): write every backend's spikes per sample and step there
     (:mod:`lsg_deploy.dump`); a non-empty directory only with ``force``. ``simulator``: the one
     the chosen backends that simulate run on (``rtl``: ``verilator``, the default, or ``icarus``).
     ``chunk``: the float models and the backends run that many samples at a time, the report
-    counted as they go; ``floats=False`` (``--no-float``, with ``fixed_point``) runs the backends
-    alone (the float models cost more than the integer network on a large one)
-    (:func:`lsg_deploy.simulate.build_report`).
+    counted as they go (:func:`lsg_deploy.simulate.build_report`).
 
     The bundle is verified (checksums, types, shapes) and checked against its source model
     before anything runs (:func:`lsg_deploy.simulate.load_for_report`). Returns the report
     (:class:`lsg_deploy.report.model.Report`)."""
     from export.onnx_format import MANIFEST_NAME, STEP_NAME, is_onnx_export
     from hardware.targets import backends
-    from lsg_deploy.simulate import ALL, backends_for, build_report, load_for_report, torch_missing
+    from lsg_deploy.fake_quant_backend import AUTO, FAKE_QUANT, resolve
+    from lsg_deploy.simulate import ALL, backends_for, build_report, load_for_report, registry, torch_missing
 
     if is_onnx_export(Path(bundle_dir)):
         raise UsageError(f"{bundle_dir} is an ONNX export, not a bundle: run {STEP_NAME} with onnxruntime "
@@ -356,16 +361,22 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
     if explain and not fixed_point:
         raise UsageError("--explain explains the fixed-point network's disagreement with the float one: add "
                          "--fixed-point")
-    if fixed_point and backend not in (*backends(), ALL):
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*backends(), ALL])}")
+    if fixed_point and backend not in (*backends(), FAKE_QUANT, ALL):
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join([*backends(), FAKE_QUANT, ALL])}")
+    if device is not None and not fixed_point:
+        raise UsageError("--device runs the fixed-point network in torch: add --fixed-point")
+    if device is not None and backend not in (FAKE_QUANT, ALL):
+        raise UsageError(f"--device is where --backend {FAKE_QUANT} runs; --backend {backend} does not run in torch")
+    if backend == FAKE_QUANT and device is None:
+        device = AUTO
+    if device is not None:
+        resolve(device)  # an unknown device, or CUDA where there is none: one line, before anything runs
+    if check is not None and check < 1:
+        raise UsageError(f"--check must be >= 1 (or all), got {check}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if chunk < 1:
         raise UsageError(f"--chunk must be >= 1, got {chunk}")
-    if not floats and not fixed_point:
-        raise UsageError("--no-float leaves nothing to run: add --fixed-point (the integer backends)")
-    if not floats and explain:
-        raise UsageError("--explain compares the integer network with the float one: drop --no-float")
     if dump is not None and not fixed_point:
         raise UsageError("--dump writes the fixed-point backends' spikes: add --fixed-point")
     if dump is not None:
@@ -373,21 +384,25 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
 
         check_dump_target(Path(dump), Path(bundle_dir), force)
     no_torch = torch_missing()
-    if no_torch and not fixed_point:
-        raise UsageError(f"simulate without --fixed-point runs the float models, but {no_torch}")
+    if (no_torch or not float_models) and not fixed_point:
+        raise UsageError(f"simulate without --fixed-point runs the float models, but "
+                         f"{no_torch or '--no-float leaves them out'}")
     if no_torch and explain:
         raise UsageError(f"--explain reruns the float network with each quantization step, but {no_torch}")
-    bundle, model, spec = load_for_report(Path(bundle_dir), float_models=no_torch is None and floats)
-    chosen = backends_for(backend, bundle) if fixed_point else ()
+    if not float_models and explain:
+        raise UsageError("--explain compares with the float network, which --no-float leaves out")
+    bundle, model, spec = load_for_report(Path(bundle_dir), float_models=no_torch is None and float_models)
+    chosen = backends_for(backend, bundle, device) if fixed_point else ()
     if simulator is not None:
-        simulating = [b for b in chosen if backends()[b].simulators]
+        every = registry(device)
+        simulating = [b for b in chosen if every[b].simulators]
         if not simulating:
             raise UsageError(f"--simulator {simulator}: none of the backends run ({', '.join(chosen) or 'none'}) "
-                             f"simulates; it applies to {', '.join(b for b in backends() if backends()[b].simulators)}")
+                             f"simulates; it applies to {', '.join(b for b in every if every[b].simulators)}")
         for b in simulating:
-            if simulator not in backends()[b].simulators:
+            if simulator not in every[b].simulators:
                 raise UsageError(f"--simulator {simulator}: backend {b} runs on "
-                                 f"{', '.join(backends()[b].simulators)}")
+                                 f"{', '.join(every[b].simulators)}")
     try:
         _, test, _ = data.load(spec, timesteps=bundle.timesteps,
                                files=data.FileSource.from_config(bundle.source.get("train_config", {}), data_dir,
@@ -410,6 +425,6 @@ def simulate(bundle_dir: Path, fixed_point: bool, limit: int | None = None, back
 
     return build_report(bundle, model, Path(bundle_dir), test, chosen,
                         progress=lambda total, name: progress_bar(total, f"simulate {name}", quiet), explain=explain,
-                        float_missing=no_torch if floats else "not asked for (--no-float)",
-                        on_runs=write_dump if dump is not None else None,
-                        simulator=simulator, chunk=chunk)
+                        float_missing=no_torch or (None if float_models else "--no-float: not asked for"),
+                        on_runs=write_dump if dump is not None else None, simulator=simulator, chunk=chunk,
+                        device=device, check=check)

@@ -25,7 +25,7 @@ import numpy as np
 from hardware.bundle import Bundle, BundleError
 from hardware.graph import DIRECT
 from hardware.reference import IntegerRun
-from hardware.targets import BackendError, backends, resources
+from hardware.targets import Backend, BackendError, backends, resources
 from lsg_deploy.errors import UsageError
 from lsg_deploy.report.model import (
     FLOAT,
@@ -48,12 +48,27 @@ from lsg_deploy.tally import RunTally, concatenate_runs
 from training.data import DataError, DataSpec, EncodedSplit
 
 ALL = "all"  #: every backend that can run the bundle, each compared with the reference bit for bit
+#: ``--check``'s default: every sample of a test set up to this size, this many spread over a larger one
+CHECK = 1000
 
 
-def backends_for(choice: str, bundle: Bundle) -> tuple[str, ...]:
-    """The backends a ``--backend`` choice runs on ``bundle`` (``all``: every registered one
-    that can run it); a chosen backend that cannot is a :class:`UsageError` saying why."""
-    every = backends()  # the reference, then each target's (hardware.targets)
+def registry(device: str | None = None) -> dict[str, Backend]:
+    """Every backend ``simulate`` offers, by name: the target registry's (:mod:`hardware.targets`:
+    the reference, then each target's) and, given a ``device`` (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``), the torch fake-quant path on it (:mod:`lsg_deploy.fake_quant_backend`, which
+    ``hardware`` cannot hold: it needs torch). So ``all`` takes fake-quant in only with ``--device``."""
+    if device is None:
+        return backends()
+    from lsg_deploy import fake_quant_backend
+
+    return {**backends(), fake_quant_backend.FAKE_QUANT: fake_quant_backend.backend(device)}
+
+
+def backends_for(choice: str, bundle: Bundle, device: str | None = None) -> tuple[str, ...]:
+    """The backends a ``--backend`` choice runs on ``bundle`` (``all``: every one of
+    :func:`registry` that can run it); a chosen backend that cannot is a :class:`UsageError`
+    saying why."""
+    every = registry(device)
     if choice == ALL:
         return tuple(name for name, b in every.items() if b.refuses(bundle) is None)
     if choice not in every:
@@ -64,17 +79,24 @@ def backends_for(choice: str, bundle: Bundle) -> tuple[str, ...]:
     return (choice,)
 
 
-def _warm_up(backend: str) -> float:
+def checked_samples(samples: int, check: int | None) -> np.ndarray:
+    """Which samples the reference reruns to check a :attr:`~hardware.targets.base.Backend.checked`
+    backend run without it: every ``k``-th, ``k = ceil(samples / check)``, so at most ``check``
+    spread evenly over the whole set (every chunk holds some); None, or ``check >= samples``: all."""
+    stride = 1 if check is None or check >= samples else -(-samples // check)
+    return np.arange(0, samples, stride)
+
+
+def _warm_up(backend: Backend) -> float:
     """A backend's one-time set-up (:attr:`Backend.warm_up`); its seconds."""
     start = time.perf_counter()
-    backends()[backend].warm_up()
+    backend.warm_up()
     return time.perf_counter() - start
 
 
-def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray,
+def _run_fixed(chosen: Backend, bundle: Bundle, bundle_dir: Path, inputs: np.ndarray,
                update: Callable[[int], Any] | None, simulator: str | None = None) -> tuple[IntegerRun, float]:
     """One backend's run on ``inputs`` (``update(n)`` after every ``n`` samples) and its seconds."""
-    chosen = backends()[backend]
     options = {"simulator": simulator or chosen.simulators[0]} if chosen.simulators else {}
     start = time.perf_counter()
     try:
@@ -84,6 +106,11 @@ def _run_fixed(backend: str, bundle: Bundle, bundle_dir: Path, inputs: np.ndarra
     except BackendError as exc:
         raise UsageError(exc.summary, detail=exc.detail or None) from None
     return run, time.perf_counter() - start
+
+
+def _rows(run: IntegerRun, rows: np.ndarray) -> IntegerRun:
+    """The samples ``rows`` of a run (spikes and readout; what :func:`exact_agreement` compares)."""
+    return IntegerRun(spikes={k: v[rows] for k, v in run.spikes.items()}, readout=run.readout[rows])
 
 
 def torch_missing() -> str | None:
@@ -144,6 +171,15 @@ def load_for_report(bundle_dir: Path, float_models: bool = True) -> tuple[Bundle
     if mismatch:
         raise UsageError(f"{bundle_dir}: the bundle has {mismatch}; re-export it")
     return bundle, model, spec
+
+
+def _saturation_counts(tallies: dict[str, RunTally], graph: Any) -> RunTally | None:
+    """The run whose saturation counts the report shows: the reference's, else the first backend
+    run that counts every node's (fake-quant does; Lava and the RTL do not), else None."""
+    if REFERENCE in tallies:
+        return tallies[REFERENCE]
+    nodes = {n.name for n in graph.nodes}
+    return next((tally for tally in tallies.values() if set(tally.saturation) == nodes), None)
 
 
 def exact_agreement(a: IntegerRun, b: IntegerRun) -> dict[str, int]:
@@ -262,10 +298,11 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
                  progress: Callable[[int, str], Any] | None = None, explain: bool = False,
                  float_missing: str | None = None,
                  on_runs: Callable[[dict[str, IntegerRun]], Any] | None = None,
-                 simulator: str | None = None, chunk: int = CHUNK) -> Report:
+                 simulator: str | None = None, chunk: int = CHUNK, device: str | None = None,
+                 check: int | None = CHECK) -> Report:
     """``model``: the bundle's source model (see :func:`load_for_report`), or None: the float
     models are not run (``float_missing`` says why) and only numpy is needed; ``backends``:
-    fixed-point backends to run ("reference", "lava"); empty for float only. ``progress(total,
+    fixed-point backends to run (names in :func:`registry`); empty for float only. ``progress(total,
     name)``, if given, makes a progress bar (``update(n)``, ``close()``) over the float models' and
     the backends' runs.
     ``explain``: add where each layer's disagreement comes from (:mod:`lsg_deploy.explain`).
@@ -274,18 +311,26 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
     and the backends run ``chunk`` samples at a time, and the report counts each chunk
     (:class:`RunTally`, :class:`FloatSide`) before the next runs, so memory does not grow with the
     test set (but for ``explain`` and ``on_runs``, which hold whole runs); the report is the same
-    for any chunk."""
+    for any chunk. ``device``: where the fake-quant backend runs. With the reference among
+    ``backends`` every other backend is compared with it on every sample; without it, a checked
+    backend (fake-quant) is compared with the reference on :func:`checked_samples` (``check``),
+    which the reference reruns chunk by chunk."""
     floats = FloatSide(bundle, model, keep_spikes=explain) if model is not None else None
     samples = len(test.labels)
     graph, t = bundle.integer_graph, bundle.timesteps
+    every = registry(device)
     tallies = {name: RunTally(graph, t) for name in backends}
-    setups = {backend: _warm_up(backend) for backend in backends}
-    others = [name for name in backends if name != REFERENCE]
-    mismatches = {name: dict.fromkeys([*(n.name for n in graph.hidden), "readout"], 0)
-                  for name in others} if REFERENCE in backends else {}
+    setups = {backend: _warm_up(every[backend]) for backend in backends}
+    compared = [name for name in backends if name != REFERENCE and (REFERENCE in backends or every[name].checked)]
+    mismatches = {name: dict.fromkeys([*(n.name for n in graph.hidden), "readout"], 0) for name in compared}
+    checked = np.arange(samples) if REFERENCE in backends else checked_samples(samples, check)
+    checker = REFERENCE not in backends and bool(compared)  # the reference reruns the checked samples
     kept: dict[str, list[IntegerRun]] = {name: [] for name in backends}
-    runs_named = ([FLOAT] if floats else []) + list(backends)
-    bar = progress(samples * len(runs_named), ", ".join(runs_named)) if progress and runs_named else None
+    runs_named = [*([FLOAT] if floats else []), *backends]
+    work = samples * len(runs_named) + (len(checked) if checker else 0)
+    names = ", ".join([*runs_named, *([f"{REFERENCE} (check)"] if checker else [])])
+    bar = progress(work, names) if progress and runs_named else None
+    update = bar.update if bar is not None else None
     try:
         for lo in range(0, samples, chunk):
             part = slice(lo, min(lo + chunk, samples))
@@ -295,12 +340,19 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
                 bar.update(len(here.labels))
             runs = {}
             for backend in backends:
-                runs[backend], seconds = _run_fixed(backend, bundle, bundle_dir, here.pixels,
-                                                    bar.update if bar is not None else None, simulator)
+                runs[backend], seconds = _run_fixed(every[backend], bundle, bundle_dir, here.pixels, update, simulator)
                 tallies[backend].add_run(runs[backend], here.pixels, seconds, floats_here)
+            rows = checked[(checked >= part.start) & (checked < part.stop)] - lo
+            if checker and len(rows):
+                runs_checked = {name: _rows(runs[name], rows) for name in compared}
+                runs_checked[REFERENCE], _ = _run_fixed(every[REFERENCE], bundle, bundle_dir, here.pixels[rows],
+                                                        update)
+            else:
+                runs_checked = runs
             for name, counts in mismatches.items():
-                for key, n in exact_agreement(runs[REFERENCE], runs[name]).items():
-                    counts[key] += n
+                if len(rows):
+                    for key, n in exact_agreement(runs_checked[REFERENCE], runs_checked[name]).items():
+                        counts[key] += n
             if on_runs is not None:
                 for name, run in runs.items():
                     kept[name].append(run)
@@ -326,6 +378,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
                      for name, tally in tallies.items()}})
     counted = {**({FLOAT: floats.tally} if floats else {}), **tallies}
     synops, costs = synaptic_costs(bundle, counted)
+    counting = _saturation_counts(tallies, graph)
     layers = []
     for layer in graph.nodes:
         hidden = not layer.readout
@@ -335,7 +388,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
             firing_rate={run: tally.firing_rate(layer.name) for run, tally in counted.items()} if hidden else {},
             spike_agreement={b: tally.spike_agreement(layer.name)
                              for b, tally in tallies.items()} if hidden and floats else {},
-            saturation=tallies[REFERENCE].saturation[layer.name] if REFERENCE in tallies else None,
+            saturation=counting.saturation[layer.name] if counting is not None else None,
             reference_mismatches={name: counts[layer.name] for name, counts in mismatches.items()}))
     explained = None
     if explain:
@@ -350,7 +403,7 @@ def build_report(bundle: Bundle, model: Any, bundle_dir: Path, test: EncodedSpli
         export_clipped={name: rng.get("clipped", {}) for name, rng in bundle.quantization.get("layers", {}).items()
                         if isinstance(rng, dict)},
         scales=Scales.of(bundle.quantization), backends=tuple(timed), layers=tuple(layers),
-        exact=Exact(mismatches) if mismatches else None, per_class=per_class, costs=costs,
+        exact=Exact(mismatches, len(checked)) if mismatches else None, per_class=per_class, costs=costs,
         resources=resources(bundle),  # what the network needs on its target (hardware.resources)
         explain=explained,
         predictions=Predictions(tuple(range(samples)), tuple(int(c) for c in test.labels),

@@ -184,17 +184,20 @@ def _pickle(path: Path, entry: dict) -> None:
         pickle.dump(entry, f, protocol=2)
 
 
-def write_cifar(root: Path, name: str = "cifar10", per_file: int = 20, seed: int = 0) -> Path:
+def write_cifar(root: Path, name: str = "cifar10", per_file: int = 20, seed: int = 0,
+                test_images: int | None = None) -> Path:
     """Tiny CIFAR files in torchvision's layout under ``root``: CIFAR-10's five training batches
-    and test batch, or CIFAR-100's train and test, ``per_file`` images each, with the meta file.
-    Their MD5 sums are not the published ones: load them with ``verify=False``."""
+    and test batch, or CIFAR-100's train and test, ``per_file`` images each (CIFAR-10's test
+    batch: ``test_images``, if given), with the meta file. Their MD5 sums are not the published
+    ones: load them with ``verify=False``."""
     if name == "cifar10":
         folder = root / "cifar-10-batches-py"
         folder.mkdir(parents=True, exist_ok=True)
         for n, file in enumerate(CIFAR10_FILES):
-            data, labels = cifar_images(per_file, 10, seed + n)
+            count = test_images if file == "test_batch" and test_images is not None else per_file
+            data, labels = cifar_images(count, 10, seed + n)
             _pickle(folder / file, {"batch_label": f"fixture batch {n}", "labels": labels, "data": data,
-                                    "filenames": [f"img_{n}_{i}.png" for i in range(per_file)]})
+                                    "filenames": [f"img_{n}_{i}.png" for i in range(count)]})
         _pickle(folder / "batches.meta", {"num_cases_per_batch": per_file, "num_vis": 3072,
                                           "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog",
                                                           "frog", "horse", "ship", "truck"]})

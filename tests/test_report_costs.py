@@ -204,3 +204,16 @@ def test_text_report_and_figure(tiny_report):
     png = out.with_suffix(".png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     assert main(["simulate", str(bundle), "--json", str(out.with_suffix(".png")), "--quiet"]) == 2
+
+
+def test_spike_counts_are_the_int64_sums_across_uint16_blocks():
+    """The blocked uint16 count equals numpy's int64 sum, past one block's 65,535 rows and for
+    graded (non-bool) values, which take the plain sum."""
+    rng = np.random.default_rng(0)
+    spikes = rng.random((costs.UINT16_ROWS + 7, 1, 3)) < 0.9
+    spikes[:, :, 0] = True  # a neuron that fires every row: its count passes what uint16 holds
+    counts = costs.spike_counts(spikes)
+    assert counts.dtype == np.int64 and counts[0] == costs.UINT16_ROWS + 7
+    assert np.array_equal(counts, spikes.sum(axis=(0, 1), dtype=np.int64))
+    graded = rng.integers(0, 3, size=(5, 2, 4))
+    assert np.array_equal(costs.spike_counts(graded), graded.sum(axis=(0, 1)))

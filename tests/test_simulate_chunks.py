@@ -125,13 +125,13 @@ def test_no_float_runs_the_integer_backends_alone(tiny_model, tmp_path, capsys):
     """--no-float: the reference's numbers as with the float models, and no float column; the
     options it cannot go with are one-line errors."""
     bundle = _export(tiny_model, tmp_path / "bundle")
-    alone = pipeline.simulate(bundle, True, limit=40, quiet=True, floats=False)
+    alone = pipeline.simulate(bundle, True, limit=40, quiet=True, float_models=False)
     full = pipeline.simulate(bundle, True, limit=40, quiet=True)
     assert alone.float_accuracy is None and "--no-float" in alone.float_missing
     assert alone.backends[0].accuracy == full.backends[0].accuracy
     assert alone.predictions.runs["reference"] == full.predictions.runs["reference"]
     assert [layer.saturation for layer in alone.layers] == [layer.saturation for layer in full.layers]
-    for args, message in ((["--no-float"], "--no-float leaves nothing to run"),
-                          (["--fixed-point", "--no-float", "--explain"], "drop --no-float")):
+    for args, message in ((["--no-float"], "--no-float leaves them out"),
+                          (["--fixed-point", "--no-float", "--explain"], "which --no-float leaves out")):
         assert main(["simulate", str(bundle), *args, "--quiet"]) == 2
         assert message in capsys.readouterr().err

@@ -32,11 +32,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
-    if not name.startswith("cuda"):
+    suffix = name.partition(":")[2]
+    if name != "cuda" and not (name.startswith("cuda:") and suffix.isdigit()):
         raise DeviceError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {name!r}")
     if not torch.cuda.is_available():
         raise DeviceError(f"device {name}: torch {torch.__version__} sees no CUDA device here; use --device cpu")
-    index = int(name.split(":", 1)[1]) if ":" in name else local_rank
+    index = int(suffix) if suffix else local_rank
     if index >= torch.cuda.device_count():
         raise DeviceError(f"device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
     return torch.device("cuda", index)

@@ -102,6 +102,9 @@ class Backend:
     #: the simulators it can run on, the first its default (``simulate --simulator``); where there
     #: are any, ``run`` takes the chosen one as the keyword ``simulator``
     simulators: tuple[str, ...] = ()
+    #: a faster computation of the specification rather than an independent oracle: run alone,
+    #: its runs are still compared with the reference's on the checked samples (``simulate --check``)
+    checked: bool = False
 
 
 @dataclass(frozen=True)

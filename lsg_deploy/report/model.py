@@ -95,9 +95,12 @@ class BackendRun:
 @dataclass(frozen=True)
 class Exact:
     """Each backend besides the reference compared with it bit for bit: per backend, the
-    mismatches per hidden layer (spikes) and for the readout membranes (``readout``)."""
+    mismatches per hidden layer (spikes) and for the readout membranes (``readout``), over
+    ``samples`` samples (every one where the reference ran beside them; a checked backend run
+    alone, such as fake-quant, is compared on the samples ``--check`` picks)."""
 
     mismatches: Mapping[str, Mapping[str, int]]
+    samples: int | None = None  #: None in reports written before it was recorded
 
     @property
     def pair(self) -> str:
@@ -116,13 +119,14 @@ class Exact:
     def to_json(self) -> dict[str, Any]:
         # one backend besides the reference (the usual case) keeps the counts flat
         flat = next(iter(self.mismatches.values())) if len(self.mismatches) == 1 else self.mismatches
-        return {"pair": self.pair, "mismatches": dict(flat), "equal": self.equal}
+        doc = {"pair": self.pair, "mismatches": dict(flat), "equal": self.equal}
+        return doc if self.samples is None else {**doc, "samples": self.samples}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Exact:
         others = doc["pair"].split(" == ")[1:]
         mismatches = doc["mismatches"]
-        return cls({others[0]: mismatches} if len(others) == 1 else mismatches)
+        return cls({others[0]: mismatches} if len(others) == 1 else mismatches, doc.get("samples"))
 
 
 def per_layer(counts: Mapping[str, Any]) -> str:

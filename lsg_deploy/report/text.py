@@ -193,7 +193,8 @@ def format_report(report: Report, verbose: bool = False) -> str:
     if report.exact is not None:
         exact = report.exact
         verdict = "bit-exact" if exact.equal else "MISMATCH"
-        lines.append(f"{exact.pair}: {verdict} (mismatches per layer: {exact.in_words()})")
+        subset = f" on {exact.samples:,} of {h.samples:,} samples" if exact.samples not in (None, h.samples) else ""
+        lines.append(f"{exact.pair}: {verdict}{subset} (mismatches per layer: {exact.in_words()})")
     names = report.backend_names
     shown = REFERENCE if REFERENCE in names else next(iter(names), REFERENCE)
     lines += _layer_lines(report, shown)
