@@ -319,30 +319,43 @@ def _signals_raise() -> Iterator[None]:
     """SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated` while the command runs;
     the previous handlers come back afterwards (``main`` runs in-process in tests). A signal that
     arrives while a finalizer runs (where Python would print the exception as "ignored" and go
-    on) is raised RETRY_S later, in the code the finalizer interrupted. Only the main thread can
-    set handlers; elsewhere the defaults stay."""
+    on) is raised RETRY_S later, in the code the finalizer interrupted; one still waiting when the
+    command ends is raised then, so that no signal is lost (a command that ended within RETRY_S of
+    it returned 0 as if never signalled). Only the main thread can set handlers; elsewhere the
+    defaults stay."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     retries: list[threading.Timer] = []
+    pending: list[int] = []  #: signals deferred out of a finalizer and not raised yet
+
+    def raise_for(signum: int):
+        pending.clear()
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
     def stop(signum, frame):
         if _in_finalizer(frame):  # again soon, from a thread: no SIGALRM, which callers may use
+            pending.append(signum)
             retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
             retry.daemon = True
             retries.append(retry)
             retry.start()
             return
-        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+        raise_for(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for retry in retries:
-            retry.cancel()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        try:
+            for retry in retries:
+                retry.cancel()
+                retry.join()  # a retry that fired has sent its signal: ``stop`` raises it here
+            if pending:
+                raise_for(pending[0])
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
