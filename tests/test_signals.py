@@ -121,17 +121,20 @@ def test_finetune_interrupted_keeps_its_last_epoch(default_run, tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+class Finalized:
+    """An object whose finalizer is where SIGTERM arrives."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # the handler runs here, inside __del__
+            pass
+
+
 def test_a_signal_inside_a_finalizer_is_raised_after_it(capfd):
     """SIGTERM handled while a finalizer runs (Python would print the exception as "ignored" and
     go on: an export once finished after its SIGTERM this way) is raised just after, in the code
     the finalizer interrupted."""
     from lsg_deploy.cli import Terminated, _signals_raise
-
-    class Finalized:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(10_000):  # the handler runs here, inside __del__
-                pass
 
     with pytest.raises(Terminated), _signals_raise():
         Finalized()  # no reference kept: __del__ runs at once
@@ -143,12 +146,6 @@ def test_a_signal_deferred_out_of_a_finalizer_is_not_lost_when_the_command_ends_
     """The command returns before the deferred signal's retry fires (an export that finished within
     those milliseconds once exited 0 after its SIGTERM): the signal is raised as the command ends."""
     from lsg_deploy.cli import Terminated, _signals_raise
-
-    class Finalized:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(10_000):  # the handler runs here, inside __del__
-                pass
 
     with pytest.raises(Terminated), _signals_raise():
         Finalized()  # no reference kept: __del__ runs at once; the block ends before any retry
