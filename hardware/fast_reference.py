@@ -82,8 +82,8 @@ def _blas_pool():
 def _one_blas_thread():
     """A context in which BLAS runs on one thread, where numba's kernels run on several: OpenBLAS's
     idle threads spin after every product and take the cores from the parallel kernels that
-    follow (measured with bench/lava_speed.py: the events net 1.8x, ResNet-19 1.15-1.25x faster
-    with one BLAS thread); elsewhere nothing changes."""
+    follow (measured with OPENBLAS_NUM_THREADS=1 against 2 on a quiet machine: the events net
+    1.8x, ResNet-19 1.15-1.25x faster); elsewhere nothing changes."""
     pool = _blas_pool()
     if numba is None or pool is None or numba.get_num_threads() < 2:
         return nullcontext()
