@@ -19,6 +19,7 @@ from lsg_deploy.errors import UsageError
 from lsg_deploy.fake_quant_backend import DESCRIPTION as FAKE_QUANT_DESCRIPTION
 from lsg_deploy.fake_quant_backend import FAKE_QUANT
 from lsg_deploy.simulate import ALL, CHECK, CHUNK
+from lsg_io.files import defer_signal
 
 #: train's flags that override config keys of the same name
 TRAIN_FLAGS = ("dataset", "arch", "width", "mode", "alpha", "timesteps", "epochs", "batch_size", "lr", "lr_b_scale",
@@ -334,6 +335,8 @@ def _signals_raise() -> Iterator[None]:
         raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
     def stop(signum, frame):
+        if defer_signal(signum):  # a temporary is being made: raised again inside its clean-up's try
+            return
         if _in_finalizer(frame):  # again soon, from a thread: no SIGALRM, which callers may use
             pending.append(signum)
             retry = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))

@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,24 +44,58 @@ def umask() -> int:
 
 
 _DEFERRED = {signal.SIGINT, signal.SIGTERM}
+#: the main thread's open sections (:func:`_hold_signals`), and the signals a handler deferred in them
+_sections = 0
+_deferred: list[int] = []
 
 
-def _hold_signals() -> set[int] | None:
-    """Block SIGINT and SIGTERM in this thread; returns the mask to restore (None: unchanged).
+def defer_signal(signum: int) -> bool:
+    """For a signal handler: True (the signal is taken, and raised again when the section ends)
+    while the main thread is between creating a temporary and the ``try`` that removes it.
+
+    The thread's mask (:func:`_hold_signals`) keeps a signal sent to the main thread pending, but
+    a signal sent to the process may be taken by another thread (torch's, OpenBLAS's), and
+    Python then runs the handler in the main thread at its next bytecode, inside the section. A
+    handler that raises (the CLI's) asks here first; Python's default SIGINT handler does not, and
+    only the mask covers it."""
+    if _sections:
+        _deferred.append(signum)
+        return True
+    return False
+
+
+def _hold_signals() -> tuple[set[int] | None, bool]:
+    """Open a section in which SIGINT and SIGTERM wait: blocked in this thread, and deferred by
+    handlers that ask :func:`defer_signal` (in the main thread, where Python runs handlers).
+    Returns what :func:`_release_signals` needs to close it.
 
     Python raises ``KeyboardInterrupt`` (and the CLI's SIGTERM exception) between any two
     bytecodes, so a signal between ``mkstemp`` returning and the ``try`` that removes the
-    temporary on failure would leave it behind. Held, the signal stays pending in the kernel and
-    is raised where :func:`_release_signals` is called, inside that ``try``."""
+    temporary on failure would leave it behind. Held, the signal is raised where
+    :func:`_release_signals` is called, inside that ``try``."""
+    global _sections
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _sections += 1
     try:
-        return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED), main
     except (AttributeError, OSError, ValueError):  # a platform without per-thread masks
-        return None
+        return None, main
 
 
-def _release_signals(held: set[int] | None) -> None:
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+def _release_signals(held: tuple[set[int] | None, bool]) -> None:
+    """Close :func:`_hold_signals`'s section: a signal held by the mask or deferred by a handler
+    is raised here."""
+    global _sections
+    mask, main = held
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if main:
+        _sections -= 1
+        if not _sections and _deferred:
+            signum = _deferred[0]
+            _deferred.clear()
+            signal.raise_signal(signum)  # its handler runs (and raises) before this returns
 
 
 def _try_lock(fd: int) -> bool:
