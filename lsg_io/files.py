@@ -98,6 +98,19 @@ def _release_signals(held: tuple[set[int] | None, bool]) -> None:
             signal.raise_signal(signum)  # its handler runs (and raises) before this returns
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends and are raised there: for short work in which
+    a C library calls back into Python and prints and drops an exception raised there (h5py's
+    type conversions log through ``logging``; a Ctrl-C landing in one printed a traceback and
+    was lost)."""
+    held = _hold_signals()
+    try:
+        yield
+    finally:
+        _release_signals(held)
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -227,7 +227,8 @@ def write_netx(bundle: Bundle, path: Path) -> None:
     path = Path(path)
     groups = netx_groups(bundle)  # every check runs before anything is written
     image = io.BytesIO()  # built in memory: HDF5 itself must never meet a full disk (it crashes)
-    with h5py.File(image, "w") as f:
+    # in milliseconds, with signals held: h5py's conversion callbacks drop what a signal raises there
+    with files.signals_held(), h5py.File(image, "w") as f:
         f.attrs["generator"] = GENERATOR
         f.attrs["bundle_format_version"] = FORMAT_VERSION
         f.attrs["target"] = bundle.target
