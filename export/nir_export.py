@@ -163,5 +163,6 @@ def to_nir(graph: Graph, timesteps: int) -> nir.NIRGraph:
 def write_nir(graph: Graph, timesteps: int, path: Path) -> None:
     """Write :func:`to_nir`'s graph to ``path`` (HDF5, ``nir.read`` reads it), atomically."""
     image = io.BytesIO()  # built in memory: HDF5 itself must never meet a full disk (it crashes)
-    nir.write(image, to_nir(graph, timesteps))
+    with files.signals_held():  # h5py's conversion callbacks drop what a signal raises there
+        nir.write(image, to_nir(graph, timesteps))
     files.write_bytes(path, image.getvalue())

@@ -374,38 +374,49 @@ def test_graphs_netx_cannot_hold_are_named():
         netx_groups(_as_bundle(residual))
 
 
-def test_a_signal_while_hdf5_is_built_is_raised_after_it_and_nothing_is_written(tmp_path, monkeypatch):
+
+@pytest.mark.parametrize("writer", ["netx", "nir"])
+def test_a_signal_while_hdf5_is_built_is_raised_after_it_and_nothing_is_written(tmp_path, monkeypatch, writer):
     """h5py calls back into Python (its type conversions log) and prints and drops an exception
     raised there: a SIGTERM that landed in one printed a traceback from an export. Signals are
-    held while the HDF5 image is built and raised once it is, before the file is written."""
+    held while an HDF5 image (netx, NIR) is built and raised once it is, before the file is
+    written."""
     import signal
     import threading
     import time
     import traceback
 
-    from hardware.targets.loihi import netx
+    from export.nir_export import write_nir
     from lsg_deploy.cli import Terminated, _signals_raise
+    from tests.test_nir_peer import _network as nir_network
 
     idle = threading.Event()
     other = threading.Thread(target=idle.wait)  # the thread the kernel gives the signal to
     other.start()
-    real = netx._write_dataset
+    real = h5py.Group.create_dataset
 
-    def signalled_while_writing(group, key, value):
-        real(group, key, value)
-        if key != "weight":
-            return
-        signal.pthread_kill(other.ident, signal.SIGTERM)
-        end = time.monotonic() + 0.3
-        while time.monotonic() < end:  # bytecodes: an unheld handler runs (and raises) here
-            pass
+    def signalled_while_writing(group, name, *args, **kwargs):
+        made = real(group, name, *args, **kwargs)
+        if not signalled:
+            signalled.append(name)
+            signal.pthread_kill(other.ident, signal.SIGTERM)
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:  # bytecodes: an unheld handler runs (and raises) here
+                pass
+        return made
 
-    monkeypatch.setattr(netx, "_write_dataset", signalled_while_writing)
+    signalled = []
+    monkeypatch.setattr(h5py.Group, "create_dataset", signalled_while_writing)
+    bundle = _quantized_bundle()
     try:
         with pytest.raises(Terminated) as info, _signals_raise():
-            write_netx(_quantized_bundle(), tmp_path / "model.net")
+            if writer == "netx":
+                write_netx(bundle, tmp_path / "model.net")
+            else:
+                write_nir(nir_network(0), bundle.timesteps, tmp_path / "model.nir")
     finally:
         idle.set()
         other.join()
+    assert signalled
     assert "signalled_while_writing" not in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
     assert list(tmp_path.iterdir()) == []
