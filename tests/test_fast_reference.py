@@ -113,13 +113,13 @@ def _conv_edge(rng, in_shape, out_c, kernel, stride, padding, weight_max=254) ->
     return IntegerEdge("c", "input", "n", Geometry("conv", in_shape, out, stride, padding), weight, 0, 1.0)
 
 
-def _random_conv(rng: np.random.Generator) -> tuple[tuple[int, int, int], IntegerEdge]:
+def _random_conv(rng: np.random.Generator, weight_max: int = 254) -> tuple[tuple[int, int, int], IntegerEdge]:
     """A conv edge of random input shape, kernel, stride and padding (the kernel fits the input)."""
     in_shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
     kernel = (int(rng.integers(1, min(in_shape[1], 4) + 1)), int(rng.integers(1, min(in_shape[2], 4) + 1)))
     stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
     padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
-    return in_shape, _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding)
+    return in_shape, _conv_edge(rng, in_shape, int(rng.integers(1, 4)), kernel, stride, padding, weight_max)
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -133,15 +133,18 @@ def test_a_conv_as_a_dense_matrix_is_the_convolution(seed):
     assert np.array_equal(x.reshape(5, -1) @ dense.T.astype(np.int64), expected)
 
 
+@pytest.mark.parametrize("weight_max, weight_type", [(254, np.int16), (1 << 17, np.int32)], ids=["int16", "int32"])
 @pytest.mark.parametrize("seed", range(60))
-def test_a_conv_as_events_is_the_convolution(seed):
+def test_a_conv_as_events_is_the_convolution(seed, weight_max, weight_type):
     """The event-driven conv (scatter table and kernel) in (H, W, C) order, on random
     geometries, strides and paddings, with graded values, spikes and zeros, from a (C, H, W)
-    source (the input) and from an (H, W, C) one (a node)."""
+    source (the input) and from an (H, W, C) one (a node); its weights in int16 where they fit,
+    else int32."""
     if not fast_reference.compiled():
         pytest.fail("numba is not installed: `pip install -e .[train]` (make test) installs it")
     rng = np.random.default_rng(seed)
-    in_shape, edge = _random_conv(rng)
+    in_shape, edge = _random_conv(rng, weight_max)
+    assert fast_reference.scatter_table(edge, None)[3].dtype == weight_type
     g = edge.geometry
     x = rng.integers(0, 3, size=(5, *in_shape)) * (rng.random((5, *in_shape)) < 0.5)
     expected = reference.conv2d_int(x, edge.weight, g.stride, g.padding).reshape(5, -1)
