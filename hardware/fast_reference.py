@@ -41,6 +41,9 @@ range. What it changes, and why each change is exact:
 
 from __future__ import annotations
 
+import math
+import threading
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cache, cached_property
@@ -413,7 +416,28 @@ def _compiled_step(profile: Profile) -> bool:
             and "checked" not in (profile.current_overflow, profile.voltage_overflow))
 
 
-def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
+class _Workspace:
+    """The large arrays of a chunk, reused from chunk to chunk and run to run (kept with the
+    prepared graph). glibc gives large freed blocks back to the OS (its mmap and trim thresholds
+    follow the largest block freed so far), so a fresh chunk's arrays were faulted in page by page
+    as they were first written: the ResNet net ran 2.4x slower in a process that had not freed a
+    larger block before (measured; MALLOC_MMAP_THRESHOLD_=64 MiB gave the same 2.4x, and so did
+    running the specification first). One buffer per role serves every
+    node in turn (each node's array is used up before the next node's is made), except a role
+    ``own``ed by a node (its spikes, which later nodes read); a smaller chunk uses its beginning."""
+
+    def __init__(self):
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    def empty(self, role: str, shape: tuple[int, ...], dtype, own: str | None = None) -> np.ndarray:
+        key, size = (role, own, np.dtype(dtype)), math.prod(shape)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[key] = np.empty(size, dtype)
+        return buffer[:size].reshape(shape)
+
+
+def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool, work: _Workspace
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, int]]:
     """``T`` steps of a node from zero state on activations ``a`` (T, M, N): spikes as uint8
     (T, M, N) for the next synapses and bool (M, T, N) for the result, membranes (M, T, N) if
@@ -422,9 +446,9 @@ def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
     # the readout never fires (Profile.lif_step): no int64 exceeds the largest one
     thr = np.iinfo(np.int64).max if node.readout else int(node.vth) << profile.vth_shift
     if numba is not None and _compiled_step(profile):
-        spikes_f = np.empty((steps, m, n), np.uint8)
-        spikes_b = np.empty((m, steps, n), bool)
-        v_out = np.empty((m, steps, n) if keep_v else (1, 1, 1), np.int64)
+        spikes_f = work.empty("spikes", (steps, m, n), np.uint8, own=node.name)  # every element is written
+        spikes_b = work.empty("spikes_b", (m, steps, n), bool)
+        v_out = work.empty("v", (m, steps, n) if keep_v else (1, 1, 1), np.int64)
         counts = np.zeros((m, 2), np.int64)
         _lif_kernel(a, bias, int(node.du), int(node.dv), thr, profile.decay_shift, profile.act_shift,
                     profile.state_bits, _rule(profile.current_overflow), _rule(profile.voltage_overflow),
@@ -449,10 +473,11 @@ def _lif(a: np.ndarray, bias: np.ndarray, node, profile: Profile, keep_v: bool
 # --- the run --------------------------------------------------------------------------------------
 
 def _currents(node, edges, synapses: dict[str, _Synapse], source_rows: dict[str, np.ndarray], m: int,
-              timesteps: int, dtype, sat: dict[str, int], once: bool) -> np.ndarray:
+              timesteps: int, dtype, sat: dict[str, int], once: bool, work: _Workspace) -> np.ndarray:
     """A node's summed activations (T, M, N) for one chunk. An edge from the direct-encoded
     input is computed once (``once``) and counts its wraps for every step."""
-    a = np.zeros((timesteps, m, node.neurons), dtype)
+    a = work.empty("a", (timesteps, m, node.neurons), dtype)
+    a.fill(0)
     flat = a.reshape(timesteps * m, node.neurons)
     for edge in edges:
         syn, rows = synapses[edge.name], source_rows[edge.source]
@@ -480,6 +505,35 @@ def _store(dst: np.ndarray, values: np.ndarray, order: np.ndarray | None, shape:
         dst.reshape(m, steps, c, h, w)[...] = values.reshape(m, steps, h, w, c).transpose(0, 1, 4, 2, 3)
 
 
+#: per thread (a run writes its workspace), the last graph's prepared synapses, for the next run
+#: on it (simulate runs a test set chunk by chunk, a bench the same samples again): ``.last`` is
+#: (the graph, weakly; input bound; profile; what it holds)
+_kept = threading.local()
+
+
+def _prepared(graph: Graph, bound: int, profile: Profile) -> tuple[dict, dict, dict, dict, _Workspace]:
+    """The run's fixed parts for this graph, inputs bounded by ``bound`` and this profile: the
+    nodes' orders, the synapses (whose tables and matrices are built when first used and kept),
+    the biases, the activations' dtypes and the chunks' arrays (:class:`_Workspace`). Kept for
+    the last graph (a graph is immutable: frozen records whose arrays nobody writes), so a run
+    over many chunks builds them once (events net, 360 samples: 10% of a run, measured)."""
+    graph_ref, kept_bound, kept_profile, prepared = getattr(_kept, "last", (lambda: None, None, None, None))
+    if graph_ref() is graph and kept_bound == bound and kept_profile == profile:
+        return prepared
+    orders = {INPUT: None, **{n.name: hwc_order(n.shape) for n in graph.nodes}}
+    synapses = {e.name: _Synapse(e, bound if e.source == INPUT else 1, profile, orders[e.source], orders[e.target])
+                for e in graph.edges}
+    biases = {n.name: _in_order(fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp).astype(np.int64),
+                                orders[n.name]) for n in graph.nodes}
+    #: int32 activations where every node's summed worst case fits (halves the memory traffic)
+    wrap = profile.synapse_bits if profile.synapse_overflow != "checked" else None
+    acc_dtype = {n.name: np.int32 if activation_bound(graph, n.name, bound, wrap) < 1 << 31 else np.int64
+                 for n in graph.nodes}
+    prepared = orders, synapses, biases, acc_dtype, _Workspace()
+    _kept.last = weakref.ref(graph), bound, profile, prepared
+    return prepared
+
+
 def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chunk: int = CHUNK,
         progress: Callable[[int], object] | None = None) -> IntegerRun:
     """:func:`hardware.reference.run`, computed faster; the same arguments, the same result.
@@ -489,21 +543,13 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
     b = steps_in.shape[0]
     per_step = graph.input.per_step
     bound = int(np.abs(steps_in).max(initial=0))
-    orders = {INPUT: None, **{n.name: hwc_order(n.shape) for n in graph.nodes}}
-    synapses = {e.name: _Synapse(e, bound if e.source == INPUT else 1, profile, orders[e.source], orders[e.target])
-                for e in graph.edges}
-    biases = {n.name: _in_order(fp.effective_bias(per_neuron(n.shape, n.bias_mant), n.bias_exp).astype(np.int64),
-                                orders[n.name]) for n in graph.nodes}
+    orders, synapses, biases, acc_dtype, work = _prepared(graph, bound, profile)
     #: the input as the compiled kernel reads it: bytes where the values fit (they are checked)
     in_dtype = np.uint8 if graph.input.input_max <= 255 else np.int64
     incoming = {n.name: graph.incoming(n.name) for n in graph.nodes}
     spikes = {n.name: np.empty((b, timesteps, n.neurons), bool) for n in graph.hidden}
     readout = np.empty((b, timesteps, graph.readout.neurons), np.int64)
     saturation = {n.name: dict.fromkeys(SATURATION_KINDS, 0) for n in graph.nodes}
-    #: int32 activations where every node's summed worst case fits (halves the memory traffic)
-    wrap = profile.synapse_bits if profile.synapse_overflow != "checked" else None
-    acc_dtype = {n.name: np.int32 if activation_bound(graph, n.name, bound, wrap) < 1 << 31 else np.int64
-                 for n in graph.nodes}
     with _one_blas_thread():  # numba's kernels get the cores
         for lo in range(0, b, chunk):
             hi = min(lo + chunk, b)
@@ -515,8 +561,8 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
                 source_rows = {INPUT: np.asarray(inputs)[lo:hi].reshape(m, -1).astype(in_dtype)}
             for node in graph.nodes:
                 a = _currents(node, incoming[node.name], synapses, source_rows, m, timesteps, acc_dtype[node.name],
-                              saturation[node.name], once=not per_step)
-                spikes_u8, spikes_b, v, counts = _lif(a, biases[node.name], node, profile, keep_v=node.readout)
+                              saturation[node.name], not per_step, work)
+                spikes_u8, spikes_b, v, counts = _lif(a, biases[node.name], node, profile, node.readout, work)
                 sat = saturation[node.name]
                 sat["u_wrap"] += counts["u_wrap"]
                 sat["v_clip"] += counts["v_clip"]

@@ -215,3 +215,32 @@ def test_fast_path_agrees_with_fake_quant_too():
     for name in fast.spikes:
         assert np.array_equal(spikes[name].numpy(), fast.spikes[name]), name
     assert np.array_equal(readout.numpy(), fast.readout)
+
+
+def test_runs_on_one_graph_share_its_prepared_synapses_and_no_other_graph_does(path):
+    """simulate runs a test set chunk by chunk: a run reuses the last run's prepared synapses
+    for the same graph, input bound and profile, and prepares afresh for anything else (a new
+    graph of the same shapes with other weights included); every run equals the specification."""
+    import dataclasses
+
+    profile = PROFILES[0]
+    graph = random_graph(5, profile)
+    assert fast_reference._prepared(graph, 3, profile) is fast_reference._prepared(graph, 3, profile)
+    assert fast_reference._prepared(graph, 4, profile) is not fast_reference._prepared(graph, 3, profile)
+    negated = dataclasses.replace(graph, edges=tuple(dataclasses.replace(e, weight=-e.weight) for e in graph.edges))
+    inputs = random_inputs(5, graph, 4, batch=5)
+    for g in (graph, negated, graph, negated):
+        _assert_same(reference.run(g, inputs, 4, profile), fast_reference.run(g, inputs, 4, profile, chunk=2))
+
+
+def test_threads_running_one_graph_at_once_each_get_the_specifications_numbers(path):
+    """A run writes its prepared graph's workspace: threads keep their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    profile = PROFILES[0]
+    graph = random_graph(6, profile)
+    inputs = [random_inputs(seed, graph, 4, batch=9) for seed in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda x: fast_reference.run(graph, x, 4, profile, chunk=2), inputs))
+    for x, got in zip(inputs, runs, strict=True):
+        _assert_same(reference.run(graph, x, 4, profile), got)
