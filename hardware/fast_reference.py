@@ -15,8 +15,9 @@ range. What it changes, and why each change is exact:
   channels are contiguous; results are put back in (C, H, W) order. A permutation: exact.
 * **Event-driven synapses where sums fit int32.** Each nonzero source value (a spike, or a
   graded pixel) adds its weights to the outputs it reaches: a dense edge's column, a conv's
-  kernel slice ``W[:, c, i, j]`` to every output position its taps reach (stride and padding
-  as in :func:`hardware.reference.conv2d_int`; :func:`scatter_table`). Integer additions in the
+  kernel slice ``W[:, c, i, j]`` to every output position its taps reach, a kernel row's taps
+  as one run (stride and padding as in :func:`hardware.reference.conv2d_int`;
+  :func:`scatter_table`). Integer additions in the
   order of the events: exact while every partial sum stays below ``2^31``, which the edge's worst
   case ``max_o sum_i |W_oi| * max|x|`` bounds, and with no wrap to apply (Loihi's conv wrap needs
   the whole sum) nor weight shift. Chosen per edge and chunk while at most :data:`EVENT_DENSITY`
@@ -34,7 +35,8 @@ range. What it changes, and why each change is exact:
 * **The neuron loop compiled.** With numba, one kernel runs ``T`` steps of a node's neurons in
   registers (the profile's step: decay toward zero, current overflow, bias, membrane overflow,
   strict threshold, reset) in parallel over samples; without numba, the same step in numpy.
-* **Samples in chunks** of :data:`CHUNK`, so a chunk's arrays stay in cache.
+* **Samples in chunks** of :data:`CHUNK`, so a chunk's arrays stay in cache; the tables and the
+  chunks' arrays are kept for the next run on the same graph (:func:`_prepared`).
 * **One BLAS thread** while the compiled kernels run on several (:func:`_one_blas_thread`): the
   scheduling of the same exact operations, not the arithmetic.
 """
