@@ -46,8 +46,8 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cache, cached_property
 
 import numpy as np
@@ -93,6 +93,21 @@ def _one_blas_thread():
     if numba is None or pool is None or numba.get_num_threads() < 2:
         return nullcontext()
     return pool.limit(limits=1, user_api="blas")
+
+
+@contextmanager
+def _all_numba_threads() -> Iterator[None]:
+    """numba's kernels on all its threads (``NUMBA_NUM_THREADS``) whatever this thread set last
+    (the fused training neuron sets fewer for small layers), restored afterwards."""
+    if numba is None:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def compiled() -> bool:
@@ -552,7 +567,7 @@ def run(graph: Graph, inputs: np.ndarray, timesteps: int, profile: Profile, chun
     spikes = {n.name: np.empty((b, timesteps, n.neurons), bool) for n in graph.hidden}
     readout = np.empty((b, timesteps, graph.readout.neurons), np.int64)
     saturation = {n.name: dict.fromkeys(SATURATION_KINDS, 0) for n in graph.nodes}
-    with _one_blas_thread():  # numba's kernels get the cores
+    with _all_numba_threads(), _one_blas_thread():  # numba's kernels get the cores
         for lo in range(0, b, chunk):
             hi = min(lo + chunk, b)
             m = hi - lo
