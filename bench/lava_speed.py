@@ -9,7 +9,8 @@ the specification), for Lava's steady state (the steps only: ``run_s / B``) and 
 end (interpreter start, graph build, compile, run, teardown); then how many times faster the
 fast path is than each, and whether all of them agreed bit for bit (every hidden node's spikes,
 the readout membranes). Reference timings are the best of ``--repeats`` runs after a warm-up
-(the compiled kernels are loaded once per process). The inputs are the bundle's own dataset's
+(the compiled kernels are loaded once per process; the fast path keeps a graph's tables and chunk
+arrays from one run to the next, as it does across ``simulate``'s chunks). The inputs are the bundle's own dataset's
 test split, encoded as the bundle's input says (direct images or event frames). Not a test:
 numbers depend on the machine and its load.
 """
