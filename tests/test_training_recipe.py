@@ -102,6 +102,7 @@ def test_the_decay_parameters_train_at_lr_times_lr_b_scale(optimizer):
     assert [g["lr"] for g in optimizer_.param_groups] == [0.01, pytest.approx(0.1)]
     assert {id(p) for p in optimizer_.param_groups[1]["params"]} == _decay_params(model)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer_, T_max=config.epochs)
+    optimizer_.step()  # an epoch's steps first (no gradients: nothing moves), as training does
     schedule.step()
     low, high = (g["lr"] for g in optimizer_.param_groups)
     assert high == pytest.approx(10 * low) and low < 0.01
