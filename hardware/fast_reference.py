@@ -251,8 +251,8 @@ class _Synapse:
         self.conv = g.kind == "conv"
         self.may_wrap = (self.conv and profile.synapse_overflow != "checked"
                          and self.worst >= 1 << (profile.synapse_bits - 1))
-        #: event-driven in the compiled kernel: integer sums below 2^31 (int16 or int32 weights, int32
-        #: partial sums), no wrap, no shift
+        #: event-driven in the compiled kernel: integer sums below 2^31 (int16 or int32 weights,
+        #: int32 partial sums), no wrap, no shift
         self.events = numba is not None and not self.may_wrap and edge.weight_exp == 0 and self.worst < 1 << 31
         self.dense = not self.conv or (g.neurons * g.fan_in <= DENSE_CONV_LIMIT
                                        and g.fan_in <= DENSE_CONV_WASTE * edge.weight[0].size)
@@ -425,6 +425,7 @@ if numba is not None:
                         for o in range(n):
                             o_r[o0 + o] += xk * flat[w0 + o]
 
+
 def _compiled_step(profile: Profile) -> bool:
     """Whether the compiled kernel computes this profile's step (Loihi's form); other profiles run
     the profile's own step, vectorised over the batch."""
@@ -439,9 +440,9 @@ class _Workspace:
     follow the largest block freed so far), so a fresh chunk's arrays were faulted in page by page
     as they were first written: the ResNet net ran 2.4x slower in a process that had not freed a
     larger block before (measured; MALLOC_MMAP_THRESHOLD_=64 MiB gave the same 2.4x, and so did
-    running the specification first). One buffer per role serves every
-    node in turn (each node's array is used up before the next node's is made), except a role
-    ``own``ed by a node (its spikes, which later nodes read); a smaller chunk uses its beginning."""
+    running the specification first). One buffer per role serves every node in turn (each node's
+    array is used up before the next node's is made), except a role ``own``ed by a node (its
+    spikes, which later nodes read); a smaller chunk uses its beginning."""
 
     def __init__(self):
         self._buffers: dict[tuple, np.ndarray] = {}
