@@ -113,17 +113,27 @@ def _(g, u, beta, alpha, v_th):
     return torch.empty_like(g), torch.empty((), dtype=u.dtype, device=u.device)
 
 
+def _save(ctx, u: torch.Tensor, beta: torch.Tensor, alpha: torch.Tensor, v_th: float) -> None:
+    """What the backward needs: the membranes (the spikes are ``u >= v_th`` again), beta, alpha."""
+    ctx.save_for_backward(u, beta, alpha)
+    ctx.v_th = v_th
+    ctx.mark_non_differentiable(u)
+
+
+def _input_gradients(ctx, grad_spikes: torch.Tensor, backward):
+    """Gradients to ``(x, beta, alpha, v_th)`` through ``backward`` (the operator or its body)."""
+    u, beta, alpha = ctx.saved_tensors
+    dx, dbeta = backward(grad_spikes, u, beta.detach(), alpha.detach(), ctx.v_th)
+    return dx, dbeta.to(beta.dtype), None, None
+
+
 def _setup_context(ctx, inputs, output) -> None:
     x, beta, alpha, v_th = inputs
-    ctx.save_for_backward(output[1], beta, alpha)
-    ctx.v_th = v_th
-    ctx.mark_non_differentiable(output[1])
+    _save(ctx, output[1], beta, alpha, v_th)
 
 
 def _gradients(ctx, grad_spikes: torch.Tensor, grad_u: torch.Tensor):
-    u, beta, alpha = ctx.saved_tensors
-    dx, dbeta = _backward(grad_spikes, u, beta.detach(), alpha.detach(), ctx.v_th)
-    return dx, dbeta.to(beta.dtype), None, None
+    return _input_gradients(ctx, grad_spikes, _backward)
 
 
 _forward.register_autograd(_gradients, setup_context=_setup_context)
@@ -137,16 +147,12 @@ class _Eager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, beta, alpha, v_th):
         spikes, u = _run_forward(x, beta.detach(), v_th)
-        ctx.save_for_backward(u, beta, alpha)
-        ctx.v_th = v_th
-        ctx.mark_non_differentiable(u)
+        _save(ctx, u, beta, alpha, v_th)
         return spikes, u
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_u):
-        u, beta, alpha = ctx.saved_tensors
-        dx, dbeta = _run_backward(grad_spikes, u, beta.detach(), alpha, ctx.v_th)
-        return dx, dbeta.to(beta.dtype), None, None
+        return _input_gradients(ctx, grad_spikes, _run_backward)
 
 
 def fused_lif(x: torch.Tensor, beta: torch.Tensor, v_th: float, alpha: torch.Tensor
