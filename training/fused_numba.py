@@ -3,7 +3,7 @@ numba kernels, the same algorithm as the Triton kernels (:mod:`training.fused_tr
 neurons, each block's T steps in order, the blocks spread over up to as many threads as torch uses
 (one per :data:`THREAD_ELEMENTS` of the layer: :func:`_threads`).
 
-The blocks run on numba's ``workqueue`` threads (as many as torch's), not its default OpenMP
+The blocks run on numba's ``workqueue`` threads (up to as many as torch's), not its default OpenMP
 layer: that layer's spinning pool competes with torch's own OpenMP threads, and made a 2-process
 torchrun training three times slower than the step function. (Without ``parallel=True`` the
 same loops compile several times slower, even on one thread.) ``NUMBA_THREADING_LAYER`` set by
